@@ -1,0 +1,65 @@
+"""The ``riskml`` command line: one Typer app; each domain registers its verbs here.
+
+Domain CLI modules keep heavy imports (polars, ray, torch, feast) inside their command bodies,
+so ``riskml --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from riskml import __version__
+
+app = typer.Typer(
+    name="riskml",
+    help="Real-time risk ML: simulate/import data, build features, train, backtest, serve.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+@app.command()
+def version() -> None:
+    """Print the riskml version."""
+    typer.echo(__version__)
+
+
+def _register() -> None:
+    from riskml.data import cli as data_cli
+
+    app.command("simulate")(data_cli.simulate)
+    app.command("import")(data_cli.import_transactions)
+    app.add_typer(data_cli.data_app, name="data")
+
+    from riskml.features import cli as features_cli
+
+    app.add_typer(features_cli.features_app, name="features")
+
+    from riskml.training import cli as training_cli
+
+    app.command("train")(training_cli.train)
+    app.command("tune")(training_cli.tune)
+
+    from riskml.evaluation import cli as evaluation_cli
+
+    app.command("backtest")(evaluation_cli.backtest)
+
+    from riskml.k8s import cli as k8s_cli
+
+    app.add_typer(k8s_cli.k8s_app, name="k8s")
+
+    from riskml import serving_cli
+
+    app.add_typer(serving_cli.serve_app, name="serve")
+
+    from riskml import demo as demo_mod
+
+    app.command("demo")(demo_mod.demo)
+
+
+_register()
+
+
+def main() -> None:
+    app()
