@@ -1,0 +1,60 @@
+# syntax=docker/dockerfile:1.7
+#
+# The one riskml runtime image: kfp components, KubeRay RayJobs (training) and the RayService
+# (scoring) all run it. The Ray base image must carry the same Ray as requirements.lock
+# (ray==2.60.0); tests/k8s check RAY_VERSION against the installed Ray and the overlays' tags.
+#
+#   docker build -t riskml:0.1.0-ray2.60.0 .                                    # CPU
+#   docker build --build-arg VARIANT=gpu -t riskml:0.1.0-ray2.60.0-gpu .       # CUDA (GPU workers)
+#
+# skaffold builds both (artifacts `riskml` and `riskml-gpu`).
+ARG RAY_VERSION=2.60.0
+ARG PYTHON_TAG=py311
+ARG VARIANT=cpu
+FROM rayproject/ray:${RAY_VERSION}-${PYTHON_TAG}-${VARIANT}
+
+ARG RAY_VERSION
+ARG VARIANT=cpu
+# The lock pins the CPU build of PyTorch (torch==X+cpu from the PyTorch CPU index). The GPU
+# variant swaps that single pin for the CUDA build of the same version from PyPI.
+ARG TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu
+
+# The Ray base image runs as the non-root user `ray` (uid 1000, gid 100) with conda under
+# /home/ray/anaconda3; stay that user for every layer so nothing in the image is root-owned
+# and writable at runtime.
+USER 1000:100
+WORKDIR /home/ray/app
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    RISKML_HOME=/tmp/riskml \
+    XDG_CACHE_HOME=/tmp/.cache \
+    MPLCONFIGDIR=/tmp/.matplotlib
+
+# 1) Third-party dependencies from the lock only (cached until the lock changes).
+COPY --chown=1000:100 requirements.lock ./
+RUN set -eux; \
+    if [ "${VARIANT}" = "gpu" ]; then \
+      sed -E 's/^(torch==[0-9.]+)\+cpu$/\1/' requirements.lock > /tmp/requirements.txt; \
+      pip install -r /tmp/requirements.txt; \
+    else \
+      pip install --extra-index-url "${TORCH_CPU_INDEX}" -r requirements.lock; \
+    fi; \
+    rm -f /tmp/requirements.txt; \
+    python -c "import ray; assert ray.__version__ == '${RAY_VERSION}', ray.__version__"
+
+# 2) The project itself, without touching the resolved dependency set.
+COPY --chown=1000:100 pyproject.toml README.md ./
+COPY --chown=1000:100 riskml ./riskml
+COPY --chown=1000:100 serving ./serving
+COPY --chown=1000:100 components ./components
+COPY --chown=1000:100 pipelines ./pipelines
+COPY --chown=1000:100 benchmarks ./benchmarks
+COPY --chown=1000:100 feature_repo ./feature_repo
+RUN pip install --no-deps . && python -m riskml version
+
+# Runtime writes go to /tmp only (the pods mount emptyDirs there and keep the root filesystem
+# read-only). KubeRay supplies the command (`ray start ...`); kfp supplies its own.
+USER 1000:100
