@@ -1,0 +1,11 @@
+"""Typed errors of the feature store (importable without Feast)."""
+
+from __future__ import annotations
+
+
+class FeatureStoreError(RuntimeError):
+    """The feature store is not set up or was asked something it cannot answer."""
+
+
+class FeatureStoreUnavailable(FeatureStoreError):
+    """The online store (SQLite file or Redis) cannot be reached. Serving catches this one."""

@@ -1,0 +1,243 @@
+"""Request-time customer features from a compact history state: the one online implementation.
+
+The *history state* of a customer is its recent transactions (every transaction of the last
+``LONG_WINDOW_S`` before its newest one, and always at least the last ``SEQ_LEN``), sorted by
+``(ts, tx_id)``. It lives in the online store as Feast array features (view
+``customer_history``) and is updated by :func:`apply_transaction` (write-back, idempotent by
+``tx_id``). :func:`customer_features` and :func:`sequence_features` compute, for a request at
+time ``t``, exactly the features that the offline batch (:mod:`riskml.features.batch`) computes
+vectorised for a transaction at ``t``: windows ``[t - w, t)``, strictly before ``t``.
+
+Pure numpy, no I/O; the functions take and return plain dicts/arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from riskml.features.definitions import (
+    CUSTOMER_WINDOWS,
+    DISTINCT_WINDOW_S,
+    LONG_WINDOW_S,
+    NIGHT_END_HOUR,
+    NO_PREVIOUS,
+    NO_RATIO,
+    SEQ_FIELDS,
+    SEQ_LEN,
+    category_code,
+    channel_code,
+)
+
+US = 1_000_000
+HOUR_US = 3600 * US
+DAY_US = 86_400 * US
+
+#: Fields of the history state (Feast feature names of view ``customer_history``), with the
+#: transaction key each one is filled from.
+STATE_FIELDS: dict[str, str] = {
+    "hist_tx_id": "tx_id",
+    "hist_ts": "ts_us",
+    "hist_amount": "amount",
+    "hist_terminal": "terminal_id",
+    "hist_device": "device_id",
+    "hist_category": "merchant_category",
+    "hist_channel": "channel",
+    "hist_terminal_risk": "terminal_risk",
+}
+_NUMERIC = {"hist_ts": np.int64, "hist_amount": np.float64, "hist_terminal_risk": np.float64}
+
+
+class State(dict[str, np.ndarray]):
+    """A customer's history state: ``STATE_FIELDS`` -> equal-length arrays sorted by time."""
+
+    @classmethod
+    def empty(cls) -> State:
+        return cls(
+            {k: np.array([], dtype=_NUMERIC.get(k, object)) for k in STATE_FIELDS},
+        )
+
+    @classmethod
+    def from_lists(cls, values: Mapping[str, Sequence[Any] | None]) -> State:
+        """Build from online-store values (lists; ``None`` for a missing customer)."""
+        state = cls()
+        n = None
+        for key in STATE_FIELDS:
+            raw = values.get(key)
+            seq = [] if raw is None else list(raw)
+            arr = np.asarray(seq, dtype=_NUMERIC.get(key, object))
+            if n is None:
+                n = len(arr)
+            elif len(arr) != n:
+                raise ValueError(f"corrupt history state: {key} has {len(arr)} entries, not {n}")
+            state[key] = arr
+        return state
+
+    def to_lists(self) -> dict[str, list[Any]]:
+        return {k: self[k].tolist() for k in STATE_FIELDS}
+
+    def __len__(self) -> int:  # number of transactions, not of fields
+        return len(self["hist_ts"]) if "hist_ts" in self else 0
+
+
+def apply_transaction(state: State, tx: Mapping[str, Any]) -> tuple[State, bool]:
+    """Add one transaction to ``state``; returns ``(new_state, changed)``.
+
+    Idempotent by ``tx_id``: a transaction already in the state (or one old enough to have been
+    trimmed already) leaves it unchanged. Retention keeps every transaction within
+    ``LONG_WINDOW_S`` of the newest one and always the last ``SEQ_LEN``.
+    """
+    tx_id = str(tx["tx_id"])
+    if tx_id in set(state["hist_tx_id"].tolist()):
+        return state, False
+    new = State()
+    for key, src in STATE_FIELDS.items():
+        value = tx[src]
+        if key not in _NUMERIC:
+            value = str(value)
+        new[key] = np.append(state[key], np.asarray([value], dtype=state[key].dtype))
+    order = np.lexsort((new["hist_tx_id"].astype(str), new["hist_ts"]))
+    keep = retention_mask(new["hist_ts"][order])
+    idx = order[keep]
+    out = State({k: v[idx] for k, v in new.items()})
+    changed = tx_id in set(out["hist_tx_id"].tolist())
+    return (out if changed else state), changed
+
+
+def retention_mask(sorted_ts: np.ndarray) -> np.ndarray:
+    """Which entries of a time-sorted history to keep (see :func:`apply_transaction`)."""
+    n = len(sorted_ts)
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    keep = sorted_ts >= sorted_ts[-1] - LONG_WINDOW_S * US
+    keep[max(0, n - SEQ_LEN) :] = True
+    return keep
+
+
+def cents_split(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Integer cents of each value and whether the value is exactly a whole number of cents."""
+    values = np.asarray(values, dtype=np.float64)
+    cents = np.round(values * 100)
+    exact = (cents / 100 == values) & (np.abs(cents) < 2**53)
+    return np.where(exact, cents, 0).astype(np.int64), exact
+
+
+def amount_sum(values: np.ndarray) -> float:
+    """Sum of amounts, bit-identical to the batch window sums (see ``batch._WindowSums``)."""
+    cents, exact = cents_split(values)
+    total = int(cents.sum()) / 100
+    if exact.all():
+        return total
+    return total + float(np.asarray(values, dtype=np.float64)[~exact].sum())
+
+
+def _hour(ts_us: np.ndarray | int) -> np.ndarray | int:
+    return (np.asarray(ts_us) // HOUR_US) % 24
+
+
+def customer_features(state: State, ts_us: int, device_id: str) -> dict[str, float | int]:
+    """Customer features of a transaction at ``ts_us`` (µs since epoch) on ``device_id``.
+
+    The state is sorted by time, so every window ``[t - w, t)`` is a slice ``[lo, hi)``.
+    """
+    ts = state["hist_ts"]
+    hi = int(np.searchsorted(ts, ts_us, "left"))  # entries strictly before t
+    out: dict[str, float | int] = {}
+    amount = state["hist_amount"]
+    for name, seconds in CUSTOMER_WINDOWS.items():
+        lo = int(np.searchsorted(ts, ts_us - seconds * US, "left"))
+        vals = amount[lo:hi]
+        cnt = hi - lo
+        total = amount_sum(vals) if cnt else 0.0
+        out[f"cust_cnt_{name}"] = cnt
+        out[f"cust_sum_{name}"] = total
+        out[f"cust_mean_{name}"] = total / cnt if cnt else 0.0
+        out[f"cust_max_{name}"] = float(vals.max()) if cnt else 0.0
+    out["cust_secs_since_prev"] = (ts_us - int(ts[hi - 1])) / US if hi else NO_PREVIOUS
+    lo = int(np.searchsorted(ts, ts_us - DISTINCT_WINDOW_S * US, "left"))
+    out["cust_distinct_terminals_7d"] = len(set(state["hist_terminal"][lo:hi].tolist()))
+    out["cust_distinct_devices_7d"] = len(set(state["hist_device"][lo:hi].tolist()))
+    out["cust_distinct_categories_7d"] = len(set(state["hist_category"][lo:hi].tolist()))
+    lo = int(np.searchsorted(ts, ts_us - LONG_WINDOW_S * US, "left"))
+    n_long = hi - lo
+    night = int(np.count_nonzero(np.asarray(_hour(ts[lo:hi])) < NIGHT_END_HOUR))
+    out["cust_night_share_30d"] = night / n_long if n_long else 0.0
+    out["cust_new_device"] = int(device_id not in set(state["hist_device"][lo:hi].tolist()))
+    out["unknown_customer"] = int(hi == 0)
+    return out
+
+
+def request_features(
+    amount: np.ndarray,
+    ts_us: np.ndarray,
+    cnt_7d: np.ndarray,
+    mean_7d: np.ndarray,
+    cnt_30d: np.ndarray,
+    mean_30d: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Request-time features, vectorised (used by the on-demand views offline and online)."""
+    amount = np.asarray(amount, dtype=np.float64)
+    ts_us = np.asarray(ts_us, dtype=np.int64)
+
+    def ratio(cnt: np.ndarray, mean: np.ndarray) -> np.ndarray:
+        cnt = np.asarray(cnt, dtype=np.int64)
+        mean = np.asarray(mean, dtype=np.float64)
+        ok = (cnt > 0) & (mean > 0)
+        return np.where(ok, amount / np.where(ok, mean, 1.0), NO_RATIO)
+
+    hour = (ts_us // HOUR_US) % 24
+    return {
+        "cust_amount_ratio_7d": ratio(cnt_7d, mean_7d),
+        "cust_amount_ratio_30d": ratio(cnt_30d, mean_30d),
+        "tx_log_amount": np.log1p(amount),
+        "tx_hour": hour.astype(np.int64),
+        "tx_dow": ((ts_us // DAY_US + 3) % 7).astype(np.int64),  # Monday = 0
+        "tx_is_night": (hour < NIGHT_END_HOUR).astype(np.int64),
+    }
+
+
+def sequence_rows(
+    ts_us: np.ndarray,
+    amount: np.ndarray,
+    category_codes: np.ndarray,
+    channel_codes: np.ndarray,
+    terminal_risk: np.ndarray,
+    now_us: np.ndarray,
+) -> np.ndarray:
+    """Sequence elements (``SEQ_FIELDS`` order, float32) for past transactions seen at ``now_us``.
+
+    Vectorised over elements; shared by the offline builder and :func:`sequence_features`.
+    """
+    age_s = (np.asarray(now_us, dtype=np.int64) - np.asarray(ts_us, dtype=np.int64)) / US
+    cols = [
+        np.ones(len(age_s)),
+        np.log1p(np.asarray(amount, dtype=np.float64)),
+        np.log1p(age_s),
+        _hour(ts_us),
+        category_codes,
+        channel_codes,
+        terminal_risk,
+    ]
+    return np.stack([np.asarray(c, dtype=np.float64) for c in cols], axis=-1).astype(np.float32)
+
+
+def sequence_features(state: State, ts_us: int) -> np.ndarray:
+    """The last ``SEQ_LEN`` transactions strictly before ``ts_us``, oldest first, left-padded."""
+    out = np.zeros((SEQ_LEN, len(SEQ_FIELDS)), dtype=np.float32)
+    ts = state["hist_ts"]
+    hi = int(np.searchsorted(ts, ts_us, "left"))
+    idx = np.arange(max(0, hi - SEQ_LEN), hi)
+    if idx.size == 0:
+        return out
+    rows = sequence_rows(
+        ts[idx],
+        state["hist_amount"][idx],
+        np.array([category_code(c) for c in state["hist_category"][idx]]),
+        np.array([channel_code(c) for c in state["hist_channel"][idx]]),
+        state["hist_terminal_risk"][idx],
+        np.full(idx.size, ts_us, dtype=np.int64),
+    )
+    out[SEQ_LEN - idx.size :] = rows
+    return out

@@ -1,0 +1,120 @@
+"""Feast on the real local Redis: training/serving parity, idempotent materialisation, and a
+typed error when the server goes away (on a redis-server of our own, on a free port)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from riskml.features import FeatureStoreUnavailable
+from riskml.features.online import OnlineFeatures
+from riskml.features.store import StoreConfig, get_store, materialize, training_set
+
+from .conftest import REPLAY_DAY, TEST_REDIS, redis_available
+from .helpers import replay
+from .test_store import _dump
+
+pytestmark = [pytest.mark.integration, pytest.mark.redis]
+
+
+@pytest.fixture(scope="module")
+def redis_store(make_store: Callable[..., StoreConfig]) -> Iterator[StoreConfig]:
+    if not redis_available():
+        pytest.skip(f"no Redis at {TEST_REDIS}")
+    cfg = make_store("redis")
+    yield cfg
+    get_store(cfg).teardown()  # deletes this project's keys
+
+
+def _project_keys(cfg: StoreConfig) -> int:
+    import redis
+
+    host, _, rest = TEST_REDIS.partition(":")
+    port, *opts = rest.split(",")
+    db = int(dict(o.split("=") for o in opts).get("db", 0))
+    client = redis.Redis(host=host, port=int(port), db=db)
+    return sum(1 for _ in client.scan_iter(match=b"*" + cfg.project.encode(), count=1000))
+
+
+def test_training_online_parity_redis(redis_store: StoreConfig) -> None:
+    rows = training_set(REPLAY_DAY, REPLAY_DAY + dt.timedelta(days=1), config=redis_store,
+                        sequences=True)  # fmt: skip
+    assert _project_keys(redis_store) > 500
+    result = replay(OnlineFeatures(redis_store), redis_store, rows, [REPLAY_DAY])
+    assert result["compared"] == rows.height >= 1000
+    assert result["via_feast"] > 50
+    assert result["mismatches"] == []
+
+
+def test_materialize_twice_identical_redis(
+    make_store: Callable[..., StoreConfig], features_dir: Path
+) -> None:
+    if not redis_available():
+        pytest.skip(f"no Redis at {TEST_REDIS}")
+    cfg = make_store("redis")
+    try:
+        first = _dump(cfg, features_dir)
+        keys = _project_keys(cfg)
+        materialize(REPLAY_DAY, config=cfg)
+        assert _dump(cfg, features_dir) == first
+        assert _project_keys(cfg) == keys > 0
+    finally:
+        get_store(cfg).teardown()
+    assert _project_keys(cfg) == 0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_unreachable_redis_raises_typed_error(
+    make_store: Callable[..., StoreConfig], tmp_path: Path
+) -> None:
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.skip("redis-server not installed")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+         "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        url = f"127.0.0.1:{port}"
+        for _ in range(100):
+            if redis_available(url):
+                break
+            time.sleep(0.05)
+        cfg = make_store("redis", redis_url=url)
+        online = OnlineFeatures(cfg)
+        customer = pl.read_parquet(Path(cfg.features_dir or "") / "customer_history.parquet")[
+            "customer_id"
+        ][0]
+        request = {"ts": REPLAY_DAY, "customer_id": customer, "terminal_id": "t",
+                   "device_id": "d", "amount": 5.0}  # fmt: skip
+        _, flags = online.get(request)
+        assert flags["unknown_customer"] == 0
+        proc.terminate()
+        proc.wait(timeout=10)
+        started = time.perf_counter()
+        with pytest.raises(FeatureStoreUnavailable, match="redis"):
+            online.get(request)
+        assert time.perf_counter() - started < 2.0  # fails fast, no long client backoff
+        with pytest.raises(FeatureStoreUnavailable):
+            online.write_back({**request, "tx_id": "x", "merchant_category": "m",
+                               "channel": "pos", "terminal_risk": 0.0})  # fmt: skip
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=10)
