@@ -1,0 +1,320 @@
+"""Train → calibrate → blend → bundle: the one training API (CLI, RayJob entrypoint, backtest).
+
+:func:`train_models` takes a training frame (polars or pandas: ids, ``ts``, labels and the
+feature columns a :class:`~riskml.models.features.FeatureSpec` names — e.g. the point-in-time
+training set the feature store builds for a FeatureService) and:
+
+1. splits it by time into *train* < *valid* < *calib* slices;
+2. trains XGBoost (Ray Train, early stopping on *valid*) and the sequence model (Ray Train DDP,
+   early stopping on *valid*) — each optional;
+3. fits one calibrator per model on *calib* (the latest held-out slice);
+4. chooses a weighted or stacked blend of the calibrated probabilities on *valid*;
+5. writes a verified model bundle and, optionally, an MLflow run.
+
+Labels honour label delay: the model is trained "as of" the end of the frame, so fraud whose
+label arrived later counts as genuine (``label_as_of``; set ``label_delay_aware=False`` for an
+oracle run).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from riskml.models.calibration import Method as CalibrationMethod
+from riskml.models.ensemble import BlendMethod
+from riskml.models.features import FeatureSpec, ModelInputs
+from riskml.models.sequence import SequenceParams
+from riskml.models.xgb import XGBParams
+from riskml.training.runtime import RayConfig
+
+ModelName = Literal["xgb", "sequence"]
+
+
+class SplitConfig(BaseModel):
+    """Time split of the training window: train < valid < calib (fractions of rows by time)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    valid_fraction: float = Field(default=0.15, gt=0, lt=0.5)
+    calib_fraction: float = Field(default=0.15, gt=0, lt=0.5)
+    label_maturity_days: float = Field(
+        default=0.0,
+        ge=0,
+        description="Drop rows younger than this at training time: their fraud labels may not "
+        "have arrived yet, which would bias calibration (the latest slice) low.",
+    )
+
+    @model_validator(mode="after")
+    def _fits(self) -> SplitConfig:
+        if self.valid_fraction + self.calib_fraction >= 0.8:
+            raise ValueError("valid_fraction + calib_fraction must leave >= 20 % for training")
+        return self
+
+
+class TrainConfig(BaseModel):
+    """Everything a training run needs besides the data (JSON/YAML in a job spec)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default="fraud", pattern=r"^[A-Za-z0-9_.-]+$")
+    models: tuple[ModelName, ...] = ("xgb", "sequence")
+    xgb: XGBParams = Field(default_factory=XGBParams)
+    sequence: SequenceParams = Field(default_factory=SequenceParams)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
+    calibration: CalibrationMethod = "isotonic"
+    blend: BlendMethod = "auto"
+    label_delay_aware: bool = True
+    log_to_mlflow: bool = False
+    experiment: str = "riskml-train"
+    card_precision_k: int = Field(default=100, ge=1)
+    max_fpr: float = Field(default=0.01, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _models(self) -> TrainConfig:
+        if not self.models:
+            raise ValueError("train at least one model")
+        if len(set(self.models)) != len(self.models):
+            raise ValueError(f"duplicate models: {self.models}")
+        return self
+
+
+@dataclass
+class TimeSplit:
+    train: ModelInputs
+    valid: ModelInputs
+    calib: ModelInputs
+    cutoffs: dict[str, str]
+    label_as_of: dt.datetime | None
+
+
+@dataclass
+class TrainOutcome:
+    bundle_path: Path
+    metrics: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+    mlflow_run_id: str | None = None
+
+
+def _is_polars(frame: Any) -> bool:
+    return type(frame).__module__.split(".")[0] == "polars"
+
+
+def _sorted_by_ts(frame: Any) -> Any:
+    if _is_polars(frame):
+        return frame.sort("ts", maintain_order=True)
+    return frame.sort_values("ts", kind="stable").reset_index(drop=True)
+
+
+def split_frame(frame: Any, spec: FeatureSpec, config: TrainConfig) -> TimeSplit:
+    """Extract model inputs once and cut them by time into train / valid / calib."""
+    from riskml.models.features import FeatureContractError, extract_inputs
+
+    spec.check_frame(frame, need_label=True)
+    if "ts" not in frame.columns:
+        raise FeatureContractError("the training frame needs a 'ts' column")
+    frame = _sorted_by_ts(frame)
+    as_of = None
+    if config.label_delay_aware and "label_available_at" in frame.columns:
+        ts_max = frame["ts"].max()
+        as_of = ts_max.to_pydatetime() if hasattr(ts_max, "to_pydatetime") else ts_max
+    if config.split.label_maturity_days > 0:
+        horizon = frame["ts"].max() - dt.timedelta(days=config.split.label_maturity_days)
+        keep = frame["ts"] <= horizon
+        frame = frame.filter(keep) if _is_polars(frame) else frame[keep].reset_index(drop=True)
+    inputs = extract_inputs(frame, spec, label_as_of=as_of)
+    n = len(inputs)
+    n_valid = round(n * config.split.valid_fraction)
+    n_calib = round(n * config.split.calib_fraction)
+    n_train = n - n_valid - n_calib
+    if min(n_train, n_valid, n_calib) < 10:
+        raise ValueError(f"{n} rows are too few to split into train/valid/calib")
+    parts = {
+        "train": inputs.take(slice(0, n_train)),
+        "valid": inputs.take(slice(n_train, n_train + n_valid)),
+        "calib": inputs.take(slice(n_train + n_valid, n)),
+    }
+    for part_name, part in parts.items():
+        assert part.y is not None
+        if part.y.min() == part.y.max():
+            raise ValueError(
+                f"the {part_name} slice has a single class ({int(part.y.sum())} frauds in "
+                f"{len(part)} rows); use more data or different split fractions"
+            )
+    ts = inputs.ts
+    cutoffs = {}
+    if ts is not None:
+        cutoffs = {
+            "train_start": str(ts[0]),
+            "valid_start": str(ts[n_train]),
+            "calib_start": str(ts[n_train + n_valid]),
+            "end": str(ts[-1]),
+        }
+    return TimeSplit(parts["train"], parts["valid"], parts["calib"], cutoffs, as_of)
+
+
+def _slice_metrics(inputs: ModelInputs, prob: np.ndarray, config: TrainConfig) -> dict[str, float]:
+    from riskml.evaluation.metrics import evaluate
+
+    assert inputs.y is not None
+    day = inputs.ts.astype("datetime64[D]") if inputs.ts is not None else None
+    return evaluate(
+        inputs.y,
+        prob,
+        amount=inputs.amount,
+        card_id=inputs.customer_id if day is not None else None,
+        day=day,
+        k=config.card_precision_k,
+        max_fpr=config.max_fpr,
+    )
+
+
+def train_models(
+    frame: Any,
+    spec: FeatureSpec,
+    config: TrainConfig | None = None,
+    *,
+    out_dir: Path | str | None = None,
+    test_frame: Any = None,
+) -> TrainOutcome:
+    """Train, calibrate and blend the configured models; write a bundle; return its path+metrics.
+
+    ``out_dir`` defaults to ``<RISKML_HOME>/models``. With ``test_frame`` the bundle is also
+    scored on it (ground-truth labels) and ``metrics["test"]`` is filled — the backtest passes
+    each fold's test window here.
+    """
+    from riskml.models.bundle import (
+        ModelArtifacts,
+        bundle_from_artifacts,
+        save_bundle,
+        score_inputs,
+    )
+    from riskml.models.calibration import fit_calibrator
+    from riskml.models.ensemble import fit_blend
+    from riskml.models.features import extract_inputs
+    from riskml.settings import get_settings
+
+    config = config or TrainConfig()
+    models: list[str] = [m for m in config.models if m != "sequence" or spec.has_sequence]
+    if not models:
+        raise ValueError("only the sequence model was requested but the spec has no sequences")
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    split = split_frame(frame, spec, config)
+    timings["prepare_seconds"] = time.perf_counter() - t0
+    tr, va, ca = split.train, split.valid, split.calib
+    assert tr.y is not None and va.y is not None and ca.y is not None
+
+    raw_valid: dict[str, np.ndarray] = {}
+    raw_calib: dict[str, np.ndarray] = {}
+    training_info: dict[str, Any] = {}
+    xgb_ubj = seq_weights = seq_arch = None
+    if "xgb" in models:
+        from riskml.models.xgb import from_ubj, predict
+        from riskml.training.xgboost_train import train_xgboost
+
+        res = train_xgboost(
+            tr.tabular,
+            tr.y,
+            va.tabular,
+            va.y,
+            params=config.xgb,
+            ray_config=config.ray,
+            feature_names=spec.tabular,
+        )
+        booster = from_ubj(res.booster_ubj)
+        raw_valid["xgb"] = predict(booster, va.tabular)
+        raw_calib["xgb"] = predict(booster, ca.tabular)
+        xgb_ubj = res.booster_ubj
+        timings.update({f"xgb_{k}": v for k, v in res.timings.items()})
+        training_info["xgb"] = {
+            "rounds": res.rounds,
+            "best_iteration": res.best_iteration,
+            "attempts": res.attempts,
+            "resumed_from": res.resumed_from,
+            "run_path": res.run_path,
+            "history": res.history,
+        }
+    if "sequence" in models:
+        from riskml.models.sequence import load_model, predict_proba
+        from riskml.training.sequence_train import train_sequence
+
+        assert tr.sequence is not None and va.sequence is not None and ca.sequence is not None
+        sres = train_sequence(
+            tr.tabular,
+            tr.sequence,
+            tr.y,
+            va.tabular,
+            va.sequence,
+            va.y,
+            params=config.sequence,
+            ray_config=config.ray,
+        )
+        module = load_model(sres.architecture, sres.weights)
+        raw_valid["sequence"] = predict_proba(module, va.tabular, va.sequence)
+        raw_calib["sequence"] = predict_proba(module, ca.tabular, ca.sequence)
+        seq_weights, seq_arch = sres.weights, sres.architecture
+        timings.update({f"sequence_{k}": v for k, v in sres.timings.items()})
+        training_info["sequence"] = {
+            "best_epoch": sres.best_epoch,
+            "epochs_run": sres.epochs_run,
+            "attempts": sres.attempts,
+            "resumed_from": sres.resumed_from,
+            "run_path": sres.run_path,
+            "history": sres.history,
+        }
+
+    calibrators = {m: fit_calibrator(raw_calib[m], ca.y, config.calibration) for m in models}
+    cal_valid = {m: calibrators[m](raw_valid[m]) for m in models}
+    blend = fit_blend(cal_valid, va.y, config.blend)
+
+    metrics: dict[str, Any] = {"split": split.cutoffs, "label_as_of": str(split.label_as_of)}
+    for m in models:
+        metrics[f"valid_{m}_raw"] = _slice_metrics(va, raw_valid[m], config)
+        metrics[f"valid_{m}_calibrated"] = _slice_metrics(va, cal_valid[m], config)
+        metrics[f"calib_{m}_raw"] = _slice_metrics(ca, raw_calib[m], config)
+    metrics["valid_blend"] = _slice_metrics(va, blend(cal_valid), config)
+    metrics["training"] = training_info
+    metrics["blend"] = blend.to_json()
+
+    artifacts = ModelArtifacts(
+        spec=spec,
+        calibrators=calibrators,
+        blend=blend,
+        xgb_ubj=xgb_ubj,
+        seq_weights=seq_weights,
+        seq_architecture=seq_arch,
+        metrics=metrics,
+        config=config.model_dump(mode="json"),
+    )
+    if test_frame is not None:
+        # score with the same function serving uses, on the in-memory bundle
+        test_inputs = extract_inputs(test_frame, spec)
+        test_scores = score_inputs(bundle_from_artifacts(artifacts), test_inputs)
+        metrics["test"] = _slice_metrics(test_inputs, test_scores["score"], config)
+        for m in models:
+            metrics[f"test_{m}_calibrated"] = _slice_metrics(
+                test_inputs, test_scores[f"{m}_calibrated"], config
+            )
+    root = Path(out_dir) if out_dir is not None else get_settings().models_dir
+    bundle_path = save_bundle(artifacts, root, name=config.name)
+    timings["total_seconds"] = time.perf_counter() - t0
+    run_id = None
+    if config.log_to_mlflow:
+        from riskml.training.tracking import log_training_run
+
+        run_id = log_training_run(
+            config.experiment,
+            params=config.model_dump(mode="json"),
+            metrics=metrics,
+            bundle_path=bundle_path,
+            timings=timings,
+        )
+    return TrainOutcome(bundle_path, metrics, timings, run_id)

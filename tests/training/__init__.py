@@ -1,0 +1,1 @@
+"""Tests of riskml.models, riskml.training and riskml.evaluation."""
