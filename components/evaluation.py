@@ -1,0 +1,65 @@
+"""Evaluation: backtest on the later window; gate the challenger against the champion."""
+
+from kfp.dsl import HTML, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
+
+from components.base import component
+
+
+@component
+def backtest(
+    bundle: Input[Model],
+    test_set: Input[Dataset],
+    metrics: Output[Metrics],
+    roc: Output[ClassificationMetrics],
+    report: Output[HTML],
+    max_fpr: float = 0.01,
+) -> None:
+    """Score the bundle on the backtest window: metrics, ROC curve, confusion matrix at the
+    ``max_fpr`` threshold, and an HTML report."""
+    import json
+    from pathlib import Path
+
+    from riskml.orchestration import steps
+
+    result = steps.backtest(
+        steps.find_bundle(Path(bundle.path)), Path(test_set.path), max_fpr=max_fpr
+    )
+    for model_name, values in result["metrics"].items():
+        for key, value in steps.finite_metrics(values, f"{model_name}_").items():
+            metrics.log_metric(key, value)
+    roc.log_roc_curve(result["roc"]["fpr"], result["roc"]["tpr"], result["roc"]["thresholds"])
+    roc.log_confusion_matrix(result["confusion"]["categories"], result["confusion"]["matrix"])
+    Path(report.path).write_text(steps.html_report(result))
+    print(json.dumps({"blend": result["metrics"]["blend"], "threshold": result["threshold"]}))
+
+
+@component
+def gate(
+    bundle: Input[Model],
+    test_set: Input[Dataset],
+    metrics: Output[Metrics],
+    margin: float = 0.0,
+    metric: str = "average_precision",
+) -> str:
+    """``deploy`` if the challenger beats the current champion (both scored on the same
+    backtest window) by more than ``margin`` on ``metric`` — or if there is no champion; else
+    ``keep``. The decision is the single ``str`` output: kfp 2.17's local runner resolves a
+    ``dsl.If`` on a task's ``Output`` but not on a named NamedTuple field."""
+    import json
+    from pathlib import Path
+
+    from riskml.orchestration import steps
+
+    out = steps.gate(
+        steps.find_bundle(Path(bundle.path)), Path(test_set.path), margin=margin, metric=metric
+    )
+    values = {
+        "challenger": out["challenger"],
+        "champion": -1.0 if out["champion"] is None else out["champion"],
+        "deploy": 1.0 if out["decision"] == "deploy" else 0.0,
+    }
+    for key, value in steps.finite_metrics(values).items():
+        metrics.log_metric(key, value)
+    metrics.metadata["reason"] = out["reason"]
+    print(json.dumps(out))
+    return str(out["decision"])

@@ -1,0 +1,247 @@
+"""The pipelines. Each arrow of the design's data flow is one component (``components/``).
+
+``training``:   data -> features -> Feast apply+materialise -> point-in-time train/test sets ->
+                tune XGBoost -> train XGBoost || train sequence model -> calibrate + blend (bundle)
+                -> backtest -> gate vs champion -> register -> [If gate == deploy] deploy
+``retraining``: the same without tuning (the configured parameters), on a new data window.
+
+Retries on the training and materialisation tasks; caching off for side-effecting tasks
+(materialise, register, deploy). The ``cluster`` flavour puts the behavioural-model task on a GPU
+node (accelerator type/limit, the GPU pool's node selector and taint toleration, the CUDA image).
+"""
+
+import json
+from collections.abc import Callable
+from typing import Any, Literal, NamedTuple
+
+from kfp import dsl, kubernetes
+from kfp.dsl import HTML, Model
+
+from components.base import GPU_BASE_IMAGE
+from components.data import load_data
+from components.evaluation import backtest, gate
+from components.features import build_features, feast_materialize, training_sets
+from components.registry import deploy, register
+from components.training import calibrate_ensemble, train_sequence, train_xgb, tune_xgb
+from riskml.orchestration.steps import DEFAULT_GATE_METRIC, DEFAULT_TRAIN_CONFIG
+
+Flavour = Literal["local", "cluster"]
+FLAVOURS: tuple[str, ...] = ("local", "cluster")
+PIPELINES: tuple[str, ...] = ("training", "retraining")
+
+#: Retries of training / materialisation tasks: (count, first backoff; factor 2).
+TRAIN_RETRIES = (2, "30s")
+MATERIALIZE_RETRIES = (3, "15s")
+#: GPU placement of the behavioural-model task (Karpenter GPU pool, see k8s/nodepools/gpu).
+GPU_ACCELERATOR = "nvidia.com/gpu"
+GPU_NODE_SELECTOR = ("karpenter.sh/nodepool", "riskml-gpu")
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+DEFAULT_CONFIG_JSON = json.dumps(DEFAULT_TRAIN_CONFIG, sort_keys=True)
+
+
+#: What a pipeline run returns: the registry record of the bundle, the backtest report, the gate
+#: decision (``deploy`` | ``keep``).
+PipelineOutputs = NamedTuple(  # noqa: UP014 (kfp reads the functional form's annotations)
+    "PipelineOutputs", [("bundle", Model), ("report", HTML), ("decision", str)]
+)
+
+
+def _retry(task: Any, policy: tuple[int, str]) -> Any:
+    return task.set_retry(num_retries=policy[0], backoff_duration=policy[1], backoff_factor=2.0)
+
+
+def _gpu(task: Any) -> Any:
+    task.set_accelerator_type(GPU_ACCELERATOR).set_accelerator_limit(1)
+    task.set_container_image(GPU_BASE_IMAGE)
+    task.set_cpu_limit("6").set_memory_limit("24G")
+    kubernetes.add_node_selector(
+        task, label_key=GPU_NODE_SELECTOR[0], label_value=GPU_NODE_SELECTOR[1]
+    )
+    kubernetes.add_toleration(task, **GPU_TOLERATION)
+    kubernetes.add_pod_label(task, "riskml.io/accelerator", "nvidia-gpu")
+    return task
+
+
+def _features(size: Any, seed: Any, source_uri: Any, start_date: Any, test_days: Any) -> Any:
+    data = load_data(size=size, seed=seed, source_uri=source_uri, start_date=start_date)
+    data.set_display_name("data")
+    feats = build_features(dataset=data.outputs["dataset"]).set_display_name("features")
+    store = feast_materialize(features=feats.outputs["features"]).set_display_name("feast")
+    store.set_caching_options(False)
+    _retry(store, MATERIALIZE_RETRIES)
+    sets = training_sets(
+        features=feats.outputs["features"],
+        dataset=data.outputs["dataset"],
+        store=store.outputs["store"],
+        test_days=test_days,
+    ).set_display_name("training-set")
+    return sets
+
+
+def _train_and_release(
+    flavour: Flavour,
+    sets: Any,
+    params: Any,
+    *,
+    train_config_json: Any,
+    ray_mode: Any,
+    gate_margin: Any,
+    gate_metric: Any,
+    deploy_target: Any,
+    serve: Any,
+    log_mlflow: Any,
+) -> Any:
+    train_set, test_set = sets.outputs["train_set"], sets.outputs["test_set"]
+    xgb = train_xgb(
+        train_set=train_set,
+        best_params=params,
+        train_config_json=train_config_json,
+        ray_mode=ray_mode,
+    ).set_display_name("train-xgboost")
+    _retry(xgb, TRAIN_RETRIES)
+    seq = train_sequence(
+        train_set=train_set,
+        train_config_json=train_config_json,
+        use_gpu=flavour == "cluster",
+        ray_mode=ray_mode,
+    ).set_display_name("train-sequence")
+    _retry(seq, TRAIN_RETRIES)
+    if flavour == "cluster":
+        _gpu(seq)
+    ens = calibrate_ensemble(
+        train_set=train_set,
+        xgb_model=xgb.outputs["model"],
+        sequence_model=seq.outputs["model"],
+        train_config_json=train_config_json,
+    ).set_display_name("calibrate-ensemble")
+    bundle = ens.outputs["bundle"]
+    report = backtest(bundle=bundle, test_set=test_set).set_display_name("backtest")
+    decision = gate(bundle=bundle, test_set=test_set, margin=gate_margin, metric=gate_metric)
+    decision.set_display_name("gate")
+    # the gate reads the registry's champion: never serve it from cache
+    decision.set_caching_options(False)
+    reg = register(
+        bundle=bundle,
+        backtest_metrics=report.outputs["metrics"],
+        decision=decision.outputs["Output"],
+        log_mlflow=log_mlflow,
+    )
+    reg.set_display_name("register").set_caching_options(False)
+    with dsl.If(decision.outputs["Output"] == "deploy", name="challenger-wins"):
+        dep = deploy(registered=reg.outputs["registered"], target=deploy_target, serve=serve)
+        dep.set_display_name("deploy").set_caching_options(False)
+    return PipelineOutputs(
+        bundle=reg.outputs["registered"],
+        report=report.outputs["report"],
+        decision=decision.outputs["Output"],
+    )
+
+
+def build_training(flavour: Flavour = "local") -> Callable[..., Any]:
+    """The training pipeline (``cluster``: GPU behavioural model, deploy to the RayService)."""
+    _check(flavour)
+    target_default = "cluster" if flavour == "cluster" else "local"
+
+    @dsl.pipeline(
+        name="riskml-training" if flavour == "local" else "riskml-training-cluster",
+        description="Data -> features -> Feast -> train/tune on Ray -> calibrate + blend -> "
+        "backtest -> gate vs champion -> register -> deploy if better.",
+    )
+    def training(
+        size: str = "tiny",
+        seed: int = 7,
+        source_uri: str = "",
+        start_date: str = "",
+        test_days: int = 7,
+        tune_samples: int = 2,
+        tune_budget_s: float = 300.0,
+        train_config_json: str = DEFAULT_CONFIG_JSON,
+        gate_margin: float = 0.0,
+        gate_metric: str = DEFAULT_GATE_METRIC,
+        deploy_target: str = target_default,
+        serve: bool = False,
+        ray_mode: str = "",
+        log_mlflow: bool = True,
+    ) -> PipelineOutputs:
+        sets = _features(size, seed, source_uri, start_date, test_days)
+        tune = tune_xgb(
+            train_set=sets.outputs["train_set"],
+            num_samples=tune_samples,
+            time_budget_s=tune_budget_s,
+            train_config_json=train_config_json,
+            ray_mode=ray_mode,
+        ).set_display_name("tune-xgboost")
+        _retry(tune, TRAIN_RETRIES)
+        return _train_and_release(
+            flavour,
+            sets,
+            tune.outputs["best_params"],
+            train_config_json=train_config_json,
+            ray_mode=ray_mode,
+            gate_margin=gate_margin,
+            gate_metric=gate_metric,
+            deploy_target=deploy_target,
+            serve=serve,
+            log_mlflow=log_mlflow,
+        )
+
+    return training
+
+
+def build_retraining(flavour: Flavour = "local") -> Callable[..., Any]:
+    """Retraining on a new data window: no tuning; deploy only if the gate says so."""
+    _check(flavour)
+    target_default = "cluster" if flavour == "cluster" else "local"
+
+    @dsl.pipeline(
+        name="riskml-retraining" if flavour == "local" else "riskml-retraining-cluster",
+        description="New data -> features -> train -> backtest -> gate -> deploy if better.",
+    )
+    def retraining(
+        size: str = "tiny",
+        seed: int = 11,
+        source_uri: str = "",
+        start_date: str = "",
+        test_days: int = 7,
+        train_config_json: str = DEFAULT_CONFIG_JSON,
+        gate_margin: float = 0.002,
+        gate_metric: str = DEFAULT_GATE_METRIC,
+        deploy_target: str = target_default,
+        serve: bool = False,
+        ray_mode: str = "",
+        log_mlflow: bool = True,
+    ) -> PipelineOutputs:
+        sets = _features(size, seed, source_uri, start_date, test_days)
+        params = tune_xgb(
+            train_set=sets.outputs["train_set"],
+            num_samples=0,  # no tuning: the configured parameters
+            train_config_json=train_config_json,
+            ray_mode=ray_mode,
+        ).set_display_name("xgboost-params")
+        return _train_and_release(
+            flavour,
+            sets,
+            params.outputs["best_params"],
+            train_config_json=train_config_json,
+            ray_mode=ray_mode,
+            gate_margin=gate_margin,
+            gate_metric=gate_metric,
+            deploy_target=deploy_target,
+            serve=serve,
+            log_mlflow=log_mlflow,
+        )
+
+    return retraining
+
+
+def _check(flavour: str) -> None:
+    if flavour not in FLAVOURS:
+        raise ValueError(f"unknown flavour {flavour!r}; choose from {', '.join(FLAVOURS)}")
+
+
+def get_pipeline(name: str, flavour: Flavour = "local") -> Callable[..., Any]:
+    if name == "training":
+        return build_training(flavour)
+    if name == "retraining":
+        return build_retraining(flavour)
+    raise ValueError(f"unknown pipeline {name!r}; choose from {', '.join(PIPELINES)}")
