@@ -183,8 +183,13 @@ def train_models(
     *,
     out_dir: Path | str | None = None,
     test_frame: Any = None,
+    in_process: bool = False,
 ) -> TrainOutcome:
     """Train, calibrate and blend the configured models; write a bundle; return its path+metrics.
+
+    ``in_process`` trains both models in this process without Ray (the same XGBoost and torch
+    loops, one CPU thread each: notebooks, tests, small serving fixtures); ``config.ray`` is
+    then ignored.
 
     ``out_dir`` defaults to ``<RISKML_HOME>/models``. With ``test_frame`` the bundle is also
     scored on it (ground-truth labels) and ``metrics["test"]`` is filled — the backtest passes
@@ -217,46 +222,55 @@ def train_models(
     training_info: dict[str, Any] = {}
     xgb_ubj = seq_weights = seq_arch = None
     if "xgb" in models:
-        from riskml.models.xgb import from_ubj, predict
+        from riskml.models.xgb import fit_booster, from_ubj, predict, to_ubj
         from riskml.training.xgboost_train import train_xgboost
 
-        res = train_xgboost(
-            tr.tabular,
-            tr.y,
-            va.tabular,
-            va.y,
-            params=config.xgb,
-            ray_config=config.ray,
-            feature_names=spec.tabular,
-        )
-        booster = from_ubj(res.booster_ubj)
+        if in_process:
+            booster, info = fit_booster(
+                config.xgb, tr.tabular, tr.y, va.tabular, va.y, feature_names=spec.tabular
+            )
+            xgb_ubj = to_ubj(booster)
+            booster = from_ubj(xgb_ubj)
+            timings["xgb_fit_seconds"] = float(info["seconds"])
+            training_info["xgb"] = {
+                "rounds": info["rounds"],
+                "best_iteration": info["best_iteration"],
+                "attempts": 1,
+                "in_process": True,
+            }
+        else:
+            res = train_xgboost(
+                tr.tabular,
+                tr.y,
+                va.tabular,
+                va.y,
+                params=config.xgb,
+                ray_config=config.ray,
+                feature_names=spec.tabular,
+            )
+            booster = from_ubj(res.booster_ubj)
+            xgb_ubj = res.booster_ubj
+            timings.update({f"xgb_{k}": v for k, v in res.timings.items()})
+            training_info["xgb"] = {
+                "rounds": res.rounds,
+                "best_iteration": res.best_iteration,
+                "attempts": res.attempts,
+                "resumed_from": res.resumed_from,
+                "run_path": res.run_path,
+                "history": res.history,
+            }
         raw_valid["xgb"] = predict(booster, va.tabular)
         raw_calib["xgb"] = predict(booster, ca.tabular)
-        xgb_ubj = res.booster_ubj
-        timings.update({f"xgb_{k}": v for k, v in res.timings.items()})
-        training_info["xgb"] = {
-            "rounds": res.rounds,
-            "best_iteration": res.best_iteration,
-            "attempts": res.attempts,
-            "resumed_from": res.resumed_from,
-            "run_path": res.run_path,
-            "history": res.history,
-        }
     if "sequence" in models:
         from riskml.models.sequence import load_model, predict_proba
-        from riskml.training.sequence_train import train_sequence
+        from riskml.training.sequence_train import train_sequence, train_sequence_local
 
         assert tr.sequence is not None and va.sequence is not None and ca.sequence is not None
-        sres = train_sequence(
-            tr.tabular,
-            tr.sequence,
-            tr.y,
-            va.tabular,
-            va.sequence,
-            va.y,
-            params=config.sequence,
-            ray_config=config.ray,
-        )
+        seq_args = (tr.tabular, tr.sequence, tr.y, va.tabular, va.sequence, va.y)
+        if in_process:
+            sres = train_sequence_local(*seq_args, params=config.sequence)
+        else:
+            sres = train_sequence(*seq_args, params=config.sequence, ray_config=config.ray)
         module = load_model(sres.architecture, sres.weights)
         raw_valid["sequence"] = predict_proba(module, va.tabular, va.sequence)
         raw_calib["sequence"] = predict_proba(module, ca.tabular, ca.sequence)
