@@ -1,0 +1,194 @@
+"""Decision configuration: the ``user_config`` documents of the serving deployments.
+
+``DeciderConfig`` is the Decider's ``user_config`` (thresholds, blend weights, reason codes);
+``IngressConfig`` is the Ingress's (deadline, stage timeouts, rules, default decision, batch limit,
+shadow scoring and experiment split, write-back). Both are changeable at run time through Serve's
+``reconfigure()`` without restarting replicas. Every model forbids unknown keys, so a typo in
+``serve_config.yaml`` fails the deployment instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Decision = Literal["approve", "review", "decline"]
+DecisionSource = Literal["ensemble", "xgboost_only", "rules", "default"]
+
+#: Models the blend knows about (the Decider's ``blend_weights`` keys).
+MODEL_NAMES: tuple[str, ...] = ("xgboost", "sequence")
+
+_CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+
+
+class Thresholds(BaseModel):
+    """Score cut-offs: ``score >= decline`` declines, ``score >= review`` reviews, else approve."""
+
+    model_config = _CONFIG
+
+    review: float = Field(default=0.3, ge=0.0, le=1.0)
+    decline: float = Field(default=0.7, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Thresholds:
+        if self.review > self.decline:
+            raise ValueError(
+                f"thresholds.review ({self.review}) must be <= thresholds.decline ({self.decline})"
+            )
+        return self
+
+
+class DeciderConfig(BaseModel):
+    """``user_config`` of the Decider deployment (calibrated blend + decision)."""
+
+    model_config = _CONFIG
+
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    blend_weights: dict[str, float] = Field(
+        default_factory=lambda: {"xgboost": 0.6, "sequence": 0.4},
+        description="Weights of the calibrated model probabilities (renormalised over the "
+        "models that answered).",
+    )
+    use_fitted_blend: bool = Field(
+        default=True,
+        description="Score with the bundle's fitted blend when all its models answered "
+        "(blend_weights then only apply when a model is missing).",
+    )
+    reason_codes: int = Field(
+        default=3, ge=0, le=20, description="Reason codes (top contributing features) per decision."
+    )
+
+    @model_validator(mode="after")
+    def _weights(self) -> DeciderConfig:
+        unknown = sorted(set(self.blend_weights) - set(MODEL_NAMES))
+        if unknown:
+            raise ValueError(f"blend_weights: unknown models {unknown}; known: {list(MODEL_NAMES)}")
+        bad = {k: v for k, v in self.blend_weights.items() if not (v >= 0 and math.isfinite(v))}
+        if bad:
+            raise ValueError(f"blend_weights must be finite and >= 0: {bad}")
+        if self.blend_weights.get("xgboost", 0.0) <= 0:
+            raise ValueError("blend_weights.xgboost must be > 0 (the ladder's first model rung)")
+        return self
+
+
+class StageTimeouts(BaseModel):
+    """Per-stage time limits (ms); each is also capped by what is left of the deadline."""
+
+    model_config = _CONFIG
+
+    features_ms: float = Field(default=20.0, gt=0, le=10_000)
+    xgboost_ms: float = Field(default=20.0, gt=0, le=10_000)
+    sequence_ms: float = Field(default=20.0, gt=0, le=10_000)
+    decider_ms: float = Field(default=10.0, gt=0, le=10_000)
+
+
+class RulesConfig(BaseModel):
+    """The rules rung: amount and velocity limits, used when the models cannot answer."""
+
+    model_config = _CONFIG
+
+    amount_review: float = Field(default=1_000.0, ge=0)
+    amount_decline: float = Field(default=5_000.0, ge=0)
+    velocity_feature: str = Field(
+        default="cust_cnt_1h",
+        min_length=1,
+        description="Feature holding the customer's recent transaction count (when fetched).",
+    )
+    velocity_review: int = Field(default=5, ge=1)
+    velocity_decline: int = Field(default=10, ge=1)
+    local_velocity_window_s: float = Field(
+        default=3_600.0,
+        gt=0,
+        description="Window of the replica-local velocity counter used when features are missing.",
+    )
+    local_velocity_max_customers: int = Field(default=100_000, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RulesConfig:
+        if self.amount_review > self.amount_decline:
+            raise ValueError("rules.amount_review must be <= rules.amount_decline")
+        if self.velocity_review > self.velocity_decline:
+            raise ValueError("rules.velocity_review must be <= rules.velocity_decline")
+        return self
+
+
+class ShadowConfig(BaseModel):
+    """Champion/challenger: score a share of traffic with a shadow model, never deciding on it."""
+
+    model_config = _CONFIG
+
+    version: str | None = Field(default=None, description="Tabular model version to shadow.")
+    share: float = Field(default=0.0, ge=0.0, le=1.0)
+    salt: str = Field(default="shadow", min_length=1)
+
+
+class ExperimentConfig(BaseModel):
+    """Deterministic hash split of traffic between tabular model versions (a feature flag)."""
+
+    model_config = _CONFIG
+
+    enabled: bool = False
+    salt: str = Field(default="exp", min_length=1)
+    unit: Literal["customer_id", "tx_id"] = "customer_id"
+    arms: dict[str, float] = Field(
+        default_factory=dict, description="Model version -> traffic weight (relative)."
+    )
+
+    @model_validator(mode="after")
+    def _arms(self) -> ExperimentConfig:
+        if any(not (w >= 0 and math.isfinite(w)) for w in self.arms.values()):
+            raise ValueError("experiment.arms weights must be finite and >= 0")
+        if self.enabled and sum(self.arms.values()) <= 0:
+            raise ValueError("experiment.enabled needs at least one arm with a positive weight")
+        return self
+
+
+class BreakerConfig(BaseModel):
+    """Circuit breaker on the feature store: after ``failures`` consecutive failed fetches (the
+    store raised; late answers are bounded by the stage timeout and do not count), skip the store
+    for ``open_ms`` and answer from the rules rung at once (tagged ``feature_store_unavailable``);
+    then let requests probe it again. ``failures: 0`` disables it."""
+
+    model_config = _CONFIG
+
+    failures: int = Field(default=3, ge=0, le=1_000)
+    open_ms: float = Field(default=1_000.0, gt=0, le=600_000)
+
+
+class IngressConfig(BaseModel):
+    """``user_config`` of the Ingress deployment: the latency budget and the fallback ladder."""
+
+    model_config = _CONFIG
+
+    deadline_ms: float = Field(default=50.0, gt=0, le=60_000)
+    batch_deadline_ms: float = Field(default=250.0, gt=0, le=60_000)
+    reserve_ms: float = Field(
+        default=2.0, ge=0, le=1_000, description="Kept back from the deadline for the rules rung."
+    )
+    timeouts: StageTimeouts = Field(default_factory=StageTimeouts)
+    feature_breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    rules: RulesConfig = Field(default_factory=RulesConfig)
+    default_decision: Decision = "review"
+    max_batch_size: int = Field(default=256, ge=1, le=1024)
+    contributions: Literal["approx", "exact", "off"] = Field(
+        default="approx",
+        description=(
+            "How the XGBoost scorer computes per-feature contributions for reason codes: "
+            "'approx' (Saabas, about one extra prediction), 'exact' (TreeSHAP, much slower on "
+            "deep trees) or 'off'."
+        ),
+    )
+    write_back: bool = True
+    write_back_batch: int = Field(
+        default=32, ge=1, le=1_024, description="Write-backs sent to the store in one call."
+    )
+    write_back_interval_ms: float = Field(
+        default=20.0, ge=0, le=10_000, description="Longest a write-back waits to be batched."
+    )
+    shadow: ShadowConfig = Field(default_factory=ShadowConfig)
+    experiment: ExperimentConfig = Field(default_factory=ExperimentConfig)
+    shadow_log: str | None = Field(
+        default=None, description="JSON-lines file the shadow comparisons are appended to."
+    )

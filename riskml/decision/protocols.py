@@ -1,0 +1,88 @@
+"""The small interfaces serving is built against, and the feature-contract check.
+
+The real implementations (the Feast online store, the verified model bundle's XGBoost and torch
+models) plug in behind these; tests and benchmarks use stand-ins with the same shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+class FeatureSourceUnavailable(RuntimeError):
+    """The online feature store cannot be reached (the ladder answers from the rules rung)."""
+
+
+class FeatureContractMismatch(ValueError):
+    """The model's feature contract differs from the feature source's (names or order)."""
+
+
+@dataclass
+class FeatureRow:
+    """Features of one transaction: the tabular vector in contract order, the behavioural
+    sequence (``(L, F)`` float32 array, or None when the source has none) and entity flags."""
+
+    tabular: list[float]
+    sequence: Any = None
+    flags: dict[str, int] = field(default_factory=dict)
+
+
+@runtime_checkable
+class FeatureSource(Protocol):
+    feature_names: Sequence[str]
+
+    def get_many(self, requests: Sequence[Mapping[str, Any]]) -> list[FeatureRow]:
+        """One row per request, same order. Raises :class:`FeatureSourceUnavailable` (or the
+        store's own unavailability error) when the store is down."""
+        ...
+
+    def write_back(self, tx: Mapping[str, Any]) -> bool:
+        """Fold a decided transaction into the customer's online state; idempotent by
+        ``tx_id`` (returns False when it was already applied)."""
+        ...
+
+
+@runtime_checkable
+class TabularScorer(Protocol):
+    version: str
+    feature_names: Sequence[str]
+
+    def predict(self, x: Any) -> Any:
+        """Uncalibrated fraud probabilities for an ``(n, T)`` float32 matrix."""
+        ...
+
+    def contributions(self, x: Any, *, exact: bool = False) -> Any:
+        """``(n, T + 1)`` per-feature log-odds contributions (last column: bias)."""
+        ...
+
+
+@runtime_checkable
+class SequenceScorer(Protocol):
+    version: str
+
+    def predict(self, tabular: Any, sequence: Any) -> Any:
+        """Uncalibrated probabilities for ``(n, T)`` tabular and ``(n, L, F)`` sequence inputs."""
+        ...
+
+
+def check_feature_contract(model_names: Sequence[str], source_names: Sequence[str]) -> None:
+    """Refuse a model whose feature names/order differ from the feature source's contract."""
+    model, source = list(model_names), list(source_names)
+    if model == source:
+        return
+    missing = [n for n in model if n not in source]
+    extra = [n for n in source if n not in model]
+    parts = []
+    if missing:
+        parts.append(f"model needs features the source lacks: {missing}")
+    if extra:
+        parts.append(f"source serves features the model does not use: {extra}")
+    if not parts:
+        first = next(i for i, (a, b) in enumerate(zip(model, source, strict=True)) if a != b)
+        parts.append(
+            f"same features in a different order (first difference at position {first}: "
+            f"model {model[first]!r}, source {source[first]!r})"
+        )
+    raise FeatureContractMismatch("feature contract mismatch: " + "; ".join(parts))

@@ -1,0 +1,147 @@
+"""The demo's last act: serve the pipeline's bundle and replay the held-back days through it.
+
+The online store the app reads is rebuilt *as of the first held-back transaction* (history state,
+terminal/device snapshots): the replayed transactions are unseen by it, and each decided one is
+written back, so the store's behavioural state moves forward with the replay exactly as it
+would in production. Decisions come over HTTP from a Ray Serve app on the Ray the pipeline used.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from riskml.settings import get_settings
+
+SERVING_PROJECT = "riskml_serving"
+
+
+def held_back(test_dir: Path, limit: int | None) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The held-back transactions in time order (API requests) and their ground-truth labels."""
+    import polars as pl
+
+    from serving.replay import REQUEST_FIELDS
+
+    frame = pl.read_parquet(Path(test_dir) / "data.parquet").sort("ts", maintain_order=True)
+    if limit is not None:
+        frame = frame.head(limit)
+    if frame.is_empty():
+        raise ValueError(f"{test_dir}: no held-back transactions to replay")
+    requests, labels = [], {}
+    for row in frame.select(*REQUEST_FIELDS, "is_fraud").iter_rows(named=True):
+        labels[str(row["tx_id"])] = int(row.pop("is_fraud"))
+        row["ts"] = row["ts"].astimezone(dt.UTC).isoformat()
+        row["amount"] = float(row["amount"])
+        requests.append(row)
+    return requests, labels
+
+
+def serving_store(dataset: Path, workdir: Path, as_of: dt.datetime) -> dict[str, Any]:
+    """A Feast store for serving (SQLite) whose online state is as of ``as_of``."""
+    from riskml.features.batch import build_features
+    from riskml.features.store import StoreConfig, apply, materialize
+
+    features = Path(workdir) / "features"
+    home = Path(workdir) / "store"
+    build_features(Path(dataset), features, as_of=as_of)
+    cfg = StoreConfig(home=home, features_dir=features, project=SERVING_PROJECT)
+    apply(cfg)
+    materialize(as_of, config=cfg)
+    return {
+        "home": str(home.resolve()),
+        "features_dir": str(features.resolve()),
+        "project": SERVING_PROJECT,
+        "online_store": "sqlite",
+    }
+
+
+def outcome_table(responses: list[dict[str, Any]], labels: dict[str, int]) -> dict[str, Any]:
+    """Decision mix, fraud caught (declined / sent to review) and good customers bothered."""
+    mix = {"approve": 0, "review": 0, "decline": 0}
+    fraud = {"approve": 0, "review": 0, "decline": 0}
+    for r in responses:
+        body = r.get("body") or {}
+        decision = body.get("decision")
+        if decision not in mix:
+            continue
+        mix[decision] += 1
+        if labels.get(str(body.get("tx_id"))) == 1:
+            fraud[decision] += 1
+    n_fraud = sum(fraud.values())
+    n_good = sum(mix.values()) - n_fraud
+    good_stopped = mix["decline"] + mix["review"] - fraud["decline"] - fraud["review"]
+    return {
+        "decisions": mix,
+        "fraud": n_fraud,
+        "fraud_declined": fraud["decline"],
+        "fraud_reviewed": fraud["review"],
+        "fraud_caught_share": (fraud["decline"] + fraud["review"]) / n_fraud if n_fraud else None,
+        "good_declined_or_reviewed_share": good_stopped / n_good if n_good else None,
+    }
+
+
+def serve_and_replay(
+    bundle_dir: Path,
+    dataset: Path,
+    test_dir: Path,
+    *,
+    ray_address: str,
+    rps: float = 50.0,
+    limit: int | None = 1500,
+    port: int = 8000,
+    workdir: Path | None = None,
+    keep_serving: bool = False,
+) -> dict[str, Any]:
+    """Serve ``bundle_dir`` on the Ray at ``ray_address`` and replay the held-back transactions
+    of ``test_dir`` at ``rps`` over HTTP. Returns the decision mix, fraud caught and latency."""
+    import time
+
+    from serving import local
+    from serving.replay import replay
+
+    t0 = time.perf_counter()
+    workdir = Path(workdir or get_settings().home / "serve" / "demo-replay")
+    requests, labels = held_back(test_dir, limit)
+    as_of = dt.datetime.fromisoformat(requests[0]["ts"])
+    store = serving_store(dataset, workdir, as_of)
+    t_store = time.perf_counter()
+    config = {
+        "applications": [
+            local.app_config(
+                {"bundle_dir": str(Path(bundle_dir).resolve()), "feature_store": store},
+                user_configs={"Ingress": {"deadline_ms": 250.0}},
+            )
+        ]
+    }
+    state_path = workdir / "state.json"
+    state_path.unlink(missing_ok=True)
+    state = local.start(config, state_path, port=port, address=ray_address)
+    t_deploy = time.perf_counter()
+    try:
+        report = replay(state["url"], requests, rps, keep_responses=True, retries=1)
+    finally:
+        if not keep_serving:
+            local.stop(state, state_path)
+    summary = report.summary()
+    return {
+        "url": state["url"],
+        "served_bundle": str(bundle_dir),
+        "replayed": report.requests,
+        "replay_from": requests[0]["ts"],
+        "replay_to": requests[-1]["ts"],
+        "rps_target": rps,
+        "rps_achieved": round(summary["achieved_rps"], 1),
+        "errors": report.errors,
+        "latency_ms": {k: round(v, 2) for k, v in report.latency_ms.items()},
+        "server_stage_p50_ms": {k: round(v, 2) for k, v in report.server_stage_p50_ms.items()},
+        "decision_sources": report.sources,
+        "fallback_reasons": report.fallback_reasons,
+        **outcome_table(report.responses, labels),
+        "timings_s": {
+            "serving_store": round(t_store - t0, 2),
+            "deploy": round(t_deploy - t_store, 2),
+            "replay": round(time.perf_counter() - t_deploy, 2),
+        },
+        "serving": keep_serving,
+    }

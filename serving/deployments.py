@@ -1,0 +1,392 @@
+"""The Ray Serve deployments of the decision service.
+
+::
+
+    HTTP -> Ingress (FastAPI: validation, fallback ladder, metrics, write-back, shadow)
+              |-> FeatureFetcher   online features (one call per request or batch)
+              |-> XGBoostScorer    tabular model versions (inplace_predict + contributions)
+              |-> SequenceScorer   behavioural torch model (@serve.batch across requests)
+              '-> Decider          calibrated blend + thresholds + reason codes (user_config)
+
+The Ingress runs :class:`riskml.decision.ladder.Ladder` over ``DeploymentHandle`` calls; each
+stage is cancelled when its share of the deadline runs out. Deployment names are the contract
+with ``serving/serve_config.yaml``.
+"""
+
+import asyncio
+import json
+import logging
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from riskml.decision.config import DeciderConfig, IngressConfig
+from riskml.decision.ladder import Ladder, LadderResult, Stages, TabularResult
+from riskml.decision.policy import Calibrator, DecisionPolicy, ModelScores, Verdict
+from riskml.decision.protocols import FeatureRow, FeatureSourceUnavailable, check_feature_contract
+from serving.components import build
+from serving.schemas import (
+    BatchRequest,
+    BatchResponse,
+    DecisionResponse,
+    HealthResponse,
+    ModelInfo,
+    TransactionRequest,
+    to_response,
+)
+
+log = logging.getLogger("ray.serve")
+
+#: Local defaults (a laptop or CI runner): no CPU reservation, so five deployments fit on two
+#: cores. serve_config.yaml sets real per-deployment resources and replica counts.
+NO_CPU = {"num_cpus": 0}
+MAX_ONGOING = 100
+
+
+def _append(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        fh.write(text)
+
+
+@dataclass
+class FetchFailure:
+    """The feature store could not answer (returned, not raised, by FeatureFetcher)."""
+
+    message: str
+
+
+async def _fetch(handle: DeploymentHandle, txs: list[dict[str, Any]]) -> list[FeatureRow]:
+    result = await _await(handle.get_many.remote(txs))
+    if isinstance(result, FetchFailure):
+        raise FeatureSourceUnavailable(result.message)
+    return list(result)
+
+
+async def _await(response: Any) -> Any:
+    """Await a handle call; cancel the downstream request if the caller gives up."""
+    try:
+        return await response
+    except asyncio.CancelledError:
+        response.cancel()
+        raise
+
+
+@serve.deployment(name="FeatureFetcher", ray_actor_options=NO_CPU, max_ongoing_requests=MAX_ONGOING)
+class FeatureFetcher:
+    def __init__(self, source: Mapping[str, Any]) -> None:
+        self.source = build(dict(source))
+        self.feature_names = list(self.source.feature_names)
+
+    async def info(self) -> dict[str, Any]:
+        return {"feature_names": self.feature_names}
+
+    def get_many(self, txs: list[dict[str, Any]]) -> list[FeatureRow] | FetchFailure:
+        # An unreachable store is an expected condition: return it as a value rather than
+        # raising across the Ray boundary (Serve's error path logs a traceback per request,
+        # which costs tens of ms on a busy node, exactly when the store is down).
+        try:
+            return list(self.source.get_many(txs))
+        except Exception as exc:
+            return FetchFailure(f"{type(exc).__name__}: {exc}")
+
+    def write_back(self, tx: dict[str, Any]) -> bool | FetchFailure:
+        try:
+            return bool(self.source.write_back(tx))
+        except Exception as exc:
+            return FetchFailure(f"{type(exc).__name__}: {exc}")
+
+    def write_back_many(self, txs: list[dict[str, Any]]) -> dict[str, int]:
+        """Apply several write-backs (one Serve call); counts of applied/duplicate/error."""
+        counts = {"applied": 0, "duplicate": 0, "error": 0}
+        for tx in txs:
+            try:
+                counts["applied" if self.source.write_back(tx) else "duplicate"] += 1
+            except Exception:
+                counts["error"] += 1
+        return counts
+
+
+@serve.deployment(name="XGBoostScorer", ray_actor_options=NO_CPU, max_ongoing_requests=MAX_ONGOING)
+class XGBoostScorer:
+    def __init__(self, models: Mapping[str, Mapping[str, Any]]) -> None:
+        if not models:
+            raise ValueError("XGBoostScorer needs at least one model version")
+        self.models = {version: build(dict(spec)) for version, spec in models.items()}
+
+    async def info(self) -> dict[str, Any]:
+        return {"versions": {v: list(m.feature_names) for v, m in self.models.items()}}
+
+    def score(self, version: str, x: np.ndarray, contributions: str = "off") -> TabularResult:
+        model = self.models[version]
+        probs = model.predict(x)
+        contribs = None
+        if contributions != "off":
+            contribs = model.contributions(x, exact=contributions == "exact").tolist()
+        return TabularResult([float(p) for p in probs], contribs)
+
+
+@serve.deployment(name="SequenceScorer", ray_actor_options=NO_CPU, max_ongoing_requests=MAX_ONGOING)
+class SequenceScorer:
+    """Concurrent requests are coalesced by ``@serve.batch`` into one forward pass."""
+
+    def __init__(
+        self, model: Mapping[str, Any], max_batch_size: int = 32, batch_wait_timeout_ms: float = 1.0
+    ) -> None:
+        self.model = build(dict(model))
+        self.version = str(getattr(self.model, "version", "sequence"))
+        self.reconfigure(
+            {"max_batch_size": max_batch_size, "batch_wait_timeout_ms": batch_wait_timeout_ms}
+        )
+
+    def reconfigure(self, config: Mapping[str, Any]) -> None:
+        batched: Any = self._batched  # the @serve.batch wrapper carries the setters
+        if "max_batch_size" in config:
+            batched.set_max_batch_size(int(config["max_batch_size"]))
+        if "batch_wait_timeout_ms" in config:
+            batched.set_batch_wait_timeout_s(float(config["batch_wait_timeout_ms"]) / 1e3)
+
+    async def info(self) -> dict[str, Any]:
+        return {"version": self.version}
+
+    async def score(self, x: np.ndarray, seq: np.ndarray) -> list[float]:
+        return await self._batched((x, seq))
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.001)
+    async def _batched(self, items: list[tuple[np.ndarray, np.ndarray]]) -> list[list[float]]:
+        sizes = [len(x) for x, _ in items]
+        x = np.concatenate([x for x, _ in items])
+        seq = np.concatenate([s for _, s in items])
+        probs = await asyncio.to_thread(self.model.predict, x, seq)
+        out, start = [], 0
+        for n in sizes:
+            out.append([float(p) for p in probs[start : start + n]])
+            start += n
+        return out
+
+
+@serve.deployment(name="Decider", ray_actor_options=NO_CPU, max_ongoing_requests=MAX_ONGOING)
+class Decider:
+    """Calibrated blend + approve/review/decline thresholds + reason codes. Thresholds and blend
+    weights come from ``user_config`` and change live through :meth:`reconfigure`."""
+
+    async def __init__(  # type: ignore[misc]  # Serve supports async constructors
+        self,
+        features: DeploymentHandle,
+        calibrators: Mapping[str, Mapping[str, Any]] | None = None,
+        blend: Mapping[str, Any] | None = None,
+    ) -> None:
+        info = await features.info.remote()
+        cals: dict[str, Calibrator] = {m: build(dict(s)) for m, s in (calibrators or {}).items()}
+        fitted = build(dict(blend)) if blend else None
+        self.policy = DecisionPolicy(DeciderConfig(), info["feature_names"], cals, fitted)
+
+    def reconfigure(self, user_config: Mapping[str, Any]) -> None:
+        self.policy.reconfigure(DeciderConfig.model_validate(dict(user_config)))
+
+    async def info(self) -> dict[str, Any]:
+        return self.policy.config.model_dump()
+
+    async def decide(self, items: list[ModelScores]) -> list[Verdict]:
+        return self.policy.verdicts(items)
+
+
+api = FastAPI(
+    title="riskml decisions",
+    version="1",
+    description="Real-time fraud decisions: approve / review / decline within a deadline.",
+)
+
+
+def _json_safe(value: Any, depth: int = 0) -> Any:
+    """Errors echo the offending input; keep it JSON-encodable (NaN/inf -> text) and short."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value[:200] if isinstance(value, str) else value
+    if depth > 3:
+        return "..."
+    if isinstance(value, dict):
+        return {str(k)[:100]: _json_safe(v, depth + 1) for k, v in list(value.items())[:20]}
+    if isinstance(value, list | tuple):
+        items = [_json_safe(v, depth + 1) for v in list(value)[:5]]
+        return items + ([f"... {len(value) - 5} more"] if len(value) > 5 else [])
+    return str(value)[:200]
+
+
+@api.exception_handler(RequestValidationError)
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = [
+        {k: _json_safe(v) for k, v in err.items() if k in ("type", "loc", "msg", "input", "ctx")}
+        for err in exc.errors()
+    ]
+    return JSONResponse(status_code=422, content={"detail": errors})
+
+
+@serve.deployment(name="Ingress", ray_actor_options=NO_CPU, max_ongoing_requests=MAX_ONGOING)
+@serve.ingress(api)
+class Ingress:
+    async def __init__(  # type: ignore[misc]  # Serve supports async constructors
+        self,
+        features: DeploymentHandle,
+        xgboost: DeploymentHandle,
+        decider: DeploymentHandle,
+        sequence: DeploymentHandle | None = None,
+        champion: str | None = None,
+    ) -> None:
+        from serving.metrics import DecisionMetrics
+
+        self.features, self.xgboost, self.decider, self.sequence = (
+            features,
+            xgboost,
+            decider,
+            sequence,
+        )
+        feature_names = (await features.info.remote())["feature_names"]
+        versions = (await xgboost.info.remote())["versions"]
+        for version, names in versions.items():
+            try:
+                check_feature_contract(names, feature_names)
+            except ValueError as exc:
+                raise ValueError(f"tabular model {version!r} refused: {exc}") from exc
+        self.sequence_version = (await sequence.info.remote())["version"] if sequence else None
+        self.feature_names = list(feature_names)
+        stages = Stages(
+            fetch=lambda txs: _fetch(features, txs),
+            tabular=lambda v, x, mode: _await(xgboost.score.remote(v, x, mode)),
+            decide=lambda items: _await(decider.decide.remote(items)),
+            sequence=(lambda x, s: _await(sequence.score.remote(x, s))) if sequence else None,
+        )
+        self.ladder = Ladder(
+            stages,
+            IngressConfig(),
+            versions=list(versions),
+            champion=champion or next(iter(versions)),
+            feature_names=feature_names,
+        )
+        self.metrics = DecisionMetrics()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._wb_queue: list[dict[str, Any]] = []
+        self._wb_timer_armed = False
+        try:
+            self.replica = serve.get_replica_context().replica_id.unique_id
+        except Exception:  # pragma: no cover - outside a replica
+            self.replica = "local"
+
+    def reconfigure(self, user_config: Mapping[str, Any]) -> None:
+        self.ladder.reconfigure(IngressConfig.model_validate(dict(user_config)))
+
+    # -- routes --------------------------------------------------------------------------------
+    @api.post("/v1/score", response_model=DecisionResponse)
+    async def score(self, tx: TransactionRequest) -> DecisionResponse:
+        txs = [tx.model_dump()]
+        result = await self.ladder.decide(txs)
+        self._after(txs, result)
+        return to_response(result.outcomes[0], self.ladder.config.default_decision)
+
+    @api.post("/v1/score/batch", response_model=BatchResponse)
+    async def score_batch(self, batch: BatchRequest) -> BatchResponse:
+        limit = self.ladder.config.max_batch_size
+        if len(batch.transactions) > limit:
+            raise HTTPException(
+                status_code=422,
+                detail=[
+                    {
+                        "loc": ["body", "transactions"],
+                        "msg": f"batch of {len(batch.transactions)} exceeds max_batch_size {limit}",
+                        "type": "too_long",
+                    }
+                ],
+            )
+        t0 = time.perf_counter()
+        txs = [t.model_dump() for t in batch.transactions]
+        result = await self.ladder.decide(txs)
+        self._after(txs, result)
+        default = self.ladder.config.default_decision
+        return BatchResponse(
+            decisions=[to_response(o, default) for o in result.outcomes],
+            latency_ms={"total": round((time.perf_counter() - t0) * 1e3, 3)},
+        )
+
+    @api.get("/healthz", response_model=HealthResponse)
+    async def healthz(self) -> HealthResponse:
+        return HealthResponse(status="ok", replica=self.replica)
+
+    @api.get("/v1/model", response_model=ModelInfo)
+    async def model(self) -> ModelInfo:
+        decider_config = await self.decider.info.remote()
+        return ModelInfo(
+            champion=self.ladder.champion,
+            versions=self.ladder.versions,
+            sequence_model=self.sequence_version,
+            feature_names=self.feature_names,
+            ingress_config=self.ladder.config.model_dump(),
+            decider_config=decider_config,
+        )
+
+    # -- off the critical path -------------------------------------------------------------------
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _after(self, txs: list[dict[str, Any]], result: LadderResult) -> None:
+        try:
+            self.metrics.record(result.outcomes)
+        except Exception:  # metrics must never cost a decision
+            log.exception("recording metrics failed")
+        if self.ladder.config.write_back:
+            self._queue_write_backs(txs)
+        if self.ladder.shadow_indices(txs) and result.rows is not None:
+            self._spawn(self._shadow(txs, result))
+
+    def _queue_write_backs(self, txs: list[dict[str, Any]]) -> None:
+        """Write-backs are batched (``write_back_batch`` or ``write_back_interval_ms``, whichever
+        comes first) into one FeatureFetcher call: half the Serve calls per decision."""
+        self._wb_queue.extend(txs)
+        cfg = self.ladder.config
+        if len(self._wb_queue) >= cfg.write_back_batch:
+            self._spawn(self._flush_write_backs())
+        elif not self._wb_timer_armed:
+            self._wb_timer_armed = True
+            self._spawn(self._flush_write_backs(delay_s=cfg.write_back_interval_ms / 1e3))
+
+    async def _flush_write_backs(self, delay_s: float = 0.0) -> None:
+        if delay_s:
+            await asyncio.sleep(delay_s)
+            self._wb_timer_armed = False
+        batch, self._wb_queue = self._wb_queue, []
+        if not batch:
+            return
+        try:
+            counts = await self.features.write_back_many.remote(batch)
+        except Exception as exc:
+            counts = {"error": len(batch)}
+            log.warning("write-back of %d transactions failed: %s", len(batch), exc)
+        for result, n in counts.items():
+            if n:
+                self.metrics.write_backs.inc(n, tags={"result": result})
+
+    async def _shadow(self, txs: list[dict[str, Any]], result: LadderResult) -> None:
+        try:
+            records = await self.ladder.shadow(txs, result)
+        except Exception as exc:
+            log.warning("shadow scoring failed: %s", exc)
+            return
+        self.metrics.record_shadow(records)
+        for r in records:
+            log.info("shadow %s", json.dumps(r))
+        path = self.ladder.config.shadow_log
+        if path and records:
+            lines = "".join(json.dumps(r) + "\n" for r in records)
+            await asyncio.to_thread(_append, Path(path), lines)

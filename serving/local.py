@@ -1,0 +1,286 @@
+"""Run the decision service on a local (or given) Ray cluster: start, status, stop.
+
+``start`` connects to ``address`` (or ``RISKML_RAY_ADDRESS``), or launches a private Ray head
+(:func:`riskml.orchestration.head.start_head`: free ports, own temp dir, own process group) and
+records it in a state file; ``stop`` shuts Serve down and stops only that head's processes.
+Serve's controller and replicas are detached actors, so the service outlives the CLI process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from serving.app import APP_NAME
+
+
+class _Detached:
+    """Stands in for the ``Popen`` of a head started by an earlier ``riskml serve start``."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def wait(self, timeout: float | None = None) -> int:
+        return 0
+
+
+def _head(state: dict[str, Any]) -> Any:
+    from riskml.orchestration.head import RayHead
+
+    temp = Path(state["head_temp_dir"])
+    return RayHead(
+        process=_Detached(int(state["head_pid"])),  # type: ignore[arg-type]
+        temp_dir=temp,
+        gcs_address=state["address"],
+        dashboard_url="",
+        log_path=temp / "ray-start.log",
+    )
+
+
+_RAY_ENV = ("RAY_ADDRESS", "RAY_AUTH_MODE")
+
+
+def _connect(address: str) -> None:
+    import ray
+
+    from riskml.orchestration.ray_task import enable_token_auth_if_available
+
+    global _saved_env
+    _saved_env = {k: os.environ.get(k) for k in _RAY_ENV}
+    enable_token_auth_if_available()  # clusters Ray starts require its auth token
+    ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+
+
+def _disconnect() -> None:
+    """``ray.shutdown()`` and undo the environment ``ray.init(address=...)`` set, so a later
+    ``ray.init()`` in the same process (tests) starts its own cluster again."""
+    import ray
+
+    ray.shutdown()
+    for key, value in _saved_env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+_saved_env: dict[str, str | None] = {}
+
+
+def app_config(
+    args: dict[str, Any],
+    *,
+    name: str = APP_NAME,
+    route_prefix: str = "/",
+    user_configs: dict[str, dict[str, Any]] | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """One application entry of a serve config (the shape of ``serving/serve_config.yaml``)."""
+    names = sorted(set(user_configs or {}) | set(options or {}))
+    deployments = []
+    for dep in names:
+        entry: dict[str, Any] = {"name": dep, **(options or {}).get(dep, {})}
+        if dep in (user_configs or {}):
+            entry["user_config"] = user_configs[dep]  # type: ignore[index]
+        deployments.append(entry)
+    return {
+        "name": name,
+        "route_prefix": route_prefix,
+        "import_path": "serving.app:build_app",
+        "args": args,
+        "deployments": deployments,
+    }
+
+
+def deploy_config(config: dict[str, Any]) -> None:
+    """Apply a serve config declaratively, the way ``serve run config.yaml`` does.
+
+    The applications listed become the whole declarative set (others deployed this way are
+    removed). A change confined to a deployment's ``user_config`` is applied in place through
+    ``reconfigure()`` without restarting replicas; a change of ``args`` restarts them.
+    """
+    from ray.serve.context import _get_global_client
+    from ray.serve.schema import ServeDeploySchema
+
+    schema = ServeDeploySchema.model_validate(config)
+    client = _get_global_client()  # the client `serve run config.yaml` uses
+    if client is None:  # pragma: no cover - serve.start() was called before
+        raise RuntimeError("Serve is not running on this Ray cluster")
+    client.deploy_apps(schema)
+
+
+def wait_running(name: str, timeout_s: float = 300.0) -> None:
+    """Wait until Serve reports the application RUNNING (raise with Serve's message if its
+    deployment failed)."""
+    from ray import serve
+
+    deadline = time.monotonic() + timeout_s
+    last = "absent"
+    while time.monotonic() < deadline:
+        app = serve.status().applications.get(name)
+        if app is not None:
+            last = str(getattr(app.status, "value", app.status))
+            if last == "RUNNING":
+                return
+            if last == "DEPLOY_FAILED":
+                raise RuntimeError(f"application {name!r} failed to deploy: {app.message}")
+        time.sleep(0.5)
+    raise TimeoutError(f"application {name!r} not RUNNING after {timeout_s:.0f}s (last: {last})")
+
+
+def wait_healthy(url: str, timeout_s: float = 300.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            r = httpx.get(f"{url}/healthz", timeout=2.0, trust_env=False)
+            if r.status_code == 200:
+                return
+            last = f"HTTP {r.status_code}"
+        except httpx.HTTPError as exc:
+            last = type(exc).__name__
+        time.sleep(0.5)
+    raise TimeoutError(f"{url}/healthz not healthy after {timeout_s:.0f}s (last: {last})")
+
+
+def start(
+    config: dict[str, Any],
+    state_path: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    address: str | None = None,
+    num_cpus: int = 8,
+) -> dict[str, Any]:
+    """Deploy a serve config (``applications`` as in ``serving/serve_config.yaml``) with its
+    HTTP host/port replaced by ``host``/``port``; wait until /healthz answers."""
+    from ray import serve
+    from ray.serve.schema import ServeDeploySchema
+
+    from serving.app import AppArgs
+
+    config = {
+        **config,
+        "http_options": {**config.get("http_options", {}), "host": host, "port": port},
+    }
+    schema = ServeDeploySchema.model_validate(config)  # validate before starting anything
+    for app in schema.applications:
+        AppArgs.model_validate(app.args or {})
+    head = None
+    if address is None:
+        from riskml.orchestration.head import start_head
+
+        head = start_head(num_cpus=num_cpus, include_dashboard=False, timeout_s=300)
+        address = head.gcs_address
+    try:
+        _connect(address)
+        serve.start(http_options=schema.http_options.model_dump())
+        deploy_config(config)
+        for app in schema.applications:
+            wait_running(app.name)
+        prefix = (schema.applications[0].route_prefix or "/").rstrip("/")
+        url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}{prefix}"
+        wait_healthy(url)
+    except BaseException:
+        if head is not None:
+            head.stop()
+        raise
+    finally:
+        _disconnect()
+    state = {
+        "address": address,
+        "url": url,
+        "app": schema.applications[0].name,
+        "head_pid": None if head is None else head.pgid,
+        "head_temp_dir": None if head is None else str(head.temp_dir),
+    }
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+    state_path.write_text(json.dumps(state, indent=2) + "\n")
+    return state
+
+
+def read_state(state_path: Path) -> dict[str, Any]:
+    if not state_path.exists():
+        return {}
+    return dict(json.loads(state_path.read_text()))
+
+
+def status(state: dict[str, Any]) -> dict[str, Any]:
+    import httpx
+    from ray import serve
+
+    _connect(state["address"])
+    try:
+        st = serve.status()
+        apps = {
+            name: {
+                "status": str(app.status.value if hasattr(app.status, "value") else app.status),
+                "deployments": {
+                    d: {
+                        "status": str(getattr(ds.status, "value", ds.status)),
+                        "replicas": {
+                            str(getattr(k, "value", k)): v for k, v in ds.replica_states.items()
+                        },
+                    }
+                    for d, ds in app.deployments.items()
+                },
+            }
+            for name, app in st.applications.items()
+        }
+    finally:
+        _disconnect()
+    try:
+        healthy = httpx.get(f"{state['url']}/healthz", timeout=2.0, trust_env=False).status_code
+    except httpx.HTTPError:
+        healthy = None
+    return {"address": state["address"], "url": state["url"], "healthz": healthy, "apps": apps}
+
+
+def stop(state: dict[str, Any], state_path: Path) -> dict[str, Any]:
+    from ray import serve
+
+    stopped_serve = False
+    try:
+        _connect(state["address"])
+        serve.shutdown()
+        stopped_serve = True
+    except Exception:  # the cluster may already be gone
+        pass
+    finally:
+        _disconnect()
+    ended_head = False
+    if state.get("head_pid"):
+        _head(state).stop()  # only the processes of the head `serve start` launched
+        ended_head = True
+    state_path.unlink(missing_ok=True)
+    return {"serve_shutdown": stopped_serve, "ray_head_stopped": ended_head}
+
+
+def demo_config(workdir: Path, seed: int = 7) -> dict[str, Any]:
+    """A serve config for a local demo: reference models and a seeded SQLite stand-in store."""
+    from serving.standin_models import component_specs, request_fields, train_reference_models
+    from serving.standins import SQLiteFeatureSource
+
+    workdir = workdir.resolve()
+    ref = train_reference_models(workdir / "models", seed=seed)
+    db = workdir / "features.sqlite"
+    db.unlink(missing_ok=True)
+    SQLiteFeatureSource(
+        str(db),
+        history=[request_fields(tx) for tx in ref["history"]],
+        terminal_risk=ref["terminal_risk"],
+    )
+    args = {
+        "feature_source": {
+            "factory": "serving.standins:SQLiteFeatureSource",
+            "kwargs": {"path": str(db.resolve())},
+        },
+        **component_specs(ref["paths"]),
+    }
+    return {"applications": [app_config(args)]}

@@ -1,0 +1,78 @@
+"""Prometheus metrics of the decision service, exported through Ray's metrics agent.
+
+They use ``ray.serve.metrics`` (so Serve adds ``deployment``, ``replica`` and ``application``
+tags) and appear on each node's Ray metrics endpoint (``ray_``-prefixed) next to Serve's own
+``ray_serve_*`` request metrics. Created inside the replica, never at import time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+LATENCY_BOUNDARIES_MS = [0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 250, 500, 1000]
+SCORE_BOUNDARIES = [round(0.05 * i, 2) for i in range(1, 20)]
+
+
+class DecisionMetrics:
+    def __init__(self) -> None:
+        from ray.serve.metrics import Counter, Histogram
+
+        self.stage_latency = Histogram(
+            "riskml_stage_latency_ms",
+            description="Decision latency by stage (ms); stage 'total' is the whole ladder.",
+            boundaries=LATENCY_BOUNDARIES_MS,
+            tag_keys=("stage",),
+        )
+        self.decisions = Counter(
+            "riskml_decisions",
+            description="Decisions by outcome and by the rung that made them.",
+            tag_keys=("decision", "source"),  # type: ignore[arg-type]  # Ray stub: tuple[str]
+        )
+        self.fallbacks = Counter(
+            "riskml_fallbacks",
+            description="Decisions answered by a lower rung, by reason.",
+            tag_keys=("reason",),
+        )
+        self.score = Histogram(
+            "riskml_score",
+            description="Distribution of the calibrated blended score.",
+            boundaries=SCORE_BOUNDARIES,
+            tag_keys=("model_version",),
+        )
+        self.shadow_score = Histogram(
+            "riskml_shadow_score",
+            description="Shadow (challenger) model scores.",
+            boundaries=SCORE_BOUNDARIES,
+            tag_keys=("shadow_version",),
+        )
+        self.shadow_abs_diff = Histogram(
+            "riskml_shadow_abs_diff",
+            description="|challenger - champion| raw XGBoost score on shadowed traffic.",
+            boundaries=[0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0],
+            tag_keys=("shadow_version",),
+        )
+        self.write_backs = Counter(
+            "riskml_write_backs",
+            description="Online-state write-backs: applied, duplicate (idempotent skip), error.",
+            tag_keys=("result",),
+        )
+
+    def record(self, outcomes: Iterable[Any]) -> None:
+        for o in outcomes:
+            for stage, ms in o.latency_ms.items():
+                self.stage_latency.observe(ms, tags={"stage": stage})
+            self.decisions.inc(tags={"decision": o.decision, "source": o.decision_source})
+            if o.fallback_reason:
+                self.fallbacks.inc(tags={"reason": o.fallback_reason})
+            if o.score is not None:
+                self.score.observe(o.score, tags={"model_version": o.model_version})
+
+    def record_shadow(self, records: Iterable[Mapping[str, Any]]) -> None:
+        for r in records:
+            tags = {"shadow_version": str(r["shadow_version"])}
+            self.shadow_score.observe(r["shadow_score"], tags=tags)
+            if r.get("champion_score") is not None:
+                self.shadow_abs_diff.observe(
+                    abs(r["shadow_score"] - r["champion_score"]), tags=tags
+                )

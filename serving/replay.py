@@ -1,0 +1,229 @@
+"""Replay transactions against the decision API at a fixed arrival rate (open loop).
+
+Request *i* is sent at ``t0 + i / rps`` whatever happened to earlier ones, and its latency is
+measured from that scheduled time (no coordinated omission). In-flight requests are bounded:
+a request that would exceed ``max_in_flight`` is not sent and counts as an error
+(``client_overload``), so an overloaded server shows up as errors instead of a silently lower
+rate. Retries (``retries``) resend on connection errors and 5xx answers — safe because decisions
+and write-backs are idempotent by ``tx_id``. Only loopback addresses are accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+RETRY_STATUSES = frozenset({500, 502, 503, 504})
+
+
+def ensure_loopback(url: str) -> str:
+    """Return ``url`` unchanged when its host is loopback; raise ``ValueError`` otherwise."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    host = parts.hostname
+    if host == "localhost":
+        return url
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ValueError(f"replay only targets loopback addresses (127.0.0.0/8, ::1), not {host!r}")
+    return url
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in 0..100); NaN for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return float(ordered[rank - 1])
+
+
+@dataclass
+class ReplayReport:
+    requests: int = 0
+    ok: int = 0
+    errors: int = 0
+    retries: int = 0
+    duration_s: float = 0.0
+    achieved_rps: float = 0.0
+    target_rps: float = 0.0
+    status: dict[str, int] = field(default_factory=dict)
+    decisions: dict[str, int] = field(default_factory=dict)
+    sources: dict[str, int] = field(default_factory=dict)
+    fallback_reasons: dict[str, int] = field(default_factory=dict)
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    server_stage_p50_ms: dict[str, float] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list, repr=False)
+    responses: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-friendly summary (without per-request lists)."""
+        out = asdict(self)
+        out.pop("latencies")
+        out.pop("responses")
+        return out
+
+
+async def replay_async(
+    base_url: str,
+    transactions: Sequence[Mapping[str, Any]],
+    rps: float,
+    *,
+    path: str = "/v1/score",
+    max_in_flight: int = 256,
+    timeout_s: float = 2.0,
+    retries: int = 0,
+    keep_responses: bool = False,
+    on_sent: Callable[[int], None] | None = None,
+) -> ReplayReport:
+    import httpx
+
+    if rps <= 0 or not math.isfinite(rps):
+        raise ValueError("rps must be a positive number")
+    if max_in_flight < 1 or retries < 0:
+        raise ValueError("max_in_flight must be >= 1 and retries >= 0")
+    ensure_loopback(base_url)
+    report = ReplayReport(target_rps=rps)
+    status: Counter[str] = Counter()
+    decisions: Counter[str] = Counter()
+    sources: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    stages: dict[str, list[float]] = {}
+    in_flight = 0
+    limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
+
+    async with httpx.AsyncClient(
+        base_url=base_url, timeout=timeout_s, limits=limits, trust_env=False
+    ) as client:
+
+        async def one(tx: Mapping[str, Any], scheduled: float) -> None:
+            nonlocal in_flight
+            try:
+                for attempt in range(retries + 1):
+                    try:
+                        r = await client.post(path, json=dict(tx))
+                    except httpx.HTTPError as exc:
+                        code = type(exc).__name__
+                    else:
+                        code = str(r.status_code)
+                        if r.status_code not in RETRY_STATUSES:
+                            break
+                    if attempt < retries:
+                        report.retries += 1
+                        await asyncio.sleep(0.005 * (attempt + 1))
+                latency = (time.perf_counter() - scheduled) * 1e3
+                status[code] += 1
+                if code == "200":
+                    report.ok += 1
+                    report.latencies.append(latency)
+                    body = r.json()
+                    for d in body.get("decisions", [body]):
+                        decisions[str(d.get("decision"))] += 1
+                        if "decision_source" in d:
+                            sources[d["decision_source"]] += 1
+                        if d.get("fallback_reason"):
+                            reasons[d["fallback_reason"]] += 1
+                        for stage, ms in d.get("latency_ms", {}).items():
+                            stages.setdefault(stage, []).append(ms)
+                    if keep_responses:
+                        report.responses.append(
+                            {"t": scheduled - t0, "latency_ms": latency, "body": body}
+                        )
+                else:
+                    report.errors += 1
+                    if keep_responses:
+                        report.responses.append({"t": scheduled - t0, "status": code})
+            finally:
+                in_flight -= 1
+
+        tasks = []
+        t0 = time.perf_counter()
+        for i, tx in enumerate(transactions):
+            scheduled = t0 + i / rps
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            report.requests += 1
+            if in_flight >= max_in_flight:
+                status["client_overload"] += 1
+                report.errors += 1
+                continue
+            in_flight += 1
+            tasks.append(asyncio.create_task(one(tx, scheduled)))
+            if on_sent is not None:
+                on_sent(i)
+        await asyncio.gather(*tasks)
+        report.duration_s = time.perf_counter() - t0
+
+    report.achieved_rps = report.requests / report.duration_s if report.duration_s > 0 else 0.0
+    report.status = dict(status)
+    report.decisions = dict(decisions)
+    report.sources = dict(sources)
+    report.fallback_reasons = dict(reasons)
+    lat = report.latencies
+    report.latency_ms = {
+        "p50": percentile(lat, 50),
+        "p95": percentile(lat, 95),
+        "p99": percentile(lat, 99),
+        "max": max(lat) if lat else math.nan,
+    }
+    report.server_stage_p50_ms = {k: percentile(v, 50) for k, v in sorted(stages.items())}
+    return report
+
+
+def replay(
+    base_url: str, transactions: Sequence[Mapping[str, Any]], rps: float, **kwargs: Any
+) -> ReplayReport:
+    """Blocking wrapper of :func:`replay_async`."""
+    return asyncio.run(replay_async(base_url, transactions, rps, **kwargs))
+
+
+REQUEST_FIELDS = (
+    "tx_id",
+    "ts",
+    "customer_id",
+    "terminal_id",
+    "device_id",
+    "amount",
+    "currency",
+    "merchant_category",
+    "channel",
+)
+
+
+def load_requests(path: str, limit: int | None = None) -> list[dict[str, Any]]:
+    """API requests from a riskml transactions dataset (Parquet) or a JSON-lines file."""
+    import json
+    from pathlib import Path
+
+    p = Path(path)
+    if p.is_file() and p.suffix in (".jsonl", ".ndjson", ".json"):
+        rows = []
+        with p.open() as fh:
+            for line in fh:
+                if line.strip():
+                    rows.append(json.loads(line))
+                    if limit is not None and len(rows) >= limit:
+                        break
+        return [{k: r[k] for k in REQUEST_FIELDS if k in r} for r in rows]
+    from riskml.data.io import read_transactions
+
+    df = read_transactions(p)
+    if limit is not None:
+        df = df.head(limit)
+    out = []
+    for row in df.select(list(REQUEST_FIELDS)).iter_rows(named=True):
+        row["ts"] = row["ts"].isoformat()
+        out.append(row)
+    return out

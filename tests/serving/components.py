@@ -1,0 +1,31 @@
+"""Test-only components (importable by Serve replicas through PYTHONPATH)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from serving.scorers import XGBoostFileScorer
+from serving.standins import InMemoryFeatureSource
+
+
+class SlowScorer(XGBoostFileScorer):
+    """A real XGBoost model that sleeps before answering (a model past its deadline)."""
+
+    def __init__(self, path: str, version: str, delay_ms: float) -> None:
+        super().__init__(path, version)
+        self.delay_s = delay_ms / 1e3
+
+    def predict(self, x: Any) -> Any:
+        time.sleep(self.delay_s)
+        return super().predict(x)
+
+
+class ReorderedSource(InMemoryFeatureSource):
+    """Serves the stand-in features with two columns swapped in its contract."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        names = list(self.feature_names)
+        names[0], names[1] = names[1], names[0]
+        self.feature_names = tuple(names)

@@ -1,0 +1,122 @@
+"""Serving fixtures: reference models (trained once per session) and, for the Serve modules,
+one local Ray + Serve for this package on free loopback ports, plus a private Redis.
+
+Ray, Serve and the private Redis are *package*-scoped: they stop after the last serving test,
+so later packages (training starts its own Ray) never meet them. Modules that launch their own
+Ray head in this process (test_cli) sort before the first module that needs ``serve_instance``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from tests.serving.helpers import (
+    APP,
+    DECIDER,
+    INGRESS,
+    KEY_PREFIX,
+    OPTIONS,
+    PREFIX,
+    REPO,
+    RedisServer,
+    free_port,
+    seed_store,
+)
+
+
+@pytest.fixture(scope="session")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Champion/challenger XGBoost + tiny GRU trained on synthetic history (a few seconds)."""
+    from serving.standin_models import request_fields, train_reference_models
+
+    ref = train_reference_models(tmp_path_factory.mktemp("reference-models"), seed=0, n=3_000)
+    ref["requests"] = [request_fields(tx) for tx in ref["history"]]
+    return ref
+
+
+@pytest.fixture(scope="package")
+def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="package")
+def serve_instance() -> Iterator[SimpleNamespace]:
+    """A local Ray with Serve listening on a free loopback port; Ray metrics on another."""
+    import ray
+    from ray import serve
+
+    if ray.is_initialized():  # pragma: no cover - an earlier package left a driver connected
+        ray.shutdown()
+    http_port, metrics_port = free_port(), free_port()
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level="ERROR",
+        _metrics_export_port=metrics_port,
+        _system_config={"metrics_report_interval_ms": 1000},
+        runtime_env={
+            "env_vars": {
+                # tests/serving/components.py must be importable by the replicas
+                "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+                "OMP_NUM_THREADS": "1",
+            }
+        },
+    )
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": http_port, "request_timeout_s": 30})
+        yield SimpleNamespace(
+            url=f"http://127.0.0.1:{http_port}", metrics_url=f"http://127.0.0.1:{metrics_port}"
+        )
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+@pytest.fixture(scope="package")
+def decision_app(
+    serve_instance: SimpleNamespace, reference: dict[str, Any], private_redis: RedisServer
+) -> Iterator[SimpleNamespace]:
+    """The app on Serve: stand-in features on a private redis-server, champion ``v1``,
+    challenger ``v2``, a ``slow`` version (sleeps 1 s) for the deadline test, 2 Ingress replicas.
+    """
+    import httpx
+    from ray import serve
+
+    from tests.serving.helpers import deploy, model_args
+
+    source = seed_store(private_redis, reference)
+    spec = {
+        "factory": "serving.standins:RedisFeatureSource",
+        "kwargs": {"url": private_redis.url, "prefix": KEY_PREFIX, "timeout_s": 0.05},
+    }
+    args = model_args(reference, spec)
+    args["tabular_models"]["slow"] = {
+        "factory": "tests.serving.components:SlowScorer",
+        "kwargs": {"path": reference["paths"]["xgb_v1"], "version": "slow", "delay_ms": 1000},
+    }
+    deploy(
+        args, APP, PREFIX, user_configs={"Ingress": INGRESS, "Decider": DECIDER}, options=OPTIONS
+    )
+    url = serve_instance.url + PREFIX
+    client = httpx.Client(base_url=url, timeout=30.0, trust_env=False)
+    try:
+        yield SimpleNamespace(
+            url=url,
+            client=client,
+            args=args,
+            source=source,
+            redis=private_redis,
+            metrics_url=serve_instance.metrics_url,
+        )
+    finally:
+        client.close()
+        serve.delete(APP)

@@ -1,0 +1,74 @@
+"""The serve config (serving/serve_config.yaml, the RayService's serveConfigV2) matches the
+application: deployment names, import path, user_config schemas; bad app args fail clearly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from riskml.decision.config import DeciderConfig, IngressConfig
+from riskml.settings import REPO_ROOT
+from serving.app import DEPLOYMENTS, AppArgs
+
+
+def _config() -> dict[str, Any]:
+    return yaml.safe_load((REPO_ROOT / "serving" / "serve_config.yaml").read_text())
+
+
+def test_serve_config_names_the_apps_deployments_and_valid_user_configs() -> None:
+    (app,) = _config()["applications"]
+    assert app["import_path"] == "serving.app:build_app"
+    deployments = {d["name"]: d for d in app["deployments"]}
+    assert set(deployments) == set(DEPLOYMENTS)
+    ingress = IngressConfig.model_validate(deployments["Ingress"]["user_config"])
+    decider = DeciderConfig.model_validate(deployments["Decider"]["user_config"])
+    assert ingress.deadline_ms > 0 and decider.thresholds.review <= decider.thresholds.decline
+    for name, d in deployments.items():
+        if name not in ("Ingress", "Decider"):
+            assert "user_config" not in d, name
+
+
+def test_serve_config_args_name_a_bundle_that_is_verified_before_deploying() -> None:
+    """The config serves /models/current on Redis; here that bundle does not exist, and the
+    args are refused before anything is deployed, naming the missing manifest."""
+    (app,) = _config()["applications"]
+    assert set(app["args"]) == {"bundle_dir", "online_store"}
+    with pytest.raises(ValidationError, match=r"/models/current: no manifest\.json"):
+        AppArgs.model_validate(app["args"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({}, "need bundle_dir, or feature_source"),
+        (
+            {
+                "feature_source": {"factory": "serving.standins:InMemoryFeatureSource"},
+                "tabular_models": {"v1": {"factory": "serving.scorers:XGBoostFileScorer"}},
+                "champion": "v2",
+            },
+            "champion 'v2' is not one of",
+        ),
+        (
+            {
+                "feature_source": {"factory": "no-colon"},
+                "tabular_models": {"v1": {"factory": "serving.scorers:XGBoostFileScorer"}},
+            },
+            "String should match pattern",
+        ),
+        (
+            {
+                "feature_source": {"factory": "serving.standins:InMemoryFeatureSource"},
+                "tabular_models": {"v1": {"factory": "serving.scorers:XGBoostFileScorer"}},
+                "deployment_options": {"Ingres": {"num_replicas": 2}},
+            },
+            "unknown deployments",
+        ),
+    ],
+)
+def test_bad_app_args_fail_with_a_clear_message(args: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        AppArgs.model_validate(args)

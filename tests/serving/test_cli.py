@@ -1,0 +1,99 @@
+"""``riskml serve start|status|stop|replay``: argument errors (fast), and the whole lifecycle on
+a Ray head the CLI launches itself (slow)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from riskml.cli import app
+from tests.serving.helpers import free_port, live_transactions
+
+runner = CliRunner()
+
+
+def test_start_needs_exactly_one_source_of_config() -> None:
+    result = runner.invoke(app, ["serve", "start"])
+    assert result.exit_code == 2 and "--bundle DIR or --demo" in result.output
+
+
+def test_status_and_stop_without_a_service(riskml_home: Path) -> None:
+    assert runner.invoke(app, ["serve", "status"]).exit_code == 1
+    result = runner.invoke(app, ["serve", "stop"])
+    assert result.exit_code == 0 and "nothing to stop" in result.output
+
+
+def test_replay_refuses_non_loopback_targets(tmp_path: Path) -> None:
+    path = tmp_path / "tx.jsonl"
+    path.write_text(json.dumps(live_transactions(1, seed=1, prefix="x")[0]) + "\n")
+    result = runner.invoke(
+        app,
+        [
+            "serve",
+            "replay",
+            "--transactions",
+            str(path),
+            "--rps",
+            "5",
+            "--url",
+            "http://10.1.2.3:8000",
+        ],
+    )
+    assert result.exit_code == 2 and "loopback" in result.output
+
+
+@pytest.mark.serve
+@pytest.mark.integration
+@pytest.mark.ray
+@pytest.mark.slow
+def test_start_status_replay_stop_on_a_ray_head_it_launches(
+    riskml_home: Path, tmp_path: Path
+) -> None:
+    port = free_port()
+    started = runner.invoke(
+        app, ["serve", "start", "--demo", "--port", str(port), "--num-cpus", "4"]
+    )
+    state_path = riskml_home / "serve" / "state.json"
+    try:
+        assert started.exit_code == 0, started.output
+        state = json.loads(state_path.read_text())
+        assert state["url"] == f"http://127.0.0.1:{port}" and state["head_pid"]
+        status = runner.invoke(app, ["serve", "status", "--json"])
+        assert status.exit_code == 0, status.output
+        info = json.loads(status.output)
+        assert info["healthz"] == 200 and info["apps"]["riskml"]["status"] == "RUNNING"
+        assert set(info["apps"]["riskml"]["deployments"]) >= {"Ingress", "Decider"}
+
+        path = tmp_path / "tx.jsonl"
+        path.write_text(
+            "".join(json.dumps(t) + "\n" for t in live_transactions(20, seed=5, prefix="cli"))
+        )
+        replayed = runner.invoke(
+            app, ["serve", "replay", "--transactions", str(path), "--rps", "20"]
+        )
+        assert replayed.exit_code == 0, replayed.output
+        assert "decision mix" in replayed.output
+    finally:
+        stopped = runner.invoke(app, ["serve", "stop"])
+    assert stopped.exit_code == 0, stopped.output
+    assert not state_path.exists()
+    assert _live_members(state["head_pid"]) == []  # every process of the launched head is gone
+
+
+def _live_members(pgid: int) -> list[int]:
+    """Non-zombie processes in a process group (the CLI ran in-process: ``ray start`` is our
+    own child, a zombie until reaped)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                out.append(int(entry.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return out

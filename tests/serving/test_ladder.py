@@ -1,0 +1,212 @@
+"""The fallback ladder in process: real models and a real in-memory source, with stages made
+slow or failing to walk down every rung. Fast (no Ray); the same ladder runs in the Ingress."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from riskml.decision.protocols import FeatureSourceUnavailable
+from riskml.decision.split import in_share
+from serving.inprocess import InProcessApp
+from tests.serving.helpers import live_transactions, model_args
+
+DEADLINE_MS = 40.0
+
+
+@pytest.fixture(scope="module")
+def txs() -> list[dict[str, Any]]:
+    return live_transactions(24, seed=11, prefix="ladder")
+
+
+def make_app(reference: dict[str, Any], **ingress: Any) -> InProcessApp:
+    source = {
+        "factory": "serving.standins:InMemoryFeatureSource",
+        "kwargs": {"history": reference["requests"], "terminal_risk": reference["terminal_risk"]},
+    }
+    config = {"deadline_ms": DEADLINE_MS, "batch_deadline_ms": 200.0, **ingress}
+    return InProcessApp(model_args(reference, source, ingress_config=config))
+
+
+def slow(stage: Any, seconds: float) -> Any:
+    async def wrapped(*args: Any) -> Any:
+        await asyncio.sleep(seconds)
+        return await stage(*args)
+
+    return wrapped
+
+
+def failing(exc: Exception) -> Any:
+    async def wrapped(*args: Any) -> Any:
+        raise exc
+
+    return wrapped
+
+
+def run(app: InProcessApp, txs: list[dict[str, Any]]) -> tuple[list[Any], float]:
+    t = time.perf_counter()
+    out = asyncio.run(app.decide(txs))
+    return out, (time.perf_counter() - t) * 1e3
+
+
+def test_happy_path_is_the_ensemble_with_reasons(reference: dict[str, Any], txs: list) -> None:
+    app = make_app(reference)
+    out, _ = run(app, txs[:1])
+    (r,) = out
+    assert r.decision_source == "ensemble" and r.fallback_reason is None
+    assert r.model_version == "v1" and 0.0 <= r.score <= 1.0
+    assert set(r.latency_ms) == {"features", "xgboost", "sequence", "decider", "total"}
+    assert {"xgboost_raw", "sequence_raw", "xgboost_calibrated"} <= set(r.scores)
+    assert r.reasons and all(x.contribution > 0 for x in r.reasons)
+    names = app.ladder.feature_names
+    assert all(x.feature in names for x in r.reasons)
+
+
+def test_batch_decides_every_transaction_in_order(reference: dict[str, Any], txs: list) -> None:
+    out, _ = run(make_app(reference), txs)
+    assert [o.tx_id for o in out] == [t["tx_id"] for t in txs]
+    assert {o.decision_source for o in out} == {"ensemble"}
+
+
+def test_feature_store_down_gives_rules_with_local_velocity(
+    reference: dict[str, Any], txs: list
+) -> None:
+    app = make_app(reference, rules={"velocity_review": 2, "velocity_decline": 50})
+    app.ladder.stages.fetch = failing(FeatureSourceUnavailable("redis down"))
+    same = [dict(txs[0], tx_id=f"burst-{i}", amount=5.0) for i in range(3)]
+    outs = [run(app, [tx])[0][0] for tx in same]
+    assert {o.decision_source for o in outs} == {"rules"}
+    assert {o.fallback_reason for o in outs} == {"feature_store_unavailable"}
+    # the replica-local counter saw the first two: the third crosses velocity_review=2
+    assert [o.decision for o in outs] == ["approve", "approve", "review"]
+    assert outs[2].reasons[0].code == "velocity_over_review_limit"
+
+
+def test_feature_breaker_skips_a_failing_store_then_probes_it(
+    reference: dict[str, Any], txs: list
+) -> None:
+    app = make_app(reference, feature_breaker={"failures": 2, "open_ms": 300})
+    real = app.ladder.stages.fetch
+    calls: list[int] = []
+    down = True
+
+    async def flaky(batch: list[dict[str, Any]]) -> Any:
+        calls.append(1)
+        if down:
+            raise FeatureSourceUnavailable("down")
+        return await real(batch)
+
+    app.ladder.stages.fetch = flaky
+    outs = [run(app, [tx])[0][0] for tx in txs[:4]]
+    assert len(calls) == 2  # the breaker opened after two failures
+    assert {(o.decision_source, o.fallback_reason) for o in outs} == {
+        ("rules", "feature_store_unavailable")
+    }
+    assert "features" not in outs[-1].latency_ms  # skipped, not waited for
+    down = False
+    time.sleep(0.35)
+    (o,), _ = run(app, txs[4:5])
+    assert o.decision_source == "ensemble" and len(calls) == 3
+
+
+def test_slow_feature_store_times_out_within_the_deadline(
+    reference: dict[str, Any], txs: list
+) -> None:
+    app = make_app(reference)
+    app.ladder.stages.fetch = slow(app.ladder.stages.fetch, 1.0)
+    (o,), ms = run(app, txs[:1])
+    assert (o.decision_source, o.fallback_reason) == ("rules", "feature_timeout")
+    assert o.latency_ms["total"] <= DEADLINE_MS and ms < DEADLINE_MS + 10
+
+
+def test_slow_xgboost_falls_to_rules_and_uses_fetched_velocity(
+    reference: dict[str, Any], txs: list
+) -> None:
+    app = make_app(reference)
+    app.ladder.stages.tabular = slow(app.ladder.stages.tabular, 1.0)
+    (o,), ms = run(app, txs[:1])
+    assert (o.decision_source, o.fallback_reason) == ("rules", "xgboost_timeout")
+    assert "velocity_unknown" not in [r.code for r in o.reasons]
+    assert o.latency_ms["total"] <= DEADLINE_MS and ms < DEADLINE_MS + 10
+
+
+@pytest.mark.parametrize(
+    ("stage", "reason"), [("slow", "sequence_timeout"), ("error", "sequence_error")]
+)
+def test_sequence_trouble_gives_xgboost_only(
+    reference: dict[str, Any], txs: list, stage: str, reason: str
+) -> None:
+    app = make_app(reference)
+    base = app.ladder.stages.sequence
+    app.ladder.stages.sequence = slow(base, 1.0) if stage == "slow" else failing(RuntimeError())
+    (o,), ms = run(app, txs[:1])
+    assert (o.decision_source, o.fallback_reason) == ("xgboost_only", reason)
+    assert o.score == pytest.approx(o.scores["xgboost_calibrated"])
+    assert ms < DEADLINE_MS + 10
+
+
+def test_decider_failure_falls_to_rules(reference: dict[str, Any], txs: list) -> None:
+    app = make_app(reference)
+    app.ladder.stages.decide = failing(RuntimeError("boom"))
+    (o,), _ = run(app, txs[:1])
+    assert (o.decision_source, o.fallback_reason) == ("rules", "decider_error")
+
+
+def test_broken_rules_give_the_configured_default(reference: dict[str, Any], txs: list) -> None:
+    app = make_app(reference, default_decision="decline")
+    app.ladder.stages.fetch = failing(FeatureSourceUnavailable("down"))
+    bad = dict(txs[0], amount="not-a-number")  # bypasses API validation on purpose
+    (o,) = asyncio.run(app.decide_raw([bad])).outcomes
+    assert (o.decision, o.decision_source) == ("decline", "default")
+    assert o.fallback_reason == "feature_store_unavailable+rules_error"
+
+
+def test_reconfigure_validates_versions_and_splits_traffic(
+    reference: dict[str, Any], txs: list
+) -> None:
+    app = make_app(reference)
+    with pytest.raises(ValueError, match="unknown model versions"):
+        app.ladder.reconfigure({"experiment": {"enabled": True, "arms": {"v9": 1.0}}})
+    with pytest.raises(ValueError, match="not a deployed model version"):
+        app.ladder.reconfigure({"shadow": {"version": "v9", "share": 0.5}})
+    app.ladder.reconfigure(
+        {"experiment": {"enabled": True, "salt": "e1", "arms": {"v1": 1.0, "v2": 1.0}}}
+    )
+    out, _ = run(app, txs)
+    assert {o.model_version for o in out} == {"v1", "v2"}
+    again, _ = run(app, txs)
+    assert [o.model_version for o in out] == [o.model_version for o in again]
+
+
+def test_shadow_scores_never_change_decisions(reference: dict[str, Any], txs: list) -> None:
+    plain = make_app(reference)
+    shadowed = make_app(reference, shadow={"version": "v2", "share": 0.5, "salt": "s"})
+    base = asyncio.run(plain.decide_raw(txs))
+    result = asyncio.run(shadowed.decide_raw(txs))
+    assert [(o.decision, o.score) for o in base.outcomes] == [
+        (o.decision, o.score) for o in result.outcomes
+    ]
+    records = asyncio.run(shadowed.ladder.shadow(txs, result))
+    expected = [t["tx_id"] for t in txs if in_share(t["tx_id"], 0.5, "s")]
+    assert [r["tx_id"] for r in records] == expected and expected
+    import numpy as np
+
+    idx = [i for i, t in enumerate(txs) if in_share(t["tx_id"], 0.5, "s")]
+    x = np.asarray([result.rows[i].tabular for i in idx], dtype=np.float32)
+    v2 = shadowed.models["v2"].predict(x)
+    assert [r["shadow_score"] for r in records] == pytest.approx(list(v2), abs=1e-9)
+    assert all(r["shadow_version"] == "v2" and r["champion_version"] == "v1" for r in records)
+
+
+def test_feature_contract_mismatch_is_refused(reference: dict[str, Any]) -> None:
+    from riskml.decision.protocols import FeatureContractMismatch
+
+    source = {
+        "factory": "tests.serving.components:ReorderedSource",
+        "kwargs": {"history": reference["requests"][:10]},
+    }
+    with pytest.raises(FeatureContractMismatch, match="different order"):
+        InProcessApp(model_args(reference, source))

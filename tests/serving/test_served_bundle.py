@@ -1,0 +1,165 @@
+"""A real model bundle served over HTTP on Feast's online store (SQLite and the local Redis).
+
+:func:`serving.world.build_world`: one simulated month, features materialised as of the replay
+day, XGBoost + GRU trained in process on the point-in-time training set before it. Each
+customer's first transaction of the replay day has identical online and offline features, so
+the served score must equal ``riskml.models.bundle.score`` on its training-set row.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from serving.world import World, build_world
+from tests.serving.helpers import INGRESS
+
+pytestmark = [pytest.mark.serve, pytest.mark.integration, pytest.mark.slow]
+
+TEST_REDIS = "localhost:6379,db=7"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    return build_world(tmp_path_factory.mktemp("bundle-world"))
+
+
+@pytest.fixture(scope="module")
+def first(world: World) -> SimpleNamespace:
+    rows = world.first_per_customer()
+    return SimpleNamespace(requests=world.requests(rows), expected=world.expected_scores(rows))
+
+
+@pytest.fixture(scope="module", params=["sqlite", "redis"])
+def bundle_app(
+    request: pytest.FixtureRequest, serve_instance: SimpleNamespace, world: World
+) -> Iterator[SimpleNamespace]:
+    import httpx
+    from ray import serve
+
+    from tests.features.conftest import redis_available
+    from tests.serving.helpers import deploy
+
+    online_store = request.param
+    if online_store == "redis" and not redis_available(TEST_REDIS):
+        pytest.fail("the local Redis on 6379 is not reachable (it is part of this machine)")
+    store = world.store(online_store, TEST_REDIS if online_store == "redis" else None)
+    name, prefix = f"bundle-{online_store}", f"/bundle-{online_store}"
+    ingress = {**INGRESS, "write_back": False, "max_batch_size": 256}
+    client = httpx.Client(base_url=serve_instance.url + prefix, timeout=60.0, trust_env=False)
+    try:
+        deploy(world.app_args(store), name, prefix, user_configs={"Ingress": ingress})
+        yield SimpleNamespace(client=client, online_store=online_store)
+    finally:
+        client.close()
+        serve.delete(name)
+        world.drop_store(store)
+
+
+def test_served_scores_equal_in_process_bundle_scores(
+    bundle_app: SimpleNamespace, world: World, first: SimpleNamespace
+) -> None:
+    requests = first.requests
+    assert len(requests) >= 200
+    got: list[dict[str, Any]] = []
+    for start in range(0, len(requests), 100):
+        resp = bundle_app.client.post(
+            "/v1/score/batch", json={"transactions": requests[start : start + 100]}
+        )
+        assert resp.status_code == 200, resp.text
+        got += resp.json()["decisions"]
+    assert [g["tx_id"] for g in got] == [r["tx_id"] for r in requests]
+    sources = {g["decision_source"] for g in got}
+    assert sources == {"ensemble"}, sources
+    scores = np.array([g["score"] for g in got])
+    np.testing.assert_allclose(scores, first.expected, rtol=0, atol=1e-6)
+    # the answers carry the bundle's version, both models' scores and reason codes
+    assert {g["model_version"] for g in got} == {world.bundle.name}
+    assert all({"xgboost_calibrated", "sequence_calibrated"} <= set(g["scores"]) for g in got)
+    tabular = set(_spec(world).tabular)
+    assert any(g["reasons"] for g in got)
+    assert all(r["feature"] in tabular for g in got for r in g["reasons"])
+    one = bundle_app.client.post("/v1/score", json=requests[0])
+    assert one.status_code == 200
+    assert one.json()["score"] == pytest.approx(first.expected[0], abs=1e-6)
+
+
+def test_model_endpoint_describes_the_bundle(bundle_app: SimpleNamespace, world: World) -> None:
+    info = bundle_app.client.get("/v1/model").json()
+    assert info["champion"] == world.bundle.name
+    assert info["sequence_model"] == f"{world.bundle.name}/sequence"
+    assert info["feature_names"] == list(_spec(world).tabular)
+    assert info["decider_config"]["use_fitted_blend"] is True
+
+
+def _spec(world: World) -> Any:
+    from riskml.models.bundle import load_bundle
+
+    return load_bundle(world.bundle).spec
+
+
+def test_in_process_app_matches_the_bundle_and_writes_back(
+    world: World, first: SimpleNamespace
+) -> None:
+    """The benchmark's in-process baseline runs the same components (no Ray, no HTTP); with
+    write-back on, a customer's second transaction sees the first in its state."""
+    import asyncio
+
+    from serving.inprocess import InProcessApp
+
+    store = world.store("sqlite")
+    try:
+        app = InProcessApp(world.app_args(store, ingress_config=INGRESS), write_back=True)
+        decisions = asyncio.run(app.decide(first.requests[:50]))
+        np.testing.assert_allclose(
+            [d.score for d in decisions], first.expected[:50], rtol=0, atol=1e-6
+        )
+        customer = first.requests[0]["customer_id"]
+        state, _version = app.source.online.history(customer)
+        assert first.requests[0]["tx_id"] in list(state["hist_tx_id"])
+        # idempotent by tx_id: the same transaction again changes nothing
+        assert app.source.write_back(first.requests[0]) is False
+    finally:
+        world.drop_store(store)
+
+
+def test_a_tampered_or_mismatched_bundle_is_refused(world: World, tmp_path: Path) -> None:
+    from riskml.decision.protocols import FeatureContractMismatch
+    from riskml.models.bundle import ModelArtifacts, load_bundle, save_bundle
+    from riskml.models.ensemble import Blend
+    from serving.app import AppArgs
+    from serving.inprocess import InProcessApp
+
+    with pytest.raises(ValidationError, match=r"no manifest\.json"):
+        AppArgs.model_validate({"bundle_dir": str(tmp_path / "missing")})
+    tampered = tmp_path / "tampered"
+    shutil.copytree(world.bundle, tampered)
+    with (tampered / "calibration.json").open("a") as fh:
+        fh.write(" ")
+    with pytest.raises(ValidationError, match="sha256 mismatch"):
+        AppArgs.model_validate({"bundle_dir": str(tampered)})
+    # a bundle whose contract lists the same features in another order is refused by name
+    b = load_bundle(world.bundle)
+    other = save_bundle(
+        ModelArtifacts(
+            spec=b.spec.model_copy(update={"tabular": b.spec.tabular[::-1]}),
+            calibrators={"xgb": b.calibrators["xgb"]},
+            blend=Blend("weighted", ["xgb"], weights=[1.0]),
+            xgb_ubj=(world.bundle / "models" / "xgb.ubj").read_bytes(),
+        ),
+        tmp_path / "models",
+        name="fraud",
+    )
+    store = world.store("sqlite")
+    try:
+        with pytest.raises(FeatureContractMismatch, match="different order"):
+            InProcessApp(world.app_args(store) | {"bundle_dir": str(other)})
+    finally:
+        world.drop_store(store)
