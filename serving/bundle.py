@@ -78,6 +78,11 @@ class FeastFeatureSource:
     def write_back(self, tx: Mapping[str, Any]) -> bool:
         return self.online.write_back(tx)
 
+    def write_back_many(self, txs: Sequence[Mapping[str, Any]]) -> list[bool]:
+        """Several write-backs in one history read and one store write (same customer twice
+        in a batch included)."""
+        return self.online.write_back_many(txs)
+
 
 class BundleXGBoost:
     """:class:`riskml.decision.protocols.TabularScorer` over a bundle's booster."""

@@ -15,6 +15,11 @@ from typing import Any
 from riskml.settings import get_settings
 
 SERVING_PROJECT = "riskml_serving"
+#: Ingress ``user_config`` of the demo app (see :class:`riskml.decision.config.IngressConfig`).
+DEMO_INGRESS: dict[str, Any] = {
+    "deadline_ms": 300.0,
+    "timeouts": {"features_ms": 150, "xgboost_ms": 100, "sequence_ms": 100, "decider_ms": 60},
+}
 
 
 def held_back(test_dir: Path, limit: int | None) -> tuple[list[dict[str, Any]], dict[str, int]]:
@@ -29,7 +34,8 @@ def held_back(test_dir: Path, limit: int | None) -> tuple[list[dict[str, Any]], 
     if frame.is_empty():
         raise ValueError(f"{test_dir}: no held-back transactions to replay")
     requests, labels = [], {}
-    for row in frame.select(*REQUEST_FIELDS, "is_fraud").iter_rows(named=True):
+    fields = [c for c in REQUEST_FIELDS if c in frame.columns]  # currency is optional
+    for row in frame.select(*fields, "is_fraud").iter_rows(named=True):
         labels[str(row["tx_id"])] = int(row.pop("is_fraud"))
         row["ts"] = row["ts"].astimezone(dt.UTC).isoformat()
         row["amount"] = float(row["amount"])
@@ -87,8 +93,8 @@ def serve_and_replay(
     test_dir: Path,
     *,
     ray_address: str,
-    rps: float = 50.0,
-    limit: int | None = 1500,
+    rps: float = 25.0,
+    limit: int | None = 1000,
     port: int = 8000,
     workdir: Path | None = None,
     keep_serving: bool = False,
@@ -110,7 +116,9 @@ def serve_and_replay(
         "applications": [
             local.app_config(
                 {"bundle_dir": str(Path(bundle_dir).resolve()), "feature_store": store},
-                user_configs={"Ingress": {"deadline_ms": 250.0}},
+                # the whole platform shares this machine's cores with the replay client: a
+                # laptop budget, not serve_config.yaml's production 50 ms
+                user_configs={"Ingress": DEMO_INGRESS},
             )
         ]
     }

@@ -107,8 +107,20 @@ class FeatureFetcher:
             return FetchFailure(f"{type(exc).__name__}: {exc}")
 
     def write_back_many(self, txs: list[dict[str, Any]]) -> dict[str, int]:
-        """Apply several write-backs (one Serve call); counts of applied/duplicate/error."""
+        """Apply several write-backs (one Serve call); counts of applied/duplicate/error.
+
+        A source with its own ``write_back_many`` (the Feast source: one read, one write) gets
+        the whole batch; if that fails, each transaction is retried alone so one bad
+        transaction cannot cost the others their write-back."""
         counts = {"applied": 0, "duplicate": 0, "error": 0}
+        many = getattr(self.source, "write_back_many", None)
+        if many is not None:
+            try:
+                for changed in many(txs):
+                    counts["applied" if changed else "duplicate"] += 1
+                return counts
+            except Exception:
+                log.warning("batched write-back of %d failed; retrying one by one", len(txs))
         for tx in txs:
             try:
                 counts["applied" if self.source.write_back(tx) else "duplicate"] += 1

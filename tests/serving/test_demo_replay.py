@@ -23,7 +23,6 @@ def _test_set(path: Path) -> Path:
             "terminal_id": "m1",
             "device_id": "d1",
             "amount": 10.0 + i,
-            "currency": "USD",
             "merchant_category": "grocery",
             "channel": "pos",
             "is_fraud": int(i in (1, 3)),

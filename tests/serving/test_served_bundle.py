@@ -163,3 +163,25 @@ def test_a_tampered_or_mismatched_bundle_is_refused(world: World, tmp_path: Path
             InProcessApp(world.app_args(store) | {"bundle_dir": str(other)})
     finally:
         world.drop_store(store)
+
+
+def test_batched_write_back_is_idempotent_and_handles_a_customer_twice(
+    world: World, first: SimpleNamespace
+) -> None:
+    """What FeatureFetcher.write_back_many sends the Feast source: one read, one write."""
+    import datetime as dt
+
+    from serving.bundle import FeastFeatureSource
+
+    store = world.store("sqlite")
+    try:
+        source = FeastFeatureSource(store)
+        a, b = first.requests[:2]
+        later = dt.datetime.fromisoformat(a["ts"]) + dt.timedelta(minutes=1)
+        a2 = {**a, "tx_id": a["tx_id"] + "-2", "ts": later.isoformat()}
+        assert source.write_back_many([a, a2, b, a]) == [True, True, True, False]
+        state, _ = source.online.history(a["customer_id"])
+        assert {a["tx_id"], a2["tx_id"]} <= set(state["hist_tx_id"])
+        assert source.write_back_many([a2, b]) == [False, False]
+    finally:
+        world.drop_store(store)
