@@ -15,7 +15,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade uv
-	$(UV) pip install -q --python $(PY) $(FIND_LINKS) -r requirements.lock
+	$(UV) pip install -q --python $(PY) --compile-bytecode $(FIND_LINKS) -r requirements.lock
 	$(UV) pip install -q --python $(PY) --no-deps -e .
 	touch $@
 
