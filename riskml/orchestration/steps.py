@@ -424,9 +424,7 @@ def calibrate_and_bundle(
     import numpy as np
 
     from riskml.models.bundle import ModelArtifacts, save_bundle, verify_bundle
-    from riskml.models.calibration import fit_calibrator
-    from riskml.models.ensemble import fit_blend
-    from riskml.training.pipeline import _slice_metrics
+    from riskml.training.pipeline import calibrate_and_blend
 
     cfg = train_config(config)
     split, spec = _split(train_dir, cfg)
@@ -454,15 +452,7 @@ def calibrate_and_bundle(
         training["sequence"] = _read_json(Path(seq_dir) / "info.json")
     if not raw_valid:
         raise StepError("calibrate_and_bundle needs at least one trained model")
-    assert va.y is not None and ca.y is not None
-    calibrators = {m: fit_calibrator(raw_calib[m], ca.y, cfg.calibration) for m in raw_valid}
-    cal_valid = {m: calibrators[m](raw_valid[m]) for m in raw_valid}
-    blend = fit_blend(cal_valid, va.y, cfg.blend)
-    metrics: dict[str, Any] = {"split": split.cutoffs, "label_as_of": str(split.label_as_of)}
-    for m in raw_valid:
-        metrics[f"valid_{m}_calibrated"] = _slice_metrics(va, cal_valid[m], cfg)
-    metrics["valid_blend"] = _slice_metrics(va, blend(cal_valid), cfg)
-    metrics["blend"] = blend.to_json()
+    calibrators, blend, metrics = calibrate_and_blend(split, raw_valid, raw_calib, cfg)
     metrics["training"] = training
     artifacts = ModelArtifacts(
         spec=spec,

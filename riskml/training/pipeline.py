@@ -27,8 +27,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from riskml.models.calibration import Calibrator
 from riskml.models.calibration import Method as CalibrationMethod
-from riskml.models.ensemble import BlendMethod
+from riskml.models.ensemble import Blend, BlendMethod
 from riskml.models.features import FeatureSpec, ModelInputs
 from riskml.models.sequence import SequenceParams
 from riskml.models.xgb import XGBParams
@@ -176,6 +177,33 @@ def _slice_metrics(inputs: ModelInputs, prob: np.ndarray, config: TrainConfig) -
     )
 
 
+def calibrate_and_blend(
+    split: TimeSplit,
+    raw_valid: dict[str, np.ndarray],
+    raw_calib: dict[str, np.ndarray],
+    config: TrainConfig,
+) -> tuple[dict[str, Calibrator], Blend, dict[str, Any]]:
+    """Calibrate each model on the calib slice and fit the blend on the valid slice, from the
+    models' raw probabilities there; returns the calibrators, the blend and the slice metrics
+    (raw and calibrated per model, and the blend's)."""
+    from riskml.models.calibration import fit_calibrator
+    from riskml.models.ensemble import fit_blend
+
+    va, ca = split.valid, split.calib
+    assert va.y is not None and ca.y is not None
+    calibrators = {m: fit_calibrator(raw_calib[m], ca.y, config.calibration) for m in raw_valid}
+    cal_valid = {m: calibrators[m](raw_valid[m]) for m in raw_valid}
+    blend = fit_blend(cal_valid, va.y, config.blend)
+    metrics: dict[str, Any] = {"split": split.cutoffs, "label_as_of": str(split.label_as_of)}
+    for m in raw_valid:
+        metrics[f"valid_{m}_raw"] = _slice_metrics(va, raw_valid[m], config)
+        metrics[f"valid_{m}_calibrated"] = _slice_metrics(va, cal_valid[m], config)
+        metrics[f"calib_{m}_raw"] = _slice_metrics(ca, raw_calib[m], config)
+    metrics["valid_blend"] = _slice_metrics(va, blend(cal_valid), config)
+    metrics["blend"] = blend.to_json()
+    return calibrators, blend, metrics
+
+
 def train_models(
     frame: Any,
     spec: FeatureSpec,
@@ -201,8 +229,6 @@ def train_models(
         save_bundle,
         score_inputs,
     )
-    from riskml.models.calibration import fit_calibrator
-    from riskml.models.ensemble import fit_blend
     from riskml.models.features import extract_inputs
     from riskml.settings import get_settings
 
@@ -285,18 +311,8 @@ def train_models(
             "history": sres.history,
         }
 
-    calibrators = {m: fit_calibrator(raw_calib[m], ca.y, config.calibration) for m in models}
-    cal_valid = {m: calibrators[m](raw_valid[m]) for m in models}
-    blend = fit_blend(cal_valid, va.y, config.blend)
-
-    metrics: dict[str, Any] = {"split": split.cutoffs, "label_as_of": str(split.label_as_of)}
-    for m in models:
-        metrics[f"valid_{m}_raw"] = _slice_metrics(va, raw_valid[m], config)
-        metrics[f"valid_{m}_calibrated"] = _slice_metrics(va, cal_valid[m], config)
-        metrics[f"calib_{m}_raw"] = _slice_metrics(ca, raw_calib[m], config)
-    metrics["valid_blend"] = _slice_metrics(va, blend(cal_valid), config)
+    calibrators, blend, metrics = calibrate_and_blend(split, raw_valid, raw_calib, config)
     metrics["training"] = training_info
-    metrics["blend"] = blend.to_json()
 
     artifacts = ModelArtifacts(
         spec=spec,
