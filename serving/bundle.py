@@ -101,13 +101,9 @@ class BundleXGBoost:
         return predict(self.booster, np.ascontiguousarray(x, dtype=np.float32))
 
     def contributions(self, x: Any, *, exact: bool = False) -> np.ndarray:
-        import xgboost as xgb
+        from serving.scorers import booster_contributions
 
-        dm = xgb.DMatrix(np.ascontiguousarray(x, dtype=np.float32), nthread=1)
-        dm.feature_names = self.booster.feature_names
-        return np.asarray(
-            self.booster.predict(dm, pred_contribs=True, approx_contribs=not exact), np.float64
-        )
+        return booster_contributions(self.booster, x, self.booster.feature_names, 1, exact)
 
 
 class BundleSequence:

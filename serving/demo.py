@@ -26,21 +26,15 @@ def held_back(test_dir: Path, limit: int | None) -> tuple[list[dict[str, Any]], 
     """The held-back transactions in time order (API requests) and their ground-truth labels."""
     import polars as pl
 
-    from serving.replay import REQUEST_FIELDS
+    from serving.replay import requests_from_frame
 
     frame = pl.read_parquet(Path(test_dir) / "data.parquet").sort("ts", maintain_order=True)
     if limit is not None:
         frame = frame.head(limit)
     if frame.is_empty():
         raise ValueError(f"{test_dir}: no held-back transactions to replay")
-    requests, labels = [], {}
-    fields = [c for c in REQUEST_FIELDS if c in frame.columns]  # currency is optional
-    for row in frame.select(*fields, "is_fraud").iter_rows(named=True):
-        labels[str(row["tx_id"])] = int(row.pop("is_fraud"))
-        row["ts"] = row["ts"].astimezone(dt.UTC).isoformat()
-        row["amount"] = float(row["amount"])
-        requests.append(row)
-    return requests, labels
+    labels = {str(t): int(f) for t, f in frame.select("tx_id", "is_fraud").iter_rows()}
+    return requests_from_frame(frame), labels
 
 
 def serving_store(dataset: Path, workdir: Path, as_of: dt.datetime) -> dict[str, Any]:

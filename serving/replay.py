@@ -220,10 +220,19 @@ def load_requests(path: str, limit: int | None = None) -> list[dict[str, Any]]:
     from riskml.data.io import read_transactions
 
     df = read_transactions(p)
-    if limit is not None:
-        df = df.head(limit)
+    return requests_from_frame(df if limit is None else df.head(limit))
+
+
+def requests_from_frame(frame: Any) -> list[dict[str, Any]]:
+    """API requests, in row order, from a polars frame holding the transaction columns (a
+    dataset, a training or backtest set); optional fields it lacks are left to their defaults."""
+    import datetime as dt
+
     out = []
-    for row in df.select(list(REQUEST_FIELDS)).iter_rows(named=True):
-        row["ts"] = row["ts"].isoformat()
+    for row in frame.select([c for c in REQUEST_FIELDS if c in frame.columns]).iter_rows(
+        named=True
+    ):
+        row["ts"] = row["ts"].astimezone(dt.UTC).isoformat()
+        row["amount"] = float(row["amount"])
         out.append(row)
     return out

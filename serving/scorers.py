@@ -43,16 +43,21 @@ class XGBoostFileScorer:
         return np.asarray(self.booster.inplace_predict(x, validate_features=False), np.float64)
 
     def contributions(self, x: Any, *, exact: bool = False) -> np.ndarray:
-        import xgboost as xgb
+        return booster_contributions(self.booster, x, self.feature_names, self.nthread, exact)
 
-        dm = xgb.DMatrix(
-            np.ascontiguousarray(x, dtype=np.float32),
-            feature_names=self.feature_names,
-            nthread=self.nthread,
-        )
-        return np.asarray(
-            self.booster.predict(dm, pred_contribs=True, approx_contribs=not exact), np.float64
-        )
+
+def booster_contributions(
+    booster: Any, x: Any, feature_names: list[str] | None, nthread: int, exact: bool
+) -> np.ndarray:
+    """``(n, T + 1)`` per-feature log-odds contributions (last column: bias); Saabas
+    approximation unless ``exact`` (TreeSHAP)."""
+    import xgboost as xgb
+
+    dm = xgb.DMatrix(
+        np.ascontiguousarray(x, dtype=np.float32), feature_names=feature_names, nthread=nthread
+    )
+    out = booster.predict(dm, pred_contribs=True, approx_contribs=not exact)
+    return np.asarray(out, np.float64)
 
 
 class TorchSequenceScorer:

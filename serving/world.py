@@ -72,15 +72,9 @@ class World:
 
     def requests(self, frame: Any = None) -> list[dict[str, Any]]:
         """API requests for the rows of ``frame`` (default: the whole replay day), in order."""
-        keys = ("tx_id", "customer_id", "terminal_id", "device_id", "merchant_category", "channel")
-        out = []
-        for r in (self.day if frame is None else frame).iter_rows(named=True):
-            req = {k: str(r[k]) for k in keys}
-            req["amount"] = float(r["amount"])
-            req["ts"] = r["ts"].astimezone(dt.UTC).isoformat()
-            req["currency"] = "USD"
-            out.append(req)
-        return out
+        from serving.replay import requests_from_frame
+
+        return requests_from_frame(self.day if frame is None else frame)
 
     def first_per_customer(self) -> Any:
         """Each customer's first transaction of the day: nothing of that customer happened
