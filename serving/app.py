@@ -13,10 +13,15 @@ inside its own replica (see :mod:`serving.components`)::
 ``bundle_dir`` fills all of them from a verified model bundle over the Feast online store
 (:mod:`serving.bundle`); explicit specs win over the bundle's.
 
+``topology`` (see :mod:`serving.deployments`): ``colocated`` (default) builds every component
+inside the Ingress replicas, so a request costs one Serve hop; ``distributed`` deploys the five
+deployments above, for models that need their own resources or scaling.
+
 ``ingress_config`` / ``decider_config`` are the default ``user_config`` of the Ingress and the
-Decider (a serve config's per-deployment ``user_config`` overrides them). ``deployment_options``
-applies ``Deployment.options(...)`` per deployment name (replicas, actor options) for runs that
-do not go through a serve config file.
+Decider (colocated: the Ingress's, with the decider's under key ``decider``; a serve config's
+per-deployment ``user_config`` overrides them). ``deployment_options`` applies
+``Deployment.options(...)`` per deployment name (replicas, actor options) for runs that do not go
+through a serve config file.
 """
 
 from __future__ import annotations
@@ -30,6 +35,18 @@ from serving.components import ComponentSpec
 
 APP_NAME = "riskml"
 DEPLOYMENTS = ("Ingress", "FeatureFetcher", "XGBoostScorer", "SequenceScorer", "Decider")
+#: The deployments of each topology.
+TOPOLOGIES: dict[str, tuple[str, ...]] = {"colocated": ("Ingress",), "distributed": DEPLOYMENTS}
+#: What a colocated Ingress builds in-process (the component part of AppArgs).
+COMPONENT_FIELDS = (
+    "feature_source",
+    "tabular_models",
+    "champion",
+    "sequence_model",
+    "sequence_batching",
+    "calibrators",
+    "blend",
+)
 
 
 class SequenceBatching(BaseModel):
@@ -42,6 +59,11 @@ class SequenceBatching(BaseModel):
 class AppArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    topology: Literal["colocated", "distributed"] = Field(
+        default="colocated",
+        description="colocated: every component inside the Ingress replicas (one Serve hop); "
+        "distributed: one deployment per component.",
+    )
     bundle_dir: str | None = Field(
         default=None,
         description="Verified model bundle: fills every component spec left empty from the "
@@ -89,6 +111,12 @@ class AppArgs(BaseModel):
         unknown = sorted(set(self.deployment_options) - set(DEPLOYMENTS))
         if unknown:
             raise ValueError(f"deployment_options for unknown deployments {unknown}")
+        absent = sorted(set(self.deployment_options) - set(TOPOLOGIES[self.topology]))
+        if absent:
+            raise ValueError(
+                f"deployment_options for deployments {absent} that topology {self.topology!r} "
+                f"does not deploy (it deploys {list(TOPOLOGIES[self.topology])})"
+            )
         return self
 
 
@@ -101,6 +129,13 @@ def build_app(args: dict[str, Any] | AppArgs) -> Any:
     def opts(deployment: Any) -> Any:
         extra = a.deployment_options.get(deployment.name)
         return deployment.options(**extra) if extra else deployment
+
+    ingress_config = (a.ingress_config or IngressConfig()).model_dump()
+    if a.topology == "colocated":
+        decider_config = (a.decider_config or DeciderConfig()).model_dump()
+        ingress = opts(Ingress).options(user_config={**ingress_config, "decider": decider_config})
+        components = a.model_dump(include=set(COMPONENT_FIELDS), exclude_none=True)
+        return ingress.bind(champion=a.champion, colocated=components)
 
     features = opts(FeatureFetcher).bind(a.feature_source.model_dump())  # type: ignore[union-attr]
     xgboost = opts(XGBoostScorer).bind({v: s.model_dump() for v, s in a.tabular_models.items()})
@@ -120,5 +155,5 @@ def build_app(args: dict[str, Any] | AppArgs) -> Any:
             a.sequence_batching.max_batch_size,
             a.sequence_batching.batch_wait_timeout_ms,
         )
-    ingress = opts(Ingress).options(user_config=(a.ingress_config or IngressConfig()).model_dump())
+    ingress = opts(Ingress).options(user_config=ingress_config)
     return ingress.bind(features, xgboost, decider, sequence, a.champion)

@@ -1,6 +1,6 @@
-"""The Ray Serve deployments of the decision service.
+"""The Ray Serve deployments of the decision service, in one of two topologies.
 
-::
+``distributed``::
 
     HTTP -> Ingress (FastAPI: validation, fallback ladder, metrics, write-back, shadow)
               |-> FeatureFetcher   online features (one call per request or batch)
@@ -8,9 +8,15 @@
               |-> SequenceScorer   behavioural torch model (@serve.batch across requests)
               '-> Decider          calibrated blend + thresholds + reason codes (user_config)
 
-The Ingress runs :class:`riskml.decision.ladder.Ladder` over ``DeploymentHandle`` calls; each
-stage is cancelled when its share of the deadline runs out. Deployment names are the contract
-with ``serving/serve_config.yaml``.
+``colocated`` (the default): the Ingress hosts the same components itself
+(:class:`serving.inprocess.LocalComponents`: per-stage thread pools, ``@serve.batch`` over the
+behavioural model, the Decider's policy with its config under the Ingress ``user_config`` key
+``decider``). No Ray hop past the proxy; scale out with Ingress replicas. Use ``distributed``
+when a model needs its own resources (a GPU) or its own scaling.
+
+Either way the Ingress runs :class:`riskml.decision.ladder.Ladder` over its stages; each stage is
+abandoned when its share of the deadline runs out. Deployment names are the contract with
+``serving/serve_config.yaml``.
 """
 
 import asyncio
@@ -18,7 +24,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,8 +39,15 @@ from ray.serve.handle import DeploymentHandle
 from riskml.decision.config import DeciderConfig, IngressConfig
 from riskml.decision.ladder import Ladder, LadderResult, Stages, TabularResult
 from riskml.decision.policy import Calibrator, DecisionPolicy, ModelScores, Verdict
-from riskml.decision.protocols import FeatureRow, FeatureSourceUnavailable, check_feature_contract
+from riskml.decision.protocols import (
+    FeatureContractMismatch,
+    FeatureRow,
+    FeatureSourceUnavailable,
+    check_feature_contract,
+)
+from serving.app import AppArgs
 from serving.components import build
+from serving.inprocess import LocalComponents, write_back_counts
 from serving.schemas import (
     BatchRequest,
     BatchResponse,
@@ -107,26 +120,8 @@ class FeatureFetcher:
             return FetchFailure(f"{type(exc).__name__}: {exc}")
 
     def write_back_many(self, txs: list[dict[str, Any]]) -> dict[str, int]:
-        """Apply several write-backs (one Serve call); counts of applied/duplicate/error.
-
-        A source with its own ``write_back_many`` (the Feast source: one read, one write) gets
-        the whole batch; if that fails, each transaction is retried alone so one bad
-        transaction cannot cost the others their write-back."""
-        counts = {"applied": 0, "duplicate": 0, "error": 0}
-        many = getattr(self.source, "write_back_many", None)
-        if many is not None:
-            try:
-                for changed in many(txs):
-                    counts["applied" if changed else "duplicate"] += 1
-                return counts
-            except Exception:
-                log.warning("batched write-back of %d failed; retrying one by one", len(txs))
-        for tx in txs:
-            try:
-                counts["applied" if self.source.write_back(tx) else "duplicate"] += 1
-            except Exception:
-                counts["error"] += 1
-        return counts
+        """Apply several write-backs (one Serve call): counts of applied/duplicate/error."""
+        return write_back_counts(self.source, txs)
 
 
 @serve.deployment(name="XGBoostScorer", ray_actor_options=NO_CPU, max_ongoing_requests=MAX_ONGOING)
@@ -176,15 +171,23 @@ class SequenceScorer:
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.001)
     async def _batched(self, items: list[tuple[np.ndarray, np.ndarray]]) -> list[list[float]]:
-        sizes = [len(x) for x, _ in items]
-        x = np.concatenate([x for x, _ in items])
-        seq = np.concatenate([s for _, s in items])
-        probs = await asyncio.to_thread(self.model.predict, x, seq)
-        out, start = [], 0
-        for n in sizes:
-            out.append([float(p) for p in probs[start : start + n]])
-            start += n
-        return out
+        return await coalesced(lambda x, s: asyncio.to_thread(self.model.predict, x, s), items)
+
+
+async def coalesced(
+    predict: Callable[[np.ndarray, np.ndarray], Awaitable[Sequence[float]]],
+    items: list[tuple[np.ndarray, np.ndarray]],
+) -> list[list[float]]:
+    """One forward pass over several requests' ``(x, seq)`` inputs; each request's slice back."""
+    sizes = [len(x) for x, _ in items]
+    probs = await predict(
+        np.concatenate([x for x, _ in items]), np.concatenate([s for _, s in items])
+    )
+    out, start = [], 0
+    for n in sizes:
+        out.append([float(p) for p in probs[start : start + n]])
+        start += n
+    return out
 
 
 @serve.deployment(name="Decider", ray_actor_options=NO_CPU, max_ongoing_requests=MAX_ONGOING)
@@ -245,46 +248,112 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     return JSONResponse(status_code=422, content={"detail": errors})
 
 
-@serve.deployment(name="Ingress", ray_actor_options=NO_CPU, max_ongoing_requests=MAX_ONGOING)
-@serve.ingress(api)
-class Ingress:
-    async def __init__(  # type: ignore[misc]  # Serve supports async constructors
+class HandleBackend:
+    """``distributed``: the ladder's stages are ``DeploymentHandle`` calls."""
+
+    def __init__(
         self,
         features: DeploymentHandle,
         xgboost: DeploymentHandle,
         decider: DeploymentHandle,
-        sequence: DeploymentHandle | None = None,
-        champion: str | None = None,
+        sequence: DeploymentHandle | None,
     ) -> None:
-        from serving.metrics import DecisionMetrics
-
-        self.features, self.xgboost, self.decider, self.sequence = (
-            features,
-            xgboost,
-            decider,
-            sequence,
-        )
-        feature_names = (await features.info.remote())["feature_names"]
-        versions = (await xgboost.info.remote())["versions"]
-        for version, names in versions.items():
-            try:
-                check_feature_contract(names, feature_names)
-            except ValueError as exc:
-                raise ValueError(f"tabular model {version!r} refused: {exc}") from exc
-        self.sequence_version = (await sequence.info.remote())["version"] if sequence else None
-        self.feature_names = list(feature_names)
-        stages = Stages(
+        self.features, self.decider = features, decider
+        self.stages = Stages(
             fetch=lambda txs: _fetch(features, txs),
             tabular=lambda v, x, mode: _await(xgboost.score.remote(v, x, mode)),
             decide=lambda items: _await(decider.decide.remote(items)),
             sequence=(lambda x, s: _await(sequence.score.remote(x, s))) if sequence else None,
         )
+        self._handles = (xgboost, sequence)
+
+    async def connect(self) -> None:
+        xgboost, sequence = self._handles
+        self.feature_names = list((await self.features.info.remote())["feature_names"])
+        self.model_features = (await xgboost.info.remote())["versions"]
+        self.versions = list(self.model_features)
+        for version, names in self.model_features.items():
+            try:
+                check_feature_contract(names, self.feature_names)
+            except FeatureContractMismatch as exc:
+                raise FeatureContractMismatch(f"tabular model {version!r} refused: {exc}") from exc
+        self.sequence_version = (await sequence.info.remote())["version"] if sequence else None
+
+    async def write_back_many(self, txs: list[dict[str, Any]]) -> dict[str, int]:
+        return await self.features.write_back_many.remote(txs)
+
+    async def decider_config(self) -> dict[str, Any]:
+        return await self.decider.info.remote()
+
+
+class ColocatedBackend:
+    """``colocated``: the components live in the Ingress replica (see module docstring)."""
+
+    def __init__(self, specs: Mapping[str, Any]) -> None:
+        args = AppArgs.model_validate(dict(specs))
+        self.components = c = LocalComponents(args, offload=True)
+        batching = args.sequence_batching
+        self._batched = serve.batch(
+            max_batch_size=batching.max_batch_size,
+            batch_wait_timeout_s=batching.batch_wait_timeout_ms / 1e3,
+        )(self._sequence_batch)
+        self.stages = c.stages(sequence=self._score_sequence)
+        self.feature_names = c.feature_names
+        self.versions = c.versions
+        self.sequence_version = c.sequence_version
+
+    async def connect(self) -> None:
+        return None
+
+    async def _sequence_batch(
+        self, items: list[tuple[np.ndarray, np.ndarray]]
+    ) -> list[list[float]]:
+        return await coalesced(self.components.score_sequence, items)
+
+    async def _score_sequence(self, x: np.ndarray, seq: np.ndarray) -> list[float]:
+        return await self._batched((x, seq))
+
+    async def write_back_many(self, txs: list[dict[str, Any]]) -> dict[str, int]:
+        return await self.components.write_back_many(txs)
+
+    async def decider_config(self) -> dict[str, Any]:
+        return self.components.policy.config.model_dump()
+
+
+@serve.deployment(name="Ingress", ray_actor_options=NO_CPU, max_ongoing_requests=MAX_ONGOING)
+@serve.ingress(api)
+class Ingress:
+    """``Ingress.bind(features, xgboost, decider, sequence, champion)`` (distributed) or
+    ``Ingress.bind(champion=..., colocated=component_specs)`` (colocated)."""
+
+    async def __init__(  # type: ignore[misc]  # Serve supports async constructors
+        self,
+        features: DeploymentHandle | None = None,
+        xgboost: DeploymentHandle | None = None,
+        decider: DeploymentHandle | None = None,
+        sequence: DeploymentHandle | None = None,
+        champion: str | None = None,
+        colocated: Mapping[str, Any] | None = None,
+    ) -> None:
+        from serving.metrics import DecisionMetrics
+
+        backend: HandleBackend | ColocatedBackend
+        if colocated is not None:
+            backend = ColocatedBackend(colocated)
+        elif features is None or xgboost is None or decider is None:
+            raise ValueError("Ingress needs the feature, xgboost and decider handles or colocated")
+        else:
+            backend = HandleBackend(features, xgboost, decider, sequence)
+        await backend.connect()
+        self.backend = backend
+        self.sequence_version = backend.sequence_version
+        self.feature_names = list(backend.feature_names)
         self.ladder = Ladder(
-            stages,
+            backend.stages,
             IngressConfig(),
-            versions=list(versions),
-            champion=champion or next(iter(versions)),
-            feature_names=feature_names,
+            versions=backend.versions,
+            champion=champion or backend.versions[0],
+            feature_names=self.feature_names,
         )
         self.metrics = DecisionMetrics()
         self._background: set[asyncio.Task[Any]] = set()
@@ -296,7 +365,20 @@ class Ingress:
             self.replica = "local"
 
     def reconfigure(self, user_config: Mapping[str, Any]) -> None:
-        self.ladder.reconfigure(IngressConfig.model_validate(dict(user_config)))
+        """IngressConfig fields; colocated, also ``decider`` (the DeciderConfig). Everything is
+        validated before anything changes."""
+        config = dict(user_config)
+        decider = config.pop("decider", None)
+        ingress = IngressConfig.model_validate(config)
+        policy = None if decider is None else DeciderConfig.model_validate(decider)
+        if policy is not None and not isinstance(self.backend, ColocatedBackend):
+            raise ValueError(
+                "the Ingress user_config key 'decider' applies to topology 'colocated'; with "
+                "topology 'distributed' set the Decider deployment's user_config"
+            )
+        self.ladder.reconfigure(ingress)
+        if policy is not None:
+            self.backend.components.policy.reconfigure(policy)
 
     # -- routes --------------------------------------------------------------------------------
     @api.post("/v1/score", response_model=DecisionResponse)
@@ -336,7 +418,7 @@ class Ingress:
 
     @api.get("/v1/model", response_model=ModelInfo)
     async def model(self) -> ModelInfo:
-        decider_config = await self.decider.info.remote()
+        decider_config = await self.backend.decider_config()
         return ModelInfo(
             champion=self.ladder.champion,
             versions=self.ladder.versions,
@@ -381,7 +463,7 @@ class Ingress:
         if not batch:
             return
         try:
-            counts = await self.features.write_back_many.remote(batch)
+            counts = await self.backend.write_back_many(batch)
         except Exception as exc:
             counts = {"error": len(batch)}
             log.warning("write-back of %d transactions failed: %s", len(batch), exc)

@@ -1,61 +1,100 @@
-"""The decision service's scoring code in one process, without Ray or HTTP.
+"""The decision service's components in one process: the ladder's stages as direct calls.
 
-Builds the same components from the same :class:`serving.app.AppArgs` and runs the same
-:class:`riskml.decision.ladder.Ladder` with direct calls. The benchmark uses it as the
-in-process baseline next to the served app, and the tests use it as the reference the HTTP
-answers must match.
+:class:`LocalComponents` builds the feature source, the tabular model versions, the behavioural
+model, the calibrators and the fitted blend from :class:`serving.app.AppArgs` (the same specs the
+deployments build), checks every model's feature contract, and exposes them as the
+:class:`riskml.decision.ladder.Stages` of a ladder. Two users:
+
+* the **colocated** Ingress (``topology: colocated``, the default): one Serve replica answers a
+  request with no Ray hop past the proxy. Its blocking calls run on small per-stage thread pools
+  (``offload=True``), so a feature store or model that hangs holds only its own pool while the
+  event loop keeps every deadline and answers from the next rung;
+* :class:`InProcessApp`: the same stages called inline, without Ray or HTTP: the benchmark's
+  in-process baseline and the reference the HTTP answers must match.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import numpy as np
 
 from riskml.decision.config import DeciderConfig, IngressConfig
 from riskml.decision.ladder import Ladder, LadderResult, Stages, TabularResult
 from riskml.decision.policy import DecisionPolicy, ModelScores, Verdict
-from riskml.decision.protocols import FeatureRow, check_feature_contract
+from riskml.decision.protocols import FeatureContractMismatch, FeatureRow, check_feature_contract
 from serving.app import AppArgs
 from serving.components import build
 from serving.schemas import DecisionResponse, TransactionRequest, to_response
 
+T = TypeVar("T")
 
-class InProcessApp:
-    def __init__(self, args: Mapping[str, Any] | AppArgs, *, write_back: bool = False) -> None:
+#: Threads per bulkhead (``offload=True``). Reads may overlap (the store clients are thread-safe,
+#: Serve's FeatureFetcher runs them on its thread pool too); write-backs go one batch at a time.
+POOL_THREADS = {"features": 4, "write_back": 1, "sequence": 2, "xgboost": 2}
+
+
+class LocalComponents:
+    """Components of :class:`AppArgs` built here, as ladder stages (see module docstring)."""
+
+    def __init__(self, args: Mapping[str, Any] | AppArgs, *, offload: bool = False) -> None:
         a = args if isinstance(args, AppArgs) else AppArgs.model_validate(dict(args))
         self.source = build(a.feature_source)  # type: ignore[arg-type]
-        names = list(self.source.feature_names)
+        self.feature_names: list[str] = list(self.source.feature_names)
         self.models = {v: build(spec) for v, spec in a.tabular_models.items()}
-        for model in self.models.values():
-            check_feature_contract(model.feature_names, names)
+        for version, model in self.models.items():
+            try:
+                check_feature_contract(model.feature_names, self.feature_names)
+            except FeatureContractMismatch as exc:
+                raise FeatureContractMismatch(f"tabular model {version!r} refused: {exc}") from exc
+        self.versions = list(self.models)
+        self.champion = a.champion or self.versions[0]
         self.sequence = build(a.sequence_model) if a.sequence_model is not None else None
+        self.sequence_version = (
+            str(getattr(self.sequence, "version", "sequence")) if self.sequence else None
+        )
         self.policy = DecisionPolicy(
             a.decider_config or DeciderConfig(),
-            names,
+            self.feature_names,
             {m: build(s) for m, s in a.calibrators.items()},
             build(a.blend) if a.blend is not None else None,
         )
-        config = a.ingress_config or IngressConfig()
-        self.write_back = write_back
-        self.ladder = Ladder(
-            Stages(
-                fetch=self._fetch,
-                tabular=self._tabular,
-                decide=self._decide,
-                sequence=self._sequence if self.sequence is not None else None,
-            ),
-            config,
-            versions=list(self.models),
-            champion=a.champion or next(iter(self.models)),
-            feature_names=names,
+        self.ingress_config = a.ingress_config or IngressConfig()
+        self._pools: dict[str, ThreadPoolExecutor] = {}
+        if offload:
+            # one pool per model version: a hung challenger cannot starve the champion
+            names = ["features", "write_back", "sequence", *(f"xgboost:{v}" for v in self.models)]
+            for name in names:
+                threads = POOL_THREADS[name.split(":")[0]]
+                self._pools[name] = ThreadPoolExecutor(threads, thread_name_prefix=f"riskml-{name}")
+
+    def stages(
+        self, sequence: Callable[[Any, Any], Awaitable[list[float]]] | None = None
+    ) -> Stages:
+        """The ladder's stages; ``sequence`` replaces the direct behavioural-model call (the
+        colocated Ingress passes its ``@serve.batch`` wrapper of :meth:`score_sequence`)."""
+        seq = sequence or self.score_sequence
+        return Stages(
+            fetch=self.fetch,
+            tabular=self.score_tabular,
+            decide=self.decide,
+            sequence=seq if self.sequence is not None else None,
         )
 
-    async def _fetch(self, txs: list[dict[str, Any]]) -> list[FeatureRow]:
-        return list(self.source.get_many(txs))
+    async def _run(self, pool: str, fn: Callable[..., T], *args: Any) -> T:
+        executor = self._pools.get(pool)
+        if executor is None:
+            return fn(*args)
+        return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
 
-    async def _tabular(self, version: str, x: np.ndarray, mode: str) -> TabularResult:
+    # -- stages ----------------------------------------------------------------------------------
+    async def fetch(self, txs: list[dict[str, Any]]) -> list[FeatureRow]:
+        return list(await self._run("features", self.source.get_many, txs))
+
+    def _tabular(self, version: str, x: np.ndarray, mode: str) -> TabularResult:
         model = self.models[version]
         contribs = None if mode == "off" else model.contributions(x, exact=mode == "exact")
         return TabularResult(
@@ -63,11 +102,71 @@ class InProcessApp:
             None if contribs is None else contribs.tolist(),
         )
 
-    async def _sequence(self, x: np.ndarray, seq: np.ndarray) -> list[float]:
-        return [float(p) for p in self.sequence.predict(x, seq)]  # type: ignore[union-attr]
+    async def score_tabular(self, version: str, x: np.ndarray, mode: str) -> TabularResult:
+        return await self._run(f"xgboost:{version}", self._tabular, version, x, mode)
 
-    async def _decide(self, items: list[ModelScores]) -> list[Verdict]:
-        return self.policy.verdicts(items)
+    async def score_sequence(self, x: np.ndarray, seq: np.ndarray) -> list[float]:
+        probs = await self._run("sequence", self.sequence.predict, x, seq)  # type: ignore[union-attr]
+        return [float(p) for p in probs]
+
+    async def decide(self, items: list[ModelScores]) -> list[Verdict]:
+        return self.policy.verdicts(items)  # pure Python, well under a millisecond: inline
+
+    # -- write-back --------------------------------------------------------------------------------
+    def _write_back_many(self, txs: list[dict[str, Any]]) -> dict[str, int]:
+        return write_back_counts(self.source, txs)
+
+    async def write_back_many(self, txs: list[dict[str, Any]]) -> dict[str, int]:
+        return await self._run("write_back", self._write_back_many, txs)
+
+    def close(self) -> None:
+        for pool in self._pools.values():
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def write_back_counts(source: Any, txs: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """Apply several write-backs; counts of applied/duplicate/error.
+
+    A source with its own ``write_back_many`` (the Feast source: one read, one write) gets the
+    whole batch; if that fails, each transaction is retried alone so one bad transaction cannot
+    cost the others their write-back."""
+    import logging
+
+    counts = {"applied": 0, "duplicate": 0, "error": 0}
+    many = getattr(source, "write_back_many", None)
+    if many is not None:
+        try:
+            for changed in many(txs):
+                counts["applied" if changed else "duplicate"] += 1
+            return counts
+        except Exception:
+            logging.getLogger("ray.serve").warning(
+                "batched write-back of %d failed; retrying one by one", len(txs)
+            )
+    for tx in txs:
+        try:
+            counts["applied" if source.write_back(tx) else "duplicate"] += 1
+        except Exception:
+            counts["error"] += 1
+    return counts
+
+
+class InProcessApp:
+    """The service's decisions without Ray or HTTP: same components, same ladder, inline calls."""
+
+    def __init__(self, args: Mapping[str, Any] | AppArgs, *, write_back: bool = False) -> None:
+        self.components = LocalComponents(args)
+        self.source = self.components.source
+        self.models = self.components.models
+        self.policy = self.components.policy
+        self.write_back = write_back
+        self.ladder = Ladder(
+            self.components.stages(),
+            self.components.ingress_config,
+            versions=self.components.versions,
+            champion=self.components.champion,
+            feature_names=self.components.feature_names,
+        )
 
     async def decide_raw(self, txs: Sequence[Mapping[str, Any]]) -> LadderResult:
         result = await self.ladder.decide(txs)

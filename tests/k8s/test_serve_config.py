@@ -23,7 +23,7 @@ from .helpers import Doc
 
 pytestmark = pytest.mark.k8s
 
-DEPLOYMENTS = ["Ingress", "FeatureFetcher", "XGBoostScorer", "SequenceScorer", "Decider"]
+DEPLOYMENTS = ["Ingress"]  # topology colocated: the models live in the Ingress replicas
 
 
 def _serve_config() -> dict[str, Any]:
@@ -52,10 +52,9 @@ def test_serve_config_contract() -> None:
     assert app.args["bundle_dir"] == "/models/current" and app.args["online_store"] == "redis"
     deployments = {d.name: d for d in app.deployments}
     assert list(deployments) == DEPLOYMENTS
-    for name in ("XGBoostScorer", "SequenceScorer"):
-        autoscaling = deployments[name].autoscaling_config
-        assert 2 <= autoscaling["min_replicas"] < autoscaling["max_replicas"]
-    decider = deployments["Decider"].user_config
+    autoscaling = deployments["Ingress"].autoscaling_config
+    assert 2 <= autoscaling["min_replicas"] < autoscaling["max_replicas"]
+    decider = deployments["Ingress"].user_config["decider"]
     assert decider["thresholds"] == {"review": 0.3, "decline": 0.7}
     assert sum(decider["blend_weights"].values()) == pytest.approx(1.0)
     # Every deployment keeps >= 2 replicas (prod's ">= 2 Serve replicas" holds in any env).
@@ -68,14 +67,14 @@ def test_serve_config_contract() -> None:
     ("edit", "expected"),
     [
         (
-            lambda c: c["applications"][0]["deployments"][2].update(
-                autoscaling_confg=c["applications"][0]["deployments"][2].pop("autoscaling_config")
+            lambda c: c["applications"][0]["deployments"][0].update(
+                autoscaling_confg=c["applications"][0]["deployments"][0].pop("autoscaling_config")
             ),
-            r"unknown keys: applications\[0\]\.deployments\[2\]\.autoscaling_confg",
+            r"unknown keys: applications\[0\]\.deployments\[0\]\.autoscaling_confg",
         ),
         (lambda c: c["http_options"].update(hosts="0.0.0.0"), r"unknown keys: http_options\.hosts"),
         (
-            lambda c: c["applications"][0]["deployments"][2]["autoscaling_config"].update(
+            lambda c: c["applications"][0]["deployments"][0]["autoscaling_config"].update(
                 min_replicas=20
             ),
             r"max_replicas \(12\) must be greater than or equal to min_replicas \(20\)",
@@ -115,7 +114,7 @@ def test_drift_is_detected_and_repaired(tmp_path: Path) -> None:
         for a, b in zip(before.splitlines(), manifest.read_text().splitlines(), strict=True)
         if a != b
     ]
-    assert changed == [(f"{' ' * 16}review: 0.3", f"{' ' * 16}review: 0.35")]
+    assert changed == [(f"{' ' * 18}review: 0.3", f"{' ' * 18}review: 0.35")]
 
 
 def test_sync_errors(tmp_path: Path) -> None:

@@ -16,12 +16,7 @@ from typing import Any
 import pytest
 
 from tests.serving.helpers import (
-    APP,
-    DECIDER,
-    INGRESS,
     KEY_PREFIX,
-    OPTIONS,
-    PREFIX,
     REPO,
     RedisServer,
     free_port,
@@ -81,42 +76,36 @@ def serve_instance() -> Iterator[SimpleNamespace]:
         ray.shutdown()
 
 
-@pytest.fixture(scope="package")
-def decision_app(
-    serve_instance: SimpleNamespace, reference: dict[str, Any], private_redis: RedisServer
-) -> Iterator[SimpleNamespace]:
-    """The app on Serve: stand-in features on a private redis-server, champion ``v1``,
-    challenger ``v2``, a ``slow`` version (sleeps 1 s) for the deadline test, 2 Ingress replicas.
-    """
-    import httpx
-    from ray import serve
+def app_args(reference: dict[str, Any], redis: RedisServer, prefix: str, **extra: Any) -> dict:
+    """Stand-in features on ``redis`` under key ``prefix``, champion ``v1``, challenger ``v2``
+    and a ``slow`` version (sleeps 1 s) for the deadline tests."""
+    from tests.serving.helpers import model_args
 
-    from tests.serving.helpers import deploy, model_args
-
-    source = seed_store(private_redis, reference)
     spec = {
         "factory": "serving.standins:RedisFeatureSource",
-        "kwargs": {"url": private_redis.url, "prefix": KEY_PREFIX, "timeout_s": 0.05},
+        "kwargs": {"url": redis.url, "prefix": prefix, "timeout_s": 0.05},
     }
-    args = model_args(reference, spec)
+    args = model_args(reference, spec, **extra)
     args["tabular_models"]["slow"] = {
         "factory": "tests.serving.components:SlowScorer",
         "kwargs": {"path": reference["paths"]["xgb_v1"], "version": "slow", "delay_ms": 1000},
     }
-    deploy(
-        args, APP, PREFIX, user_configs={"Ingress": INGRESS, "Decider": DECIDER}, options=OPTIONS
-    )
-    url = serve_instance.url + PREFIX
-    client = httpx.Client(base_url=url, timeout=30.0, trust_env=False)
-    try:
-        yield SimpleNamespace(
-            url=url,
-            client=client,
-            args=args,
-            source=source,
-            redis=private_redis,
-            metrics_url=serve_instance.metrics_url,
-        )
-    finally:
-        client.close()
-        serve.delete(APP)
+    return args
+
+
+@pytest.fixture(scope="package")
+def decision_app(
+    serve_instance: SimpleNamespace, reference: dict[str, Any], private_redis: RedisServer
+) -> Iterator[SimpleNamespace]:
+    """The app as it ships (topology ``colocated``) on Serve, 2 Ingress replicas."""
+    from tests.serving.helpers import decision_app as deployed
+
+    source = seed_store(private_redis, reference)
+    with deployed(
+        serve_instance.url,
+        app_args(reference, private_redis, KEY_PREFIX),
+        source=source,
+        redis=private_redis,
+        metrics_url=serve_instance.metrics_url,
+    ) as app:
+        yield app

@@ -37,10 +37,10 @@ OPTIONS = {"Ingress": {"num_replicas": 2}}
 KEY_PREFIX = "riskml-test"
 
 
-def seed_store(server: RedisServer, reference: dict[str, Any]) -> Any:
+def seed_store(server: RedisServer, reference: dict[str, Any], prefix: str = KEY_PREFIX) -> Any:
     from serving.standins import RedisFeatureSource
 
-    source = RedisFeatureSource(url=server.url, prefix=KEY_PREFIX, timeout_s=2.0)
+    source = RedisFeatureSource(url=server.url, prefix=prefix, timeout_s=2.0)
     source.seed(reference["requests"], reference["terminal_risk"])
     return source
 
@@ -60,6 +60,45 @@ def live_transactions(n: int, *, seed: int, prefix: str) -> list[dict[str, Any]]
         request_fields(tx)
         for tx in synth_transactions(n, seed=seed, prefix=prefix, start=start, span_s=3_600)
     ]
+
+
+def one_per_customer(txs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    seen: dict[str, dict[str, Any]] = {}
+    for tx in txs:
+        seen.setdefault(tx["customer_id"], tx)
+    return list(seen.values())
+
+
+def assert_matches_in_process(app: SimpleNamespace, *, seed: int) -> None:
+    """25 single and 15 batched decisions over HTTP equal InProcessApp's on the same args: the
+    same decision, source, version, reasons and scores to 1e-6 (one transaction per customer,
+    so no write-back changes another's features)."""
+    import asyncio
+
+    from serving.inprocess import InProcessApp
+
+    txs = one_per_customer(live_transactions(200, seed=seed, prefix=f"eq{seed}"))[:40]
+    single, batch = txs[:25], txs[25:]
+    reference = InProcessApp({**app.args, "ingress_config": INGRESS, "decider_config": DECIDER})
+    expected = asyncio.run(reference.decide(txs))  # no write-back in process
+    got = [app.client.post("/v1/score", json=tx).json() for tx in single]
+    r = app.client.post("/v1/score/batch", json={"transactions": batch})
+    assert r.status_code == 200
+    got += r.json()["decisions"]
+    assert len(got) == len(expected)
+    decisions = set()
+    for g, e in zip(got, expected, strict=True):
+        assert g["tx_id"] == e.tx_id
+        assert (g["decision_source"], g["fallback_reason"]) == ("ensemble", None)
+        assert (g["decision"], g["model_version"]) == (e.decision, e.model_version)
+        assert g["score"] == pytest.approx(e.score, abs=1e-6)
+        assert g["scores"].keys() == e.scores.keys()
+        for k, v in e.scores.items():
+            assert g["scores"][k] == pytest.approx(v, abs=1e-6)
+        assert [x["feature"] for x in g["reasons"]] == [x.feature for x in e.reasons]
+        assert {"features", "xgboost", "sequence", "decider", "total"} <= g["latency_ms"].keys()
+        decisions.add(g["decision"])
+    assert len(decisions) >= 2  # the sample exercises more than one threshold band
 
 
 def model_args(reference: dict[str, Any], source: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -155,6 +194,43 @@ def _subset(expected: Any, actual: Any) -> bool:
     return bool(expected == actual)
 
 
+def user_configs(
+    topology: str, ingress: dict[str, Any], decider: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """Per-deployment user_configs: colocated, the decider's rides in the Ingress's."""
+    if topology == "colocated":
+        return {"Ingress": {**ingress, "decider": decider}}
+    return {"Ingress": ingress, "Decider": decider}
+
+
+@contextmanager
+def decision_app(
+    serve_url: str,
+    args: dict[str, Any],
+    *,
+    name: str = APP,
+    prefix: str = PREFIX,
+    **extra: Any,
+) -> Iterator[SimpleNamespace]:
+    """Deploy ``args`` (INGRESS/DECIDER user configs, 2 Ingress replicas) and yield a client."""
+    import httpx
+    from ray import serve
+
+    topology = args.get("topology", "colocated")
+    deploy(
+        args, name, prefix, user_configs=user_configs(topology, INGRESS, DECIDER), options=OPTIONS
+    )
+    url = serve_url + prefix
+    client = httpx.Client(base_url=url, timeout=30.0, trust_env=False)
+    try:
+        yield SimpleNamespace(
+            url=url, client=client, args=args, name=name, prefix=prefix, topology=topology, **extra
+        )
+    finally:
+        client.close()
+        serve.delete(name)
+
+
 @contextmanager
 def reconfigured(
     app: SimpleNamespace,
@@ -165,8 +241,8 @@ def reconfigured(
     replica restart) until the block ends; then restore the defaults."""
 
     def apply(ingress_cfg: dict[str, Any], decider_cfg: dict[str, Any]) -> None:
-        user_configs = {"Ingress": ingress_cfg, "Decider": decider_cfg}
-        deploy(app.args, APP, PREFIX, user_configs=user_configs, options=OPTIONS)
+        configs = user_configs(app.topology, ingress_cfg, decider_cfg)
+        deploy(app.args, app.name, app.prefix, user_configs=configs, options=OPTIONS)
 
         def active() -> bool:
             for _ in range(8):  # several probes: every Ingress replica must have it

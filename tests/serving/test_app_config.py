@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from riskml.decision.config import DeciderConfig, IngressConfig
 from riskml.settings import REPO_ROOT
-from serving.app import DEPLOYMENTS, AppArgs
+from serving.app import TOPOLOGIES, AppArgs
 
 
 def _config() -> dict[str, Any]:
@@ -21,14 +21,14 @@ def _config() -> dict[str, Any]:
 def test_serve_config_names_the_apps_deployments_and_valid_user_configs() -> None:
     (app,) = _config()["applications"]
     assert app["import_path"] == "serving.app:build_app"
+    assert AppArgs.model_fields["topology"].default == "colocated"
+    assert "topology" not in app["args"]  # the shipped default: every component in the Ingress
     deployments = {d["name"]: d for d in app["deployments"]}
-    assert set(deployments) == set(DEPLOYMENTS)
-    ingress = IngressConfig.model_validate(deployments["Ingress"]["user_config"])
-    decider = DeciderConfig.model_validate(deployments["Decider"]["user_config"])
+    assert set(deployments) == set(TOPOLOGIES["colocated"]) == {"Ingress"}
+    user_config = dict(deployments["Ingress"]["user_config"])
+    decider = DeciderConfig.model_validate(user_config.pop("decider"))
+    ingress = IngressConfig.model_validate(user_config)
     assert ingress.deadline_ms > 0 and decider.thresholds.review <= decider.thresholds.decline
-    for name, d in deployments.items():
-        if name not in ("Ingress", "Decider"):
-            assert "user_config" not in d, name
 
 
 def test_serve_config_args_name_a_bundle_that_is_verified_before_deploying() -> None:
@@ -66,6 +66,22 @@ def test_serve_config_args_name_a_bundle_that_is_verified_before_deploying() -> 
                 "deployment_options": {"Ingres": {"num_replicas": 2}},
             },
             "unknown deployments",
+        ),
+        (
+            {
+                "feature_source": {"factory": "serving.standins:InMemoryFeatureSource"},
+                "tabular_models": {"v1": {"factory": "serving.scorers:XGBoostFileScorer"}},
+                "deployment_options": {"XGBoostScorer": {"num_replicas": 2}},
+            },
+            r"\['XGBoostScorer'\] that topology 'colocated' does not deploy",
+        ),
+        (
+            {
+                "topology": "sidecar",
+                "feature_source": {"factory": "serving.standins:InMemoryFeatureSource"},
+                "tabular_models": {"v1": {"factory": "serving.scorers:XGBoostFileScorer"}},
+            },
+            "Input should be 'colocated' or 'distributed'",
         ),
     ],
 )

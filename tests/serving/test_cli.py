@@ -65,7 +65,7 @@ def test_start_status_replay_stop_on_a_ray_head_it_launches(
         assert status.exit_code == 0, status.output
         info = json.loads(status.output)
         assert info["healthz"] == 200 and info["apps"]["riskml"]["status"] == "RUNNING"
-        assert set(info["apps"]["riskml"]["deployments"]) >= {"Ingress", "Decider"}
+        assert set(info["apps"]["riskml"]["deployments"]) == {"Ingress"}  # colocated
 
         path = tmp_path / "tx.jsonl"
         path.write_text(

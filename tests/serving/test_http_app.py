@@ -5,7 +5,6 @@ experiments, shadow scoring, write-back, metrics, the replay CLI."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import math
@@ -21,7 +20,15 @@ import pytest
 from riskml.decision.split import choose_arm, in_share
 from serving.schemas import MAX_BATCH
 from serving.standins import FEATURE_NAMES
-from tests.serving.helpers import APP, DECIDER, INGRESS, live_transactions, reconfigured, wait_for
+from tests.serving.helpers import (
+    DECIDER,
+    INGRESS,
+    assert_matches_in_process,
+    live_transactions,
+    one_per_customer,
+    reconfigured,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.serve, pytest.mark.integration, pytest.mark.ray]
 
@@ -29,13 +36,6 @@ pytestmark = [pytest.mark.serve, pytest.mark.integration, pytest.mark.ray]
 @pytest.fixture(scope="module")
 def app(decision_app: SimpleNamespace) -> SimpleNamespace:
     return decision_app
-
-
-def one_per_customer(txs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    seen: dict[str, dict[str, Any]] = {}
-    for tx in txs:
-        seen.setdefault(tx["customer_id"], tx)
-    return list(seen.values())
 
 
 def test_health_and_model_info(app: SimpleNamespace) -> None:
@@ -50,30 +50,7 @@ def test_health_and_model_info(app: SimpleNamespace) -> None:
 
 
 def test_http_decisions_match_in_process_scoring(app: SimpleNamespace) -> None:
-    from serving.inprocess import InProcessApp
-
-    txs = one_per_customer(live_transactions(200, seed=21, prefix="eq"))[:40]
-    single, batch = txs[:25], txs[25:]
-    reference = InProcessApp({**app.args, "ingress_config": INGRESS, "decider_config": DECIDER})
-    expected = asyncio.run(reference.decide(txs))  # no write-back in process
-    got = [app.client.post("/v1/score", json=tx).json() for tx in single]
-    r = app.client.post("/v1/score/batch", json={"transactions": batch})
-    assert r.status_code == 200
-    got += r.json()["decisions"]
-    assert len(got) == len(expected)
-    decisions = set()
-    for g, e in zip(got, expected, strict=True):
-        assert g["tx_id"] == e.tx_id
-        assert (g["decision_source"], g["fallback_reason"]) == ("ensemble", None)
-        assert (g["decision"], g["model_version"]) == (e.decision, e.model_version)
-        assert g["score"] == pytest.approx(e.score, abs=1e-6)
-        assert g["scores"].keys() == e.scores.keys()
-        for k, v in e.scores.items():
-            assert g["scores"][k] == pytest.approx(v, abs=1e-6)
-        assert [x["feature"] for x in g["reasons"]] == [x.feature for x in e.reasons]
-        assert {"features", "xgboost", "sequence", "decider", "total"} <= g["latency_ms"].keys()
-        decisions.add(g["decision"])
-    assert len(decisions) >= 2  # the sample exercises more than one threshold band
+    assert_matches_in_process(app, seed=21)
 
 
 def _post_raw(client: httpx.Client, path: str, body: str) -> httpx.Response:
@@ -312,8 +289,6 @@ def test_shadow_scores_are_logged_and_never_change_decisions(
 
 
 def test_write_back_updates_online_state_once_per_tx(app: SimpleNamespace) -> None:
-    from ray import serve
-
     tx = dict(
         live_transactions(1, seed=61, prefix="wb")[0], customer_id=f"wb-{uuid.uuid4().hex[:6]}"
     )
@@ -326,9 +301,7 @@ def test_write_back_updates_online_state_once_per_tx(app: SimpleNamespace) -> No
     assert app.source._redis.llen(key) == 1  # the retry did not append a second event
     ts = dt.datetime.fromisoformat(tx["ts"]) + dt.timedelta(seconds=60)
     nxt = dict(tx, tx_id=tx["tx_id"] + "-next", ts=ts.isoformat())
-    handle = serve.get_deployment_handle("FeatureFetcher", app_name=APP)
-
-    (row,) = handle.get_many.remote([nxt]).result()
+    (row,) = app.source.get_many([nxt])  # what the service will read for the next one
     assert row.flags["unknown_customer"] == 0
     assert row.tabular[FEATURE_NAMES.index("cust_cnt_1h")] == 1.0
 
