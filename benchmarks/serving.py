@@ -36,6 +36,7 @@ from riskml import __version__
 from riskml.console import print_table, write_json
 from riskml.decision.protocols import FeatureSourceUnavailable
 from riskml.features.errors import FeatureStoreError
+from riskml.training.runtime import local_ray_env
 
 STAGES = ("features", "xgboost", "sequence", "decider", "total")
 
@@ -75,6 +76,7 @@ def echo_app(args: dict[str, Any] | None = None) -> Any:
 
 
 def bench_floor(*, rps: float, warmup: int, url: str, txs: list[dict[str, Any]]) -> dict:
+    """The echo app through each route (the replica's own port, then the proxy)."""
     from serving.local import deploy_config, wait_running
     from serving.replay import replay
 
@@ -85,21 +87,27 @@ def bench_floor(*, rps: float, warmup: int, url: str, txs: list[dict[str, Any]])
     }
     deploy_config({"applications": [app]})
     wait_running("bench-floor")
-    replay(url + "/floor", txs[:warmup], rps=min(rps, 50.0), timeout_s=5)
-    cpu0 = _serve_cpu_s("bench-floor")
-    report = replay(url + "/floor", txs[warmup:], rps=rps, timeout_s=5)
-    cpu1 = _serve_cpu_s("bench-floor")
-    cpu_ms = {
-        k: round((cpu1[k] - cpu0.get(k, 0.0)) * 1e3 / max(1, report.requests), 3) for k in cpu1
-    }
-    return {
-        "rps": round(report.achieved_rps, 2),
-        "requests": report.requests,
-        "errors": report.errors,
-        "e2e_p50_ms": _pct(report.latencies, 50),
-        "e2e_p99_ms": _pct(report.latencies, 99),
-        "serve_cpu_ms_per_request": {**cpu_ms, "sum": round(sum(cpu_ms.values()), 3)},
-    }
+    out = {}
+    for route in ("direct", "proxy"):
+        target = _target("bench-floor", url + "/floor", route)
+        replay(target, txs[:warmup], rps=min(rps, 50.0), timeout_s=5)
+        gc.collect()
+        gc.freeze()
+        cpu0 = _serve_cpu_s("bench-floor")
+        report = replay(target, txs[warmup:], rps=rps, timeout_s=5)
+        cpu1 = _serve_cpu_s("bench-floor")
+        cpu_ms = {
+            k: round((cpu1[k] - cpu0.get(k, 0.0)) * 1e3 / max(1, report.requests), 3) for k in cpu1
+        }
+        out[route] = {
+            "rps": round(report.achieved_rps, 2),
+            "requests": report.requests,
+            "errors": report.errors,
+            "e2e_p50_ms": _pct(report.latencies, 50),
+            "e2e_p99_ms": _pct(report.latencies, 99),
+            "serve_cpu_ms_per_request": {**cpu_ms, "sum": round(sum(cpu_ms.values()), 3)},
+        }
+    return out
 
 
 def _serve_cpu_s(app_name: str) -> dict[str, float]:
@@ -149,8 +157,22 @@ def _inprocess(args: dict, txs: list[dict[str, Any]], rps: float) -> tuple[list[
     return latencies, sum(cpu) / max(1, len(cpu))
 
 
-def bench_store(
+def _target(app: str, proxy_url: str, route: str, replicas: int = 1) -> str | list[str]:
+    """What a run replays against: the proxy's URL, or the Ingress replicas' own (the replay
+    client spreads requests over them round robin, as a load balancer in front would)."""
+    from serving.local import ingress_urls
+
+    if route == "proxy":
+        return proxy_url
+    urls = ingress_urls(app)
+    if len(urls) != replicas:
+        raise RuntimeError(f"expected {replicas} direct-ingress URL(s) for {app}, got {urls}")
+    return urls
+
+
+def bench_served(
     store: str,
+    run: str,
     *,
     rps: float,
     warmup: int,
@@ -158,22 +180,30 @@ def bench_store(
     world: Any,
     txs: list[dict[str, Any]],
     url: str,
+    replicas: int = 1,
 ) -> dict[str, Any]:
+    """Deploy the bundle app in ``run``'s topology on a fresh store, replay through ``run``'s
+    route (``direct``: the Ingress replica's own port; ``proxy``: Serve's proxy), summarise."""
     from serving.local import app_config, deploy_config, wait_healthy, wait_running
     from serving.replay import replay
 
+    topology, route = run.split("/")
     served_store = world.store(store, redis_url if store == "redis" else None)
-    name, prefix = f"bench-{store}", f"/{store}"
+    name, prefix = f"bench-{store}-{topology}", f"/{store}-{topology}"
     try:
-        args = world.app_args(served_store)
-        deploy_config({"applications": [app_config(args, name=name, route_prefix=prefix)]})
+        args = world.app_args(served_store, topology=topology)
+        options = {"Ingress": {"num_replicas": replicas}}
+        config = app_config(args, name=name, route_prefix=prefix, options=options)
+        deploy_config({"applications": [config]})
         wait_running(name)
-        wait_healthy(url + prefix)
-        replay(url + prefix, txs[:warmup], rps=min(rps, 50.0), timeout_s=5)
+        target = _target(name, url + prefix, route, replicas)
+        for t in [target] if isinstance(target, str) else target:
+            wait_healthy(t)
+        replay(target, txs[:warmup], rps=min(rps, 50.0), timeout_s=5)
         gc.collect()
         gc.freeze()  # what this process already holds is never scanned during the replay
         cpu0 = _serve_cpu_s(name)
-        report = replay(url + prefix, txs[warmup:], rps=rps, timeout_s=5, keep_responses=True)
+        report = replay(target, txs[warmup:], rps=rps, timeout_s=5, keep_responses=True)
         cpu1 = _serve_cpu_s(name)
         cpu_ms = {
             k: round((cpu1[k] - cpu0.get(k, 0.0)) * 1e3 / max(1, report.requests), 3) for k in cpu1
@@ -193,15 +223,10 @@ def bench_store(
 
         serve.delete(name)
         world.drop_store(served_store)
-    # the in-process baseline replays the same transactions on a fresh copy of the store
-    inproc_store = world.store(store, redis_url if store == "redis" else None)
-    try:
-        inproc, inproc_cpu_ms = _inprocess(world.app_args(inproc_store), txs, rps)
-        inproc = inproc[warmup:]
-    finally:
-        world.drop_store(inproc_store)
     lat = report.latencies
-    out = {
+    return {
+        "topology": topology,
+        "route": route,
         "rps": round(report.achieved_rps, 2),
         "target_rps": rps,
         "requests": report.requests,
@@ -209,19 +234,60 @@ def bench_store(
         "e2e_p50_ms": _pct(lat, 50),
         "e2e_p95_ms": _pct(lat, 95),
         "e2e_p99_ms": _pct(lat, 99),
-        "inprocess_p50_ms": _pct(inproc, 50),
-        "inprocess_p99_ms": _pct(inproc, 99),
+        "server_stage_p50_ms": {s: _pct(v, 50) for s, v in stages.items() if v},
+        "server_stage_p99_ms": {s: _pct(v, 99) for s, v in stages.items() if v},
+        "http_p50_ms": _pct(gaps, 50),  # e2e minus the ladder's own total: HTTP (+ proxy)
+        # CPU per decision is far less sensitive to other load on the machine than latency is
+        "serve_cpu_ms_per_request": {**cpu_ms, "sum": round(sum(cpu_ms.values()), 3)},
+        "decision_sources": report.sources,
+        "fallback_reasons": report.fallback_reasons,
+        "status": report.status,
     }
-    out["overhead_p50_ms"] = round(out["e2e_p50_ms"] - out["inprocess_p50_ms"], 3)
-    out["server_stage_p50_ms"] = {s: _pct(v, 50) for s, v in stages.items() if v}
-    out["server_stage_p99_ms"] = {s: _pct(v, 99) for s, v in stages.items() if v}
-    out["proxy_http_p50_ms"] = _pct(gaps, 50)  # e2e minus the ladder's own total
-    # CPU per decision is far less sensitive to other load on the machine than latency is
-    out["serve_cpu_ms_per_request"] = {**cpu_ms, "sum": round(sum(cpu_ms.values()), 3)}
+
+
+def bench_store(
+    store: str,
+    runs: list[str],
+    *,
+    rps: float,
+    warmup: int,
+    redis_url: str,
+    world: Any,
+    txs: list[dict[str, Any]],
+    url: str,
+    replicas: int = 1,
+) -> dict[str, Any]:
+    """The served app for each ``topology/route`` run, then the in-process baseline, each on
+    a fresh store. The first run's figures are the store's headline (``e2e_*``); every run is
+    under ``runs``."""
+    served = {
+        r: bench_served(
+            store,
+            r,
+            rps=rps,
+            warmup=warmup,
+            redis_url=redis_url,
+            world=world,
+            txs=txs,
+            url=url,
+            replicas=replicas,
+        )
+        for r in runs
+    }
+    # the in-process baseline replays the same transactions on a fresh copy of the store
+    inproc_store = world.store(store, redis_url if store == "redis" else None)
+    try:
+        inproc, inproc_cpu_ms = _inprocess(world.app_args(inproc_store), txs, rps)
+        inproc = inproc[warmup:]
+    finally:
+        world.drop_store(inproc_store)
+    baseline = {"inprocess_p50_ms": _pct(inproc, 50), "inprocess_p99_ms": _pct(inproc, 99)}
+    for r in served.values():
+        r.update(baseline)
+        r["overhead_p50_ms"] = round(r["e2e_p50_ms"] - r["inprocess_p50_ms"], 3)
+    out = dict(served[runs[0]])
     out["inprocess_cpu_ms_per_request"] = round(inproc_cpu_ms, 3)
-    out["decision_sources"] = report.sources
-    out["fallback_reasons"] = report.fallback_reasons
-    out["status"] = report.status
+    out["runs"] = served
     return out
 
 
@@ -229,8 +295,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rps", type=float, default=100.0)
     parser.add_argument("--duration", type=float, default=30.0, help="seconds per store")
+    parser.add_argument(
+        "--ingress-replicas",
+        type=int,
+        default=2,
+        help="Ingress replicas (serve_config.yaml runs at least 2); other deployments: 1",
+    )
     parser.add_argument("--warmup", type=int, default=200, help="requests before measuring")
     parser.add_argument("--stores", default="sqlite,redis")
+    parser.add_argument(
+        "--runs",
+        default="colocated/direct,colocated/proxy,distributed/proxy",
+        help="topology/route pairs served per store (topology colocated|distributed, route "
+        "direct|proxy), in order; the first is each store's headline",
+    )
     parser.add_argument("--redis-url", default="localhost:6379,db=6", help="Feast form")
     parser.add_argument("--customers", type=int, default=2000, help="simulated customers")
     parser.add_argument("--seed", type=int, default=7)
@@ -239,6 +317,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     stores = [s.strip() for s in a.stores.split(",") if s.strip()]
     if not stores or set(stores) - {"sqlite", "redis"}:
         parser.error("--stores takes sqlite and/or redis")
+    runs = [r.strip() for r in a.runs.split(",") if r.strip()]
+    valid = {f"{t}/{r}" for t in ("colocated", "distributed") for r in ("direct", "proxy")}
+    if not runs or set(runs) - valid:
+        parser.error(f"--runs takes {sorted(valid)}")
 
     import ray
     from ray import serve
@@ -268,6 +350,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "build_s": round(time.perf_counter() - t0, 1),
         }
         port = _free_port()
+        local_ray_env()  # as riskml's own local Ray: workers at nice 0, Serve direct ingress
         ray.init(
             num_cpus=os.cpu_count() or 2,
             include_dashboard=False,
@@ -282,12 +365,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for store in stores:
                 results[store] = bench_store(
                     store,
+                    runs,
                     rps=a.rps,
                     warmup=a.warmup,
                     redis_url=a.redis_url,
                     world=world,
                     txs=txs,
                     url=url,
+                    replicas=a.ingress_replicas,
                 )
         finally:
             serve.shutdown()
@@ -298,17 +383,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "loadavg_after": [round(x, 2) for x in load],
-        "topology": "proxy -> Ingress -> FeatureFetcher -> (XGBoostScorer || SequenceScorer) "
-        "-> Decider, 1 replica each; IngressConfig defaults (deadline 50 ms)",
+        "topologies": {
+            "colocated": "proxy -> Ingress (features, XGBoost || GRU, policy in-process)",
+            "distributed": "proxy -> Ingress -> FeatureFetcher -> (XGBoostScorer || "
+            "SequenceScorer) -> Decider",
+        },
+        "replicas": f"Ingress {a.ingress_replicas}, others 1; IngressConfig defaults "
+        "(deadline 50 ms)",
+        "ray_worker_niceness": os.environ.get("RAY_worker_niceness"),  # noqa: SIM112
         "stores": "Feast online store (SQLite file / local Redis), fresh per run, as of the "
         "replay day; bundle: XGBoost + GRU trained in process (serving.world)",
     }
     rows = []
-    for store in stores:
-        r = results[store]
+    for store, run in [(s, r) for s in stores for r in runs]:
+        r = results[store]["runs"][run]
         rows.append(
             {
-                "store": store,
+                "store": f"{store} {run}",
                 "rps": r["rps"],
                 "errors": r["errors"],
                 "e2e p50": r["e2e_p50_ms"],
@@ -319,31 +410,40 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "overhead p50": r["overhead_p50_ms"],
             }
         )
-    floor = results["serve_floor"]
-    rows.append(
-        {
-            "store": "serve floor (echo)",
-            "rps": floor["rps"],
-            "errors": floor["errors"],
-            "e2e p50": floor["e2e_p50_ms"],
-            "e2e p95": "-",
-            "e2e p99": floor["e2e_p99_ms"],
-            "in-proc p50": "-",
-            "in-proc p99": "-",
-            "overhead p50": "-",
-        }
-    )
+    for route, floor in results["serve_floor"].items():
+        rows.append(
+            {
+                "store": f"floor (echo) {route}",
+                "rps": floor["rps"],
+                "errors": floor["errors"],
+                "e2e p50": floor["e2e_p50_ms"],
+                "e2e p95": "-",
+                "e2e p99": floor["e2e_p99_ms"],
+                "in-proc p50": "-",
+                "in-proc p99": "-",
+                "overhead p50": "-",
+            }
+        )
     print_table(f"serving @ {a.rps:g} rps x {a.duration:g} s (ms)", rows)
-    cpu_rows = [{"app": s, **results[s]["serve_cpu_ms_per_request"]} for s in stores]
+    cpu_rows = [
+        {"app": f"{s} {r}", **results[s]["runs"][r]["serve_cpu_ms_per_request"]}
+        for s in stores
+        for r in runs
+    ]
     print_table("Serve CPU ms per request, by process", cpu_rows)
-    print_table("serve floor CPU ms per request", floor["serve_cpu_ms_per_request"])
+    floor_cpu = [
+        {"route": route, **f["serve_cpu_ms_per_request"]}
+        for route, f in results["serve_floor"].items()
+    ]
+    print_table("serve floor CPU ms per request", floor_cpu)
     stage_rows = [
         {
-            "store": s,
-            **results[s]["server_stage_p50_ms"],
-            "proxy+http": results[s]["proxy_http_p50_ms"],
+            "store": f"{s} {r}",
+            **results[s]["runs"][r]["server_stage_p50_ms"],
+            "http (+proxy)": results[s]["runs"][r]["http_p50_ms"],
         }
         for s in stores
+        for r in runs
     ]
     print_table("where the time goes: server-side stage p50 (ms)", stage_rows)
     write_json(a.out, results)

@@ -131,6 +131,8 @@ def status(
         for dep, d in a["deployments"].items()
     ]
     print_table(f"riskml serve @ {info['url']} (healthz {info['healthz']})", rows)
+    if info["direct_urls"]:
+        typer.echo("Ingress replicas (direct ingress): " + " ".join(info["direct_urls"]))
     if info["healthz"] != 200:
         raise typer.Exit(code=1)
 
@@ -157,7 +159,11 @@ def replay(
     ],
     rps: Annotated[float, typer.Option(min=0.1, max=100_000, help="Fixed arrival rate.")],
     url: Annotated[
-        str | None, typer.Option(help="Service URL, loopback only (default: the started service).")
+        str | None,
+        typer.Option(
+            help="Service URL, loopback only (default: the started service's Ingress replicas "
+            "directly where Serve direct ingress is on, else its proxy)."
+        ),
     ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Replay at most N transactions.")] = None,
     duration: Annotated[
@@ -174,15 +180,17 @@ def replay(
     from serving.replay import load_requests
     from serving.replay import replay as run_replay
 
+    targets: str | list[str] = url or ""
     if url is None:
-        url = local.read_state(_state_path()).get("url", "http://127.0.0.1:8000")
+        state = local.read_state(_state_path())
+        targets = state.get("direct_urls") or state.get("url", "http://127.0.0.1:8000")
     n = limit
     if duration is not None:
         n = min(n or 10**12, max(1, int(rps * duration)))
     try:
         requests = load_requests(str(transactions), limit=n)
         report = run_replay(
-            url,
+            targets,
             requests,
             rps,
             retries=retries,

@@ -121,13 +121,16 @@ def serve_and_replay(
     state = local.start(config, state_path, port=port, address=ray_address)
     t_deploy = time.perf_counter()
     try:
-        report = replay(state["url"], requests, rps, keep_responses=True, retries=1)
+        # straight to the Ingress replicas where Serve direct ingress is on (no proxy hop)
+        targets = state["direct_urls"] or state["url"]
+        report = replay(targets, requests, rps, keep_responses=True, retries=1)
     finally:
         if not keep_serving:
             local.stop(state, state_path)
     summary = report.summary()
     return {
         "url": state["url"],
+        "replayed_via": state["direct_urls"] or [state["url"]],
         "served_bundle": str(bundle_dir),
         "replayed": report.requests,
         "replay_from": requests[0]["ts"],

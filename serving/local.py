@@ -149,6 +149,25 @@ def wait_healthy(url: str, timeout_s: float = 300.0) -> None:
     raise TimeoutError(f"{url}/healthz not healthy after {timeout_s:.0f}s (last: {last})")
 
 
+def ingress_urls(app_name: str, host: str = "127.0.0.1") -> list[str]:
+    """HTTP URLs of ``app_name``'s running ingress replicas themselves (Serve direct ingress:
+    no proxy hop), from the controller's target groups; ``[]`` when the cluster runs without
+    direct ingress (its target groups are then the proxies', not the app's). Call it once the
+    app is RUNNING (a replica publishes its port before that); needs a connected driver."""
+    import ray
+    from ray.serve._private.common import RequestProtocol
+    from ray.serve.context import _get_global_client
+
+    controller = _get_global_client()._controller
+    urls = []
+    for group in ray.get(controller.get_target_groups.remote(app_name)):
+        if group.protocol != RequestProtocol.HTTP or group.app_name != app_name:
+            continue
+        prefix = (group.route_prefix or "/").rstrip("/")
+        urls += [f"http://{host}:{t.port}{prefix}" for t in group.targets]
+    return sorted(urls)
+
+
 def start(
     config: dict[str, Any],
     state_path: Path,
@@ -185,8 +204,12 @@ def start(
         for app in schema.applications:
             wait_running(app.name)
         prefix = (schema.applications[0].route_prefix or "/").rstrip("/")
-        url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}{prefix}"
+        loopback = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        url = f"http://{loopback}:{port}{prefix}"
         wait_healthy(url)
+        direct = ingress_urls(schema.applications[0].name, loopback)
+        for replica_url in direct:
+            wait_healthy(replica_url)
     except BaseException:
         if head is not None:
             head.stop()
@@ -196,6 +219,8 @@ def start(
     state = {
         "address": address,
         "url": url,
+        # the Ingress replicas' own ports (Serve direct ingress): what `serve replay` targets
+        "direct_urls": direct,
         "app": schema.applications[0].name,
         "head_pid": None if head is None else head.pgid,
         "head_temp_dir": None if head is None else str(head.temp_dir),
@@ -233,13 +258,21 @@ def status(state: dict[str, Any]) -> dict[str, Any]:
             }
             for name, app in st.applications.items()
         }
+        host = state["url"].split("//", 1)[1].split(":", 1)[0]
+        direct = ingress_urls(state["app"], host) if state.get("app") in apps else []
     finally:
         _disconnect()
     try:
         healthy = httpx.get(f"{state['url']}/healthz", timeout=2.0, trust_env=False).status_code
     except httpx.HTTPError:
         healthy = None
-    return {"address": state["address"], "url": state["url"], "healthz": healthy, "apps": apps}
+    return {
+        "address": state["address"],
+        "url": state["url"],
+        "direct_urls": direct,
+        "healthz": healthy,
+        "apps": apps,
+    }
 
 
 def stop(state: dict[str, Any], state_path: Path) -> dict[str, Any]:

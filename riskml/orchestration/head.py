@@ -213,9 +213,9 @@ def _start_head_once(
     child_env = {**os.environ, **(env or {})}
     child_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{child_env.get('PATH', '')}"
     child_env.pop("RAY_ADDRESS", None)
-    from riskml.training.runtime import local_worker_priority
+    from riskml.training.runtime import local_ray_env
 
-    local_worker_priority(child_env)  # workers at nice 0 on a machine of its own
+    local_ray_env(child_env)  # workers at nice 0 on a machine of its own; Serve direct ingress
     # Ray's state API inside this head's workers (Ray Train's PlacementGroupCleaner) otherwise
     # auto-detects "the" local cluster and fails when other Ray instances run on the machine.
     child_env["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{ports['dashboard']}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -66,6 +67,13 @@ def test_start_status_replay_stop_on_a_ray_head_it_launches(
         info = json.loads(status.output)
         assert info["healthz"] == 200 and info["apps"]["riskml"]["status"] == "RUNNING"
         assert set(info["apps"]["riskml"]["deployments"]) == {"Ingress"}  # colocated
+        # Serve direct ingress (riskml's local Ray default): the Ingress replica's own port
+        # answers, and it is what `serve replay` targets by default
+        (direct,) = state["direct_urls"]
+        assert info["direct_urls"] == [direct] and not direct.endswith(f":{port}")
+        tx = live_transactions(1, seed=4, prefix="direct")[0]
+        decided = httpx.post(f"{direct}/v1/score", json=tx, timeout=30, trust_env=False)
+        assert decided.status_code == 200 and decided.json()["decision_source"] == "ensemble"
 
         path = tmp_path / "tx.jsonl"
         path.write_text(
@@ -75,7 +83,7 @@ def test_start_status_replay_stop_on_a_ray_head_it_launches(
             app, ["serve", "replay", "--transactions", str(path), "--rps", "20"]
         )
         assert replayed.exit_code == 0, replayed.output
-        assert "decision mix" in replayed.output
+        assert "decision mix" in replayed.output and "errors" in replayed.output
     finally:
         stopped = runner.invoke(app, ["serve", "stop"])
     assert stopped.exit_code == 0, stopped.output

@@ -354,3 +354,18 @@ def test_replay_client_reports_the_decision_mix(app: SimpleNamespace, tmp_path: 
     # paced, never faster than asked (how much slower depends on the machine's load)
     assert 0 < report["achieved_rps"] <= 45 and report["duration_s"] >= 39 / 40
     assert "decision mix" in result.output
+
+
+def test_replay_spreads_over_several_urls_and_retries_on_the_next(app: SimpleNamespace) -> None:
+    """Round robin over several targets (the Ingress replicas' own ports with direct ingress);
+    a request whose target refuses the connection is retried on the next one."""
+    from serving.replay import replay
+    from tests.serving.helpers import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    txs = live_transactions(20, seed=83, prefix="rr")
+    report = replay([dead, app.url], txs, rps=40, retries=1, timeout_s=10)
+    assert report.ok == 20 and report.errors == 0, report.status
+    assert report.retries == 10  # every other request went to the dead target first
+    none = replay([dead], txs[:4], rps=40, retries=0, timeout_s=10)
+    assert none.ok == 0 and none.errors == 4 and set(none.status) == {"ClientConnectorError"}
