@@ -16,6 +16,13 @@ components, same ladder, direct calls instead of Ray handles and HTTP) on anothe
 The difference of the two is what serving costs. Each response carries per-stage server-side
 latencies; their medians say where the time goes. A do-nothing Serve app ("floor") measures
 what any Serve app costs on this machine.
+
+``--runs`` lists ``topology/route`` pairs served one after the other in the same run (default:
+``colocated/direct,colocated/proxy,distributed/proxy``): ``colocated`` builds every component
+in the Ingress replicas, ``distributed`` deploys one deployment per component; ``direct``
+replays against the Ingress replicas' own ports (Serve direct ingress, round robin), ``proxy``
+through Serve's proxy. Ray is started as riskml starts its local clusters
+(:func:`riskml.training.runtime.local_ray_env`).
 """
 
 import argparse
