@@ -284,3 +284,14 @@ def test_benchmark_script_runs_on_a_small_dataset(tmp_path: Path, sim_dataset: P
         result["training_set_seconds"] / result["merge_asof_seconds"], rel=0.01
     )
     assert 0 < result["online_sqlite_p50_ms"] <= result["online_sqlite_p99_ms"]
+
+
+def test_sqlite_online_store_runs_in_wal_mode(make_store: Callable[..., StoreConfig]) -> None:
+    """Write-backs append to a write-ahead log instead of flushing the database per commit."""
+    import sqlite3
+
+    cfg = make_store("sqlite")
+    OnlineFeatures(cfg)
+    db = Path(cfg.home or "") / "feast" / "online.db"
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
