@@ -85,7 +85,6 @@ def echo_app(args: dict[str, Any] | None = None) -> Any:
 def bench_floor(*, rps: float, warmup: int, url: str, txs: list[dict[str, Any]]) -> dict:
     """The echo app through each route (the replica's own port, then the proxy)."""
     from serving.local import deploy_config, wait_running
-    from serving.replay import replay
 
     app = {
         "name": "bench-floor",
@@ -97,15 +96,7 @@ def bench_floor(*, rps: float, warmup: int, url: str, txs: list[dict[str, Any]])
     out = {}
     for route in ("direct", "proxy"):
         target = _target("bench-floor", url + "/floor", route)
-        replay(target, txs[:warmup], rps=min(rps, 50.0), timeout_s=5)
-        gc.collect()
-        gc.freeze()
-        cpu0 = _serve_cpu_s("bench-floor")
-        report = replay(target, txs[warmup:], rps=rps, timeout_s=5)
-        cpu1 = _serve_cpu_s("bench-floor")
-        cpu_ms = {
-            k: round((cpu1[k] - cpu0.get(k, 0.0)) * 1e3 / max(1, report.requests), 3) for k in cpu1
-        }
+        report, cpu_ms = _measured_replay("bench-floor", target, txs, rps=rps, warmup=warmup)
         out[route] = {
             "rps": round(report.achieved_rps, 2),
             "requests": report.requests,
@@ -115,6 +106,31 @@ def bench_floor(*, rps: float, warmup: int, url: str, txs: list[dict[str, Any]])
             "serve_cpu_ms_per_request": {**cpu_ms, "sum": round(sum(cpu_ms.values()), 3)},
         }
     return out
+
+
+def _measured_replay(
+    app: str,
+    target: str | list[str],
+    txs: list[dict[str, Any]],
+    *,
+    rps: float,
+    warmup: int,
+    keep_responses: bool = False,
+) -> tuple[Any, dict[str, float]]:
+    """Warm up on the first ``warmup`` transactions, replay the rest at ``rps``; the report and
+    the Serve CPU ms per request of ``app``'s processes (and the proxy) during the replay."""
+    from serving.replay import replay
+
+    replay(target, txs[:warmup], rps=min(rps, 50.0), timeout_s=5)
+    gc.collect()
+    gc.freeze()  # what this process already holds is never scanned during the replay
+    cpu0 = _serve_cpu_s(app)
+    report = replay(target, txs[warmup:], rps=rps, timeout_s=5, keep_responses=keep_responses)
+    cpu1 = _serve_cpu_s(app)
+    per_request = {
+        k: round((cpu1[k] - cpu0.get(k, 0.0)) * 1e3 / max(1, report.requests), 3) for k in cpu1
+    }
+    return report, per_request
 
 
 def _serve_cpu_s(app_name: str) -> dict[str, float]:
@@ -192,7 +208,6 @@ def bench_served(
     """Deploy the bundle app in ``run``'s topology on a fresh store, replay through ``run``'s
     route (``direct``: the Ingress replica's own port; ``proxy``: Serve's proxy), summarise."""
     from serving.local import app_config, deploy_config, wait_healthy, wait_running
-    from serving.replay import replay
 
     topology, route = run.split("/")
     served_store = world.store(store, redis_url if store == "redis" else None)
@@ -206,15 +221,9 @@ def bench_served(
         target = _target(name, url + prefix, route, replicas)
         for t in [target] if isinstance(target, str) else target:
             wait_healthy(t)
-        replay(target, txs[:warmup], rps=min(rps, 50.0), timeout_s=5)
-        gc.collect()
-        gc.freeze()  # what this process already holds is never scanned during the replay
-        cpu0 = _serve_cpu_s(name)
-        report = replay(target, txs[warmup:], rps=rps, timeout_s=5, keep_responses=True)
-        cpu1 = _serve_cpu_s(name)
-        cpu_ms = {
-            k: round((cpu1[k] - cpu0.get(k, 0.0)) * 1e3 / max(1, report.requests), 3) for k in cpu1
-        }
+        report, cpu_ms = _measured_replay(
+            name, target, txs, rps=rps, warmup=warmup, keep_responses=True
+        )
         stages: dict[str, list[float]] = {s: [] for s in STAGES}
         gaps = []
         for r in report.responses:

@@ -39,12 +39,7 @@ from ray.serve.handle import DeploymentHandle
 from riskml.decision.config import DeciderConfig, IngressConfig
 from riskml.decision.ladder import Ladder, LadderResult, Stages, TabularResult
 from riskml.decision.policy import Calibrator, DecisionPolicy, ModelScores, Verdict
-from riskml.decision.protocols import (
-    FeatureContractMismatch,
-    FeatureRow,
-    FeatureSourceUnavailable,
-    check_feature_contract,
-)
+from riskml.decision.protocols import FeatureRow, FeatureSourceUnavailable, check_model_contracts
 from serving.app import AppArgs
 from serving.components import build
 from serving.inprocess import LocalComponents, write_back_counts
@@ -258,26 +253,27 @@ class HandleBackend:
         decider: DeploymentHandle,
         sequence: DeploymentHandle | None,
     ) -> None:
-        self.features, self.decider = features, decider
+        self.features, self.xgboost, self.decider, self.sequence = (
+            features,
+            xgboost,
+            decider,
+            sequence,
+        )
         self.stages = Stages(
             fetch=lambda txs: _fetch(features, txs),
             tabular=lambda v, x, mode: _await(xgboost.score.remote(v, x, mode)),
             decide=lambda items: _await(decider.decide.remote(items)),
             sequence=(lambda x, s: _await(sequence.score.remote(x, s))) if sequence else None,
         )
-        self._handles = (xgboost, sequence)
 
     async def connect(self) -> None:
-        xgboost, sequence = self._handles
+        """Read the deployments' feature names and versions; refuse a contract mismatch."""
         self.feature_names = list((await self.features.info.remote())["feature_names"])
-        self.model_features = (await xgboost.info.remote())["versions"]
-        self.versions = list(self.model_features)
-        for version, names in self.model_features.items():
-            try:
-                check_feature_contract(names, self.feature_names)
-            except FeatureContractMismatch as exc:
-                raise FeatureContractMismatch(f"tabular model {version!r} refused: {exc}") from exc
-        self.sequence_version = (await sequence.info.remote())["version"] if sequence else None
+        model_features = (await self.xgboost.info.remote())["versions"]
+        check_model_contracts(model_features, self.feature_names)
+        self.versions = list(model_features)
+        seq = self.sequence
+        self.sequence_version = (await seq.info.remote())["version"] if seq else None
 
     async def write_back_many(self, txs: list[dict[str, Any]]) -> dict[str, int]:
         return await self.features.write_back_many.remote(txs)
@@ -371,14 +367,15 @@ class Ingress:
         decider = config.pop("decider", None)
         ingress = IngressConfig.model_validate(config)
         policy = None if decider is None else DeciderConfig.model_validate(decider)
-        if policy is not None and not isinstance(self.backend, ColocatedBackend):
+        backend = self.backend
+        if policy is not None and not isinstance(backend, ColocatedBackend):
             raise ValueError(
                 "the Ingress user_config key 'decider' applies to topology 'colocated'; with "
                 "topology 'distributed' set the Decider deployment's user_config"
             )
         self.ladder.reconfigure(ingress)
-        if policy is not None:
-            self.backend.components.policy.reconfigure(policy)
+        if policy is not None and isinstance(backend, ColocatedBackend):
+            backend.components.policy.reconfigure(policy)
 
     # -- routes --------------------------------------------------------------------------------
     @api.post("/v1/score", response_model=DecisionResponse)

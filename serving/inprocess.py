@@ -16,6 +16,7 @@ deployments build), checks every model's feature contract, and exposes them as t
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -25,12 +26,13 @@ import numpy as np
 from riskml.decision.config import DeciderConfig, IngressConfig
 from riskml.decision.ladder import Ladder, LadderResult, Stages, TabularResult
 from riskml.decision.policy import DecisionPolicy, ModelScores, Verdict
-from riskml.decision.protocols import FeatureContractMismatch, FeatureRow, check_feature_contract
+from riskml.decision.protocols import FeatureRow, check_model_contracts
 from serving.app import AppArgs
 from serving.components import build
 from serving.schemas import DecisionResponse, TransactionRequest, to_response
 
 T = TypeVar("T")
+log = logging.getLogger("ray.serve")
 
 #: Threads per bulkhead (``offload=True``). Reads may overlap (the store clients are thread-safe,
 #: Serve's FeatureFetcher runs them on its thread pool too); write-backs go one batch at a time.
@@ -45,11 +47,9 @@ class LocalComponents:
         self.source = build(a.feature_source)  # type: ignore[arg-type]
         self.feature_names: list[str] = list(self.source.feature_names)
         self.models = {v: build(spec) for v, spec in a.tabular_models.items()}
-        for version, model in self.models.items():
-            try:
-                check_feature_contract(model.feature_names, self.feature_names)
-            except FeatureContractMismatch as exc:
-                raise FeatureContractMismatch(f"tabular model {version!r} refused: {exc}") from exc
+        check_model_contracts(
+            {v: m.feature_names for v, m in self.models.items()}, self.feature_names
+        )
         self.versions = list(self.models)
         self.champion = a.champion or self.versions[0]
         self.sequence = build(a.sequence_model) if a.sequence_model is not None else None
@@ -130,8 +130,6 @@ def write_back_counts(source: Any, txs: Sequence[Mapping[str, Any]]) -> dict[str
     A source with its own ``write_back_many`` (the Feast source: one read, one write) gets the
     whole batch; if that fails, each transaction is retried alone so one bad transaction cannot
     cost the others their write-back."""
-    import logging
-
     counts = {"applied": 0, "duplicate": 0, "error": 0}
     many = getattr(source, "write_back_many", None)
     if many is not None:
@@ -140,9 +138,7 @@ def write_back_counts(source: Any, txs: Sequence[Mapping[str, Any]]) -> dict[str
                 counts["applied" if changed else "duplicate"] += 1
             return counts
         except Exception:
-            logging.getLogger("ray.serve").warning(
-                "batched write-back of %d failed; retrying one by one", len(txs)
-            )
+            log.warning("batched write-back of %d failed; retrying one by one", len(txs))
     for tx in txs:
         try:
             counts["applied" if source.write_back(tx) else "duplicate"] += 1

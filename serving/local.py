@@ -14,6 +14,7 @@ import os
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from serving.app import APP_NAME
 
@@ -158,9 +159,11 @@ def ingress_urls(app_name: str, host: str = "127.0.0.1") -> list[str]:
     from ray.serve._private.common import RequestProtocol
     from ray.serve.context import _get_global_client
 
-    controller = _get_global_client()._controller
+    client = _get_global_client()
+    if client is None:  # pragma: no cover - serve.start() was called before
+        raise RuntimeError("Serve is not running on this Ray cluster")
     urls = []
-    for group in ray.get(controller.get_target_groups.remote(app_name)):
+    for group in ray.get(client._controller.get_target_groups.remote(app_name)):
         if group.protocol != RequestProtocol.HTTP or group.app_name != app_name:
             continue
         prefix = (group.route_prefix or "/").rstrip("/")
@@ -258,7 +261,7 @@ def status(state: dict[str, Any]) -> dict[str, Any]:
             }
             for name, app in st.applications.items()
         }
-        host = state["url"].split("//", 1)[1].split(":", 1)[0]
+        host = urlsplit(state["url"]).hostname or "127.0.0.1"
         direct = ingress_urls(state["app"], host) if state.get("app") in apps else []
     finally:
         _disconnect()

@@ -86,3 +86,13 @@ def check_feature_contract(model_names: Sequence[str], source_names: Sequence[st
             f"model {model[first]!r}, source {source[first]!r})"
         )
     raise FeatureContractMismatch("feature contract mismatch: " + "; ".join(parts))
+
+
+def check_model_contracts(models: Mapping[str, Sequence[str]], source_names: Sequence[str]) -> None:
+    """:func:`check_feature_contract` for every tabular model version (version -> its feature
+    names); the refusal names the version."""
+    for version, names in models.items():
+        try:
+            check_feature_contract(names, source_names)
+        except FeatureContractMismatch as exc:
+            raise FeatureContractMismatch(f"tabular model {version!r} refused: {exc}") from exc

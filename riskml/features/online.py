@@ -195,7 +195,8 @@ class OnlineFeatures:
             import sqlite3
 
             try:
-                conn = self._provider.online_store._get_conn(self.store.config)
+                sqlite_store: Any = self._provider.online_store
+                conn = sqlite_store._get_conn(self.store.config)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
             except sqlite3.Error:
