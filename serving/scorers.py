@@ -43,20 +43,33 @@ class XGBoostFileScorer:
         return np.asarray(self.booster.inplace_predict(x, validate_features=False), np.float64)
 
     def contributions(self, x: Any, *, exact: bool = False) -> np.ndarray:
-        return booster_contributions(self.booster, x, self.feature_names, self.nthread, exact)
+        return booster_contributions(self.booster, x, self.nthread, exact)
 
 
 def booster_contributions(
-    booster: Any, x: Any, feature_names: list[str] | None, nthread: int, exact: bool
+    booster: Any,
+    x: Any,
+    nthread: int,
+    exact: bool,
+    iteration_range: tuple[int, int] = (0, 0),
 ) -> np.ndarray:
     """``(n, T + 1)`` per-feature log-odds contributions (last column: bias); Saabas
-    approximation unless ``exact`` (TreeSHAP)."""
+    approximation unless ``exact`` (TreeSHAP), over the trees ``iteration_range`` selects (those
+    of the prediction they explain).
+
+    The DMatrix carries no feature names: the scorer's contract is checked once, when the
+    service is built (:func:`riskml.decision.protocols.check_model_contracts`); naming and
+    validating a 1-row DMatrix per call cost more than the contributions themselves."""
     import xgboost as xgb
 
-    dm = xgb.DMatrix(
-        np.ascontiguousarray(x, dtype=np.float32), feature_names=feature_names, nthread=nthread
+    dm = xgb.DMatrix(np.ascontiguousarray(x, dtype=np.float32), nthread=nthread)
+    out = booster.predict(
+        dm,
+        pred_contribs=True,
+        approx_contribs=not exact,
+        validate_features=False,
+        iteration_range=iteration_range,
     )
-    out = booster.predict(dm, pred_contribs=True, approx_contribs=not exact)
     return np.asarray(out, np.float64)
 
 

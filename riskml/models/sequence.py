@@ -266,8 +266,9 @@ def predict_proba(
         tab_t = torch.as_tensor(tab, dtype=torch.float32)
         seq_t = torch.as_tensor(seq, dtype=torch.float32)
     out = np.empty(int(tab_t.shape[0]), dtype=np.float64)
-    model.eval()
-    with torch.no_grad():
+    if model.training:  # eval() walks every submodule: only when needed (serving calls per row)
+        model.eval()
+    with torch.inference_mode():
         for start in range(0, len(out), batch_size):
             bt = tab_t[start : start + batch_size].to(device)
             bs = seq_t[start : start + batch_size].to(device)

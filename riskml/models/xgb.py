@@ -192,13 +192,16 @@ def _stopping_metric(params: XGBParams) -> str:
 
 def predict(booster: xgb.Booster, x: np.ndarray, *, best: bool = True) -> np.ndarray:
     """Probabilities via ``inplace_predict`` (no DMatrix copy), up to the best iteration."""
-    rng = (0, 0)
-    if best:
-        bi = _best_iteration(booster)
-        if bi is not None:
-            rng = (0, bi + 1)
+    rng = iteration_range(booster) if best else (0, 0)
     out = booster.inplace_predict(np.ascontiguousarray(x, dtype=np.float32), iteration_range=rng)
     return np.asarray(out, dtype=np.float64)
+
+
+def iteration_range(booster: xgb.Booster) -> tuple[int, int]:
+    """The trees up to the best iteration (early stopping), or all of them: XGBoost's
+    ``iteration_range`` for :func:`predict` and for contributions of the same prediction."""
+    bi = _best_iteration(booster)
+    return (0, bi + 1) if bi is not None else (0, 0)
 
 
 def _best_iteration(booster: xgb.Booster) -> int | None:

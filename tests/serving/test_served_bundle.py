@@ -185,3 +185,60 @@ def test_batched_write_back_is_idempotent_and_handles_a_customer_twice(
         assert source.write_back_many([a2, b]) == [False, False]
     finally:
         world.drop_store(store)
+
+
+def test_reason_contributions_explain_the_score_they_come_with(
+    world: World, first: SimpleNamespace
+) -> None:
+    """Contributions add up to the served prediction's log-odds: the same trees (up to the
+    bundle's best iteration, not every boosted round) explain the score the decision used."""
+    from riskml.models.bundle import load_bundle
+    from serving.bundle import BundleXGBoost
+
+    model = BundleXGBoost(str(world.bundle))
+    best = int(model.booster.attr("best_iteration"))
+    assert best + 1 < model.booster.num_boosted_rounds()  # early stopping cut trees off
+    spec = load_bundle(world.bundle).spec
+    rng = np.random.default_rng(3)
+    x = rng.random((20, len(spec.tabular))).astype(np.float32) * 5
+    p = model.predict(x)
+    for exact in (False, True):
+        contribs = model.contributions(x, exact=exact)
+        assert contribs.shape == (20, len(spec.tabular) + 1)
+        np.testing.assert_allclose(contribs.sum(axis=1), np.log(p / (1 - p)), atol=1e-4)
+
+
+def test_write_back_takes_the_terminal_risk_its_fetch_read(
+    world: World, first: SimpleNamespace
+) -> None:
+    """A fetched row hands its write-back the transaction's term_risk_30d: the written state is
+    the one a write-back reading the terminal view itself writes, without that read."""
+    from serving.bundle import FeastFeatureSource
+
+    tx = first.requests[3]
+    stores = [world.store("sqlite"), world.store("sqlite")]
+    try:
+        hinted, plain = (FeastFeatureSource(s) for s in stores)
+        (row,) = hinted.get_many([tx])
+        risk = row.tabular[hinted.feature_names.index("term_risk_30d")]
+        assert row.write_back == {"terminal_risk": risk}
+        online = hinted.online
+        read = online._read_views
+        views: list[str] = []
+
+        def recording(reads: Any) -> Any:
+            views.extend(fv.name for fv, *_ in reads)
+            return read(reads)
+
+        online._read_views = recording  # type: ignore[method-assign]
+        assert hinted.write_back_many([{**tx, **row.write_back}]) == [True]
+        assert views == ["customer_history"]  # no terminal read
+        assert plain.write_back_many([tx]) == [True]
+        a, _ = hinted.online.history(tx["customer_id"])
+        b, _ = plain.online.history(tx["customer_id"])
+        assert a.to_lists() == b.to_lists()
+        at = list(a["hist_tx_id"]).index(tx["tx_id"])
+        assert a["hist_terminal_risk"][at] == pytest.approx(risk)
+    finally:
+        for s in stores:
+            world.drop_store(s)
