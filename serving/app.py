@@ -53,7 +53,15 @@ class SequenceBatching(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_batch_size: int = Field(default=32, ge=1, le=1024)
-    batch_wait_timeout_ms: float = Field(default=1.0, ge=0, le=1_000)
+    batch_wait_timeout_ms: float = Field(
+        default=0.0,
+        ge=0,
+        le=1_000,
+        description="How long a forward pass waits for more requests to join it. 0: none; a "
+        "batch is what queued while the previous pass ran (one pass at a time), so batches "
+        "still form under load. At 100 rps on 2 cores a 1 ms wait cost the sequence stage "
+        "0.8 ms at p50 and batched almost nothing.",
+    )
 
 
 class AppArgs(BaseModel):

@@ -71,6 +71,9 @@ class FeastFeatureSource:
                     tabular=[float(vec[n]) for n in self.feature_names],
                     sequence=vec[SEQUENCE_FEATURE],
                     flags=dict(flags),
+                    # the write-back folds the transaction's terminal risk into the customer's
+                    # history: the one read here, not a second read of the terminal view
+                    write_back={"terminal_risk": float(vec["term_risk_30d"])},
                 )
             )
         return rows
@@ -101,9 +104,11 @@ class BundleXGBoost:
         return predict(self.booster, np.ascontiguousarray(x, dtype=np.float32))
 
     def contributions(self, x: Any, *, exact: bool = False) -> np.ndarray:
+        from riskml.models.xgb import iteration_range
         from serving.scorers import booster_contributions
 
-        return booster_contributions(self.booster, x, self.booster.feature_names, 1, exact)
+        # the trees of predict(): reason codes explain the score the decision used
+        return booster_contributions(self.booster, x, 1, exact, iteration_range(self.booster))
 
 
 class BundleSequence:

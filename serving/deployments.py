@@ -143,7 +143,7 @@ class SequenceScorer:
     """Concurrent requests are coalesced by ``@serve.batch`` into one forward pass."""
 
     def __init__(
-        self, model: Mapping[str, Any], max_batch_size: int = 32, batch_wait_timeout_ms: float = 1.0
+        self, model: Mapping[str, Any], max_batch_size: int = 32, batch_wait_timeout_ms: float = 0.0
     ) -> None:
         self.model = build(dict(model))
         self.version = str(getattr(self.model, "version", "sequence"))
@@ -164,7 +164,7 @@ class SequenceScorer:
     async def score(self, x: np.ndarray, seq: np.ndarray) -> list[float]:
         return await self._batched((x, seq))
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.001)
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
     async def _batched(self, items: list[tuple[np.ndarray, np.ndarray]]) -> list[list[float]]:
         return await coalesced(lambda x, s: asyncio.to_thread(self.model.predict, x, s), items)
 
@@ -437,6 +437,9 @@ class Ingress:
         except Exception:  # metrics must never cost a decision
             log.exception("recording metrics failed")
         if self.ladder.config.write_back:
+            rows = result.rows
+            if rows is not None and len(rows) == len(txs):
+                txs = [{**tx, **row.write_back} for tx, row in zip(txs, rows, strict=True)]
             self._queue_write_backs(txs)
         if self.ladder.shadow_indices(txs) and result.rows is not None:
             self._spawn(self._shadow(txs, result))

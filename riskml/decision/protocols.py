@@ -22,11 +22,16 @@ class FeatureContractMismatch(ValueError):
 @dataclass
 class FeatureRow:
     """Features of one transaction: the tabular vector in contract order, the behavioural
-    sequence (``(L, F)`` float32 array, or None when the source has none) and entity flags."""
+    sequence (``(L, F)`` float32 array, or None when the source has none) and entity flags.
+
+    ``write_back``: values the source wants back with the transaction at write-back time (merged
+    into the written-back transaction), so it need not read again what this fetch already read
+    (the Feast source: the transaction's ``terminal_risk``)."""
 
     tabular: list[float]
     sequence: Any = None
     flags: dict[str, int] = field(default_factory=dict)
+    write_back: dict[str, Any] = field(default_factory=dict)
 
 
 @runtime_checkable

@@ -138,6 +138,25 @@ def _proto(value: Any, dtype: str) -> Any:
     raise ValueError(f"unsupported state dtype {dtype}")
 
 
+#: The ``RedisOnlineStore`` steps :meth:`OnlineFeatures._redis_read` composes (Feast 0.67); a
+#: Feast without them gets one ``online_read`` per view.
+_REDIS_STEPS = (
+    "_generate_hset_keys_for_features",
+    "_generate_redis_keys_for_entities",
+    "_read_hash_fields",
+    "_convert_redis_values_to_protobuf",
+)
+
+
+def _redis_view_name(fv: Any, config: Any) -> str:
+    """The view's name in Redis hash fields (versioned when the registry versions views)."""
+    try:
+        from feast.infra.online_stores.redis import _versioned_fv_name
+    except ImportError:  # pragma: no cover - a Feast without view versioning
+        return str(fv.name)
+    return str(_versioned_fv_name(fv, config))
+
+
 class OnlineFeatures:
     """Serving-side feature assembly over the online store (see module docstring).
 
@@ -175,6 +194,9 @@ class OnlineFeatures:
                 f"{self.store.project!r}: run `riskml features apply` first ({exc})"
             ) from exc
         self._provider = self.store._get_provider()
+        #: Feast's Redis store when one pipeline can read several views (:meth:`_redis_read`)
+        self._redis: Any = None
+        self._hset_keys: dict[tuple[str, tuple[str, ...]], tuple[str, list[str], list[Any]]] = {}
         self._names = [name for name, _ in feature_contract()]
         #: Tabular feature names in contract order (the keys of ``get``'s vector, sequence aside).
         self.feature_names: list[str] = list(self._names)
@@ -185,6 +207,8 @@ class OnlineFeatures:
             online_store: Any = self._provider.online_store
             client = online_store._get_client(self.store.config.online_store)
             client.set_retry(Retry(ExponentialBackoff(cap=0.05, base=0.005), redis_retries))
+            if all(hasattr(online_store, m) for m in _REDIS_STEPS):
+                self._redis = online_store
         elif self.store.config.online_store.type == "sqlite":
             # Write-ahead log, no fsync per commit: a write-back costs a page write, not a disk
             # flush (write_back_many of 3 transactions, p50: 6.0 -> 4.2 ms), and readers never
@@ -206,27 +230,69 @@ class OnlineFeatures:
     def _online_read(
         self, fv: Any, key: str, ids: Sequence[str], features: list[str]
     ) -> list[dict[str, Any] | None]:
+        return self._read_views([(fv, key, ids, features)])[0]
+
+    def _read_views(
+        self, reads: Sequence[tuple[Any, str, Sequence[str], list[str]]]
+    ) -> list[list[dict[str, Any] | None]]:
+        """Rows of several views, ``(view, join key, ids, features)`` each, in one store round
+        trip where the store allows it (Redis: every view's HMGETs in one pipeline, keys and
+        values encoded and decoded by Feast's own Redis store), else one ``online_read`` per
+        view. ``None`` for an entity the view does not have."""
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
         from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
         from riskml.features.store import raise_if_unavailable
 
-        keys = [
-            EntityKeyProto(join_keys=[key], entity_values=[ValueProto(string_val=str(i))])
-            for i in ids
+        config = self.store.config
+        keyed = [
+            (
+                fv,
+                [
+                    EntityKeyProto(join_keys=[key], entity_values=[ValueProto(string_val=str(i))])
+                    for i in ids
+                ],
+                features,
+            )
+            for fv, key, ids, features in reads
         ]
         try:
-            rows = self._provider.online_read(self.store.config, fv, keys, features)
+            if self._redis is None:
+                got = [self._provider.online_read(config, fv, k, list(f)) for fv, k, f in keyed]
+            else:
+                got = self._redis_read(keyed)
         except Exception as exc:
             raise_if_unavailable(exc, self.store)
             raise
-        out: list[dict[str, Any] | None] = []
-        for _ts, values in rows:
-            if not values:
-                out.append(None)
-            else:
-                out.append({name: _py(v) for name, v in values.items()})
-        return out
+        return [
+            [None if not values else {n: _py(v) for n, v in values.items()} for _ts, values in rows]
+            for rows in got
+        ]
+
+    def _redis_read(self, keyed: Sequence[tuple[Any, list[Any], list[str]]]) -> list[list[Any]]:
+        """:meth:`_read_views` on Redis: Feast's ``RedisOnlineStore.online_read`` steps for
+        every view, with one ``_read_hash_fields`` call (one pipeline) for all of them. A
+        request reads three views: two round trips fewer per decision."""
+        store, config = self._redis, self.store.config
+        commands: list[tuple[bytes, list[Any]]] = []
+        spans = []
+        for fv, entity_keys, features in keyed:
+            cache_key = (fv.name, tuple(features))
+            if cache_key not in self._hset_keys:  # mmh3 of every field name: once per view
+                name = _redis_view_name(fv, config)
+                requested, hset_keys = store._generate_hset_keys_for_features(
+                    fv, list(features), fv_name_override=name
+                )
+                self._hset_keys[cache_key] = (name, requested, hset_keys)
+            name, requested, hset_keys = self._hset_keys[cache_key]
+            keys = store._generate_redis_keys_for_entities(config, entity_keys)
+            spans.append((len(commands), len(keys), name, requested))
+            commands.extend((k, hset_keys) for k in keys)
+        values = store._read_hash_fields(config, commands) if commands else []
+        return [
+            store._convert_redis_values_to_protobuf(values[at : at + n], name, list(requested))
+            for at, n, name, requested in spans
+        ]
 
     def _read(self, features: Any, rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
         """``FeatureStore.get_online_features`` with typed unavailability errors."""
@@ -256,20 +322,27 @@ class OnlineFeatures:
         rows = [self._entity_row(r) for r in requests]
         if not rows:
             return []
-        hist = self._online_read(
-            self._history_fv, "customer_id", [r["customer_id"] for r in rows], list(STATE_FIELDS)
-        )
-        terms = self._online_read(
-            self._terminal_fv,
-            "terminal_id",
-            [r["terminal_id"] for r in rows],
-            [n for n, _ in TERMINAL_FEATURES],
-        )
-        devs = self._online_read(
-            self._device_fv,
-            "device_id",
-            [r["device_id"] for r in rows],
-            [n for n, _ in DEVICE_FEATURES],
+        hist, terms, devs = self._read_views(
+            [
+                (
+                    self._history_fv,
+                    "customer_id",
+                    [r["customer_id"] for r in rows],
+                    list(STATE_FIELDS),
+                ),
+                (
+                    self._terminal_fv,
+                    "terminal_id",
+                    [r["terminal_id"] for r in rows],
+                    [n for n, _ in TERMINAL_FEATURES],
+                ),
+                (
+                    self._device_fv,
+                    "device_id",
+                    [r["device_id"] for r in rows],
+                    [n for n, _ in DEVICE_FEATURES],
+                ),
+            ]
         )
         inputs: dict[str, list[Any]] = {
             k: [None if h is None else h.get(k) for h in hist] for k in STATE_FIELDS

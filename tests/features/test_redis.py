@@ -54,6 +54,57 @@ def test_training_online_parity_redis(redis_store: StoreConfig) -> None:
     assert result["mismatches"] == []
 
 
+def test_views_read_in_one_pipeline_match_feast_per_view_reads(
+    redis_store: StoreConfig, features_dir: Path
+) -> None:
+    """get_many reads the history, terminal and device views in one Redis pipeline (Feast's
+    own key encoding and decoding): the rows equal Feast's per-view ``online_read``, unknown
+    entities included, and a request costs one pipeline, not three."""
+    materialize(REPLAY_DAY, config=redis_store)
+    online = OnlineFeatures(redis_store)
+    assert online._redis is not None
+    history = pl.read_parquet(features_dir / "customer_history.parquet")
+    terminals = pl.read_parquet(features_dir / "terminal_stats.parquet")["terminal_id"]
+    customers = [*history["customer_id"].unique().sort()[:5].to_list(), "nobody"]
+    terms = [*terminals.unique().sort()[:3].to_list(), "no-terminal"]
+    reads = [
+        (online._history_fv, "customer_id", customers, ["hist_ts", "hist_amount"]),
+        (online._terminal_fv, "terminal_id", terms, ["term_cnt_30d", "term_risk_30d"]),
+        (online._device_fv, "device_id", ["no-device"], ["dev_cnt_30d"]),
+    ]
+    one = online._read_views(reads)
+    redis = online._redis
+    online._redis = None  # Feast's online_read, view by view
+    try:
+        per_view = online._read_views(reads)
+    finally:
+        online._redis = redis
+    assert one == per_view
+
+    def unknown(row: dict[str, object] | None) -> bool:
+        return row is None or all(v is None for v in row.values())
+
+    assert unknown(one[0][-1]) and unknown(one[1][-1]) and unknown(one[2][0])
+    assert all(row is not None and len(row["hist_ts"]) > 0 for row in one[0][:-1])
+    assert one[1][0] is not None and set(one[1][0]) >= {"term_cnt_30d", "term_risk_30d"}
+
+    calls = []
+    read_hash_fields = redis._read_hash_fields
+
+    def counting(config: object, commands: list[object]) -> object:
+        calls.append(len(commands))
+        return read_hash_fields(config, commands)
+
+    redis._read_hash_fields = counting
+    try:
+        request = {"ts": REPLAY_DAY, "customer_id": customers[0], "terminal_id": terms[0],
+                   "device_id": "no-device", "amount": 5.0}  # fmt: skip
+        online.get_many([request, {**request, "customer_id": customers[1]}])
+    finally:
+        del redis._read_hash_fields
+    assert calls == [6]  # one pipeline: 2 customers + 2 terminals + 2 devices
+
+
 def test_materialize_twice_identical_redis(
     make_store: Callable[..., StoreConfig], features_dir: Path
 ) -> None:
