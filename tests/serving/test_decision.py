@@ -149,3 +149,29 @@ def test_feature_contract_check_names_the_difference() -> None:
         check_feature_contract(["a", "c"], ["a", "b"])
     with pytest.raises(FeatureContractMismatch, match="different order"):
         check_feature_contract(["b", "a"], ["a", "b"])
+
+
+def test_settle_heap_collects_garbage_then_freezes_the_rest() -> None:
+    """A replica ends its constructor with settle_heap: garbage made while building is freed,
+    the long-lived rest is frozen out of later full collections."""
+    import gc
+    import weakref
+
+    from serving.deployments import settle_heap
+
+    class Node:
+        other: object = None
+
+    keep = [Node() for _ in range(1000)]
+    a, b = Node(), Node()
+    a.other, b.other = b, a  # a cycle: only the collector frees it
+    dead = weakref.ref(a)
+    del a, b
+    before = gc.get_freeze_count()
+    try:
+        settle_heap()
+        assert dead() is None
+        assert gc.get_freeze_count() >= before + len(keep)
+        assert not any(gc.is_tracked(n) and n in gc.get_objects(0) for n in keep[:3])
+    finally:
+        gc.unfreeze()
