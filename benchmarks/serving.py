@@ -28,7 +28,6 @@ through Serve's proxy. Ray is started as riskml starts its local clusters
 import argparse
 import asyncio
 import contextlib
-import gc
 import multiprocessing
 import os
 import platform
@@ -36,6 +35,7 @@ import socket
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,23 @@ from riskml.features.errors import FeatureStoreError
 from riskml.training.runtime import local_ray_env
 
 STAGES = ("features", "xgboost", "sequence", "decider", "total")
+
+
+@dataclass(frozen=True)
+class Load:
+    """What every served run of one benchmark shares: the world, its transactions, the rate,
+    the warm-up, the Serve proxy URL, the Redis for the ``redis`` store, Ingress replicas."""
+
+    world: Any
+    txs: list[dict[str, Any]]
+    rps: float
+    warmup: int
+    url: str
+    redis_url: str
+    replicas: int = 1
+
+    def fresh_store(self, store: str) -> dict[str, Any]:
+        return self.world.store(store, self.redis_url if store == "redis" else None)
 
 
 def _free_port() -> int:
@@ -82,7 +99,7 @@ def echo_app(args: dict[str, Any] | None = None) -> Any:
     return Echo.bind()
 
 
-def bench_floor(*, rps: float, warmup: int, url: str, txs: list[dict[str, Any]]) -> dict:
+def bench_floor(load: Load) -> dict:
     """The echo app through each route (the replica's own port, then the proxy)."""
     from serving.local import deploy_config, wait_running
 
@@ -95,8 +112,10 @@ def bench_floor(*, rps: float, warmup: int, url: str, txs: list[dict[str, Any]])
     wait_running("bench-floor")
     out = {}
     for route in ("direct", "proxy"):
-        target = _target("bench-floor", url + "/floor", route)
-        report, cpu_ms = _measured_replay("bench-floor", target, txs, rps=rps, warmup=warmup)
+        target = _target("bench-floor", load.url + "/floor", route)
+        report, cpu_ms = _measured_replay(
+            "bench-floor", target, load.txs, rps=load.rps, warmup=load.warmup
+        )
         out[route] = {
             "rps": round(report.achieved_rps, 2),
             "requests": report.requests,
@@ -119,11 +138,11 @@ def _measured_replay(
 ) -> tuple[Any, dict[str, float]]:
     """Warm up on the first ``warmup`` transactions, replay the rest at ``rps``; the report and
     the Serve CPU ms per request of ``app``'s processes (and the proxy) during the replay."""
+    from serving.deployments import settle_heap
     from serving.replay import replay
 
     replay(target, txs[:warmup], rps=min(rps, 50.0), timeout_s=5)
-    gc.collect()
-    gc.freeze()  # what this process already holds is never scanned during the replay
+    settle_heap()  # what this process already holds is never scanned during the replay
     cpu0 = _serve_cpu_s(app)
     report = replay(target, txs[warmup:], rps=rps, timeout_s=5, keep_responses=keep_responses)
     cpu1 = _serve_cpu_s(app)
@@ -193,36 +212,26 @@ def _target(app: str, proxy_url: str, route: str, replicas: int = 1) -> str | li
     return urls
 
 
-def bench_served(
-    store: str,
-    run: str,
-    *,
-    rps: float,
-    warmup: int,
-    redis_url: str,
-    world: Any,
-    txs: list[dict[str, Any]],
-    url: str,
-    replicas: int = 1,
-) -> dict[str, Any]:
+def bench_served(store: str, run: str, load: Load) -> dict[str, Any]:
     """Deploy the bundle app in ``run``'s topology on a fresh store, replay through ``run``'s
     route (``direct``: the Ingress replica's own port; ``proxy``: Serve's proxy), summarise."""
     from serving.local import app_config, deploy_config, wait_healthy, wait_running
 
     topology, route = run.split("/")
-    served_store = world.store(store, redis_url if store == "redis" else None)
+    world = load.world
+    served_store = load.fresh_store(store)
     name, prefix = f"bench-{store}-{topology}", f"/{store}-{topology}"
     try:
         args = world.app_args(served_store, topology=topology)
-        options = {"Ingress": {"num_replicas": replicas}}
+        options = {"Ingress": {"num_replicas": load.replicas}}
         config = app_config(args, name=name, route_prefix=prefix, options=options)
         deploy_config({"applications": [config]})
         wait_running(name)
-        target = _target(name, url + prefix, route, replicas)
+        target = _target(name, load.url + prefix, route, load.replicas)
         for t in [target] if isinstance(target, str) else target:
             wait_healthy(t)
         report, cpu_ms = _measured_replay(
-            name, target, txs, rps=rps, warmup=warmup, keep_responses=True
+            name, target, load.txs, rps=load.rps, warmup=load.warmup, keep_responses=True
         )
         stages: dict[str, list[float]] = {s: [] for s in STAGES}
         gaps = []
@@ -244,7 +253,7 @@ def bench_served(
         "topology": topology,
         "route": route,
         "rps": round(report.achieved_rps, 2),
-        "target_rps": rps,
+        "target_rps": load.rps,
         "requests": report.requests,
         "errors": report.errors,
         "e2e_p50_ms": _pct(lat, 50),
@@ -261,42 +270,18 @@ def bench_served(
     }
 
 
-def bench_store(
-    store: str,
-    runs: list[str],
-    *,
-    rps: float,
-    warmup: int,
-    redis_url: str,
-    world: Any,
-    txs: list[dict[str, Any]],
-    url: str,
-    replicas: int = 1,
-) -> dict[str, Any]:
+def bench_store(store: str, runs: list[str], load: Load) -> dict[str, Any]:
     """The served app for each ``topology/route`` run, then the in-process baseline, each on
     a fresh store. The first run's figures are the store's headline (``e2e_*``); every run is
     under ``runs``."""
-    served = {
-        r: bench_served(
-            store,
-            r,
-            rps=rps,
-            warmup=warmup,
-            redis_url=redis_url,
-            world=world,
-            txs=txs,
-            url=url,
-            replicas=replicas,
-        )
-        for r in runs
-    }
+    served = {r: bench_served(store, r, load) for r in runs}
     # the in-process baseline replays the same transactions on a fresh copy of the store
-    inproc_store = world.store(store, redis_url if store == "redis" else None)
+    inproc_store = load.fresh_store(store)
     try:
-        inproc, inproc_cpu_ms = _inprocess(world.app_args(inproc_store), txs, rps)
-        inproc = inproc[warmup:]
+        inproc, inproc_cpu_ms = _inprocess(load.world.app_args(inproc_store), load.txs, load.rps)
+        inproc = inproc[load.warmup :]
     finally:
-        world.drop_store(inproc_store)
+        load.world.drop_store(inproc_store)
     baseline = {"inprocess_p50_ms": _pct(inproc, 50), "inprocess_p99_ms": _pct(inproc, 99)}
     for r in served.values():
         r.update(baseline)
@@ -376,20 +361,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         try:
             serve.start(http_options={"host": "127.0.0.1", "port": port})
-            url = f"http://127.0.0.1:{port}"
-            results["serve_floor"] = bench_floor(rps=a.rps, warmup=a.warmup, url=url, txs=txs)
+            shared = Load(
+                world=world,
+                txs=txs,
+                rps=a.rps,
+                warmup=a.warmup,
+                url=f"http://127.0.0.1:{port}",
+                redis_url=a.redis_url,
+                replicas=a.ingress_replicas,
+            )
+            results["serve_floor"] = bench_floor(shared)
             for store in stores:
-                results[store] = bench_store(
-                    store,
-                    runs,
-                    rps=a.rps,
-                    warmup=a.warmup,
-                    redis_url=a.redis_url,
-                    world=world,
-                    txs=txs,
-                    url=url,
-                    replicas=a.ingress_replicas,
-                )
+                results[store] = bench_store(store, runs, shared)
         finally:
             serve.shutdown()
             ray.shutdown()

@@ -180,10 +180,7 @@ def replay(
     from serving.replay import load_requests
     from serving.replay import replay as run_replay
 
-    targets: str | list[str] = url or ""
-    if url is None:
-        state = local.read_state(_state_path())
-        targets = state.get("direct_urls") or state.get("url", "http://127.0.0.1:8000")
+    targets = [url] if url is not None else local.replay_targets(local.read_state(_state_path()))
     n = limit
     if duration is not None:
         n = min(n or 10**12, max(1, int(rps * duration)))

@@ -122,15 +122,14 @@ def serve_and_replay(
     t_deploy = time.perf_counter()
     try:
         # straight to the Ingress replicas where Serve direct ingress is on (no proxy hop)
-        targets = state["direct_urls"] or state["url"]
-        report = replay(targets, requests, rps, keep_responses=True, retries=1)
+        report = replay(local.replay_targets(state), requests, rps, keep_responses=True, retries=1)
     finally:
         if not keep_serving:
             local.stop(state, state_path)
     summary = report.summary()
     return {
         "url": state["url"],
-        "replayed_via": state["direct_urls"] or [state["url"]],
+        "replayed_via": local.replay_targets(state),
         "served_bundle": str(bundle_dir),
         "replayed": report.requests,
         "replay_from": requests[0]["ts"],

@@ -455,9 +455,12 @@ class Ingress:
             log.exception("recording metrics failed")
         if self.ladder.config.write_back:
             rows = result.rows
-            if rows is not None and len(rows) == len(txs):
-                txs = [{**tx, **row.write_back} for tx, row in zip(txs, rows, strict=True)]
-            self._queue_write_backs(txs)
+            if rows is not None and len(rows) == len(txs):  # what the fetch hands its write-back
+                self._queue_write_backs(
+                    [{**tx, **row.write_back} for tx, row in zip(txs, rows, strict=True)]
+                )
+            else:
+                self._queue_write_backs(txs)
         if self.ladder.shadow_indices(txs) and result.rows is not None:
             self._spawn(self._shadow(txs, result))
 

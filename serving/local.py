@@ -171,6 +171,12 @@ def ingress_urls(app_name: str, host: str = "127.0.0.1") -> list[str]:
     return sorted(urls)
 
 
+def replay_targets(state: dict[str, Any]) -> list[str]:
+    """Where to replay against a started service (:func:`start`'s state): its Ingress
+    replicas' own URLs where Serve direct ingress is on, else its proxy URL."""
+    return list(state.get("direct_urls") or [state.get("url", "http://127.0.0.1:8000")])
+
+
 def start(
     config: dict[str, Any],
     state_path: Path,
