@@ -176,6 +176,7 @@ def _serve_cpu_s(app_name: str) -> dict[str, float]:
 def _inprocess(args: dict, txs: list[dict[str, Any]], rps: float) -> tuple[list[float], float]:
     """Per-decision latency of the same code in one process, paced at the same rate."""
     from serving.inprocess import InProcessApp
+    from serving.replay import run_loop
 
     app = InProcessApp(args)
     latencies = []
@@ -195,7 +196,7 @@ def _inprocess(args: dict, txs: list[dict[str, Any]], rps: float) -> tuple[list[
             with contextlib.suppress(FeatureSourceUnavailable, FeatureStoreError):
                 app.source.write_back(tx)  # state evolves as in the served run, off the clock
 
-    asyncio.run(run())
+    run_loop(run())  # the replay client's loop
     return latencies, sum(cpu) / max(1, len(cpu))
 
 

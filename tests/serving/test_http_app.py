@@ -353,6 +353,9 @@ def test_replay_client_reports_the_decision_mix(app: SimpleNamespace, tmp_path: 
     assert report["latency_ms"]["p50"] <= report["latency_ms"]["p99"]
     # paced, never faster than asked (how much slower depends on the machine's load)
     assert 0 < report["achieved_rps"] <= 45 and report["duration_s"] >= 39 / 40
+    # the client's own pacing error is reported, and small next to a decision's latency
+    lag = report["send_lag_ms"]
+    assert lag["p50"] <= lag["p99"] <= lag["max"] and abs(lag["p50"]) < 5
     assert "decision mix" in result.output
 
 
