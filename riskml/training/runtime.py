@@ -84,9 +84,21 @@ LOCAL_WORKER_NICENESS = "0"
 #: 15.6/42 ms through the proxy (same run). An ingress replica that stops then drains for
 #: ``RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S`` (Serve's default 30 s: for load balancers
 #: to notice); a local cluster has none, so 1 s.
+#: Serve replicas run the user's code on their main event loop instead of a second loop in a
+#: thread of its own (Serve's default, which guards the replica's control plane against user
+#: code that blocks its loop). riskml's deployments never block a loop: the colocated Ingress
+#: runs every blocking call on its bulkhead thread pools, and Serve runs sync methods on a
+#: thread pool (``RAY_SERVE_RUN_SYNC_IN_THREADPOOL``, on by default). One loop saves two
+#: cross-thread hand-offs per request: the echo floor at 100 rps on 2 cores, same run, two
+#: rounds: p50 2.64-2.74 vs 3.21-3.26 ms, replica CPU 2.23-2.35 vs 2.75 ms per request (the
+#: floor app of ``python -m benchmarks.serving``). Every Serve cluster riskml runs gets it: local ones through :func:`local_ray_env`, the RayService through its pods' env
+#: (a test checks k8s/base/serving/rayservice.yaml).
+SERVE_REPLICA_ENV = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}
+
 LOCAL_SERVE_ENV = {
     "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
     "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
+    **SERVE_REPLICA_ENV,
 }
 
 

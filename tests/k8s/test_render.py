@@ -112,6 +112,20 @@ def test_rayservice_scoring_cluster(rendered: dict[str, list[Doc]], ray_version:
         assert cpu["maxReplicas"] > cpu["minReplicas"]  # room for the autoscaler
 
 
+def test_serve_pods_run_user_code_on_the_replica_loop(rendered: dict[str, list[Doc]]) -> None:
+    """Every container of the scoring cluster carries riskml's Serve replica settings (the ones
+    local clusters get from ``local_ray_env``)."""
+    from riskml.training.runtime import SERVE_REPLICA_ENV
+
+    for docs in rendered.values():
+        pods = list(iter_pod_templates(_scoring(docs)))
+        assert len(pods) >= 2  # head and CPU workers at least
+        for pod in pods:
+            for container in pod.spec["containers"]:
+                env = {e["name"]: e.get("value") for e in container.get("env", [])}
+                assert SERVE_REPLICA_ENV.items() <= env.items(), (pod.path, container["name"])
+
+
 def test_prod_is_highly_available_and_staging_is_not(rendered: dict[str, list[Doc]]) -> None:
     prod, staging = rendered["prod"], rendered["staging"]
     ft = _scoring(prod)["spec"]["rayClusterConfig"]["gcsFaultToleranceOptions"]

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from riskml.training.runtime import SERVE_REPLICA_ENV
 from tests.serving.helpers import (
     KEY_PREFIX,
     REPO,
@@ -63,6 +64,7 @@ def serve_instance() -> Iterator[SimpleNamespace]:
                 # tests/serving/components.py must be importable by the replicas
                 "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
                 "OMP_NUM_THREADS": "1",
+                **SERVE_REPLICA_ENV,  # as every Serve cluster riskml runs
             }
         },
     )
