@@ -91,8 +91,9 @@ LOCAL_WORKER_NICENESS = "0"
 #: thread pool (``RAY_SERVE_RUN_SYNC_IN_THREADPOOL``, on by default). One loop saves two
 #: cross-thread hand-offs per request: the echo floor at 100 rps on 2 cores, same run, two
 #: rounds: p50 2.64-2.74 vs 3.21-3.26 ms, replica CPU 2.23-2.35 vs 2.75 ms per request (the
-#: floor app of ``python -m benchmarks.serving``). Every Serve cluster riskml runs gets it: local ones through :func:`local_ray_env`, the RayService through its pods' env
-#: (a test checks k8s/base/serving/rayservice.yaml).
+#: floor app of ``python -m benchmarks.serving``). Every Serve cluster riskml runs gets it:
+#: local ones through :func:`local_ray_env`, the RayService through its pods' env (a test
+#: checks k8s/base/serving/rayservice.yaml).
 SERVE_REPLICA_ENV = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}
 
 LOCAL_SERVE_ENV = {
