@@ -42,6 +42,13 @@ def ensure_loopback(url: str) -> str:
     return url
 
 
+def spread(values: Sequence[float], qs: Sequence[int]) -> dict[str, float]:
+    """``{"p<q>": percentile, ..., "max": ...}`` of ``values`` (NaN for no values)."""
+    out = {f"p{q}": percentile(values, q) for q in qs}
+    out["max"] = max(values) if values else math.nan
+    return out
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile (``q`` in 0..100); NaN for no values."""
     if not values:
@@ -193,19 +200,8 @@ async def replay_async(
     report.decisions = dict(decisions)
     report.sources = dict(sources)
     report.fallback_reasons = dict(reasons)
-    lat = report.latencies
-    report.latency_ms = {
-        "p50": percentile(lat, 50),
-        "p95": percentile(lat, 95),
-        "p99": percentile(lat, 99),
-        "max": max(lat) if lat else math.nan,
-    }
-    lags = report.lags
-    report.send_lag_ms = {
-        "p50": percentile(lags, 50),
-        "p99": percentile(lags, 99),
-        "max": max(lags) if lags else math.nan,
-    }
+    report.latency_ms = spread(report.latencies, (50, 95, 99))
+    report.send_lag_ms = spread(report.lags, (50, 99))
     report.server_stage_p50_ms = {k: percentile(v, 50) for k, v in sorted(stages.items())}
     return report
 

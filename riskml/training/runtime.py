@@ -78,12 +78,6 @@ def run_name(cfg: RayConfig, prefix: str) -> str:
 #: design, benchmarks/training.py). Local clusters riskml starts use 0 unless the variable is set.
 LOCAL_WORKER_NICENESS = "0"
 
-#: Ray Serve direct ingress (Ray 2.60, alpha): besides the proxy, every ingress replica serves
-#: HTTP on a port of its own (30000-31000 by default; ``serving.local.ingress_urls``), which
-#: skips the proxy hop. The echo floor at 100 rps on 2 cores: p50/p99 3.6/5.4 ms direct vs
-#: 15.6/42 ms through the proxy (same run). An ingress replica that stops then drains for
-#: ``RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S`` (Serve's default 30 s: for load balancers
-#: to notice); a local cluster has none, so 1 s.
 #: Serve replicas run the user's code on their main event loop instead of a second loop in a
 #: thread of its own (Serve's default, which guards the replica's control plane against user
 #: code that blocks its loop). riskml's deployments never block a loop: the colocated Ingress
@@ -96,6 +90,12 @@ LOCAL_WORKER_NICENESS = "0"
 #: checks k8s/base/serving/rayservice.yaml).
 SERVE_REPLICA_ENV = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}
 
+#: Ray Serve direct ingress (Ray 2.60, alpha): besides the proxy, every ingress replica serves
+#: HTTP on a port of its own (30000-31000 by default; ``serving.local.ingress_urls``), which
+#: skips the proxy hop. The echo floor at 100 rps on 2 cores: p50/p99 3.6/5.4 ms direct vs
+#: 15.6/42 ms through the proxy (same run). An ingress replica that stops then drains for
+#: ``RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S`` (Serve's default 30 s: for load balancers
+#: to notice); a local cluster has none, so 1 s.
 LOCAL_SERVE_ENV = {
     "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
     "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
