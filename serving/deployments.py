@@ -309,6 +309,7 @@ class ColocatedBackend:
             max_batch_size=batching.max_batch_size,
             batch_wait_timeout_s=batching.batch_wait_timeout_ms / 1e3,
         )(self._sequence_batch)
+        self._sequence_in_flight = 0  # calls of _score_sequence not yet answered
         self.stages = c.stages(sequence=self._score_sequence)
         self.feature_names = c.feature_names
         self.versions = c.versions
@@ -323,7 +324,18 @@ class ColocatedBackend:
         return await coalesced(self.components.score_sequence, items)
 
     async def _score_sequence(self, x: np.ndarray, seq: np.ndarray) -> list[float]:
-        return await self._batched((x, seq))
+        """The behavioural model on one request's rows. An idle model is called directly: there
+        is nothing to coalesce, and a pass through ``@serve.batch``'s queue cost 0.7-0.8 ms per
+        request (p50, 100 rps on 2 cores). While a forward pass runs, later calls queue in
+        ``@serve.batch`` and are coalesced into the next pass."""
+        direct = self._sequence_in_flight == 0
+        self._sequence_in_flight += 1
+        try:
+            if direct:
+                return await self.components.score_sequence(x, seq)
+            return await self._batched((x, seq))
+        finally:
+            self._sequence_in_flight -= 1
 
     async def write_back_many(self, txs: list[dict[str, Any]]) -> dict[str, int]:
         return await self.components.write_back_many(txs)
