@@ -173,14 +173,25 @@ def _serve_cpu_s(app_name: str) -> dict[str, float]:
     return out
 
 
-def _inprocess(args: dict, txs: list[dict[str, Any]], rps: float) -> tuple[list[float], float]:
-    """Per-decision latency of the same code in one process, paced at the same rate."""
+@dataclass
+class InProcess:
+    """The in-process baseline: per-decision latency, mean CPU ms, per-stage latencies."""
+
+    latencies: list[float]
+    cpu_ms: float
+    stages: dict[str, list[float]]
+
+
+def _inprocess(args: dict, txs: list[dict[str, Any]], rps: float, warmup: int) -> InProcess:
+    """Per-decision latency of the same code in one process, paced at the same rate (the first
+    ``warmup`` decisions are not counted)."""
     from serving.inprocess import InProcessApp
     from serving.replay import run_loop
 
     app = InProcessApp(args)
     latencies = []
     cpu: list[float] = []
+    stages: dict[str, list[float]] = {s: [] for s in STAGES}
 
     async def run() -> None:
         t0 = time.perf_counter()
@@ -189,15 +200,20 @@ def _inprocess(args: dict, txs: list[dict[str, Any]], rps: float) -> tuple[list[
             if delay > 0:
                 await asyncio.sleep(delay)
             t, c = time.perf_counter(), time.process_time()
-            await app.decide([tx])
+            (decision,) = await app.decide([tx])
             latencies.append((time.perf_counter() - t) * 1e3)
             cpu.append((time.process_time() - c) * 1e3)
+            if i >= warmup:
+                for stage, ms in decision.latency_ms.items():
+                    if stage in stages:
+                        stages[stage].append(ms)
             # as in serving: best effort (a store error costs the write-back, not the decision)
             with contextlib.suppress(FeatureSourceUnavailable, FeatureStoreError):
                 app.source.write_back(tx)  # state evolves as in the served run, off the clock
 
     run_loop(run())  # the replay client's loop
-    return latencies, sum(cpu) / max(1, len(cpu))
+    measured = cpu[warmup:]
+    return InProcess(latencies[warmup:], sum(measured) / max(1, len(measured)), stages)
 
 
 def _target(app: str, proxy_url: str, route: str, replicas: int = 1) -> str | list[str]:
@@ -279,16 +295,20 @@ def bench_store(store: str, runs: list[str], load: Load) -> dict[str, Any]:
     # the in-process baseline replays the same transactions on a fresh copy of the store
     inproc_store = load.fresh_store(store)
     try:
-        inproc, inproc_cpu_ms = _inprocess(load.world.app_args(inproc_store), load.txs, load.rps)
-        inproc = inproc[load.warmup :]
+        inproc = _inprocess(load.world.app_args(inproc_store), load.txs, load.rps, load.warmup)
     finally:
         load.world.drop_store(inproc_store)
-    baseline = {"inprocess_p50_ms": _pct(inproc, 50), "inprocess_p99_ms": _pct(inproc, 99)}
+    baseline = {
+        "inprocess_p50_ms": _pct(inproc.latencies, 50),
+        "inprocess_p99_ms": _pct(inproc.latencies, 99),
+    }
     for r in served.values():
         r.update(baseline)
         r["overhead_p50_ms"] = round(r["e2e_p50_ms"] - r["inprocess_p50_ms"], 3)
     out = dict(served[runs[0]])
-    out["inprocess_cpu_ms_per_request"] = round(inproc_cpu_ms, 3)
+    out["inprocess_cpu_ms_per_request"] = round(inproc.cpu_ms, 3)
+    # in process the two model stages run one after the other (sequence, then XGBoost)
+    out["inprocess_stage_p50_ms"] = {s: _pct(v, 50) for s, v in inproc.stages.items() if v}
     out["runs"] = served
     return out
 
@@ -444,6 +464,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         }
         for s in stores
         for r in runs
+    ]
+    stage_rows += [
+        {"store": f"{s} in-process", **results[s]["inprocess_stage_p50_ms"], "http (+proxy)": "-"}
+        for s in stores
     ]
     print_table("where the time goes: server-side stage p50 (ms)", stage_rows)
     write_json(a.out, results)
