@@ -2,8 +2,8 @@
 one local Ray + Serve for this package on free loopback ports, plus a private Redis.
 
 Ray, Serve and the private Redis are *package*-scoped: they stop after the last serving test,
-so later packages (training starts its own Ray) never meet them. Modules that launch their own
-Ray head in this process (test_cli) sort before the first module that needs ``serve_instance``.
+so later packages (training starts its own Ray) never meet them. The CLI lifecycle test
+(test_cli) runs each command in a process of its own, so it passes in any module order.
 """
 
 from __future__ import annotations

@@ -1,10 +1,14 @@
-"""``riskml serve start|status|stop|replay``: argument errors (fast), and the whole lifecycle on
-a Ray head the CLI launches itself (slow)."""
+"""``riskml serve start|status|stop|replay``: argument errors (fast, in process), and the whole
+lifecycle on a Ray head the CLI launches itself (slow; each command its own ``python -m riskml``
+process, as users run it, so no Ray driver of another test module can be in its way)."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -14,6 +18,20 @@ from riskml.cli import app
 from tests.serving.helpers import free_port, live_transactions
 
 runner = CliRunner()
+
+
+def cli(*args: str) -> SimpleNamespace:
+    """``python -m riskml ARGS`` in a process of its own (``RISKML_HOME`` from the fixture)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "riskml", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    return SimpleNamespace(
+        exit_code=done.returncode, output=done.stdout, log=done.stdout + done.stderr
+    )
 
 
 def test_start_needs_exactly_one_source_of_config() -> None:
@@ -54,16 +72,14 @@ def test_start_status_replay_stop_on_a_ray_head_it_launches(
     riskml_home: Path, tmp_path: Path
 ) -> None:
     port = free_port()
-    started = runner.invoke(
-        app, ["serve", "start", "--demo", "--port", str(port), "--num-cpus", "4"]
-    )
+    started = cli("serve", "start", "--demo", "--port", str(port), "--num-cpus", "4")
     state_path = riskml_home / "serve" / "state.json"
     try:
-        assert started.exit_code == 0, started.output
+        assert started.exit_code == 0, started.log
         state = json.loads(state_path.read_text())
         assert state["url"] == f"http://127.0.0.1:{port}" and state["head_pid"]
-        status = runner.invoke(app, ["serve", "status", "--json"])
-        assert status.exit_code == 0, status.output
+        status = cli("serve", "status", "--json")
+        assert status.exit_code == 0, status.log
         info = json.loads(status.output)
         assert info["healthz"] == 200 and info["apps"]["riskml"]["status"] == "RUNNING"
         assert set(info["apps"]["riskml"]["deployments"]) == {"Ingress"}  # colocated
@@ -79,21 +95,18 @@ def test_start_status_replay_stop_on_a_ray_head_it_launches(
         path.write_text(
             "".join(json.dumps(t) + "\n" for t in live_transactions(20, seed=5, prefix="cli"))
         )
-        replayed = runner.invoke(
-            app, ["serve", "replay", "--transactions", str(path), "--rps", "20"]
-        )
-        assert replayed.exit_code == 0, replayed.output
+        replayed = cli("serve", "replay", "--transactions", str(path), "--rps", "20")
+        assert replayed.exit_code == 0, replayed.log
         assert "decision mix" in replayed.output and "errors" in replayed.output
     finally:
-        stopped = runner.invoke(app, ["serve", "stop"])
-    assert stopped.exit_code == 0, stopped.output
+        stopped = cli("serve", "stop")
+    assert stopped.exit_code == 0, stopped.log
     assert not state_path.exists()
     assert _live_members(state["head_pid"]) == []  # every process of the launched head is gone
 
 
 def _live_members(pgid: int) -> list[int]:
-    """Non-zombie processes in a process group (the CLI ran in-process: ``ray start`` is our
-    own child, a zombie until reaped)."""
+    """Non-zombie processes in a process group (a zombie is gone, only not reaped yet)."""
     out = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
