@@ -22,11 +22,16 @@ def txs() -> list[dict[str, Any]]:
     return live_transactions(24, seed=11, prefix="ladder")
 
 
-def make_app(reference: dict[str, Any], **ingress: Any) -> InProcessApp:
-    source = {
+def memory_source(reference: dict[str, Any]) -> dict[str, Any]:
+    """The in-memory feature source over the reference history (a component spec)."""
+    return {
         "factory": "serving.standins:InMemoryFeatureSource",
         "kwargs": {"history": reference["requests"], "terminal_risk": reference["terminal_risk"]},
     }
+
+
+def make_app(reference: dict[str, Any], **ingress: Any) -> InProcessApp:
+    source = memory_source(reference)
     config = {"deadline_ms": DEADLINE_MS, "batch_deadline_ms": 200.0, **ingress}
     return InProcessApp(model_args(reference, source, ingress_config=config))
 
@@ -229,11 +234,7 @@ def test_colocated_sequence_calls_go_direct_when_idle_and_coalesce_under_load(
     replica = SimpleNamespace(_deployment_config=SimpleNamespace(max_ongoing_requests=100))
     monkeypatch.setattr(serve, "get_replica_context", lambda: replica)
 
-    source = {
-        "factory": "serving.standins:InMemoryFeatureSource",
-        "kwargs": {"history": reference["requests"], "terminal_risk": reference["terminal_risk"]},
-    }
-    backend = ColocatedBackend(model_args(reference, source))
+    backend = ColocatedBackend(model_args(reference, memory_source(reference)))
     components = backend.components
     rows = asyncio.run(components.fetch([dict(t) for t in txs[:9]]))
     inputs = [
