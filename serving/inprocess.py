@@ -137,8 +137,13 @@ def write_back_counts(source: Any, txs: Sequence[Mapping[str, Any]]) -> dict[str
             for changed in many(txs):
                 counts["applied" if changed else "duplicate"] += 1
             return counts
-        except Exception:
-            log.warning("batched write-back of %d failed; retrying one by one", len(txs))
+        except Exception as exc:
+            log.warning(
+                "batched write-back of %d failed (%s: %s); retrying one by one",
+                len(txs),
+                type(exc).__name__,
+                exc,
+            )
     for tx in txs:
         try:
             counts["applied" if source.write_back(tx) else "duplicate"] += 1
