@@ -97,6 +97,10 @@ class BundleXGBoost:
         self.booster = bundle.booster
         self.feature_names: list[str] = list(bundle.spec.tabular)
         self.version = version or bundle.version
+        from riskml.models.xgb import iteration_range
+
+        # the trees of predict(): reason codes explain the score the decision used
+        self._trees = iteration_range(self.booster)
 
     def predict(self, x: Any) -> np.ndarray:
         from riskml.models.xgb import predict
@@ -104,11 +108,15 @@ class BundleXGBoost:
         return predict(self.booster, np.ascontiguousarray(x, dtype=np.float32))
 
     def contributions(self, x: Any, *, exact: bool = False) -> np.ndarray:
-        from riskml.models.xgb import iteration_range
         from serving.scorers import booster_contributions
 
-        # the trees of predict(): reason codes explain the score the decision used
-        return booster_contributions(self.booster, x, 1, exact, iteration_range(self.booster))
+        return booster_contributions(self.booster, x, 1, exact, self._trees)
+
+    def explain(self, x: Any, *, exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """``(predict(x), contributions(x))`` from one pass (:func:`booster_explain`)."""
+        from serving.scorers import booster_explain
+
+        return booster_explain(self.booster, x, 1, exact, self._trees)
 
 
 class BundleSequence:

@@ -53,6 +53,7 @@ from serving.schemas import (
     TransactionRequest,
     to_response,
 )
+from serving.scorers import tabular_result
 
 log = logging.getLogger("ray.serve")
 
@@ -144,12 +145,7 @@ class XGBoostScorer:
         return {"versions": {v: list(m.feature_names) for v, m in self.models.items()}}
 
     def score(self, version: str, x: np.ndarray, contributions: str = "off") -> TabularResult:
-        model = self.models[version]
-        probs = model.predict(x)
-        contribs = None
-        if contributions != "off":
-            contribs = model.contributions(x, exact=contributions == "exact").tolist()
-        return TabularResult([float(p) for p in probs], contribs)
+        return tabular_result(self.models[version], x, contributions)
 
 
 @serve.deployment(name="SequenceScorer", ray_actor_options=NO_CPU, max_ongoing_requests=MAX_ONGOING)

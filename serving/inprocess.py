@@ -30,6 +30,7 @@ from riskml.decision.protocols import FeatureRow, check_model_contracts
 from serving.app import AppArgs
 from serving.components import build
 from serving.schemas import DecisionResponse, TransactionRequest, to_response
+from serving.scorers import tabular_result
 
 T = TypeVar("T")
 log = logging.getLogger("ray.serve")
@@ -95,12 +96,7 @@ class LocalComponents:
         return list(await self._run("features", self.source.get_many, txs))
 
     def _tabular(self, version: str, x: np.ndarray, mode: str) -> TabularResult:
-        model = self.models[version]
-        contribs = None if mode == "off" else model.contributions(x, exact=mode == "exact")
-        return TabularResult(
-            [float(p) for p in model.predict(x)],
-            None if contribs is None else contribs.tolist(),
-        )
+        return tabular_result(self.models[version], x, mode)
 
     async def score_tabular(self, version: str, x: np.ndarray, mode: str) -> TabularResult:
         return await self._run(f"xgboost:{version}", self._tabular, version, x, mode)

@@ -20,6 +20,10 @@ class SlowScorer(XGBoostFileScorer):
         time.sleep(self.delay_s)
         return super().predict(x)
 
+    def explain(self, x: Any, *, exact: bool = False) -> Any:  # serving's one-pass path
+        time.sleep(self.delay_s)
+        return super().explain(x, exact=exact)
+
 
 class ReorderedSource(InMemoryFeatureSource):
     """Serves the stand-in features with two columns swapped in its contract."""

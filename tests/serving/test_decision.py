@@ -175,3 +175,32 @@ def test_settle_heap_collects_garbage_then_freezes_the_rest() -> None:
         assert not any(gc.is_tracked(n) and n in gc.get_objects(0) for n in keep[:3])
     finally:
         gc.unfreeze()
+
+
+@pytest.mark.parametrize("objective", ["binary:logistic", "reg:squarederror"])
+def test_one_pass_explain_matches_predict_and_contributions(tmp_path, objective: str) -> None:
+    """XGBoostFileScorer.explain: a logistic model's probabilities come from the summed
+    contributions (one pass), any other objective's from a separate prediction; either way
+    what predict and contributions give, and tabular_result uses it."""
+    import numpy as np
+    import xgboost as xgb
+
+    from serving.scorers import XGBoostFileScorer, tabular_result
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(300, 4)).astype(np.float32)
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(np.float32)
+    dm = xgb.DMatrix(x, label=y, feature_names=["a", "b", "c", "d"])
+    booster = xgb.train({"objective": objective, "max_depth": 3}, dm, num_boost_round=12)
+    path = tmp_path / "m.ubj"
+    booster.save_model(path)
+    model = XGBoostFileScorer(str(path), "v1")
+    probe = x[:25].copy()
+    probe[::4, 2] = np.nan
+    probs, contribs = model.explain(probe)
+    np.testing.assert_array_equal(contribs, model.contributions(probe))
+    np.testing.assert_allclose(probs, model.predict(probe), rtol=0, atol=1e-6)
+    result = tabular_result(model, probe, "approx")
+    assert result.probs == pytest.approx(list(probs), abs=1e-12)
+    assert np.asarray(result.contributions).shape == (25, 5)
+    assert tabular_result(model, probe, "off").contributions is None

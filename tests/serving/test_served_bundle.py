@@ -201,11 +201,16 @@ def test_reason_contributions_explain_the_score_they_come_with(
     spec = load_bundle(world.bundle).spec
     rng = np.random.default_rng(3)
     x = rng.random((20, len(spec.tabular))).astype(np.float32) * 5
+    x[rng.random(x.shape) < 0.1] = np.nan  # missing values take the trees' default branches
     p = model.predict(x)
     for exact in (False, True):
         contribs = model.contributions(x, exact=exact)
         assert contribs.shape == (20, len(spec.tabular) + 1)
         np.testing.assert_allclose(contribs.sum(axis=1), np.log(p / (1 - p)), atol=1e-4)
+        # serving's one-pass path: the same contributions, and the probabilities predict gives
+        probs, same = model.explain(x, exact=exact)
+        np.testing.assert_array_equal(same, contribs)
+        np.testing.assert_allclose(probs, p, rtol=0, atol=1e-6)
 
 
 def test_write_back_takes_the_terminal_risk_its_fetch_read(
