@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from riskml.decision.config import Decision, DecisionSource, IngressConfig
@@ -184,7 +185,7 @@ class Ladder:
         if self.breaker_open():
             fetched = _Stage(None, "breaker_open", 0.0)
         else:
-            fetched = await _guard(self.stages.fetch(txs), left(cfg.timeouts.features_ms))
+            fetched = await _guard(partial(self.stages.fetch, txs), left(cfg.timeouts.features_ms))
             lat["features"] = fetched.ms
         rows: list[FeatureRow] | None = fetched.value
         if fetched.error is None and (rows is None or len(rows) != len(txs)):
@@ -206,18 +207,14 @@ class Ladder:
             groups.setdefault(v, []).append(i)
         seq_idx = [i for i, r in enumerate(rows) if r.sequence is not None]
         calls: list[Awaitable[_Stage]] = []
-        run_seq = self.stages.sequence is not None and bool(seq_idx)
-        if run_seq:  # first: the behavioural model is the longer of the two model stages
+        sequence = self.stages.sequence
+        run_seq = sequence is not None and bool(seq_idx)
+        if sequence is not None and run_seq:  # first: the longer of the two model stages
             seq = np.stack([np.asarray(rows[i].sequence, dtype=np.float32) for i in seq_idx])
-            calls.append(
-                _guard(
-                    self.stages.sequence(x[seq_idx], seq),  # type: ignore[misc]
-                    left(cfg.timeouts.sequence_ms),
-                )
-            )
+            calls.append(_guard(partial(sequence, x[seq_idx], seq), left(cfg.timeouts.sequence_ms)))
         calls.extend(
             _guard(
-                self.stages.tabular(v, x[idx], cfg.contributions),
+                partial(self.stages.tabular, v, x[idx], cfg.contributions),
                 left(cfg.timeouts.xgboost_ms),
             )
             for v, idx in groups.items()
@@ -263,7 +260,9 @@ class Ladder:
                 item_idx.append(i)
 
         if items:
-            decided = await _guard(self.stages.decide(items), left(cfg.timeouts.decider_ms))
+            decided = await _guard(
+                partial(self.stages.decide, items), left(cfg.timeouts.decider_ms)
+            )
             lat["decider"] = decided.ms
             verdicts: list[Verdict] | None = decided.value
             if decided.error is None and verdicts is not None and len(verdicts) == len(items):
@@ -415,16 +414,18 @@ class Ladder:
         return records
 
 
-async def _guard(call: Awaitable[Any], budget_s: float) -> _Stage:
-    """Await ``call`` for at most ``budget_s``; report value, error kind and elapsed ms."""
+async def _guard(call: Callable[[], Awaitable[Any]], budget_s: float) -> _Stage:
+    """Run ``call()`` for at most ``budget_s``; report value, error kind and elapsed ms.
+
+    ``call`` makes the stage's coroutine here, not before: a guard cancelled before it starts
+    (the request's deadline passing while ``gather`` schedules the stages) leaves no coroutine
+    behind that was never awaited."""
     t = time.perf_counter()
     if budget_s <= 0:
-        if asyncio.iscoroutine(call):
-            call.close()
         return _Stage(None, "timeout", 0.0)
     try:
         async with asyncio.timeout(budget_s):
-            value = await call
+            value = await call()
         return _Stage(value, None, (time.perf_counter() - t) * 1e3)
     except TimeoutError:
         return _Stage(None, "timeout", (time.perf_counter() - t) * 1e3)
