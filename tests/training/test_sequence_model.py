@@ -43,6 +43,30 @@ def test_forward_handles_padding_and_empty_history(encoder: str) -> None:
     assert torch.isfinite(out).all()
 
 
+def test_predict_proba_one_pass_equals_the_batched_path_and_reads_read_only_arrays() -> None:
+    """Serving's few-rows path (one forward pass) gives the batched path's probabilities, and
+    read-only arrays (Ray's object store) are read without a warning and left unchanged."""
+    import warnings
+
+    arch = Architecture.from_params(SequenceParams(hidden=8), n_tabular=3, n_sequence=2, seq_len=4)
+    model = build_model(arch)  # left in training mode: predict_proba switches to eval
+    rng = np.random.default_rng(1)
+    x_tab = rng.random((9, 3)).astype(np.float32)
+    x_seq = rng.random((9, 4, 2)).astype(np.float32)
+    x_seq[2, :2] = np.nan
+    one_pass = predict_proba(model, x_tab, x_seq)
+    batched = predict_proba(model, x_tab, x_seq, batch_size=2)  # five batches
+    assert not model.training and one_pass.dtype == np.float64 and one_pass.shape == (9,)
+    np.testing.assert_allclose(one_pass, batched, rtol=0, atol=1e-6)
+    assert ((one_pass > 0) & (one_pass < 1)).all()
+    frozen_tab, frozen_seq = x_tab.copy(), x_seq.copy()
+    frozen_tab.flags.writeable = frozen_seq.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(predict_proba(model, frozen_tab, frozen_seq), one_pass)
+    np.testing.assert_array_equal(frozen_seq, x_seq)
+
+
 def test_weights_and_optimizer_round_trip_through_safetensors() -> None:
     arch = Architecture.from_params(SequenceParams(hidden=8), n_tabular=2, n_sequence=2, seq_len=4)
     model = build_model(arch)
