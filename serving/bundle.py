@@ -98,9 +98,11 @@ class BundleXGBoost:
         self.feature_names: list[str] = list(bundle.spec.tabular)
         self.version = version or bundle.version
         from riskml.models.xgb import iteration_range
+        from serving.scorers import is_logistic
 
         # the trees of predict(): reason codes explain the score the decision used
         self._trees = iteration_range(self.booster)
+        self._logistic = is_logistic(self.booster)
 
     def predict(self, x: Any) -> np.ndarray:
         from riskml.models.xgb import predict
@@ -116,7 +118,7 @@ class BundleXGBoost:
         """``(predict(x), contributions(x))`` from one pass (:func:`booster_explain`)."""
         from serving.scorers import booster_explain
 
-        return booster_explain(self.booster, x, 1, exact, self._trees)
+        return booster_explain(self.booster, x, 1, exact, self._trees, logistic=self._logistic)
 
 
 class BundleSequence:

@@ -38,6 +38,7 @@ class XGBoostFileScorer:
         self.feature_names = list(self.booster.feature_names)
         self.version = version
         self.nthread = nthread
+        self._logistic = is_logistic(self.booster)
 
     def predict(self, x: Any) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)
@@ -47,7 +48,7 @@ class XGBoostFileScorer:
         return booster_contributions(self.booster, x, self.nthread, exact)
 
     def explain(self, x: Any, *, exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        return booster_explain(self.booster, x, self.nthread, exact)
+        return booster_explain(self.booster, x, self.nthread, exact, logistic=self._logistic)
 
 
 def tabular_result(model: Any, x: Any, mode: str) -> TabularResult:
@@ -73,28 +74,30 @@ def booster_explain(
     nthread: int,
     exact: bool,
     iteration_range: tuple[int, int] = (0, 0),
+    *,
+    logistic: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities and contributions (:func:`booster_contributions`) from one prediction
-    pass: a ``binary:logistic`` model's contributions add up to the log-odds of its
-    probability, so ``p = sigmoid(sum)`` (equal to ``inplace_predict`` to ~1e-7; one 1-row
-    pass costs less than the two: 0.37 vs 0.7 ms). Other objectives predict separately."""
+    pass: a ``binary:logistic`` model's (``logistic``, :func:`is_logistic`) contributions add
+    up to the log-odds of its probability, so ``p = sigmoid(sum)`` (equal to ``inplace_predict``
+    to ~1e-7; one 1-row pass costs less than the two: 0.37 vs 0.7 ms). Other objectives
+    predict separately."""
     contribs = booster_contributions(booster, x, nthread, exact, iteration_range)
-    if _objective(booster) != "binary:logistic":
+    if not logistic:
         x32 = np.ascontiguousarray(x, dtype=np.float32)
         probs = booster.inplace_predict(x32, iteration_range=iteration_range)
         return np.asarray(probs, np.float64), contribs
     return 1.0 / (1.0 + np.exp(-contribs.sum(axis=1))), contribs
 
 
-def _objective(booster: Any) -> str:
-    """The booster's objective name, read from its config once per booster."""
-    name = getattr(booster, "_riskml_objective", None)
-    if name is None:
-        import json
+def is_logistic(booster: Any) -> bool:
+    """Whether the booster's objective is ``binary:logistic`` (from its config: read it once,
+    when the scorer is built)."""
+    import json
 
-        name = str(json.loads(booster.save_config())["learner"]["objective"]["name"])
-        booster._riskml_objective = name
-    return str(name)
+    return bool(
+        json.loads(booster.save_config())["learner"]["objective"]["name"] == "binary:logistic"
+    )
 
 
 def booster_contributions(

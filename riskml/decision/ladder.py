@@ -207,9 +207,9 @@ class Ladder:
             groups.setdefault(v, []).append(i)
         seq_idx = [i for i, r in enumerate(rows) if r.sequence is not None]
         calls: list[Awaitable[_Stage]] = []
-        sequence = self.stages.sequence
-        run_seq = sequence is not None and bool(seq_idx)
-        if sequence is not None and run_seq:  # first: the longer of the two model stages
+        sequence = self.stages.sequence if seq_idx else None
+        run_seq = sequence is not None
+        if sequence is not None:  # first: the longer of the two model stages
             seq = np.stack([np.asarray(rows[i].sequence, dtype=np.float32) for i in seq_idx])
             calls.append(_guard(partial(sequence, x[seq_idx], seq), left(cfg.timeouts.sequence_ms)))
         calls.extend(
