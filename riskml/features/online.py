@@ -12,15 +12,19 @@ Unknown customers/terminals/devices get the documented defaults
 ``unknown_terminal``, ``unknown_device``) — never an exception. An unreachable online store
 raises :class:`riskml.features.errors.FeatureStoreUnavailable`.
 
-Write-backs for one customer must not run concurrently (read-modify-write); serving routes them
-through one worker per customer or accepts the rare lost update.
+Write-backs are atomic per customer on SQLite and Redis, so any number of replicas may write
+back the same customer at once without losing a transaction: on SQLite the read, fold and write
+of a batch run in one write transaction (``BEGIN IMMEDIATE``); on Redis each customer's new
+state is written by a compare-and-set script that checks the version it was folded from, and
+a customer another writer changed in between is read again and folded again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from riskml.features.definitions import (
@@ -48,6 +52,23 @@ US = 1_000_000
 #: Request keys ``get`` needs (``tx_id`` is optional for ``get``, required for ``write_back``).
 REQUEST_KEYS: tuple[str, ...] = ("ts", "customer_id", "terminal_id", "device_id", "amount")
 FLAGS: tuple[str, ...] = ("unknown_customer", "unknown_terminal", "unknown_device")
+#: Redis write-backs: reads + folds of a customer whose state other writers keep changing
+CAS_ATTEMPTS = 5
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+#: Compare-and-set of one customer's history state in its Feast hash. KEYS[1]: the entity's
+#: key; ARGV: the version field, its expected value ('' = absent), key TTL (0 = none), then
+#: field/value pairs as Feast's RedisOnlineStore writes them. 1 = written, 0 = changed since.
+_CAS_LUA = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if ARGV[2] == '' then
+  if current then return 0 end
+elseif current ~= ARGV[2] then
+  return 0
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+if tonumber(ARGV[3]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
+return 1
+"""
 
 
 def ts_to_us(value: Any) -> int:
@@ -121,21 +142,20 @@ def _py(value: Any) -> Any:
 
 
 def _proto(value: Any, dtype: str) -> Any:
-    from feast.protos.feast.types.Value_pb2 import (
-        DoubleList,
-        Int64List,
-        StringList,
-    )
-    from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+    """A Feast ``ValueProto`` of a history-state field. A list for a list type is taken as it
+    is (``State.to_lists`` gives Python values of the right type; protobuf rejects others)."""
+    from feast.protos.feast.types import Value_pb2 as pb
 
-    if dtype == "string[]":
-        return ValueProto(string_list_val=StringList(val=[str(v) for v in value]))
-    if dtype == "int64[]":
-        return ValueProto(int64_list_val=Int64List(val=[int(v) for v in value]))
-    if dtype == "float64[]":
-        return ValueProto(double_list_val=DoubleList(val=[float(v) for v in value]))
     if dtype == "int64":
-        return ValueProto(int64_val=int(value))
+        return pb.Value(int64_val=int(value))
+    if not isinstance(value, list):
+        value = [str(v) for v in value] if dtype == "string[]" else list(value)
+    if dtype == "string[]":
+        return pb.Value(string_list_val=pb.StringList(val=value))
+    if dtype == "int64[]":
+        return pb.Value(int64_list_val=pb.Int64List(val=value))
+    if dtype == "float64[]":
+        return pb.Value(double_list_val=pb.DoubleList(val=value))
     raise ValueError(f"unsupported state dtype {dtype}")
 
 
@@ -158,6 +178,43 @@ def _redis_view_name(fv: Any, config: Any) -> str:
     return str(_versioned_fv_name(fv, config))
 
 
+def _history_entry(tx: Mapping[str, Any], risks: Mapping[str, float]) -> tuple[str, dict[str, Any]]:
+    """``(customer, history entry)`` of a transaction being written back."""
+    risk = tx.get("terminal_risk")
+    return str(tx["customer_id"]), {
+        "tx_id": str(tx["tx_id"]),
+        "ts_us": ts_to_us(tx["ts"]),
+        "amount": float(tx["amount"]),
+        "terminal_id": str(tx["terminal_id"]),
+        "device_id": str(tx.get("device_id") or UNKNOWN_DEVICE),
+        "merchant_category": str(tx["merchant_category"]),
+        "channel": str(tx["channel"]),
+        "terminal_risk": float(risks[str(tx["terminal_id"])] if risk is None else risk),
+    }
+
+
+def _fold(
+    states: Mapping[str, tuple[Any, int | None]], entries: Sequence[tuple[str, dict[str, Any]]]
+) -> tuple[list[bool], dict[str, tuple[Any, int]]]:
+    """Fold history entries into their customers' ``(state, version)``, in order: whether each
+    changed its state, and the new ``(state, version)`` of every customer that changed."""
+    from riskml.features.realtime import apply_transaction
+
+    current = dict(states)
+    changed: dict[str, tuple[Any, int]] = {}
+    results = []
+    for customer, entry in entries:
+        state, version = current[customer]
+        new_state, applied = apply_transaction(state, entry)
+        if applied:
+            newest = int(new_state["hist_ts"].max())
+            # strictly increasing per customer, so stores that keep the newest row (Redis)
+            # accept out-of-order transactions too
+            current[customer] = changed[customer] = (new_state, max(newest, (version or 0) + 1))
+        results.append(applied)
+    return results, changed
+
+
 class OnlineFeatures:
     """Serving-side feature assembly over the online store (see module docstring).
 
@@ -166,8 +223,9 @@ class OnlineFeatures:
     ``customer_realtime`` (:func:`realtime_batch`) on the result; ``get_via_feast`` does the
     same through ``FeatureStore.get_online_features`` on ``fraud_v1_online`` (identical values,
     several milliseconds of SDK overhead per call). ``write_back_many`` writes the new history
-    state rows of view ``customer_history`` (what a push to ``customer_history_push`` writes);
-    ``via_push=True`` goes through ``FeatureStore.push`` instead.
+    state rows of view ``customer_history`` (what a push to ``customer_history_push`` writes),
+    atomically per customer on SQLite and Redis (module docstring); ``via_push=True`` goes
+    through ``FeatureStore.push`` instead.
     """
 
     def __init__(
@@ -198,7 +256,12 @@ class OnlineFeatures:
         #: Feast's Redis store when one pipeline can read several views (:meth:`_redis_read`)
         self._redis: Any = None
         #: SQLite: reads on per-thread connections of their own, one statement for every view
-        self._sqlite: _SqliteReads | None = None
+        self._sqlite: _Sqlite | None = None
+        #: which atomic write-back path serves this store (None: Feast's online_write_batch)
+        self._atomic_writes: str | None = None
+        self._redis_client: Any = None
+        self._redis_fields: dict[str, dict[str, bytes]] = {}
+        self._cas_script: Any = None
         self._hset_keys: dict[tuple[str, tuple[str, ...]], tuple[str, list[str], list[Any]]] = {}
         self._names = [name for name, _ in feature_contract()]
         #: Tabular feature names in contract order (the keys of ``get``'s vector, sequence aside).
@@ -212,6 +275,10 @@ class OnlineFeatures:
             client.set_retry(Retry(ExponentialBackoff(cap=0.05, base=0.005), redis_retries))
             if all(hasattr(online_store, m) for m in _REDIS_STEPS):
                 self._redis = online_store
+            if hasattr(client, "register_script"):  # redis-py (a GLIDE client: Feast's writes)
+                self._redis_client = client
+                self._cas_script = client.register_script(_CAS_LUA)
+                self._atomic_writes = "redis"
         elif self.store.config.online_store.type == "sqlite":
             # Write-ahead log, no fsync per commit: a write-back costs a page write, not a disk
             # flush (write_back_many of 3 transactions, p50: 6.0 -> 4.2 ms), and readers never
@@ -222,7 +289,13 @@ class OnlineFeatures:
             import sqlite3
 
             sqlite_store: Any = self._provider.online_store
-            self._sqlite = _SqliteReads(sqlite_store._get_db_path(self.store.config))
+            self._sqlite = _Sqlite(sqlite_store._get_db_path(self.store.config))
+            online_cfg = self.store.config.online_store
+            if not (  # Feast's extra columns for these: its own write path
+                getattr(online_cfg, "vector_enabled", False)
+                or getattr(online_cfg, "enable_openai_compatible_store", False)
+            ):
+                self._atomic_writes = "sqlite"
             try:
                 conn = sqlite_store._get_conn(self.store.config)
                 conn.execute("PRAGMA journal_mode=WAL")
@@ -237,13 +310,13 @@ class OnlineFeatures:
         return self._read_views([(fv, key, ids, features)])[0]
 
     def _read_views(
-        self, reads: Sequence[tuple[Any, str, Sequence[str], list[str]]]
+        self, reads: Sequence[tuple[Any, str, Sequence[str], list[str]]], conn: Any = None
     ) -> list[list[dict[str, Any] | None]]:
         """Rows of several views, ``(view, join key, ids, features)`` each, in one store round
         trip where the store allows it (Redis: every view's HMGETs in one pipeline, keys and
         values encoded and decoded by Feast's own Redis store; SQLite: one statement over
-        every view's table, :class:`_SqliteReads`), else one ``online_read`` per view. ``None``
-        for an entity the view does not have."""
+        every view's table, :class:`_Sqlite`; ``conn``: inside a write-back's transaction),
+        else one ``online_read`` per view. ``None`` for an entity the view does not have."""
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
         from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
@@ -263,7 +336,7 @@ class OnlineFeatures:
         ]
         try:
             if self._sqlite is not None:
-                return self._sqlite.read(config, keyed)
+                return self._sqlite.read(config, keyed, conn)
             if self._redis is None:
                 got = [self._provider.online_read(config, fv, k, list(f)) for fv, k, f in keyed]
             else:
@@ -422,12 +495,16 @@ class OnlineFeatures:
         """The customer's history state (:class:`riskml.features.realtime.State`) and version."""
         return self._histories([str(customer_id)])[str(customer_id)]
 
-    def _histories(self, customers: list[str]) -> dict[str, tuple[Any, int | None]]:
+    def _histories(
+        self, customers: list[str], conn: Any = None
+    ) -> dict[str, tuple[Any, int | None]]:
+        """States and versions; on SQLite ``conn`` reads inside a write transaction."""
         from riskml.features.realtime import STATE_FIELDS, State
 
-        got = self._online_read(
-            self._history_fv, "customer_id", customers, [*STATE_FIELDS, "hist_event_us"]
-        )
+        got = self._read_views(
+            [(self._history_fv, "customer_id", customers, [*STATE_FIELDS, "hist_event_us"])],
+            conn=conn,
+        )[0]
         out: dict[str, tuple[Any, int | None]] = {}
         for customer, values in zip(customers, got, strict=True):
             values = values or {}
@@ -455,10 +532,10 @@ class OnlineFeatures:
     def write_back_many(
         self, txs: Sequence[Mapping[str, Any]], *, via_push: bool = False
     ) -> list[bool]:
-        """``write_back`` for several transactions: one read and one write per call. A
+        """``write_back`` for several transactions: one history read and one write per call
+        (SQLite: both in one write transaction; Redis: a customer whose state another writer
+        changed since the read is read and folded again, up to ``CAS_ATTEMPTS`` times). A
         transaction's ``terminal_risk`` key (its ``term_risk_30d``) is used when present."""
-        from riskml.features.realtime import apply_transaction
-
         need = ("tx_id", *REQUEST_KEYS, "merchant_category", "channel")
         for tx in txs:
             missing = [k for k in need if k not in tx]
@@ -473,51 +550,95 @@ class OnlineFeatures:
             for term, values in zip(lookup, got, strict=True):
                 value = None if values is None else values.get("term_risk_30d")
                 risks[term] = float(default_value("term_risk_30d") if value is None else value)
-        states = self._histories(sorted({str(t["customer_id"]) for t in txs}))
-        changed_customers: list[str] = []
-        results = []
-        for tx in txs:
-            customer = str(tx["customer_id"])
-            risk = tx.get("terminal_risk")
-            entry = {
-                "tx_id": str(tx["tx_id"]),
-                "ts_us": ts_to_us(tx["ts"]),
-                "amount": float(tx["amount"]),
-                "terminal_id": str(tx["terminal_id"]),
-                "device_id": str(tx.get("device_id") or UNKNOWN_DEVICE),
-                "merchant_category": str(tx["merchant_category"]),
-                "channel": str(tx["channel"]),
-                "terminal_risk": float(risks[str(tx["terminal_id"])] if risk is None else risk),
-            }
-            state, version = states[customer]
-            new_state, changed = apply_transaction(state, entry)
+        entries = [_history_entry(tx, risks) for tx in txs]
+        customers = sorted({customer for customer, _ in entries})
+        if via_push or self._atomic_writes is None:
+            results, changed = _fold(self._histories(customers), entries)
             if changed:
-                newest = int(new_state["hist_ts"].max())
-                # strictly increasing per customer, so stores that keep the newest row (Redis)
-                # accept out-of-order transactions too
-                states[customer] = (new_state, max(newest, (version or 0) + 1))
-                if customer not in changed_customers:
-                    changed_customers.append(customer)
-            results.append(changed)
-        if changed_customers:
-            self._store_states({c: states[c] for c in changed_customers}, via_push=via_push)
-        return results
+                self._store_states(changed, via_push=via_push)
+            return results
+        if self._atomic_writes == "sqlite":
+            assert self._sqlite is not None
+            with self._guarded(), self._sqlite.transaction() as conn:
+                results, changed = _fold(self._histories(customers, conn=conn), entries)
+                if changed:
+                    self._sqlite.upsert(
+                        conn, self.store.config, self._history_fv, self._rows(changed)
+                    )
+            return results
+        return self._write_back_redis(entries, customers)
 
-    def _store_states(
-        self, states: Mapping[str, tuple[Any, int | None]], *, via_push: bool
-    ) -> None:
-        from riskml.features.realtime import STATE_FIELDS
-        from riskml.features.repo import HISTORY_FIELDS, PUSH_SOURCE
+    def _write_back_redis(
+        self, entries: list[tuple[str, dict[str, Any]]], customers: list[str]
+    ) -> list[bool]:
+        results: list[bool] = [False] * len(entries)
+        pending = list(range(len(entries)))
+        for _attempt in range(CAS_ATTEMPTS):
+            states = self._histories(customers)
+            got, changed = _fold(states, [entries[i] for i in pending])
+            with self._guarded():
+                lost = self._redis_cas(changed, {c: states[c][1] for c in changed})
+            for i, result in zip(pending, got, strict=True):
+                if entries[i][0] not in lost:
+                    results[i] = result
+            pending = [i for i in pending if entries[i][0] in lost]
+            if not pending:
+                return results
+            customers = sorted(lost)
+        raise FeatureStoreError(
+            f"write_back: the history of {len(customers)} customer(s) changed under every one "
+            f"of {CAS_ATTEMPTS} attempts (first: {customers[0]})"
+        )
+
+    @contextlib.contextmanager
+    def _guarded(self) -> Iterator[None]:
+        """Store failures inside the block raise :class:`FeatureStoreUnavailable`."""
         from riskml.features.store import raise_if_unavailable
 
         try:
+            yield
+        except (FeatureStoreUnavailable, FeatureStoreError):
+            raise
+        except Exception as exc:
+            raise_if_unavailable(exc, self.store)
+            raise
+
+    def _rows(self, states: Mapping[str, tuple[Any, int]]) -> list[tuple[Any, ...]]:
+        """Feast's ``online_write_batch`` rows for new history states."""
+        from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+        from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+
+        from riskml.features.realtime import STATE_FIELDS
+        from riskml.features.repo import HISTORY_FIELDS
+
+        dtypes = dict(HISTORY_FIELDS)
+        now = dt.datetime.now(dt.UTC)
+        data: list[tuple[Any, ...]] = []
+        for customer, (state, event_us) in states.items():
+            lists = state.to_lists()
+            values = {k: _proto(lists[k], dtypes[k]) for k in STATE_FIELDS}
+            values["hist_event_us"] = _proto(event_us, "int64")
+            key = EntityKeyProto(
+                join_keys=["customer_id"], entity_values=[ValueProto(string_val=customer)]
+            )
+            event = _EPOCH + dt.timedelta(microseconds=event_us)
+            data.append((key, values, event, now))
+        return data
+
+    def _store_states(self, states: Mapping[str, tuple[Any, int]], *, via_push: bool) -> None:
+        """Write new history states through Feast: ``FeatureStore.push`` (``via_push``) or the
+        provider's ``online_write_batch`` (what a push writes). No check of what changed since
+        the states were read: the atomic paths of :meth:`write_back_many` are for serving."""
+        from riskml.features.realtime import STATE_FIELDS
+        from riskml.features.repo import PUSH_SOURCE
+
+        with self._guarded():
             if via_push:
                 import pandas as pd
                 from feast.data_source import PushMode
 
                 rows = []
                 for customer, (state, event_us) in states.items():
-                    assert event_us is not None
                     rows.append(
                         {
                             "customer_id": customer,
@@ -530,36 +651,62 @@ class OnlineFeatures:
                 frame = pd.DataFrame(rows, columns=columns)
                 self.store.push(PUSH_SOURCE, frame, to=PushMode.ONLINE)
                 return
-            from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
-            from feast.protos.feast.types.Value_pb2 import Value as ValueProto
-
-            dtypes = dict(HISTORY_FIELDS)
-            now = dt.datetime.now(dt.UTC)
-            data: list[Any] = []
-            for customer, (state, event_us) in states.items():
-                assert event_us is not None
-                lists = state.to_lists()
-                values = {k: _proto(lists[k], dtypes[k]) for k in STATE_FIELDS}
-                values["hist_event_us"] = _proto(event_us, "int64")
-                key = EntityKeyProto(
-                    join_keys=["customer_id"], entity_values=[ValueProto(string_val=customer)]
-                )
-                event = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=event_us)
-                data.append((key, values, event, now))
             self._provider.online_write_batch(
-                self.store.config, self._history_fv, data, progress=None
+                self.store.config, self._history_fv, self._rows(states), progress=None
             )
-        except FeatureStoreUnavailable:
-            raise
-        except Exception as exc:
-            raise_if_unavailable(exc, self.store)
-            raise
+
+    def _redis_cas(
+        self, states: Mapping[str, tuple[Any, int]], expected: Mapping[str, int | None]
+    ) -> set[str]:
+        """Write each customer's new state if its stored ``hist_event_us`` is still
+        ``expected[customer]`` (absent for ``None``), all in one pipeline; the customers whose
+        state changed since (written by nobody here) come back."""
+        from feast.infra.online_stores.helpers import _mmh3, _redis_key
+        from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+        from google.protobuf.timestamp_pb2 import Timestamp
+
+        if not states:
+            return set()
+        config = self.store.config
+        name = _redis_view_name(self._history_fv, config)
+        fields = self._redis_fields.get(name)
+        if fields is None:
+            fields = self._redis_fields[name] = {
+                f.name: _mmh3(f"{name}:{f.name}") for f in self._history_fv.features
+            }
+        ttl = int(getattr(config.online_store, "key_ttl_seconds", None) or 0)
+        version = config.entity_key_serialization_version
+        rows = self._rows(states)
+        customers = list(states)
+        with self._redis_client.pipeline(transaction=False) as pipe:
+            for customer, (key, values, event, _now) in zip(customers, rows, strict=True):
+                was = expected[customer]
+                ts = Timestamp()
+                ts.FromDatetime(event)
+                args: list[Any] = [
+                    fields["hist_event_us"],
+                    b"" if was is None else ValueProto(int64_val=was).SerializeToString(),
+                    ttl,
+                    f"_ts:{name}",
+                    ts.SerializeToString(),
+                ]
+                for feature, value in values.items():
+                    args += [fields[feature], value.SerializeToString()]
+                self._cas_script(
+                    keys=[
+                        _redis_key(config.project, key, entity_key_serialization_version=version)
+                    ],
+                    args=args,
+                    client=pipe,
+                )
+            written = pipe.execute()
+        return {c for c, ok in zip(customers, written, strict=True) if not ok}
 
 
-class _SqliteReads:
-    """Reads of Feast's SQLite online store (Feast 0.67 table layout: one row per entity key
-    and feature, the value a serialized ``ValueProto``) on a connection per thread, never on
-    Feast's own connection, which the write-back uses.
+class _Sqlite:
+    """Reads and write-backs of Feast's SQLite online store (Feast 0.67 table layout: one row
+    per entity key and feature, the value a serialized ``ValueProto``) on connections of their
+    own, one reader and one writer per thread, never on Feast's shared connection.
 
     Why not ``SqliteOnlineStore.online_read``: its connection is shared by every thread, so a
     fetch could run inside the write-back's open transaction and turn it into a read
@@ -569,28 +716,86 @@ class _SqliteReads:
     serving needs one statement and no timestamps. Reads run in autocommit with
     ``query_only`` on (WAL: they never wait for a writer); values decode with Feast's protos,
     so both paths give the same rows (the training/online parity tests compare them).
+
+    Why not ``online_write_batch`` for the write-back: a write-back is read, fold, write, and
+    only one write transaction around all three (``BEGIN IMMEDIATE``: the database's write
+    lock from the read on) keeps two replicas from folding into the same stale state and losing
+    a transaction. The rows written are Feast's (same columns, ``value_text``, timestamps), in
+    one ``executemany`` instead of one statement per feature.
     """
+
+    #: how long a write-back waits for another writer's transaction
+    WRITE_TIMEOUT_S = 2.0
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._local = threading.local()
         self._sql: dict[tuple[Any, ...], str] = {}
 
+    def _connect(self, timeout: float) -> Any:
+        import pathlib
+        import sqlite3
+
+        # mode=rw: a missing database is an error (unavailable), never a new empty file
+        uri = f"{pathlib.Path(self.path).absolute().as_uri()}?mode=rw"
+        return sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None)
+
     def _conn(self) -> Any:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            import pathlib
-            import sqlite3
-
-            # mode=rw: a missing database is an error (unavailable), never a new empty file
-            uri = f"{pathlib.Path(self.path).absolute().as_uri()}?mode=rw"
-            conn = sqlite3.connect(uri, uri=True, timeout=1.0, isolation_level=None)
+            conn = self._connect(1.0)
             conn.execute("PRAGMA query_only=ON")
             self._local.conn = conn
         return conn
 
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """This thread's writer connection inside ``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled
+        back if the block raises)."""
+        conn = getattr(self._local, "writer", None)
+        if conn is None:
+            conn = self._local.writer = self._connect(self.WRITE_TIMEOUT_S)
+            conn.execute("PRAGMA synchronous=NORMAL")  # per connection; WAL is the file's
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def upsert(self, conn: Any, config: Any, fv: Any, data: Sequence[tuple[Any, ...]]) -> None:
+        """Write ``online_write_batch``-shaped rows ``(entity key, {feature: ValueProto},
+        event time, created time)`` of view ``fv`` as Feast's SQLite store writes them."""
+        import sqlite3
+
+        from feast.infra.key_encoding_utils import serialize_entity_key
+        from feast.infra.online_stores.helpers import compute_table_id, extract_text_and_num
+        from feast.utils import to_naive_utc
+
+        versioning = config.registry.enable_online_feature_view_versioning
+        table = compute_table_id(config.project, fv, versioning).replace('"', '""')
+        version = config.entity_key_serialization_version
+        # what Feast's adapter (registered on sqlite3 by its SQLite store) makes of the times,
+        # once per entity instead of once per feature row
+        adapt = sqlite3.adapters.get((dt.datetime, sqlite3.PrepareProtocol), lambda t: t)
+        rows = []
+        for key, values, event, created in data:
+            key_bin = serialize_entity_key(key, entity_key_serialization_version=version)
+            event, created = adapt(to_naive_utc(event)), adapt(to_naive_utc(created))
+            for feature, value in values.items():
+                text, _num = extract_text_and_num(value, False)
+                rows.append((key_bin, feature, value.SerializeToString(), text, event, created))
+        conn.executemany(
+            f'INSERT INTO "{table}" (entity_key, feature_name, value, value_text, event_ts, '
+            "created_ts) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO "
+            "UPDATE SET value = excluded.value, value_text = excluded.value_text, "
+            "event_ts = excluded.event_ts, created_ts = excluded.created_ts",
+            rows,
+        )
+
     def read(
-        self, config: Any, keyed: Sequence[tuple[Any, list[Any], list[str]]]
+        self, config: Any, keyed: Sequence[tuple[Any, list[Any], list[str]]], conn: Any = None
     ) -> list[list[dict[str, Any] | None]]:
         from feast.infra.key_encoding_utils import serialize_entity_key
         from feast.infra.online_stores.helpers import compute_table_id
@@ -616,7 +821,7 @@ class _SqliteReads:
             sql = self._sql[shape] = " UNION ALL ".join(parts)
         params = [k for ks in keys for k in ks]
         found: list[dict[bytes, dict[str, Any]]] = [{} for _ in keyed]
-        for n, key, feature, blob in self._conn().execute(sql, params).fetchall():
+        for n, key, feature, blob in (conn or self._conn()).execute(sql, params).fetchall():
             value = ValueProto()
             value.ParseFromString(blob)
             found[n].setdefault(key, {})[feature] = _py(value)

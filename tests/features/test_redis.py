@@ -19,7 +19,7 @@ from riskml.features.online import OnlineFeatures
 from riskml.features.store import StoreConfig, get_store, materialize, training_set
 
 from .conftest import REPLAY_DAY, TEST_REDIS, redis_available
-from .helpers import replay
+from .helpers import race_write_backs, replay
 from .test_store import _dump
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis]
@@ -169,3 +169,66 @@ def test_unreachable_redis_raises_typed_error(
         if proc.poll() is None:
             proc.terminate()
             proc.wait(timeout=10)
+
+
+@pytest.fixture()
+def fresh_redis(make_store: Callable[..., StoreConfig]) -> Iterator[StoreConfig]:
+    """A store of its own: the module's store has had the replay day written back already."""
+    if not redis_available():
+        pytest.skip(f"no Redis at {TEST_REDIS}")
+    cfg = make_store("redis")
+    yield cfg
+    get_store(cfg).teardown()
+
+
+@pytest.fixture()
+def redis_rows(fresh_redis: StoreConfig) -> list[dict[str, object]]:
+    rows = training_set(REPLAY_DAY, REPLAY_DAY + dt.timedelta(days=1), config=fresh_redis,
+                        sequences=True)  # fmt: skip
+    return rows.head(300).rows(named=True)
+
+
+def test_redis_write_backs_of_two_replicas_lose_nothing(
+    fresh_redis: StoreConfig, redis_rows: list[dict[str, object]]
+) -> None:
+    """Two replicas write back the same customers at once (and one fetches meanwhile): each
+    transaction is applied exactly once and every one is in its customer's final state."""
+    replica_a, replica_b = OnlineFeatures(fresh_redis), OnlineFeatures(fresh_redis)
+    assert replica_a._atomic_writes == "redis"
+    assert race_write_backs(replica_a, replica_b, redis_rows) < 60
+
+
+def test_redis_write_back_folds_again_when_another_writer_got_there_first(
+    fresh_redis: StoreConfig, redis_rows: list[dict[str, object]]
+) -> None:
+    """A write-back whose customer another replica changed between its read and its write is
+    not written over the other's state: the compare-and-set refuses it, the state is read and
+    folded again, and both transactions are kept."""
+    mine, theirs = OnlineFeatures(fresh_redis), OnlineFeatures(fresh_redis)
+    first = redis_rows[0]
+    customer = first["customer_id"]
+    later = [r for r in redis_rows if r["customer_id"] == customer][1:] or [
+        {**first, "tx_id": "other-replica", "ts": first["ts"] + dt.timedelta(seconds=30)}
+    ]
+    other = later[0]
+    reads = []
+    histories = mine._histories
+
+    def raced(customers: list[str], conn: object = None) -> object:
+        got = histories(customers, conn)
+        reads.append(list(customers))
+        if len(reads) == 1:  # the other replica writes between this read and the write
+            assert theirs.write_back_many([other]) == [True]
+        return got
+
+    mine._histories = raced  # type: ignore[method-assign]
+    assert mine.write_back_many([first]) == [True]
+    assert reads == [[customer], [customer]]  # read, refused, read again
+    state, version = theirs.history(customer)
+    assert {first["tx_id"], other["tx_id"]} <= set(state["hist_tx_id"].tolist())
+    assert mine.write_back_many([first, other]) == [False, False]  # idempotent
+    assert theirs.history(customer)[1] == version
+
+    stale = {customer: (state, version + 1)}
+    assert mine._redis_cas(stale, {customer: version - 1}) == {customer}  # not its version
+    assert theirs.history(customer)[1] == version  # nothing written

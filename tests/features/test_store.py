@@ -31,7 +31,7 @@ from riskml.features.store import StoreConfig, get_store, materialize, training_
 from riskml.settings import REPO_ROOT
 
 from .conftest import REPLAY_DAY
-from .helpers import random_frame, replay
+from .helpers import race_write_backs, random_frame, replay
 
 pytestmark = pytest.mark.integration
 
@@ -301,57 +301,51 @@ def test_sqlite_write_backs_survive_concurrent_fetches_and_a_second_writer(
     make_store: Callable[..., StoreConfig], replay_rows: pl.DataFrame
 ) -> None:
     """Serving on SQLite: each replica fetches on several threads while its write-back thread
-    writes, and another replica writes to the same file. Every write-back lands (reads never
-    share the writer's connection: a read inside its transaction made the write fail with
-    "database is locked"), and the fetches see the written history."""
-    import threading
-    import time
+    writes, and another replica writes back the same customers to the same file. Every
+    write-back lands and none is lost: reads never share a writer's connection (a read inside
+    its transaction made the write fail with "database is locked"), and each batch reads,
+    folds and writes inside one write transaction (two writers folding into the same state
+    lost one of the transactions)."""
+    cfg = make_store("sqlite")
+    rows = replay_rows.head(400).rows(named=True)
+    assert race_write_backs(OnlineFeatures(cfg), OnlineFeatures(cfg), rows) < 60
+
+
+def test_sqlite_write_back_rows_are_feasts(make_store: Callable[..., StoreConfig]) -> None:
+    """The write-back writes the rows Feast's ``online_write_batch`` writes for the same
+    states (value, value_text, event time; created time aside), so Feast reads them back."""
+    from feast.infra.key_encoding_utils import serialize_entity_key
 
     cfg = make_store("sqlite")
-    replica_a, replica_b = OnlineFeatures(cfg), OnlineFeatures(cfg)
-    rows = replay_rows.head(400).rows(named=True)
-    errors: list[str] = []
-    written: list[bool] = []
-    done = threading.Event()
+    online = OnlineFeatures(cfg)
+    assert online._sqlite is not None
+    customers = ["C000001", "C000002", "nobody-yet"]
+    states = online._histories(customers)
+    new = {c: (s, (v or 0) + 7) for c, (s, v) in states.items()}
+    table = f"{cfg.project}_customer_history"
+    keys = [key for key, *_ in online._rows(new)]
+    version = online.store.config.entity_key_serialization_version
+    marks = ",".join("?" * len(keys))
+    where = f'FROM "{table}" WHERE entity_key IN ({marks})'
+    params = [serialize_entity_key(k, entity_key_serialization_version=version) for k in keys]
 
-    def fetch() -> None:
-        i = 0
-        while not done.is_set():
-            replica_a.get_many([rows[i % len(rows)]])
-            i += 1
+    def rows() -> list[tuple[Any, ...]]:
+        with sqlite3.connect(online._sqlite.path) as conn:
+            return conn.execute(
+                f"SELECT entity_key, feature_name, value, value_text, event_ts {where} "
+                "ORDER BY entity_key, feature_name",
+                params,
+            ).fetchall()
 
-    def write(online: OnlineFeatures, txs: list[dict[str, Any]]) -> None:
-        for tx in txs:
-            try:
-                written.append(online.write_back(tx))
-            except FeatureStoreError as exc:
-                errors.append(repr(exc))
-
-    fetchers = [threading.Thread(target=fetch) for _ in range(2)]
-    # each writer its own customers: two replicas writing one customer may lose an update
-    # (read-modify-write, see riskml.features.online); that is not what this test is about
-    customers = sorted({r["customer_id"] for r in rows})
-    mine = set(customers[0::2])
-    writers = [
-        threading.Thread(
-            target=write, args=(replica_a, [r for r in rows if r["customer_id"] in mine])
-        ),
-        threading.Thread(
-            target=write, args=(replica_b, [r for r in rows if r["customer_id"] not in mine])
-        ),
-    ]
-    t0 = time.perf_counter()
-    for t in fetchers + writers:
-        t.start()
-    for t in writers:
-        t.join()
-    done.set()
-    for t in fetchers:
-        t.join()
-    assert errors == [], f"{len(errors)} failed write-backs, first: {errors[:1]}"
-    assert len(written) == len(rows) and all(written)  # each transaction applied exactly once
-    for customer in customers:
-        state, _ = replica_a.history(customer)
-        want = {r["tx_id"] for r in rows if r["customer_id"] == customer}
-        assert want <= set(state["hist_tx_id"].tolist()), customer
-    assert time.perf_counter() - t0 < 60
+    online._store_states(new, via_push=False)  # Feast's own write
+    feasts = rows()
+    with sqlite3.connect(online._sqlite.path) as conn:
+        conn.execute(f"DELETE {where}", params)
+    assert rows() == []
+    with online._sqlite.transaction() as conn:
+        online._sqlite.upsert(conn, online.store.config, online._history_fv, online._rows(new))
+    assert rows() == feasts and len(feasts) == 3 * 9
+    back = online._histories(customers)
+    for customer, (state, version) in new.items():
+        assert back[customer][0].to_lists() == state.to_lists()
+        assert back[customer][1] == version

@@ -231,9 +231,9 @@ def test_write_back_takes_the_terminal_risk_its_fetch_read(
         read = online._read_views
         views: list[str] = []
 
-        def recording(reads: Any) -> Any:
+        def recording(reads: Any, conn: Any = None) -> Any:
             views.extend(fv.name for fv, *_ in reads)
-            return read(reads)
+            return read(reads, conn)
 
         online._read_views = recording  # type: ignore[method-assign]
         assert hinted.write_back_many([{**tx, **row.write_back}]) == [True]
