@@ -267,6 +267,7 @@ class OnlineFeatures:
         #: Tabular feature names in contract order (the keys of ``get``'s vector, sequence aside).
         self.feature_names: list[str] = list(self._names)
         if self.store.config.online_store.type == "redis":
+            import redis
             from redis.backoff import ExponentialBackoff
             from redis.retry import Retry
 
@@ -275,7 +276,7 @@ class OnlineFeatures:
             client.set_retry(Retry(ExponentialBackoff(cap=0.05, base=0.005), redis_retries))
             if all(hasattr(online_store, m) for m in _REDIS_STEPS):
                 self._redis = online_store
-            if hasattr(client, "register_script"):  # redis-py (a GLIDE client: Feast's writes)
+            if isinstance(client, redis.Redis):  # not a cluster or GLIDE client: Feast's writes
                 self._redis_client = client
                 self._cas_script = client.register_script(_CAS_LUA)
                 self._atomic_writes = "redis"
@@ -759,10 +760,11 @@ class _Sqlite:
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # a failed block or COMMIT: the next batch starts clean
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
 
     def upsert(self, conn: Any, config: Any, fv: Any, data: Sequence[tuple[Any, ...]]) -> None:
         """Write ``online_write_batch``-shaped rows ``(entity key, {feature: ValueProto},

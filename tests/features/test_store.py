@@ -349,3 +349,28 @@ def test_sqlite_write_back_rows_are_feasts(make_store: Callable[..., StoreConfig
     for customer, (state, version) in new.items():
         assert back[customer][0].to_lists() == state.to_lists()
         assert back[customer][1] == version
+
+
+def test_sqlite_write_back_that_fails_midway_writes_nothing_and_the_next_one_works(
+    make_store: Callable[..., StoreConfig], replay_rows: pl.DataFrame
+) -> None:
+    """A batch that fails inside its write transaction is rolled back whole (no customer of it
+    half-written) and leaves the writer connection ready for the next batch."""
+    cfg = make_store("sqlite")
+    online = OnlineFeatures(cfg)
+    assert online._sqlite is not None
+    a, b = replay_rows.head(2).rows(named=True)
+    before = {c: online.history(c)[0].to_lists() for c in (a["customer_id"], b["customer_id"])}
+    upsert = online._sqlite.upsert
+
+    def failing(conn: sqlite3.Connection, *args: Any) -> None:
+        upsert(conn, *args)  # the rows are written inside the transaction, then it fails
+        raise sqlite3.OperationalError("disk I/O error")
+
+    online._sqlite.upsert = failing  # type: ignore[method-assign]
+    with pytest.raises(FeatureStoreUnavailable, match="disk I/O error"):
+        online.write_back_many([a, b])
+    online._sqlite.upsert = upsert  # type: ignore[method-assign]
+    assert {c: online.history(c)[0].to_lists() for c in before} == before
+    assert online.write_back_many([a, b]) == [True, True]
+    assert a["tx_id"] in online.history(a["customer_id"])[0]["hist_tx_id"].tolist()
