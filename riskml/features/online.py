@@ -261,7 +261,6 @@ class OnlineFeatures:
         self._atomic_writes: str | None = None
         self._redis_client: Any = None
         self._redis_fields: dict[str, dict[str, bytes]] = {}
-        self._cas_script: Any = None
         self._hset_keys: dict[tuple[str, tuple[str, ...]], tuple[str, list[str], list[Any]]] = {}
         self._names = [name for name, _ in feature_contract()]
         #: Tabular feature names in contract order (the keys of ``get``'s vector, sequence aside).
@@ -278,7 +277,6 @@ class OnlineFeatures:
                 self._redis = online_store
             if isinstance(client, redis.Redis):  # not a cluster or GLIDE client: Feast's writes
                 self._redis_client = client
-                self._cas_script = client.register_script(_CAS_LUA)
                 self._atomic_writes = "redis"
         elif self.store.config.online_store.type == "sqlite":
             # Write-ahead log, no fsync per commit: a write-back costs a page write, not a disk
@@ -693,12 +691,13 @@ class OnlineFeatures:
                 ]
                 for feature, value in values.items():
                     args += [fields[feature], value.SerializeToString()]
-                self._cas_script(
-                    keys=[
-                        _redis_key(config.project, key, entity_key_serialization_version=version)
-                    ],
-                    args=args,
-                    client=pipe,
+                # EVAL with the script's text: a registered Script in a pipeline costs a SCRIPT
+                # EXISTS round trip per execution (redis-py); Redis caches the compiled script
+                pipe.eval(
+                    _CAS_LUA,
+                    1,
+                    _redis_key(config.project, key, entity_key_serialization_version=version),
+                    *args,
                 )
             written = pipe.execute()
         return {c for c, ok in zip(customers, written, strict=True) if not ok}

@@ -232,3 +232,41 @@ def test_redis_write_back_folds_again_when_another_writer_got_there_first(
     stale = {customer: (state, version + 1)}
     assert mine._redis_cas(stale, {customer: version - 1}) == {customer}  # not its version
     assert theirs.history(customer)[1] == version  # nothing written
+
+
+def test_redis_write_back_batch_is_two_round_trips(
+    fresh_redis: StoreConfig, redis_rows: list[dict[str, object]]
+) -> None:
+    """A write-back batch costs one pipeline reading the histories and one writing them by
+    compare-and-set (EVAL: no SCRIPT EXISTS round trip as a registered script in a pipeline
+    would cost, no timestamp read as Feast's own write does)."""
+    online = OnlineFeatures(fresh_redis)
+    client = online._redis_client
+    seen: set[object] = set()
+    batch = []
+    for row in redis_rows:  # three customers, their terminal risk known (no terminal read)
+        if row["customer_id"] not in seen:
+            seen.add(row["customer_id"])
+            batch.append({**row, "terminal_risk": row["term_risk_30d"]})
+    batch = batch[:3]
+    pipelines = []
+    pipeline = client.pipeline
+
+    def counting(*args: object, **kwargs: object) -> object:
+        pipelines.append(kwargs)
+        return pipeline(*args, **kwargs)
+
+    def calls() -> dict[str, int]:
+        return {k: v["calls"] for k, v in client.info("commandstats").items()}
+
+    before = calls()
+    client.pipeline = counting
+    try:
+        assert online.write_back_many(batch) == [True, True, True]
+    finally:
+        del client.pipeline
+    after = calls()
+    delta = {k: n - before.get(k, 0) for k, n in after.items() if n != before.get(k, 0)}
+    assert len(pipelines) == 2
+    assert delta.get("cmdstat_eval") == 3 and delta.get("cmdstat_hmget") == 3
+    assert not {"cmdstat_script|exists", "cmdstat_script|load", "cmdstat_evalsha"} & set(delta)
