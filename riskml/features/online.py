@@ -87,8 +87,7 @@ def ts_to_us(value: Any) -> int:
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=dt.UTC)
-        epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-        return (value - epoch) // dt.timedelta(microseconds=1)
+        return (value - _EPOCH) // dt.timedelta(microseconds=1)
     raise FeatureStoreError(f"invalid timestamp {value!r} (datetime, ISO string or int µs)")
 
 
@@ -260,7 +259,6 @@ class OnlineFeatures:
         #: which atomic write-back path serves this store (None: Feast's online_write_batch)
         self._atomic_writes: str | None = None
         self._redis_client: Any = None
-        self._redis_fields: dict[str, dict[str, bytes]] = {}
         self._hset_keys: dict[tuple[str, tuple[str, ...]], tuple[str, list[str], list[Any]]] = {}
         self._names = [name for name, _ in feature_contract()]
         #: Tabular feature names in contract order (the keys of ``get``'s vector, sequence aside).
@@ -275,7 +273,8 @@ class OnlineFeatures:
             client.set_retry(Retry(ExponentialBackoff(cap=0.05, base=0.005), redis_retries))
             if all(hasattr(online_store, m) for m in _REDIS_STEPS):
                 self._redis = online_store
-            if isinstance(client, redis.Redis):  # not a cluster or GLIDE client: Feast's writes
+            # a plain redis-py client (not a cluster or GLIDE one) and Feast's Redis steps
+            if self._redis is not None and isinstance(client, redis.Redis):
                 self._redis_client = client
                 self._atomic_writes = "redis"
         elif self.store.config.online_store.type == "sqlite":
@@ -356,14 +355,7 @@ class OnlineFeatures:
         commands: list[tuple[bytes, list[Any]]] = []
         spans = []
         for fv, entity_keys, features in keyed:
-            cache_key = (fv.name, tuple(features))
-            if cache_key not in self._hset_keys:  # mmh3 of every field name: once per view
-                name = _redis_view_name(fv, config)
-                requested, hset_keys = store._generate_hset_keys_for_features(
-                    fv, list(features), fv_name_override=name
-                )
-                self._hset_keys[cache_key] = (name, requested, hset_keys)
-            name, requested, hset_keys = self._hset_keys[cache_key]
+            name, requested, hset_keys = self._hset_fields(fv, features)
             keys = store._generate_redis_keys_for_entities(config, entity_keys)
             spans.append((len(commands), len(keys), name, requested))
             commands.extend((k, hset_keys) for k in keys)
@@ -372,6 +364,18 @@ class OnlineFeatures:
             store._convert_redis_values_to_protobuf(values[at : at + n], name, list(requested))
             for at, n, name, requested in spans
         ]
+
+    def _hset_fields(self, fv: Any, features: Sequence[str]) -> tuple[str, list[str], list[Any]]:
+        """A view's name in Redis, the requested fields with Feast's ``_ts:<view>`` last, and
+        their hash keys (Feast's mmh3 of every field name: once per view and field list)."""
+        cache_key = (fv.name, tuple(features))
+        if cache_key not in self._hset_keys:
+            name = _redis_view_name(fv, self.store.config)
+            requested, hset_keys = self._redis._generate_hset_keys_for_features(
+                fv, list(features), fv_name_override=name
+            )
+            self._hset_keys[cache_key] = (name, requested, hset_keys)
+        return self._hset_keys[cache_key]
 
     def _read(self, features: Any, rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
         """``FeatureStore.get_online_features`` with typed unavailability errors."""
@@ -660,25 +664,24 @@ class OnlineFeatures:
         """Write each customer's new state if its stored ``hist_event_us`` is still
         ``expected[customer]`` (absent for ``None``), all in one pipeline; the customers whose
         state changed since (written by nobody here) come back."""
-        from feast.infra.online_stores.helpers import _mmh3, _redis_key
         from feast.protos.feast.types.Value_pb2 import Value as ValueProto
         from google.protobuf.timestamp_pb2 import Timestamp
 
         if not states:
             return set()
         config = self.store.config
-        name = _redis_view_name(self._history_fv, config)
-        fields = self._redis_fields.get(name)
-        if fields is None:
-            fields = self._redis_fields[name] = {
-                f.name: _mmh3(f"{name}:{f.name}") for f in self._history_fv.features
-            }
+        fv = self._history_fv
+        _name, requested, hset_keys = self._hset_fields(fv, [f.name for f in fv.features])
+        fields = dict(zip(requested, hset_keys, strict=True))
+        ts_field = hset_keys[-1]  # Feast's `_ts:<view>`
         ttl = int(getattr(config.online_store, "key_ttl_seconds", None) or 0)
-        version = config.entity_key_serialization_version
         rows = self._rows(states)
         customers = list(states)
+        keys = self._redis._generate_redis_keys_for_entities(config, [k for k, *_ in rows])
         with self._redis_client.pipeline(transaction=False) as pipe:
-            for customer, (key, values, event, _now) in zip(customers, rows, strict=True):
+            for customer, redis_key, (_key, values, event, _now) in zip(
+                customers, keys, rows, strict=True
+            ):
                 was = expected[customer]
                 ts = Timestamp()
                 ts.FromDatetime(event)
@@ -686,19 +689,14 @@ class OnlineFeatures:
                     fields["hist_event_us"],
                     b"" if was is None else ValueProto(int64_val=was).SerializeToString(),
                     ttl,
-                    f"_ts:{name}",
+                    ts_field,
                     ts.SerializeToString(),
                 ]
                 for feature, value in values.items():
                     args += [fields[feature], value.SerializeToString()]
                 # EVAL with the script's text: a registered Script in a pipeline costs a SCRIPT
                 # EXISTS round trip per execution (redis-py); Redis caches the compiled script
-                pipe.eval(
-                    _CAS_LUA,
-                    1,
-                    _redis_key(config.project, key, entity_key_serialization_version=version),
-                    *args,
-                )
+                pipe.eval(_CAS_LUA, 1, redis_key, *args)
             written = pipe.execute()
         return {c for c, ok in zip(customers, written, strict=True) if not ok}
 
