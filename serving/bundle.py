@@ -65,15 +65,19 @@ class FeastFeatureSource:
         from riskml.features.definitions import SEQUENCE_FEATURE
 
         rows = []
-        for vec, flags in self.online.get_many(requests):
+        for vec, flags, base in self.online.fetch_many(requests):
             rows.append(
                 FeatureRow(
                     tabular=[float(vec[n]) for n in self.feature_names],
                     sequence=vec[SEQUENCE_FEATURE],
                     flags=dict(flags),
                     # the write-back folds the transaction's terminal risk into the customer's
-                    # history: the one read here, not a second read of the terminal view
-                    write_back={"terminal_risk": float(vec["term_risk_30d"])},
+                    # history as read here (the store checks it is still current): no second
+                    # read of the terminal view nor of the history
+                    write_back={
+                        "terminal_risk": float(vec["term_risk_30d"]),
+                        "history_base": base,
+                    },
                 )
             )
         return rows

@@ -26,7 +26,8 @@ class FeatureRow:
 
     ``write_back``: values the source wants back with the transaction at write-back time (merged
     into the written-back transaction), so it need not read again what this fetch already read
-    (the Feast source: the transaction's ``terminal_risk``)."""
+    (the Feast source: the transaction's ``terminal_risk`` and the customer's history as read,
+    ``history_base``, whose version the store checks before folding into it)."""
 
     tabular: list[float]
     sequence: Any = None

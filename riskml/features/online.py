@@ -16,7 +16,10 @@ Write-backs are atomic per customer on SQLite and Redis, so any number of replic
 back the same customer at once without losing a transaction: on SQLite the read, fold and write
 of a batch run in one write transaction (``BEGIN IMMEDIATE``); on Redis each customer's new
 state is written by a compare-and-set script that checks the version it was folded from, and
-a customer another writer changed in between is read again and folded again.
+a customer another writer changed in between is read again and folded again. A write-back
+may start from the history its fetch read (:meth:`OnlineFeatures.fetch_many`, the transaction's
+``history_base``): the version check above makes a stale one cost a re-read, never a lost or
+doubled transaction.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import contextlib
 import datetime as dt
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from riskml.features.definitions import (
     CUSTOMER_FEATURES,
@@ -46,6 +49,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     from feast import FeatureStore
 
+    from riskml.features.realtime import State
     from riskml.features.store import StoreConfig
 
 US = 1_000_000
@@ -91,8 +95,21 @@ def ts_to_us(value: Any) -> int:
     raise FeatureStoreError(f"invalid timestamp {value!r} (datetime, ISO string or int µs)")
 
 
+class HistoryBase(NamedTuple):
+    """A customer's history state as a fetch read it, and its version (``hist_event_us``;
+    None: no history then). Handed to the write-back as the transaction's ``history_base``."""
+
+    state: State
+    version: int | None
+
+
 def realtime_batch(inputs: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
     """Body of the on-demand view ``customer_realtime`` (Feast python mode, batched lists)."""
+    return _realtime(inputs)[0]
+
+
+def _realtime(inputs: Mapping[str, Sequence[Any]]) -> tuple[dict[str, list[Any]], list[State]]:
+    """:func:`realtime_batch`, and the history state of every row it computed from."""
     import numpy as np
 
     from riskml.features.realtime import (
@@ -107,8 +124,10 @@ def realtime_batch(inputs: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
     n = len(ts_list)
     out: dict[str, list[Any]] = {name: [] for name, _ in CUSTOMER_FEATURES}
     seqs: list[list[float]] = []
+    states: list[State] = []
     for i in range(n):
         state = State.from_lists({k: _at(inputs.get(k), i) for k in STATE_FIELDS})
+        states.append(state)
         feats = customer_features(state, ts_list[i], str(inputs["req_device_id"][i]))
         for name, _ in CUSTOMER_FEATURES:
             out[name].append(feats[name])
@@ -124,7 +143,32 @@ def realtime_batch(inputs: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
     for name, _ in REQUEST_FEATURES:
         out[name] = req[name].tolist()
     out[SEQUENCE_FEATURE] = seqs
-    return out
+    return out, states
+
+
+def _version(values: Mapping[str, Any] | None) -> int | None:
+    """The ``hist_event_us`` of a history row (None: no row, or no version)."""
+    version = None if values is None else values.get("hist_event_us")
+    return None if version is None else int(version)
+
+
+def _bases(txs: Sequence[Mapping[str, Any]]) -> dict[str, tuple[Any, int | None]]:
+    """The newest ``history_base`` given per customer (the base a write-back folds into)."""
+    bases: dict[str, tuple[Any, int | None]] = {}
+    for tx in txs:
+        base = tx.get("history_base")
+        if base is None:
+            continue
+        if not (isinstance(base, tuple) and len(base) == 2):
+            raise FeatureStoreError(
+                f"write_back: history_base of {tx['tx_id']!r} is not a (state, version) pair"
+            )
+        customer = str(tx["customer_id"])
+        state, version = base
+        had = bases.get(customer)
+        if had is None or (-1 if version is None else version) > (-1 if had[1] is None else had[1]):
+            bases[customer] = (state, version)
+    return bases
 
 
 def _at(values: Sequence[Any] | None, i: int) -> Any:
@@ -400,6 +444,14 @@ class OnlineFeatures:
         self, requests: Sequence[Mapping[str, Any]]
     ) -> list[tuple[dict[str, Any], dict[str, int]]]:
         """Vectors for several transactions (one read per view)."""
+        return [(vec, flags) for vec, flags, _base in self.fetch_many(requests)]
+
+    def fetch_many(
+        self, requests: Sequence[Mapping[str, Any]]
+    ) -> list[tuple[dict[str, Any], dict[str, int], HistoryBase]]:
+        """:meth:`get_many`, each vector with the customer's history as read
+        (:class:`HistoryBase`): put it in the transaction as ``history_base`` and its
+        write-back starts from it instead of reading the history again."""
         from riskml.features.realtime import STATE_FIELDS
 
         rows = [self._entity_row(r) for r in requests]
@@ -411,7 +463,7 @@ class OnlineFeatures:
                     self._history_fv,
                     "customer_id",
                     [r["customer_id"] for r in rows],
-                    list(STATE_FIELDS),
+                    [*STATE_FIELDS, "hist_event_us"],
                 ),
                 (
                     self._terminal_fv,
@@ -433,12 +485,16 @@ class OnlineFeatures:
         inputs["amount"] = [r["amount"] for r in rows]
         inputs["ts_us"] = [r["ts_us"] for r in rows]
         inputs["req_device_id"] = [r["req_device_id"] for r in rows]
-        computed = realtime_batch(inputs)
+        computed, states = _realtime(inputs)
         raw: dict[str, list[Any]] = dict(computed)
         for spec, got in ((TERMINAL_FEATURES, terms), (DEVICE_FEATURES, devs)):
             for name, _ in spec:
                 raw[name] = [None if g is None else g.get(name) for g in got]
-        return self._assemble(raw, len(rows))
+        bases = [HistoryBase(state, _version(h)) for state, h in zip(states, hist, strict=True)]
+        return [
+            (vec, flags, base)
+            for (vec, flags), base in zip(self._assemble(raw, len(rows)), bases, strict=True)
+        ]
 
     def get_via_feast(
         self, requests: Sequence[Mapping[str, Any]]
@@ -512,8 +568,7 @@ class OnlineFeatures:
         for customer, values in zip(customers, got, strict=True):
             values = values or {}
             state = State.from_lists({k: values.get(k) for k in STATE_FIELDS})
-            version = values.get("hist_event_us")
-            out[customer] = (state, None if version is None else int(version))
+            out[customer] = (state, _version(values))
         return out
 
     # -- write-back --------------------------------------------------------------------------
@@ -538,7 +593,10 @@ class OnlineFeatures:
         """``write_back`` for several transactions: one history read and one write per call
         (SQLite: both in one write transaction; Redis: a customer whose state another writer
         changed since the read is read and folded again, up to ``CAS_ATTEMPTS`` times). A
-        transaction's ``terminal_risk`` key (its ``term_risk_30d``) is used when present."""
+        transaction's ``terminal_risk`` key (its ``term_risk_30d``) is used when present, and
+        its ``history_base`` (:meth:`fetch_many`) as the customer's history where the store
+        still holds that version (SQLite: checked in the write transaction; Redis: by the
+        compare-and-set), saving the history read."""
         need = ("tx_id", *REQUEST_KEYS, "merchant_category", "channel")
         for tx in txs:
             missing = [k for k in need if k not in tx]
@@ -560,24 +618,55 @@ class OnlineFeatures:
             if changed:
                 self._store_states(changed, via_push=via_push)
             return results
+        bases = _bases(txs)
         if self._atomic_writes == "sqlite":
             assert self._sqlite is not None
             with self._guarded(), self._sqlite.transaction() as conn:
-                results, changed = _fold(self._histories(customers, conn=conn), entries)
+                bases = self._still_current(bases, conn)
+                results, changed = _fold(self._states(customers, bases, conn), entries)
                 if changed:
                     self._sqlite.upsert(
                         conn, self.store.config, self._history_fv, self._rows(changed)
                     )
             return results
-        return self._write_back_redis(entries, customers)
+        return self._write_back_redis(entries, customers, bases)
+
+    def _still_current(
+        self, bases: Mapping[str, tuple[Any, int | None]], conn: Any
+    ) -> dict[str, tuple[Any, int | None]]:
+        """The ``bases`` whose version the store still holds (SQLite: read inside the write
+        transaction, so it stays so until the commit): one field per customer, not a history."""
+        given = list(bases)
+        if not given:
+            return {}
+        stored = self._read_views(
+            [(self._history_fv, "customer_id", given, ["hist_event_us"])], conn
+        )[0]
+        return {
+            c: bases[c]
+            for c, row in zip(given, stored, strict=True)
+            if bases[c][1] == _version(row)
+        }
+
+    def _states(
+        self, customers: list[str], bases: Mapping[str, tuple[Any, int | None]], conn: Any = None
+    ) -> dict[str, tuple[Any, int | None]]:
+        """``bases`` and the histories of the other ``customers`` read from the store."""
+        unread = [c for c in customers if c not in bases]
+        return {**bases, **(self._histories(unread, conn=conn) if unread else {})}
 
     def _write_back_redis(
-        self, entries: list[tuple[str, dict[str, Any]]], customers: list[str]
+        self,
+        entries: list[tuple[str, dict[str, Any]]],
+        customers: list[str],
+        bases: Mapping[str, tuple[Any, int | None]],
     ) -> list[bool]:
         results: list[bool] = [False] * len(entries)
         pending = list(range(len(entries)))
         for _attempt in range(CAS_ATTEMPTS):
-            states = self._histories(customers)
+            # the fetched histories first; the compare-and-set refuses a stale one
+            states = self._states(customers, bases)
+            bases = {}
             got, changed = _fold(states, [entries[i] for i in pending])
             with self._guarded():
                 lost = self._redis_cas(changed, {c: states[c][1] for c in changed})
@@ -805,20 +894,26 @@ class _Sqlite:
             [serialize_entity_key(k, entity_key_serialization_version=version) for k in ks]
             for _fv, ks, _f in keyed
         ]
-        shape = tuple((fv.name, len(ks)) for (fv, _ks, _f), ks in zip(keyed, keys, strict=True))
+        # a feature filter only where a subset of the view is asked for (a write-back's version
+        # check): a filter on every read cost the fetch ~10 %
+        names = [tuple(f) if set(f) < {x.name for x in fv.features} else () for fv, _ks, f in keyed]
+        shape = tuple(
+            (fv.name, len(ks), n) for (fv, _ks, _f), ks, n in zip(keyed, keys, names, strict=True)
+        )
         sql = self._sql.get(shape)
         if sql is None:
             versioning = config.registry.enable_online_feature_view_versioning
             parts = []
-            for n, ((fv, _ks, _f), ks) in enumerate(zip(keyed, keys, strict=True)):
+            for i, ((fv, _ks, _f), ks, n) in enumerate(zip(keyed, keys, names, strict=True)):
                 table = compute_table_id(config.project, fv, versioning).replace('"', '""')
-                marks = ",".join("?" * len(ks))
+                where = f"entity_key IN ({','.join('?' * len(ks))})"
+                if n:
+                    where += f" AND feature_name IN ({','.join('?' * len(n))})"
                 parts.append(
-                    f'SELECT {n}, entity_key, feature_name, value FROM "{table}" '
-                    f"WHERE entity_key IN ({marks})"
+                    f'SELECT {i}, entity_key, feature_name, value FROM "{table}" WHERE {where}'
                 )
             sql = self._sql[shape] = " UNION ALL ".join(parts)
-        params = [k for ks in keys for k in ks]
+        params = [p for ks, n in zip(keys, names, strict=True) for p in (*ks, *n)]
         found: list[dict[bytes, dict[str, Any]]] = [{} for _ in keyed]
         for n, key, feature, blob in (conn or self._conn()).execute(sql, params).fetchall():
             value = ValueProto()

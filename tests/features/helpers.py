@@ -156,12 +156,16 @@ def replay(
     return {"compared": compared, "via_feast": via_feast, "mismatches": mismatches}
 
 
-def race_write_backs(replica_a: Any, replica_b: Any, rows: list[dict[str, Any]]) -> float:
+def race_write_backs(
+    replica_a: Any, replica_b: Any, rows: list[dict[str, Any]], *, fetched: bool = False
+) -> float:
     """Two "replicas" (``OnlineFeatures`` on one store) write back ``rows`` at the same time,
     alternating rows so that both write every customer, in batches of 3, while two threads
-    fetch on replica A. Asserts every write-back reported applied exactly once, none failed,
-    and each customer's final state holds every one of its transactions (nothing lost to the
-    other writer). Returns the seconds it took."""
+    fetch on replica A. ``fetched``: as serving does, each writer fetches its batch first and
+    hands every transaction its ``history_base`` (often stale by the time it is written: the
+    other writer wrote the customer since). Asserts every write-back reported applied exactly
+    once, none failed, and each customer's final state holds every one of its transactions
+    (nothing lost to the other writer). Returns the seconds it took."""
     import threading
     import time
 
@@ -179,8 +183,15 @@ def race_write_backs(replica_a: Any, replica_b: Any, rows: list[dict[str, Any]])
 
     def write(online: Any, txs: list[dict[str, Any]]) -> None:
         for at in range(0, len(txs), 3):
+            batch = txs[at : at + 3]
             try:
-                written.extend(online.write_back_many(txs[at : at + 3]))
+                if fetched:
+                    got = online.fetch_many(batch)
+                    batch = [
+                        {**tx, "history_base": base}
+                        for tx, (*_, base) in zip(batch, got, strict=True)
+                    ]
+                written.extend(online.write_back_many(batch))
             except FeatureStoreError as exc:
                 errors.append(repr(exc))
 
@@ -207,3 +218,50 @@ def race_write_backs(replica_a: Any, replica_b: Any, rows: list[dict[str, Any]])
         lost += sorted(want - set(state["hist_tx_id"].tolist()))
     assert lost == [], f"{len(lost)} transactions lost to the other writer, e.g. {lost[:3]}"
     return elapsed
+
+
+def write_back_from_fetched_history(
+    mine: Any, theirs: Any, rows: list[dict[str, Any]]
+) -> list[list[str]]:
+    """A write-back that starts from the history its fetch read (``history_base``): folds into
+    it when it is current, and when another replica wrote the customer after the fetch, the
+    stale base is not written over the other's transaction (both are kept). Returns the
+    feature lists of the history reads the write-backs made (``mine``)."""
+    first = rows[0]
+    customer = first["customer_id"]
+    later = [r for r in rows if r["customer_id"] == customer][1:3]
+    later += [
+        {**first, "tx_id": f"other-{i}", "ts": first["ts"] + dt.timedelta(seconds=30 * (i + 1))}
+        for i in range(2 - len(later))
+    ]
+    reads: list[list[str]] = []
+    read = mine._read_views
+
+    def recording(views: Any, conn: Any = None) -> Any:
+        reads.extend(list(features) for fv, _key, _ids, features in views)
+        return read(views, conn)
+
+    def fetched(tx: dict[str, Any]) -> dict[str, Any]:
+        ((vec, _flags, base),) = mine.fetch_many([tx])
+        assert base.version == mine.history(customer)[1]
+        assert base.state.to_lists() == mine.history(customer)[0].to_lists()
+        return {**tx, "history_base": base, "terminal_risk": vec["term_risk_30d"]}
+
+    # current base: folded into as is
+    tx = fetched(first)
+    mine._read_views = recording
+    assert mine.write_back_many([tx]) == [True]
+    mine._read_views = read
+    state, version = theirs.history(customer)
+    assert first["tx_id"] in state["hist_tx_id"].tolist()
+    assert version is not None and version > (tx["history_base"].version or 0)
+    # stale base: fetched, then the other replica writes the customer, then the write-back
+    tx = fetched(later[0])
+    assert theirs.write_back_many([later[1]]) == [True]
+    mine._read_views = recording
+    assert mine.write_back_many([tx]) == [True]
+    mine._read_views = read
+    ids = set(theirs.history(customer)[0]["hist_tx_id"].tolist())
+    assert {first["tx_id"], later[0]["tx_id"], later[1]["tx_id"]} <= ids
+    assert mine.write_back_many([tx, later[1]]) == [False, False]  # idempotent
+    return reads

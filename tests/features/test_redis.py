@@ -19,7 +19,7 @@ from riskml.features.online import OnlineFeatures
 from riskml.features.store import StoreConfig, get_store, materialize, training_set
 
 from .conftest import REPLAY_DAY, TEST_REDIS, redis_available
-from .helpers import race_write_backs, replay
+from .helpers import race_write_backs, replay, write_back_from_fetched_history
 from .test_store import _dump
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis]
@@ -188,14 +188,29 @@ def redis_rows(fresh_redis: StoreConfig) -> list[dict[str, object]]:
     return rows.head(300).rows(named=True)
 
 
+@pytest.mark.parametrize("fetched", [False, True], ids=["read", "fetched-base"])
 def test_redis_write_backs_of_two_replicas_lose_nothing(
-    fresh_redis: StoreConfig, redis_rows: list[dict[str, object]]
+    fresh_redis: StoreConfig, redis_rows: list[dict[str, object]], fetched: bool
 ) -> None:
     """Two replicas write back the same customers at once (and one fetches meanwhile): each
-    transaction is applied exactly once and every one is in its customer's final state."""
+    transaction is applied exactly once and every one is in its customer's final state, also
+    when each batch starts from the (often stale) histories its fetch read."""
     replica_a, replica_b = OnlineFeatures(fresh_redis), OnlineFeatures(fresh_redis)
     assert replica_a._atomic_writes == "redis"
-    assert race_write_backs(replica_a, replica_b, redis_rows) < 60
+    assert race_write_backs(replica_a, replica_b, redis_rows, fetched=fetched) < 60
+
+
+def test_redis_write_back_starts_from_the_fetched_history_while_it_is_current(
+    fresh_redis: StoreConfig, redis_rows: list[dict[str, object]]
+) -> None:
+    """Given the history its fetch read, a write-back reads nothing: the compare-and-set
+    checks the version; when another writer changed the customer since the fetch, the write
+    is refused, the history read and both transactions kept."""
+    from riskml.features.realtime import STATE_FIELDS
+
+    mine, theirs = OnlineFeatures(fresh_redis), OnlineFeatures(fresh_redis)
+    reads = write_back_from_fetched_history(mine, theirs, redis_rows)
+    assert reads == [[*STATE_FIELDS, "hist_event_us"]]
 
 
 def test_redis_write_back_folds_again_when_another_writer_got_there_first(
@@ -234,12 +249,13 @@ def test_redis_write_back_folds_again_when_another_writer_got_there_first(
     assert theirs.history(customer)[1] == version  # nothing written
 
 
-def test_redis_write_back_batch_is_two_round_trips(
+def test_redis_write_back_batch_is_two_round_trips_or_one_from_fetched_histories(
     fresh_redis: StoreConfig, redis_rows: list[dict[str, object]]
 ) -> None:
     """A write-back batch costs one pipeline reading the histories and one writing them by
     compare-and-set (EVAL: no SCRIPT EXISTS round trip as a registered script in a pipeline
-    would cost, no timestamp read as Feast's own write does)."""
+    would cost, no timestamp read as Feast's own write does); given the histories its fetch
+    read, one pipeline: the compare-and-set."""
     online = OnlineFeatures(fresh_redis)
     client = online._redis_client
     seen: set[object] = set()
@@ -270,3 +286,24 @@ def test_redis_write_back_batch_is_two_round_trips(
     assert len(pipelines) == 2
     assert delta.get("cmdstat_eval") == 3 and delta.get("cmdstat_hmget") == 3
     assert not {"cmdstat_script|exists", "cmdstat_script|load", "cmdstat_evalsha"} & set(delta)
+
+    # with the histories their fetch read (serving's write-back): the compare-and-set alone
+    fetched = [
+        {**tx, "tx_id": f"{tx['tx_id']}-next", "ts": tx["ts"] + dt.timedelta(minutes=1)}
+        for tx in batch
+    ]
+    fetched = [
+        {**tx, "history_base": base}
+        for tx, (_v, _f, base) in zip(fetched, online.fetch_many(fetched), strict=True)
+    ]
+    pipelines.clear()
+    before = calls()
+    client.pipeline = counting
+    try:
+        assert online.write_back_many(fetched) == [True, True, True]
+    finally:
+        del client.pipeline
+    after = calls()
+    delta = {k: n - before.get(k, 0) for k, n in after.items() if n != before.get(k, 0)}
+    assert len(pipelines) == 1
+    assert delta.get("cmdstat_eval") == 3 and "cmdstat_hmget" not in delta

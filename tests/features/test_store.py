@@ -31,7 +31,7 @@ from riskml.features.store import StoreConfig, get_store, materialize, training_
 from riskml.settings import REPO_ROOT
 
 from .conftest import REPLAY_DAY
-from .helpers import race_write_backs, random_frame, replay
+from .helpers import race_write_backs, random_frame, replay, write_back_from_fetched_history
 
 pytestmark = pytest.mark.integration
 
@@ -297,18 +297,49 @@ def test_sqlite_online_store_runs_in_wal_mode(make_store: Callable[..., StoreCon
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+@pytest.mark.parametrize("fetched", [False, True], ids=["read", "fetched-base"])
 def test_sqlite_write_backs_survive_concurrent_fetches_and_a_second_writer(
-    make_store: Callable[..., StoreConfig], replay_rows: pl.DataFrame
+    make_store: Callable[..., StoreConfig], replay_rows: pl.DataFrame, fetched: bool
 ) -> None:
     """Serving on SQLite: each replica fetches on several threads while its write-back thread
     writes, and another replica writes back the same customers to the same file. Every
     write-back lands and none is lost: reads never share a writer's connection (a read inside
     its transaction made the write fail with "database is locked"), and each batch reads,
     folds and writes inside one write transaction (two writers folding into the same state
-    lost one of the transactions)."""
+    lost one of the transactions). ``fetched-base``: each batch starts from the histories its
+    fetch read, often stale by then."""
     cfg = make_store("sqlite")
     rows = replay_rows.head(400).rows(named=True)
-    assert race_write_backs(OnlineFeatures(cfg), OnlineFeatures(cfg), rows) < 60
+    race = race_write_backs(OnlineFeatures(cfg), OnlineFeatures(cfg), rows, fetched=fetched)
+    assert race < 60
+
+
+def test_sqlite_write_back_starts_from_the_fetched_history_while_it_is_current(
+    make_store: Callable[..., StoreConfig], replay_rows: pl.DataFrame
+) -> None:
+    """Given the history its fetch read, a write-back reads only the stored version (inside
+    its write transaction) and folds into the fetched state; when another writer changed the
+    customer since the fetch, it reads the history and keeps both transactions."""
+    from riskml.features.realtime import STATE_FIELDS
+
+    cfg = make_store("sqlite")
+    rows = replay_rows.head(400).rows(named=True)
+    reads = write_back_from_fetched_history(OnlineFeatures(cfg), OnlineFeatures(cfg), rows)
+    assert reads == [["hist_event_us"], ["hist_event_us"], [*STATE_FIELDS, "hist_event_us"]]
+
+
+def test_write_back_refuses_a_malformed_history_base(
+    make_store: Callable[..., StoreConfig], replay_rows: pl.DataFrame
+) -> None:
+    cfg = make_store("sqlite")
+    online = OnlineFeatures(cfg)
+    tx = replay_rows.row(0, named=True)
+    before = online.history(tx["customer_id"])
+    with pytest.raises(FeatureStoreError, match=r"history_base .* not a \(state, version\) pair"):
+        online.write_back_many([{**tx, "history_base": "stale"}])
+    after = online.history(tx["customer_id"])
+    assert after[1] == before[1] and after[0].to_lists() == before[0].to_lists()
+    assert online.write_back_many([tx]) == [True]
 
 
 def test_sqlite_write_back_rows_are_feasts(make_store: Callable[..., StoreConfig]) -> None:

@@ -213,11 +213,12 @@ def test_reason_contributions_explain_the_score_they_come_with(
         np.testing.assert_allclose(probs, p, rtol=0, atol=1e-6)
 
 
-def test_write_back_takes_the_terminal_risk_its_fetch_read(
+def test_write_back_takes_the_terminal_risk_and_history_its_fetch_read(
     world: World, first: SimpleNamespace
 ) -> None:
-    """A fetched row hands its write-back the transaction's term_risk_30d: the written state is
-    the one a write-back reading the terminal view itself writes, without that read."""
+    """A fetched row hands its write-back the transaction's term_risk_30d and the customer's
+    history as read: the written state is the one a write-back reading the terminal view and
+    the history itself writes, without those reads (the history's version is checked)."""
     from serving.bundle import FeastFeatureSource
 
     tx = first.requests[3]
@@ -226,18 +227,24 @@ def test_write_back_takes_the_terminal_risk_its_fetch_read(
         hinted, plain = (FeastFeatureSource(s) for s in stores)
         (row,) = hinted.get_many([tx])
         risk = row.tabular[hinted.feature_names.index("term_risk_30d")]
-        assert row.write_back == {"terminal_risk": risk}
+        assert set(row.write_back) == {"terminal_risk", "history_base"}
+        assert row.write_back["terminal_risk"] == risk
+        state, version = row.write_back["history_base"]  # the customer's history as read
+        assert (state.to_lists(), version) == (
+            hinted.online.history(tx["customer_id"])[0].to_lists(),
+            hinted.online.history(tx["customer_id"])[1],
+        )
         online = hinted.online
         read = online._read_views
-        views: list[str] = []
+        views: list[tuple[str, list[str]]] = []
 
         def recording(reads: Any, conn: Any = None) -> Any:
-            views.extend(fv.name for fv, *_ in reads)
+            views.extend((fv.name, list(features)) for fv, _k, _i, features in reads)
             return read(reads, conn)
 
         online._read_views = recording  # type: ignore[method-assign]
         assert hinted.write_back_many([{**tx, **row.write_back}]) == [True]
-        assert views == ["customer_history"]  # no terminal read
+        assert views == [("customer_history", ["hist_event_us"])]  # its version: no other read
         assert plain.write_back_many([tx]) == [True]
         a, _ = hinted.online.history(tx["customer_id"])
         b, _ = plain.online.history(tx["customer_id"])
