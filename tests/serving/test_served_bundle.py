@@ -165,6 +165,26 @@ def test_a_tampered_or_mismatched_bundle_is_refused(world: World, tmp_path: Path
         world.drop_store(store)
 
 
+def test_feature_fetcher_keeps_the_fetched_history_to_itself(
+    world: World, first: SimpleNamespace
+) -> None:
+    """Distributed topology: the FeatureFetcher deployment's rows carry the terminal risk for
+    the write-back but not the customer's history (not worth two Serve calls of pickling)."""
+    from serving.deployments import FeatureFetcher
+
+    store = world.store("sqlite")
+    try:
+        spec = {"factory": "serving.bundle:FeastFeatureSource", "kwargs": {"store": store}}
+        fetcher = FeatureFetcher.func_or_class(spec)
+        tx = first.requests[0]
+        (row,) = fetcher.get_many([tx])
+        assert set(row.write_back) == {"terminal_risk"}
+        assert "history_base" in fetcher.source.get_many([tx])[0].write_back
+        assert fetcher.write_back_many([{**tx, **row.write_back}])["applied"] == 1
+    finally:
+        world.drop_store(store)
+
+
 def test_batched_write_back_is_idempotent_and_handles_a_customer_twice(
     world: World, first: SimpleNamespace
 ) -> None:
