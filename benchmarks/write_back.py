@@ -56,8 +56,9 @@ def _count_history_reads(online: Any, reads: dict[str, int], mode: str) -> None:
     online._histories = counted
 
 
-def bench_store(world: Any, store: str, txs: list[dict[str, Any]], batch: int, redis_url: str
-                ) -> dict[str, Any]:  # fmt: skip
+def bench_store(
+    world: Any, store: str, txs: list[dict[str, Any]], batch: int, redis_url: str
+) -> dict[str, Any]:
     from riskml.features.online import OnlineFeatures
     from riskml.features.store import StoreConfig
 

@@ -817,7 +817,8 @@ class _Sqlite:
     def __init__(self, path: str) -> None:
         self.path = path
         self._local = threading.local()
-        self._sql: dict[tuple[Any, ...], str] = {}
+        #: per read shape: the statement and each view's feature filter (empty: none)
+        self._sql: dict[tuple[Any, ...], tuple[str, list[tuple[str, ...]]]] = {}
 
     def _connect(self, timeout: float) -> Any:
         import pathlib
@@ -894,14 +895,16 @@ class _Sqlite:
             [serialize_entity_key(k, entity_key_serialization_version=version) for k in ks]
             for _fv, ks, _f in keyed
         ]
-        # a feature filter only where a subset of the view is asked for (a write-back's version
-        # check): a filter on every read cost the fetch ~10 %
-        names = [tuple(f) if set(f) < {x.name for x in fv.features} else () for fv, _ks, f in keyed]
         shape = tuple(
-            (fv.name, len(ks), n) for (fv, _ks, _f), ks, n in zip(keyed, keys, names, strict=True)
+            (fv.name, len(ks), tuple(f)) for (fv, _ks, f), ks in zip(keyed, keys, strict=True)
         )
-        sql = self._sql.get(shape)
-        if sql is None:
+        cached = self._sql.get(shape)
+        if cached is None:
+            # a feature filter only where a subset of the view is asked for (a write-back's
+            # version check): a filter on every read cost the fetch ~10 %
+            names = [
+                tuple(f) if set(f) < {x.name for x in fv.features} else () for fv, _ks, f in keyed
+            ]
             versioning = config.registry.enable_online_feature_view_versioning
             parts = []
             for i, ((fv, _ks, _f), ks, n) in enumerate(zip(keyed, keys, names, strict=True)):
@@ -912,7 +915,8 @@ class _Sqlite:
                 parts.append(
                     f'SELECT {i}, entity_key, feature_name, value FROM "{table}" WHERE {where}'
                 )
-            sql = self._sql[shape] = " UNION ALL ".join(parts)
+            cached = self._sql[shape] = (" UNION ALL ".join(parts), names)
+        sql, names = cached
         params = [p for ks, n in zip(keys, names, strict=True) for p in (*ks, *n)]
         found: list[dict[bytes, dict[str, Any]]] = [{} for _ in keyed]
         for n, key, feature, blob in (conn or self._conn()).execute(sql, params).fetchall():

@@ -265,25 +265,31 @@ def test_redis_write_back_batch_is_two_round_trips_or_one_from_fetched_histories
             seen.add(row["customer_id"])
             batch.append({**row, "terminal_risk": row["term_risk_30d"]})
     batch = batch[:3]
-    pipelines = []
     pipeline = client.pipeline
 
-    def counting(*args: object, **kwargs: object) -> object:
-        pipelines.append(kwargs)
-        return pipeline(*args, **kwargs)
+    def write_back(txs: list[dict[str, object]]) -> tuple[int, dict[str, int]]:
+        """Write ``txs`` back: the pipelines it opened and the Redis commands it ran."""
+        pipelines = []
 
-    def calls() -> dict[str, int]:
-        return {k: v["calls"] for k, v in client.info("commandstats").items()}
+        def counting(*args: object, **kwargs: object) -> object:
+            pipelines.append(kwargs)
+            return pipeline(*args, **kwargs)
 
-    before = calls()
-    client.pipeline = counting
-    try:
-        assert online.write_back_many(batch) == [True, True, True]
-    finally:
-        del client.pipeline
-    after = calls()
-    delta = {k: n - before.get(k, 0) for k, n in after.items() if n != before.get(k, 0)}
-    assert len(pipelines) == 2
+        def calls() -> dict[str, int]:
+            return {k: v["calls"] for k, v in client.info("commandstats").items()}
+
+        before = calls()
+        client.pipeline = counting
+        try:
+            assert online.write_back_many(txs) == [True] * len(txs)
+        finally:
+            del client.pipeline
+        after = calls()
+        delta = {k: n - before.get(k, 0) for k, n in after.items() if n != before.get(k, 0)}
+        return len(pipelines), delta
+
+    n_pipelines, delta = write_back(batch)
+    assert n_pipelines == 2
     assert delta.get("cmdstat_eval") == 3 and delta.get("cmdstat_hmget") == 3
     assert not {"cmdstat_script|exists", "cmdstat_script|load", "cmdstat_evalsha"} & set(delta)
 
@@ -296,14 +302,6 @@ def test_redis_write_back_batch_is_two_round_trips_or_one_from_fetched_histories
         {**tx, "history_base": base}
         for tx, (_v, _f, base) in zip(fetched, online.fetch_many(fetched), strict=True)
     ]
-    pipelines.clear()
-    before = calls()
-    client.pipeline = counting
-    try:
-        assert online.write_back_many(fetched) == [True, True, True]
-    finally:
-        del client.pipeline
-    after = calls()
-    delta = {k: n - before.get(k, 0) for k, n in after.items() if n != before.get(k, 0)}
-    assert len(pipelines) == 1
+    n_pipelines, delta = write_back(fetched)
+    assert n_pipelines == 1
     assert delta.get("cmdstat_eval") == 3 and "cmdstat_hmget" not in delta
