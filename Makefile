@@ -8,7 +8,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 FIND_LINKS := $(foreach d,$(PIP_FIND_LINKS),--find-links $(d))
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test bench lint render render-serve-config lock clean
+.PHONY: setup demo test bench bench-serving lint render render-serve-config lock clean
 
 setup: $(VENV)/.installed
 
@@ -25,14 +25,31 @@ demo: setup
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The unit tier for the edit loop (no Ray, Serve, kfp runs, Redis or Feast stores): <= 2 min.
+test-fast: setup
+	$(PY) -m pytest -m "not integration and not slow" $(PYTEST_ARGS)
+
+# Benchmarks, each writing JSON under out/bench/ (index and dated figures: benchmarks/README.md).
+# `bench` runs the five that take a few minutes each; the serving benchmark runs ~11 min (a Serve
+# app per store and topology, 30 s of replay each), so it has a target of its own. features,
+# write_back and serving also measure the local Redis (localhost:6379).
 bench: setup
 	mkdir -p out/bench
 	$(PY) -m benchmarks.simulate --out out/bench/simulate.json
+	$(PY) -m benchmarks.features --out out/bench/features.json
+	$(PY) -m benchmarks.training --out out/bench/training.json
+	$(PY) -m benchmarks.pipeline --size tiny --out out/bench/pipeline.json
+	$(PY) -m benchmarks.write_back --out out/bench/write_back.json
+
+bench-serving: setup
+	mkdir -p out/bench
+	$(PY) -m benchmarks.serving --rps 100 --duration 30 --out out/bench/serving.json
 
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 # Render every overlay offline, then validate it (schemas, CRDs, skaffold, serve config, policies).
 render: setup

@@ -4,7 +4,7 @@
 
 One run, one private local Ray head shared by both sides:
 
-1. **direct** — every :mod:`riskml.orchestration.steps` function of the training pipeline, in
+1. **direct** — every core function the training pipeline's tasks call, in
    order, in this process (imports paid once, Ray joined once), under ``<home>/direct``;
 2. **kfp** — the training pipeline through ``kfp.local`` (``SubprocessRunner``, this venv;
    tasks run one at a time), under ``<home>/kfp``; per-task wall times come from kfp.local's
@@ -46,7 +46,22 @@ def _use_home(home: Path) -> None:
 
 
 def run_direct(home: Path, size: str, seed: int, tune_samples: int) -> dict[str, float]:
-    from riskml.orchestration import steps
+    from components.base import finite_metrics
+    from riskml.data.sources import load_data
+    from riskml.evaluation.holdout import evaluate_holdout
+    from riskml.evaluation.report import holdout_html
+    from riskml.features.batch import build_feature_sources
+    from riskml.features.store import apply_and_materialize
+    from riskml.orchestration.deploy import deploy
+    from riskml.registry.gate import gate
+    from riskml.registry.local import register
+    from riskml.training.dataset import make_training_sets
+    from riskml.training.tasks import (
+        calibrate_and_bundle,
+        train_sequence_model,
+        train_xgb_model,
+        tune_xgb,
+    )
 
     _use_home(home)
     w = home / "work"
@@ -58,12 +73,12 @@ def run_direct(home: Path, size: str, seed: int, tune_samples: int) -> dict[str,
         times[name] = time.perf_counter() - t0
         return out
 
-    step("load-data", steps.load_data, w / "data", size=size, seed=seed)
-    step("build-features", steps.build_feature_sources, w / "data", w / "features")
-    step("feast-materialize", steps.apply_and_materialize, w / "features")
+    step("load-data", load_data, w / "data", size=size, seed=seed)
+    step("build-features", build_feature_sources, w / "data", w / "features")
+    step("feast-materialize", apply_and_materialize, w / "features")
     step(
         "training-sets",
-        steps.make_training_sets,
+        make_training_sets,
         w / "features",
         w / "data",
         w / "train",
@@ -72,7 +87,7 @@ def run_direct(home: Path, size: str, seed: int, tune_samples: int) -> dict[str,
     )
     step(
         "tune-xgb",
-        steps.tune_xgb,
+        tune_xgb,
         w / "train",
         w / "params.json",
         num_samples=tune_samples,
@@ -81,16 +96,16 @@ def run_direct(home: Path, size: str, seed: int, tune_samples: int) -> dict[str,
     params = json.loads((w / "params.json").read_text())["params"]
     step(
         "train-xgb",
-        steps.train_xgb_model,
+        train_xgb_model,
         w / "train",
         w / "xgb",
         params=params,
         config=BENCH_CONFIG,
     )
-    step("train-sequence", steps.train_sequence_model, w / "train", w / "seq", config=BENCH_CONFIG)
+    step("train-sequence", train_sequence_model, w / "train", w / "seq", config=BENCH_CONFIG)
     bundle = step(
         "calibrate-ensemble",
-        steps.calibrate_and_bundle,
+        calibrate_and_bundle,
         w / "train",
         w / "bundle",
         xgb_dir=w / "xgb",
@@ -98,17 +113,17 @@ def run_direct(home: Path, size: str, seed: int, tune_samples: int) -> dict[str,
         config=BENCH_CONFIG,
     )
     path = Path(bundle["bundle"])
-    result = step("backtest", steps.backtest, path, w / "test")
-    (w / "report.html").write_text(steps.html_report(result))
-    decision = step("gate", steps.gate, path, w / "test")
+    result = step("backtest", evaluate_holdout, path, w / "test")
+    (w / "report.html").write_text(holdout_html(result))
+    decision = step("gate", gate, path, w / "test")
     record = step(
         "register",
-        steps.register,
+        register,
         path,
-        metrics=steps.finite_metrics(result["metrics"]["blend"], "blend_"),
+        metrics=finite_metrics(result["metrics"]["blend"], "blend_"),
         decision=decision["decision"],
     )
-    step("deploy", steps.deploy, Path(record["path"]), target="local")
+    step("deploy", deploy, Path(record["path"]), target="local")
     return times
 
 

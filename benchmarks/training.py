@@ -45,7 +45,7 @@ def _load() -> list[float]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from riskml.evaluation.metrics import roc_auc
+    from riskml.metrics import roc_auc
     from riskml.models.sequence import SequenceParams
     from riskml.models.xgb import XGBParams, fit_booster, from_ubj, predict
     from riskml.training.runtime import RayConfig, ensure_ray

@@ -19,9 +19,9 @@ def load_data(
     import json
     from pathlib import Path
 
-    from riskml.orchestration import steps
+    from riskml.data.sources import load_data as load
 
-    summary = steps.load_data(
+    summary = load(
         Path(dataset.path),
         source_uri=source_uri,
         size=size,

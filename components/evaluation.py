@@ -19,17 +19,18 @@ def backtest(
     import json
     from pathlib import Path
 
-    from riskml.orchestration import steps
+    from components.base import finite_metrics
+    from riskml.evaluation.holdout import evaluate_holdout
+    from riskml.evaluation.report import holdout_html
+    from riskml.models.bundle import find_bundle
 
-    result = steps.backtest(
-        steps.find_bundle(Path(bundle.path)), Path(test_set.path), max_fpr=max_fpr
-    )
+    result = evaluate_holdout(find_bundle(Path(bundle.path)), Path(test_set.path), max_fpr=max_fpr)
     for model_name, values in result["metrics"].items():
-        for key, value in steps.finite_metrics(values, f"{model_name}_").items():
+        for key, value in finite_metrics(values, f"{model_name}_").items():
             metrics.log_metric(key, value)
     roc.log_roc_curve(result["roc"]["fpr"], result["roc"]["tpr"], result["roc"]["thresholds"])
     roc.log_confusion_matrix(result["confusion"]["categories"], result["confusion"]["matrix"])
-    Path(report.path).write_text(steps.html_report(result))
+    Path(report.path).write_text(holdout_html(result))
     print(json.dumps({"blend": result["metrics"]["blend"], "threshold": result["threshold"]}))
 
 
@@ -48,17 +49,19 @@ def gate(
     import json
     from pathlib import Path
 
-    from riskml.orchestration import steps
+    from components.base import finite_metrics
+    from riskml.models.bundle import find_bundle
+    from riskml.registry.gate import gate as run_gate
 
-    out = steps.gate(
-        steps.find_bundle(Path(bundle.path)), Path(test_set.path), margin=margin, metric=metric
+    out = run_gate(
+        find_bundle(Path(bundle.path)), Path(test_set.path), margin=margin, metric=metric
     )
     values = {
         "challenger": out["challenger"],
         "champion": -1.0 if out["champion"] is None else out["champion"],
         "deploy": 1.0 if out["decision"] == "deploy" else 0.0,
     }
-    for key, value in steps.finite_metrics(values).items():
+    for key, value in finite_metrics(values).items():
         metrics.log_metric(key, value)
     metrics.metadata["reason"] = out["reason"]
     print(json.dumps(out))

@@ -11,9 +11,9 @@ def build_features(dataset: Input[Dataset], features: Output[Dataset]) -> None:
     import json
     from pathlib import Path
 
-    from riskml.orchestration import steps
+    from riskml.features.batch import build_feature_sources
 
-    summary = steps.build_feature_sources(Path(dataset.path), Path(features.path))
+    summary = build_feature_sources(Path(dataset.path), Path(features.path))
     features.metadata.update(summary)
     print(json.dumps(summary))
 
@@ -25,9 +25,9 @@ def feast_materialize(features: Input[Dataset], store: Output[Artifact]) -> None
     import json
     from pathlib import Path
 
-    from riskml.orchestration import steps
+    from riskml.features.store import apply_and_materialize
 
-    summary = steps.apply_and_materialize(Path(features.path))
+    summary = apply_and_materialize(Path(features.path))
     Path(store.path).write_text(json.dumps(summary, indent=2))
     store.metadata.update(summary)
     print(json.dumps(summary))
@@ -47,9 +47,9 @@ def training_sets(
     import json
     from pathlib import Path
 
-    from riskml.orchestration import steps
+    from riskml.training.dataset import make_training_sets
 
-    summary = steps.make_training_sets(
+    summary = make_training_sets(
         Path(features.path),
         Path(dataset.path),
         Path(train_set.path),

@@ -19,12 +19,14 @@ def register(
     import json
     from pathlib import Path
 
-    from riskml.orchestration import steps
+    from components.base import finite_metrics
+    from riskml.models.bundle import find_bundle
+    from riskml.registry.local import register as register_bundle
 
-    path = steps.find_bundle(Path(bundle.path))
-    record = steps.register(
+    path = find_bundle(Path(bundle.path))
+    record = register_bundle(
         path,
-        metrics=steps.finite_metrics(dict(backtest_metrics.metadata)),
+        metrics=finite_metrics(dict(backtest_metrics.metadata)),
         decision=decision or None,
         log_mlflow=log_mlflow,
     )
@@ -38,22 +40,19 @@ def deploy(
     registered: Input[Model],
     deployment: Output[Artifact],
     target: str = "local",
-    serve: bool = False,
     cluster_bundle_dir: str = "",
 ) -> None:
-    """Make the registered bundle the champion. ``local``: champion record (+ the Serve app
-    on the local Ray with ``serve``); ``cluster``: update the RayService's serveConfigV2
-    (side effect: never cached)."""
+    """Make the registered bundle the champion. ``local``: champion record; ``cluster``: also
+    update the RayService's serveConfigV2 (side effect: never cached)."""
     import json
     from pathlib import Path
 
-    from riskml.orchestration import steps
+    from riskml.orchestration.deploy import deploy as deploy_bundle
 
     record = json.loads(Path(registered.path).read_text())
-    out = steps.deploy(
+    out = deploy_bundle(
         Path(record["path"]),
         target=target,
-        serve=serve,
         cluster_bundle_dir=cluster_bundle_dir or None,
     )
     Path(deployment.path).write_text(json.dumps(out, indent=2))

@@ -25,7 +25,7 @@ def tune_xgb(
     """Ray Tune over XGBoost parameters (``num_samples=0``: keep the configured parameters)."""
     import json
 
-    from riskml.orchestration import steps
+    from components.base import finite_metrics
     from riskml.orchestration.ray_task import run_ray_task
 
     out = run_ray_task(
@@ -40,7 +40,7 @@ def tune_xgb(
         mode=ray_mode or None,
     )
     result = out["result"]
-    for key, value in steps.finite_metrics(result).items():
+    for key, value in finite_metrics(result).items():
         metrics.log_metric(key, value)
     best_params.metadata.update({"tuned": result["tuned"], "ray": out["dashboard_url"] or ""})
     print(json.dumps(out))
@@ -59,7 +59,7 @@ def train_xgb(
     import json
     from pathlib import Path
 
-    from riskml.orchestration import steps
+    from components.base import finite_metrics
     from riskml.orchestration.ray_task import run_ray_task
 
     params = json.loads(Path(best_params.path).read_text())["params"]
@@ -73,7 +73,7 @@ def train_xgb(
         },
         mode=ray_mode or None,
     )
-    for key, value in steps.finite_metrics(out["result"]).items():
+    for key, value in finite_metrics(out["result"]).items():
         metrics.log_metric(key, value)
     model.metadata.update({"framework": "xgboost", "format": "ubj"})
     print(json.dumps(out))
@@ -91,7 +91,7 @@ def train_sequence(
     """The behavioural (transaction-sequence) model on Ray Train (DDP; CUDA with ``use_gpu``)."""
     import json
 
-    from riskml.orchestration import steps
+    from components.base import finite_metrics
     from riskml.orchestration.ray_task import run_ray_task
 
     out = run_ray_task(
@@ -104,7 +104,7 @@ def train_sequence(
         },
         mode=ray_mode or None,
     )
-    for key, value in steps.finite_metrics(out["result"]).items():
+    for key, value in finite_metrics(out["result"]).items():
         metrics.log_metric(key, value)
     model.metadata.update({"framework": "pytorch", "format": "safetensors"})
     print(json.dumps(out))
@@ -124,16 +124,17 @@ def calibrate_ensemble(
     import json
     from pathlib import Path
 
-    from riskml.orchestration import steps
+    from components.base import finite_metrics
+    from riskml.training.tasks import calibrate_and_bundle
 
-    out = steps.calibrate_and_bundle(
+    out = calibrate_and_bundle(
         Path(train_set.path),
         Path(bundle.path),
         xgb_dir=Path(xgb_model.path),
         seq_dir=Path(sequence_model.path),
         config=json.loads(train_config_json),
     )
-    for key, value in steps.finite_metrics(out["valid_blend"], "valid_blend_").items():
+    for key, value in finite_metrics(out["valid_blend"], "valid_blend_").items():
         metrics.log_metric(key, value)
     bundle.metadata.update({k: out[k] for k in ("name", "version", "models")})
     print(json.dumps(out))

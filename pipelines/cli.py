@@ -77,7 +77,7 @@ def run_local_cmd(
     from pipelines.definitions import PIPELINES
     from pipelines.local import run_local
     from riskml.console import print_table, write_json
-    from riskml.orchestration.steps import SIZES
+    from riskml.data.sources import SIZES
 
     if pipeline not in PIPELINES:
         raise typer.BadParameter(f"choose from {', '.join(PIPELINES)}", param_hint="--pipeline")

@@ -23,7 +23,8 @@ from components.evaluation import backtest, gate
 from components.features import build_features, feast_materialize, training_sets
 from components.registry import deploy, register
 from components.training import calibrate_ensemble, train_sequence, train_xgb, tune_xgb
-from riskml.orchestration.steps import DEFAULT_GATE_METRIC, DEFAULT_TRAIN_CONFIG
+from riskml.registry.gate import DEFAULT_GATE_METRIC
+from riskml.training.tasks import DEFAULT_TRAIN_CONFIG
 
 Flavour = Literal["local", "cluster"]
 FLAVOURS: tuple[str, ...] = ("local", "cluster")
@@ -88,7 +89,6 @@ def _train_and_release(
     gate_margin: Any,
     gate_metric: Any,
     deploy_target: Any,
-    serve: Any,
     log_mlflow: Any,
 ) -> Any:
     train_set, test_set = sets.outputs["train_set"], sets.outputs["test_set"]
@@ -128,7 +128,7 @@ def _train_and_release(
     )
     reg.set_display_name("register").set_caching_options(False)
     with dsl.If(decision.outputs["Output"] == "deploy", name="challenger-wins"):
-        dep = deploy(registered=reg.outputs["registered"], target=deploy_target, serve=serve)
+        dep = deploy(registered=reg.outputs["registered"], target=deploy_target)
         dep.set_display_name("deploy").set_caching_options(False)
     return PipelineOutputs(
         bundle=reg.outputs["registered"],
@@ -159,7 +159,6 @@ def build_training(flavour: Flavour = "local") -> Callable[..., Any]:
         gate_margin: float = 0.0,
         gate_metric: str = DEFAULT_GATE_METRIC,
         deploy_target: str = target_default,
-        serve: bool = False,
         ray_mode: str = "",
         log_mlflow: bool = True,
     ) -> PipelineOutputs:
@@ -181,7 +180,6 @@ def build_training(flavour: Flavour = "local") -> Callable[..., Any]:
             gate_margin=gate_margin,
             gate_metric=gate_metric,
             deploy_target=deploy_target,
-            serve=serve,
             log_mlflow=log_mlflow,
         )
 
@@ -207,7 +205,6 @@ def build_retraining(flavour: Flavour = "local") -> Callable[..., Any]:
         gate_margin: float = 0.002,
         gate_metric: str = DEFAULT_GATE_METRIC,
         deploy_target: str = target_default,
-        serve: bool = False,
         ray_mode: str = "",
         log_mlflow: bool = True,
     ) -> PipelineOutputs:
@@ -227,7 +224,6 @@ def build_retraining(flavour: Flavour = "local") -> Callable[..., Any]:
             gate_margin=gate_margin,
             gate_metric=gate_metric,
             deploy_target=deploy_target,
-            serve=serve,
             log_mlflow=log_mlflow,
         )
 

@@ -37,7 +37,7 @@ def shared_ray(
     environment the component subprocesses inherit; stops the head on exit unless ``keep``.
     """
     from riskml.orchestration.head import start_head
-    from riskml.orchestration.ray_task import enable_token_auth_if_available
+    from riskml.training.runtime import enable_token_auth_if_available
 
     address = address or get_settings().ray_address
     head = None
@@ -104,7 +104,7 @@ def run_local(
     "dashboard_url", "ray_address", "ray_kept"}``.
     """
     from pipelines.definitions import get_pipeline
-    from riskml.orchestration.steps import SIZES
+    from riskml.data.sources import SIZES
 
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; choose from {', '.join(SIZES)}")

@@ -39,7 +39,7 @@ def demo(
     import time
 
     from riskml.console import console, print_table, write_json
-    from riskml.orchestration.steps import SIZES
+    from riskml.data.sources import SIZES
     from riskml.settings import get_settings
 
     if size not in SIZES:

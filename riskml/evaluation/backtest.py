@@ -17,12 +17,12 @@ Features are computed once, point-in-time, over the whole transaction history wi
 strictly before it; label-delayed risk only counts labels available at the snapshot), then
 assembled into the ``fraud_v1`` contract the way the Feast training set is.
 
-Models per fold (trained in-process, no Ray start-up per fold): ``xgboost`` and ``sequence``
-(trained on *train*, early stopping on *valid*, calibrated on *calib* — the same split, models,
-calibration and blend as :func:`riskml.training.pipeline.train_models`), ``ensemble`` (their
-blend), and the baselines ``logreg`` (scikit-learn ``LogisticRegression()`` on standardised
-features) and ``xgboost_default`` (``xgboost.XGBClassifier()``), both with library defaults on
-the whole training window.
+Models per fold (trained in-process, no Ray start-up per fold, by the one training path
+:func:`riskml.training.pipeline.fit_models` that :func:`~riskml.training.pipeline.train_models`
+and the pipeline's tasks use): ``xgboost`` and ``sequence`` (trained on *train*, early stopping
+on *valid*, calibrated on *calib*), ``ensemble`` (their blend), and the baselines ``logreg``
+(scikit-learn ``LogisticRegression()`` on standardised features) and ``xgboost_default``
+(``xgboost.XGBClassifier()``), both with library defaults on the whole training window.
 """
 
 from __future__ import annotations
@@ -92,6 +92,10 @@ class BacktestConfig(BaseModel):
         chosen = set(self.models)
         out = [m for m in ("xgboost", "sequence") if m in chosen or "ensemble" in chosen]
         return out
+
+
+#: CPU threads each fold's in-process training uses.
+FOLD_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -252,24 +256,16 @@ def feature_frame(tx: pl.DataFrame) -> pl.DataFrame:
 
 def model_spec() -> Any:
     """The FeatureSpec of :func:`feature_frame` (the ``fraud_v1`` contract + sequence)."""
-    from riskml.features.definitions import FEATURE_SERVICE, SEQ_FIELDS, SEQ_LEN, feature_contract
-    from riskml.models.features import FeatureSpec
+    from riskml.training.dataset import model_feature_spec
 
-    contract = feature_contract()
-    return FeatureSpec(
-        feature_service=FEATURE_SERVICE,
-        tabular=tuple(n for n, _ in contract),
-        sequence=tuple(f"{SEQ_PREFIX}{f}" for f in SEQ_FIELDS),
-        seq_len=SEQ_LEN,
-        dtypes=dict(contract),
-    )
+    return model_feature_spec()
 
 
 # -- one fold ---------------------------------------------------------------------------------
 def _metrics(
     y: np.ndarray, p: np.ndarray, cards: np.ndarray, days: np.ndarray, k: int, max_fpr: float
 ) -> dict[str, float]:
-    from riskml.evaluation.metrics import evaluate
+    from riskml.metrics import evaluate
 
     m = evaluate(y, p, card_id=cards, day=days, k=k, max_fpr=max_fpr)
     return {
@@ -285,60 +281,44 @@ def _metrics(
 def _fit_fold(
     train: pl.DataFrame, test: pl.DataFrame, spec: Any, config: BacktestConfig
 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """Fit the fold's models on ``train`` (labels already as of the cut-off); score ``test``."""
-    from riskml.models.calibration import fit_calibrator
-    from riskml.models.ensemble import fit_blend
+    """Fit the fold's models on ``train`` (labels already as of the cut-off) with the one
+    training path (:func:`riskml.training.pipeline.fit_models`, in process); score ``test``
+    with the unsaved bundle, as serving would."""
     from riskml.models.features import extract_inputs
-    from riskml.training.pipeline import TrainConfig, split_frame
+    from riskml.models.sequence import SequenceParams
+    from riskml.models.xgb import XGBParams
+    from riskml.training.pipeline import TrainConfig, fit_models, score_test
 
     names = config.model_names()
     trained = config.trained_models()
     scores: dict[str, np.ndarray] = {}
     timings: dict[str, float] = {}
     te = extract_inputs(test, spec)
-    calibrated_valid: dict[str, np.ndarray] = {}
-    calibrated_test: dict[str, np.ndarray] = {}
     if trained:
-        split = split_frame(train, spec, TrainConfig(label_delay_aware=False))
-        tr, va, ca = split.train, split.valid, split.calib
-        assert tr.y is not None and va.y is not None and ca.y is not None
-        if "xgboost" in trained:
-            from riskml.models.xgb import XGBParams, fit_booster, predict
-
-            t0 = time.perf_counter()
-            booster, _info = fit_booster(
-                XGBParams(seed=config.seed), tr.tabular, tr.y, va.tabular, va.y, nthread=2
-            )
-            cal = fit_calibrator(predict(booster, ca.tabular), ca.y)
-            calibrated_valid["xgb"] = cal(predict(booster, va.tabular))
-            calibrated_test["xgb"] = cal(predict(booster, te.tabular))
-            timings["xgboost_seconds"] = time.perf_counter() - t0
-        if "sequence" in trained:
-            from riskml.models.sequence import SequenceParams, load_model, predict_proba
-            from riskml.training.sequence_train import train_sequence_local
-
-            assert tr.sequence is not None and va.sequence is not None
-            assert ca.sequence is not None and te.sequence is not None
-            t0 = time.perf_counter()
-            params = SequenceParams()
-            if config.sequence_epochs is not None:
-                params = params.model_copy(update={"epochs": config.sequence_epochs})
-            res = train_sequence_local(
-                tr.tabular, tr.sequence, tr.y, va.tabular, va.sequence, va.y,
-                params=params, threads=2,
-            )  # fmt: skip
-            module = load_model(res.architecture, res.weights)
-            cal = fit_calibrator(predict_proba(module, ca.tabular, ca.sequence), ca.y)
-            calibrated_valid["sequence"] = cal(predict_proba(module, va.tabular, va.sequence))
-            calibrated_test["sequence"] = cal(predict_proba(module, te.tabular, te.sequence))
-            timings["sequence_seconds"] = time.perf_counter() - t0
+        seq_params = SequenceParams()
+        if config.sequence_epochs is not None:
+            seq_params = seq_params.model_copy(update={"epochs": config.sequence_epochs})
+        train_config = TrainConfig(
+            models=tuple("xgb" if m == "xgboost" else "sequence" for m in trained),
+            xgb=XGBParams(seed=config.seed),
+            sequence=seq_params,
+            label_delay_aware=False,
+            card_precision_k=config.k,
+            max_fpr=config.max_fpr,
+        )
+        t0 = time.perf_counter()
+        artifacts, fit_timings = fit_models(
+            train, spec, train_config, in_process=True, threads=FOLD_THREADS
+        )
+        fold_scores, _ = score_test(artifacts, test, train_config)
+        timings["fit_seconds"] = time.perf_counter() - t0
+        timings.update(fit_timings)
         if "xgboost" in names:
-            scores["xgboost"] = calibrated_test["xgb"]
+            scores["xgboost"] = fold_scores["xgb_calibrated"]
         if "sequence" in names:
-            scores["sequence"] = calibrated_test["sequence"]
+            scores["sequence"] = fold_scores["sequence_calibrated"]
         if "ensemble" in names:
-            blend = fit_blend(calibrated_valid, va.y)
-            scores["ensemble"] = blend(calibrated_test)
+            scores["ensemble"] = fold_scores["score"]
     if "logreg" in names or "xgboost_default" in names:
         full = extract_inputs(train, spec)
         assert full.y is not None

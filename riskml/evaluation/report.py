@@ -6,7 +6,9 @@ windows of every fold (each test day belongs to exactly one fold when ``step >= 
 
 from __future__ import annotations
 
+import base64
 import html
+import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -189,3 +191,76 @@ gap); test labels are the ground truth.</p>
 {imgs}
 </body></html>
 """
+
+
+# -- the holdout evaluation of one bundle (the pipeline's evaluate task) ----------------
+
+
+def roc_points(y: Any, score: Any, max_points: int = 200) -> dict[str, list[float]]:
+    """ROC curve thinned to at most ``max_points`` points (kfp's ClassificationMetrics)."""
+    import numpy as np
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, thr = roc_curve(y, score)
+    thr = np.where(np.isfinite(thr), thr, 1.0)
+    if len(fpr) > max_points:
+        idx = np.unique(np.linspace(0, len(fpr) - 1, max_points).round().astype(int))
+        fpr, tpr, thr = fpr[idx], tpr[idx], thr[idx]
+    return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": thr.tolist()}
+
+
+def holdout_html(result: dict[str, Any], gate: dict[str, Any] | None = None) -> str:
+    """A self-contained HTML report of a holdout evaluation (metrics tables, ROC as a PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.plot(result["roc"]["fpr"], result["roc"]["tpr"], label="blend")
+    ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
+    ax.set_xlabel("false-positive rate")
+    ax.set_ylabel("true-positive rate")
+    ax.set_title("ROC on the backtest window")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    png = base64.b64encode(buf.getvalue()).decode()
+
+    def table(rows: dict[str, Any]) -> str:
+        body = "".join(
+            f"<tr><td>{html.escape(str(k))}</td><td>{_fmt(v)}</td></tr>" for k, v in rows.items()
+        )
+        return f"<table>{body}</table>"
+
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>riskml backtest</title>",
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td{border:1px solid #ccc;padding:2px 8px}</style></head><body>",
+        f"<h1>Backtest: {html.escape(Path(result['bundle']).name)}</h1>",
+        f"<p>{result['rows']:,} transactions; threshold {result['threshold']:.4g} "
+        "(false-positive rate target)</p>",
+    ]
+    for name, metrics in result["metrics"].items():
+        parts.append(f"<h2>{html.escape(name)}</h2>{table(metrics)}")
+    tn, fp = result["confusion"]["matrix"][0]
+    fn, tp = result["confusion"]["matrix"][1]
+    parts.append(
+        f"<h2>Confusion at threshold</h2>{table({'TN': tn, 'FP': fp, 'FN': fn, 'TP': tp})}"
+    )
+    parts.append(
+        "<h2>Recall per fraud scenario</h2>"
+        + table(
+            {k: f"{v['recall']:.3f} of {v['frauds']}" for k, v in result["per_scenario"].items()}
+        )
+    )
+    if gate is not None:
+        parts.append(f"<h2>Gate: {html.escape(gate['decision'])}</h2>{table(gate)}")
+    parts.append(f"<img alt='ROC' src='data:image/png;base64,{png}'/></body></html>")
+    return "".join(parts)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return html.escape(str(value))

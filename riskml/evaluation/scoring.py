@@ -12,7 +12,7 @@ def evaluate_bundle(
     bundle: Bundle, frame: Any, *, k: int = 100, max_fpr: float = 0.01
 ) -> dict[str, dict[str, float]]:
     """Metrics of the blend and of each calibrated model on a labelled frame (ground truth)."""
-    from riskml.evaluation.metrics import evaluate
+    from riskml.metrics import evaluate
 
     inputs = extract_inputs(frame, bundle.spec)
     if inputs.y is None:

@@ -142,6 +142,12 @@ def build_features(
     return summary
 
 
+def build_feature_sources(dataset: Path, out: Path) -> dict[str, Any]:
+    """:func:`build_features` for a pipeline task: the summary fields it logs."""
+    summary = build_features(Path(dataset), Path(out)).to_dict()
+    return {k: summary[k] for k in ("rows", "customers", "start", "end", "as_of", "out_dir")}
+
+
 def write_tables(tables: FeatureTables, out: Path) -> dict[str, Path]:
     """Write the four sources (atomically per file) under ``out``."""
     out.mkdir(parents=True, exist_ok=True)

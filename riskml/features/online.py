@@ -31,10 +31,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from riskml.features.definitions import (
-    CUSTOMER_FEATURES,
     DEVICE_FEATURES,
     ONLINE_FEATURE_SERVICE,
-    REQUEST_FEATURES,
     SEQ_FIELDS,
     SEQ_LEN,
     SEQUENCE_FEATURE,
@@ -44,6 +42,7 @@ from riskml.features.definitions import (
     feature_contract,
 )
 from riskml.features.errors import FeatureStoreError, FeatureStoreUnavailable
+from riskml.features.realtime import realtime_batch, realtime_with_states
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -103,49 +102,6 @@ class HistoryBase(NamedTuple):
     version: int | None
 
 
-def realtime_batch(inputs: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
-    """Body of the on-demand view ``customer_realtime`` (Feast python mode, batched lists)."""
-    return _realtime(inputs)[0]
-
-
-def _realtime(inputs: Mapping[str, Sequence[Any]]) -> tuple[dict[str, list[Any]], list[State]]:
-    """:func:`realtime_batch`, and the history state of every row it computed from."""
-    import numpy as np
-
-    from riskml.features.realtime import (
-        STATE_FIELDS,
-        State,
-        customer_features,
-        request_features,
-        sequence_features,
-    )
-
-    ts_list = [int(v) for v in inputs["ts_us"]]
-    n = len(ts_list)
-    out: dict[str, list[Any]] = {name: [] for name, _ in CUSTOMER_FEATURES}
-    seqs: list[list[float]] = []
-    states: list[State] = []
-    for i in range(n):
-        state = State.from_lists({k: _at(inputs.get(k), i) for k in STATE_FIELDS})
-        states.append(state)
-        feats = customer_features(state, ts_list[i], str(inputs["req_device_id"][i]))
-        for name, _ in CUSTOMER_FEATURES:
-            out[name].append(feats[name])
-        seqs.append(sequence_features(state, ts_list[i]).ravel().tolist())
-    req = request_features(
-        np.asarray(inputs["amount"], dtype=np.float64),
-        np.asarray(ts_list, dtype=np.int64),
-        np.asarray(out["cust_cnt_7d"], dtype=np.int64),
-        np.asarray(out["cust_mean_7d"], dtype=np.float64),
-        np.asarray(out["cust_cnt_30d"], dtype=np.int64),
-        np.asarray(out["cust_mean_30d"], dtype=np.float64),
-    )
-    for name, _ in REQUEST_FEATURES:
-        out[name] = req[name].tolist()
-    out[SEQUENCE_FEATURE] = seqs
-    return out, states
-
-
 def _version(values: Mapping[str, Any] | None) -> int | None:
     """The ``hist_event_us`` of a history row (None: no row, or no version)."""
     version = None if values is None else values.get("hist_event_us")
@@ -169,10 +125,6 @@ def _bases(txs: Sequence[Mapping[str, Any]]) -> dict[str, tuple[Any, int | None]
         if had is None or (-1 if version is None else version) > (-1 if had[1] is None else had[1]):
             bases[customer] = (state, version)
     return bases
-
-
-def _at(values: Sequence[Any] | None, i: int) -> Any:
-    return None if values is None else values[i]
 
 
 def _py(value: Any) -> Any:
@@ -485,7 +437,7 @@ class OnlineFeatures:
         inputs["amount"] = [r["amount"] for r in rows]
         inputs["ts_us"] = [r["ts_us"] for r in rows]
         inputs["req_device_id"] = [r["req_device_id"] for r in rows]
-        computed, states = _realtime(inputs)
+        computed, states = realtime_with_states(inputs)
         raw: dict[str, list[Any]] = dict(computed)
         for spec, got in ((TERMINAL_FEATURES, terms), (DEVICE_FEATURES, devs)):
             for name, _ in spec:

@@ -19,14 +19,17 @@ from typing import Any
 import numpy as np
 
 from riskml.features.definitions import (
+    CUSTOMER_FEATURES,
     CUSTOMER_WINDOWS,
     DISTINCT_WINDOW_S,
     LONG_WINDOW_S,
     NIGHT_END_HOUR,
     NO_PREVIOUS,
     NO_RATIO,
+    REQUEST_FEATURES,
     SEQ_FIELDS,
     SEQ_LEN,
+    SEQUENCE_FEATURE,
     category_code,
     channel_code,
 )
@@ -241,3 +244,45 @@ def sequence_features(state: State, ts_us: int) -> np.ndarray:
     )
     out[SEQ_LEN - idx.size :] = rows
     return out
+
+
+# -- the on-demand view ``customer_realtime`` (Feast python mode) --------------------------
+
+
+def _at(values: Sequence[Any] | None, i: int) -> Any:
+    return None if values is None else values[i]
+
+
+def realtime_batch(inputs: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
+    """Body of the on-demand view ``customer_realtime`` (Feast python mode, batched lists)."""
+    return realtime_with_states(inputs)[0]
+
+
+def realtime_with_states(
+    inputs: Mapping[str, Sequence[Any]],
+) -> tuple[dict[str, list[Any]], list[State]]:
+    """:func:`realtime_batch`, and the history state of every row it computed from."""
+    ts_list = [int(v) for v in inputs["ts_us"]]
+    n = len(ts_list)
+    out: dict[str, list[Any]] = {name: [] for name, _ in CUSTOMER_FEATURES}
+    seqs: list[list[float]] = []
+    states: list[State] = []
+    for i in range(n):
+        state = State.from_lists({k: _at(inputs.get(k), i) for k in STATE_FIELDS})
+        states.append(state)
+        feats = customer_features(state, ts_list[i], str(inputs["req_device_id"][i]))
+        for name, _ in CUSTOMER_FEATURES:
+            out[name].append(feats[name])
+        seqs.append(sequence_features(state, ts_list[i]).ravel().tolist())
+    req = request_features(
+        np.asarray(inputs["amount"], dtype=np.float64),
+        np.asarray(ts_list, dtype=np.int64),
+        np.asarray(out["cust_cnt_7d"], dtype=np.int64),
+        np.asarray(out["cust_mean_7d"], dtype=np.float64),
+        np.asarray(out["cust_cnt_30d"], dtype=np.int64),
+        np.asarray(out["cust_mean_30d"], dtype=np.float64),
+    )
+    for name, _ in REQUEST_FEATURES:
+        out[name] = req[name].tolist()
+    out[SEQUENCE_FEATURE] = seqs
+    return out, states

@@ -230,7 +230,7 @@ def feature_objects(source_dir: Path) -> list[Any]:
         ),
     )
     def customer_realtime(inputs):  # python mode: dict of lists in, dict of lists out
-        from riskml.features.online import realtime_batch
+        from riskml.features.realtime import realtime_batch
 
         return realtime_batch(inputs)
 

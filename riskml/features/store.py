@@ -208,6 +208,26 @@ def materialize(
     return {"end": end.isoformat(), "views": views, "incremental": incremental}
 
 
+def store_config(features_dir: Path) -> StoreConfig:
+    """The store over the Feast sources a pipeline's ``build-features`` task wrote."""
+    return StoreConfig(features_dir=Path(features_dir))
+
+
+def apply_and_materialize(features_dir: Path) -> dict[str, Any]:
+    """``feast apply`` for the sources under ``features_dir``, then materialise them online."""
+    config = store_config(features_dir)
+    applied = apply(config)
+    materialized = materialize(config=config)
+    return {
+        "project": applied["project"],
+        "feature_services": applied["feature_services"],
+        "online_store": applied["online_store"],
+        "registry": applied["registry"],
+        "materialized_until": materialized["end"],
+        "views": materialized["views"],
+    }
+
+
 def read_summary(config: StoreConfig | None = None) -> dict[str, Any]:
     from riskml.features.batch import SUMMARY
 

@@ -326,3 +326,14 @@ def score(bundle: Bundle, frame: Any) -> np.ndarray:
     """Calibrated ensemble fraud probability for every row of a polars/pandas frame."""
     inputs = extract_inputs(frame, bundle.spec)
     return score_inputs(bundle, inputs)["score"]
+
+
+def find_bundle(root: Path | str) -> Path:
+    """The bundle directory under an artifact directory (``<root>/<name>/<version>``) or root."""
+    root = Path(root)
+    if (root / MANIFEST).is_file():
+        return root
+    found = sorted(p.parent for p in root.glob(f"*/*/{MANIFEST}"))
+    if len(found) != 1:
+        raise BundleIntegrityError(f"expected one bundle under {root}, found {len(found)}")
+    return found[0]

@@ -1,5 +1,5 @@
-"""Ray entrypoints of the pipeline steps: ``run(spec) -> dict`` wrappers that
-:func:`riskml.orchestration.ray_task.run_ray_task` runs in any mode
+"""Ray entrypoints of the training tasks (:mod:`riskml.training.tasks`): ``run(spec) -> dict``
+wrappers that :func:`riskml.orchestration.ray_task.run_ray_task` runs in any mode
 (``"riskml.orchestration.entrypoints:train_xgb"`` etc.). Paths in the spec must be visible where
 the entrypoint runs (same machine in ``local`` mode; shared storage for ``jobs``/``rayjob``).
 """
@@ -11,9 +11,9 @@ from typing import Any
 
 
 def tune_xgb(spec: dict[str, Any]) -> dict[str, Any]:
-    from riskml.orchestration import steps
+    from riskml.training.tasks import tune_xgb as task
 
-    return steps.tune_xgb(
+    return task(
         Path(spec["train_dir"]),
         Path(spec["out"]),
         num_samples=int(spec.get("num_samples", 2)),
@@ -23,9 +23,9 @@ def tune_xgb(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def train_xgb(spec: dict[str, Any]) -> dict[str, Any]:
-    from riskml.orchestration import steps
+    from riskml.training.tasks import train_xgb_model
 
-    return steps.train_xgb_model(
+    return train_xgb_model(
         Path(spec["train_dir"]),
         Path(spec["out_dir"]),
         params=spec.get("params") or None,
@@ -34,9 +34,9 @@ def train_xgb(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def train_sequence(spec: dict[str, Any]) -> dict[str, Any]:
-    from riskml.orchestration import steps
+    from riskml.training.tasks import train_sequence_model
 
-    return steps.train_sequence_model(
+    return train_sequence_model(
         Path(spec["train_dir"]),
         Path(spec["out_dir"]),
         params=spec.get("params") or None,

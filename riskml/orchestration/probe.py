@@ -24,8 +24,9 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     tasks = int(spec.get("tasks", 2))
     if not 0 <= tasks <= 1000:
         raise ValueError(f"tasks must be in 0..1000, got {tasks}")
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS") or None, log_to_driver=False)
+    from riskml.training.runtime import ensure_ray
+
+    ensure_ray(log_to_driver=False)
     remote = ray.remote(num_cpus=0.1)(_square)
     out = ray.get([remote.remote(i) for i in range(tasks)])
     return {

@@ -24,18 +24,25 @@ fails or times out.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import shlex
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from riskml.orchestration.options import (
+    LAUNCH_MODULE,
+    MODES,
+    TERMINAL_JOB_STATES,
+    WORKING_DIR_EXCLUDES,
+    LogSink,
+    Mode,
+    RayJobOptions,
+    RayTaskError,
+    RayTaskOptions,
+    launch_command,
+)
 from riskml.orchestration.protocol import (
     EntrypointError,
     dump_spec,
@@ -44,117 +51,31 @@ from riskml.orchestration.protocol import (
     resolve_entrypoint,
     split_entrypoint,
 )
-from riskml.settings import REPO_ROOT, get_settings
+from riskml.settings import get_settings
+from riskml.training.runtime import auth_headers, enable_token_auth_if_available, ensure_ray
 
-Mode = Literal["local", "jobs", "rayjob"]
-MODES: tuple[str, ...] = ("local", "jobs", "rayjob")
-TERMINAL_JOB_STATES = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
-LAUNCH_MODULE = "riskml.orchestration.launch"
-#: Never uploaded with a working_dir.
-WORKING_DIR_EXCLUDES = [".git", ".venv", ".riskml", "out", "**/__pycache__", "*.egg-info"]
-
-
-class RayTaskError(RuntimeError):
-    """A Ray job failed, was stopped, timed out, or printed no result line."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        job_id: str | None = None,
-        status: str | None = None,
-        log_tail: str = "",
-    ) -> None:
-        detail = f"\n--- last log lines ---\n{log_tail}" if log_tail else ""
-        super().__init__(f"{message}{detail}")
-        self.job_id = job_id
-        self.status = status
-        self.log_tail = log_tail
-
-
-class RayJobOptions(BaseModel):
-    """KubeRay RayJob settings (``rayjob`` mode)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    namespace: str = Field(default="riskml-training", min_length=1)
-    template: Path | Literal["cluster"] = Field(
-        default=REPO_ROOT / "k8s" / "base" / "training" / "rayjob.yaml",
-        description="RayJob template: a YAML file, or 'cluster' to read the applied (suspended, "
-        "overlay-rendered) template object from the namespace.",
-    )
-    template_name: str = Field(default="riskml-train", description="Template object name.")
-    image: str | None = Field(
-        default=None,
-        description="Image for every container (untagged 'riskml' in the file template). "
-        "Default: keep the template's images.",
-    )
-    gpu_workers: int | None = Field(
-        default=None, ge=0, description="Replicas of the 'gpu' worker group (None: as templated)."
-    )
-    name_prefix: str = Field(default="riskml-train", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    keep: bool = Field(default=False, description="Do not delete the RayJob when done.")
-    validate_schema: bool = Field(
-        default=True, description="Validate the built RayJob against the KubeRay CRD first."
-    )
-    submitter_container: str = "ray-job-submitter"
-    in_cluster: bool | None = Field(
-        default=None,
-        description="kube config: in-cluster (True), ~/.kube/config (False), auto (None).",
-    )
-
-
-class RayTaskOptions(BaseModel):
-    """How :func:`run_ray_task` runs; every field has a working default."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    address: str | None = Field(
-        default=None,
-        description="local: Ray address; jobs: dashboard URL. Default: RISKML_RAY_ADDRESS.",
-    )
-    include_dashboard: bool = Field(default=True, description="local: start Ray's dashboard.")
-    num_cpus: int | None = Field(default=None, ge=1, description="local: CPUs of a new Ray.")
-    working_dir: Path | None = Field(
-        default=None, description="jobs: upload this directory as the job's working_dir."
-    )
-    runtime_env: dict[str, Any] = Field(default_factory=dict, description="jobs: extra env.")
-    env_vars: dict[str, str] = Field(default_factory=dict, description="jobs/rayjob: env vars.")
-    python: str = Field(default="python", description="Interpreter on the cluster.")
-    entrypoint_num_cpus: float | None = Field(default=None, ge=0)
-    timeout_s: float = Field(default=6 * 3600, gt=0)
-    poll_interval_s: float = Field(default=1.0, gt=0)
-    stream_logs: bool = Field(default=True, description="Print the job's log as it arrives.")
-    headers: dict[str, str] | None = Field(
-        default=None,
-        description="jobs: HTTP headers for the dashboard. Default: a Ray auth token as "
-        "'Authorization: Bearer' when one is found (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, "
-        "~/.ray/auth_token) unless RAY_AUTH_MODE=disabled.",
-    )
-    rayjob: RayJobOptions = Field(default_factory=RayJobOptions)
-
-
-LogSink = Callable[[str], None]
+__all__ = [
+    "LAUNCH_MODULE",
+    "MODES",
+    "TERMINAL_JOB_STATES",
+    "WORKING_DIR_EXCLUDES",
+    "LogSink",
+    "Mode",
+    "RayJobOptions",
+    "RayTaskError",
+    "RayTaskOptions",
+    "auth_headers",
+    "dashboard_url",
+    "enable_token_auth_if_available",
+    "launch_command",
+    "local_ray",
+    "run_ray_task",
+]
 
 
 def _default_sink(chunk: str) -> None:
     sys.stderr.write(chunk)
     sys.stderr.flush()
-
-
-def launch_command(entrypoint: str, spec: Mapping[str, Any], python: str = "python") -> str:
-    """The shell command a Ray job / RayJob runs for ``entrypoint`` with ``spec``."""
-    split_entrypoint(entrypoint)
-    return " ".join(
-        [
-            shlex.quote(python),
-            "-m",
-            LAUNCH_MODULE,
-            shlex.quote(entrypoint),
-            "--spec",
-            shlex.quote(dump_spec(spec)),
-        ]
-    )
 
 
 def run_ray_task(
@@ -192,45 +113,10 @@ def run_ray_task(
 def local_ray(
     address: str | None = None, *, include_dashboard: bool = True, num_cpus: int | None = None
 ) -> str | None:
-    """Connect to ``address`` / ``RISKML_RAY_ADDRESS`` or start a local Ray, once per process.
-
-    Returns the dashboard URL (``http://host:port``) or None when there is no dashboard.
-    """
-    import ray
-
-    if not ray.is_initialized():
-        addr = address or get_settings().ray_address
-        kwargs: dict[str, Any] = {"log_to_driver": True}
-        if addr:
-            enable_token_auth_if_available()
-            kwargs["address"] = addr
-        else:
-            kwargs["include_dashboard"] = include_dashboard
-            if num_cpus is not None:
-                kwargs["num_cpus"] = num_cpus
-        ray.init(**kwargs)
+    """Connect to ``address`` / ``RISKML_RAY_ADDRESS`` or start a local Ray, once per process
+    (:func:`riskml.training.runtime.ensure_ray`); return the dashboard URL or None."""
+    ensure_ray(address=address, include_dashboard=include_dashboard, num_cpus=num_cpus)
     return dashboard_url()
-
-
-def enable_token_auth_if_available() -> bool:
-    """Turn on Ray token auth in this process (and its children) when a token is available.
-
-    ``ray.init(address=...)`` with an explicit address never does this by itself (Ray 2.60), so
-    connecting to a token-protected cluster (the default for clusters Ray starts) would fail.
-    Sets ``RAY_AUTH_MODE=token`` only when the variable is unset and a token is found.
-    """
-    if os.environ.get("RAY_AUTH_MODE"):
-        return os.environ["RAY_AUTH_MODE"].lower() == "token"
-    if not auth_headers():
-        return False
-    try:
-        from ray._private.authentication.authentication_token_setup import (
-            maybe_enable_token_auth_if_token_available,
-        )
-    except ImportError:  # pragma: no cover - older/newer Ray: the variable is enough
-        os.environ["RAY_AUTH_MODE"] = "token"
-        return True
-    return bool(maybe_enable_token_auth_if_token_available(warn_if_disabled=False))
 
 
 def dashboard_url() -> str | None:
@@ -295,18 +181,6 @@ def build_runtime_env(opts: RayTaskOptions) -> dict[str, Any]:
         env["working_dir"] = str(wd.resolve())
         env["excludes"] = [*env.get("excludes", []), *WORKING_DIR_EXCLUDES]
     return env
-
-
-def auth_headers() -> dict[str, str]:
-    """Ray token auth (on by default for clusters Ray >= 2.5x starts) for the Jobs API client."""
-    if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
-        return {}
-    token = os.environ.get("RAY_AUTH_TOKEN", "").strip()
-    if not token:
-        path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
-        with contextlib.suppress(OSError):
-            token = path.read_text().strip()
-    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def _submission_id(entrypoint: str) -> str:

@@ -30,14 +30,14 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from riskml.orchestration.images import PINNED_IMAGES, image_repository
-from riskml.orchestration.protocol import parse_result
-from riskml.orchestration.ray_task import (
+from riskml.orchestration.options import (
     LogSink,
     RayJobOptions,
     RayTaskError,
     RayTaskOptions,
     launch_command,
 )
+from riskml.orchestration.protocol import parse_result
 from riskml.settings import get_settings
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -1,4 +1,4 @@
-"""Train → calibrate → blend → bundle: the one training API (CLI, RayJob entrypoint, backtest).
+"""Train → calibrate → blend → bundle: the one training path (CLI, kfp tasks, backtest).
 
 :func:`train_models` takes a training frame (polars or pandas: ids, ``ts``, labels and the
 feature columns a :class:`~riskml.models.features.FeatureSpec` names — e.g. the point-in-time
@@ -27,6 +27,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from riskml.models.bundle import ModelArtifacts
 from riskml.models.calibration import Calibrator
 from riskml.models.calibration import Method as CalibrationMethod
 from riskml.models.ensemble import Blend, BlendMethod
@@ -162,7 +163,7 @@ def split_frame(frame: Any, spec: FeatureSpec, config: TrainConfig) -> TimeSplit
 
 
 def _slice_metrics(inputs: ModelInputs, prob: np.ndarray, config: TrainConfig) -> dict[str, float]:
-    from riskml.evaluation.metrics import evaluate
+    from riskml.metrics import evaluate
 
     assert inputs.y is not None
     day = inputs.ts.astype("datetime64[D]") if inputs.ts is not None else None
@@ -204,6 +205,238 @@ def calibrate_and_blend(
     return calibrators, blend, metrics
 
 
+# -- the stages of one training run ---------------------------------------------------------
+# train_models composes them in one process; the pipeline's training tasks
+# (riskml.training.tasks) run the same stages with files in between.
+
+
+@dataclass
+class FittedModel:
+    """One trained model: its artifact bytes, training info and raw valid/calib scores."""
+
+    name: ModelName
+    raw_valid: np.ndarray
+    raw_calib: np.ndarray
+    info: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    xgb_ubj: bytes | None = None
+    seq_weights: bytes | None = None
+    seq_architecture: dict[str, Any] | None = None
+
+
+def xgb_fitted(split: TimeSplit, ubj: bytes, info: dict[str, Any] | None = None) -> FittedModel:
+    """A trained XGBoost model (UBJSON) with its raw scores on the valid and calib slices."""
+    from riskml.models.xgb import from_ubj, predict
+
+    booster = from_ubj(ubj)
+    return FittedModel(
+        "xgb",
+        predict(booster, split.valid.tabular),
+        predict(booster, split.calib.tabular),
+        info=dict(info or {}),
+        xgb_ubj=ubj,
+    )
+
+
+def sequence_fitted(
+    split: TimeSplit,
+    weights: bytes,
+    architecture: dict[str, Any],
+    info: dict[str, Any] | None = None,
+) -> FittedModel:
+    """A trained sequence model with its raw scores on the valid and calib slices."""
+    from riskml.models.sequence import load_model, predict_proba
+
+    va, ca = split.valid, split.calib
+    if va.sequence is None or ca.sequence is None:
+        raise ValueError("the training set has no sequence features")
+    module = load_model(architecture, weights)
+    return FittedModel(
+        "sequence",
+        predict_proba(module, va.tabular, va.sequence),
+        predict_proba(module, ca.tabular, ca.sequence),
+        info=dict(info or {}),
+        seq_weights=weights,
+        seq_architecture=architecture,
+    )
+
+
+def fit_xgb(
+    split: TimeSplit,
+    spec: FeatureSpec,
+    params: XGBParams,
+    ray_config: RayConfig,
+    *,
+    in_process: bool = False,
+    threads: int = 1,
+) -> FittedModel:
+    """XGBoost on the train slice, early stopping on valid: Ray Train, or in this process."""
+    tr, va = split.train, split.valid
+    assert tr.y is not None and va.y is not None
+    if in_process:
+        from riskml.models.xgb import fit_booster, to_ubj
+
+        booster, info = fit_booster(
+            params, tr.tabular, tr.y, va.tabular, va.y, feature_names=spec.tabular, nthread=threads
+        )
+        fitted = xgb_fitted(
+            split,
+            to_ubj(booster),
+            {
+                "rounds": info["rounds"],
+                "best_iteration": info["best_iteration"],
+                "attempts": 1,
+                "in_process": True,
+            },
+        )
+        fitted.timings = {"xgb_fit_seconds": float(info["seconds"])}
+        return fitted
+    from riskml.training.xgboost_train import train_xgboost
+
+    res = train_xgboost(
+        tr.tabular,
+        tr.y,
+        va.tabular,
+        va.y,
+        params=params,
+        ray_config=ray_config,
+        feature_names=spec.tabular,
+    )
+    fitted = xgb_fitted(
+        split,
+        res.booster_ubj,
+        {
+            "rounds": res.rounds,
+            "best_iteration": res.best_iteration,
+            "attempts": res.attempts,
+            "resumed_from": res.resumed_from,
+            "run_path": res.run_path,
+            "history": res.history,
+        },
+    )
+    fitted.timings = {f"xgb_{k}": v for k, v in res.timings.items()}
+    return fitted
+
+
+def fit_sequence(
+    split: TimeSplit,
+    params: SequenceParams,
+    ray_config: RayConfig,
+    *,
+    in_process: bool = False,
+    threads: int = 1,
+) -> FittedModel:
+    """The behavioural sequence model, early stopping on valid: Ray Train, or in this process."""
+    from riskml.training.sequence_train import train_sequence, train_sequence_local
+
+    tr, va = split.train, split.valid
+    if tr.sequence is None or va.sequence is None:
+        raise ValueError("the training set has no sequence features")
+    assert tr.y is not None and va.y is not None
+    seq_args = (tr.tabular, tr.sequence, tr.y, va.tabular, va.sequence, va.y)
+    if in_process:
+        sres = train_sequence_local(*seq_args, params=params, threads=threads)
+    else:
+        sres = train_sequence(*seq_args, params=params, ray_config=ray_config)
+    fitted = sequence_fitted(
+        split,
+        sres.weights,
+        sres.architecture,
+        {
+            "best_epoch": sres.best_epoch,
+            "epochs_run": sres.epochs_run,
+            "attempts": sres.attempts,
+            "resumed_from": sres.resumed_from,
+            "run_path": sres.run_path,
+            "history": sres.history,
+        },
+    )
+    fitted.timings = {f"sequence_{k}": v for k, v in sres.timings.items()}
+    return fitted
+
+
+def assemble(
+    split: TimeSplit, spec: FeatureSpec, config: TrainConfig, fitted: list[FittedModel]
+) -> ModelArtifacts:
+    """Calibrate and blend the fitted models into the bundle's artifacts (not yet saved)."""
+    from riskml.models.bundle import ModelArtifacts
+
+    if not fitted:
+        raise ValueError("no trained model to calibrate and bundle")
+    raw_valid: dict[str, np.ndarray] = {f.name: f.raw_valid for f in fitted}
+    raw_calib: dict[str, np.ndarray] = {f.name: f.raw_calib for f in fitted}
+    calibrators, blend, metrics = calibrate_and_blend(split, raw_valid, raw_calib, config)
+    metrics["training"] = {f.name: f.info for f in fitted}
+    by_name = {f.name: f for f in fitted}
+    xgb, seq = by_name.get("xgb"), by_name.get("sequence")
+    return ModelArtifacts(
+        spec=spec,
+        calibrators=calibrators,
+        blend=blend,
+        xgb_ubj=xgb.xgb_ubj if xgb else None,
+        seq_weights=seq.seq_weights if seq else None,
+        seq_architecture=seq.seq_architecture if seq else None,
+        metrics=metrics,
+        config=config.model_dump(mode="json"),
+    )
+
+
+def trained_models(config: TrainConfig, spec: FeatureSpec) -> list[ModelName]:
+    """The configured models this spec can train (the sequence model needs sequences)."""
+    models: list[ModelName] = [m for m in config.models if m != "sequence" or spec.has_sequence]
+    if not models:
+        raise ValueError("only the sequence model was requested but the spec has no sequences")
+    return models
+
+
+def score_test(
+    artifacts: ModelArtifacts, test_frame: Any, config: TrainConfig
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Score a later window with the unsaved bundle (the same function serving uses): the
+    scores (``score`` and ``<model>_calibrated``) and their metrics (``test``,
+    ``test_<model>_calibrated``)."""
+    from riskml.models.bundle import bundle_from_artifacts, score_inputs
+    from riskml.models.features import extract_inputs
+
+    inputs = extract_inputs(test_frame, artifacts.spec)
+    scores = score_inputs(bundle_from_artifacts(artifacts), inputs)
+    metrics: dict[str, Any] = {}
+    if inputs.y is not None:
+        metrics["test"] = _slice_metrics(inputs, scores["score"], config)
+        for key in scores:
+            if key.endswith("_calibrated"):
+                metrics[f"test_{key}"] = _slice_metrics(inputs, scores[key], config)
+    return scores, metrics
+
+
+def fit_models(
+    frame: Any,
+    spec: FeatureSpec,
+    config: TrainConfig,
+    *,
+    in_process: bool = False,
+    threads: int = 1,
+) -> tuple[ModelArtifacts, dict[str, float]]:
+    """Split by time, train the configured models, calibrate and blend: the artifacts of a
+    bundle (unsaved) and the stage timings."""
+    models = trained_models(config, spec)
+    t0 = time.perf_counter()
+    split = split_frame(frame, spec, config)
+    timings: dict[str, float] = {"prepare_seconds": time.perf_counter() - t0}
+    fitted: list[FittedModel] = []
+    if "xgb" in models:
+        fitted.append(
+            fit_xgb(split, spec, config.xgb, config.ray, in_process=in_process, threads=threads)
+        )
+    if "sequence" in models:
+        fitted.append(
+            fit_sequence(split, config.sequence, config.ray, in_process=in_process, threads=threads)
+        )
+    for f in fitted:
+        timings.update(f.timings)
+    return assemble(split, spec, config, fitted), timings
+
+
 def train_models(
     frame: Any,
     spec: FeatureSpec,
@@ -220,119 +453,16 @@ def train_models(
     then ignored.
 
     ``out_dir`` defaults to ``<RISKML_HOME>/models``. With ``test_frame`` the bundle is also
-    scored on it (ground-truth labels) and ``metrics["test"]`` is filled — the backtest passes
-    each fold's test window here.
+    scored on it (ground-truth labels) and ``metrics["test"]`` is filled.
     """
-    from riskml.models.bundle import (
-        ModelArtifacts,
-        bundle_from_artifacts,
-        save_bundle,
-        score_inputs,
-    )
-    from riskml.models.features import extract_inputs
+    from riskml.models.bundle import save_bundle
     from riskml.settings import get_settings
 
     config = config or TrainConfig()
-    models: list[str] = [m for m in config.models if m != "sequence" or spec.has_sequence]
-    if not models:
-        raise ValueError("only the sequence model was requested but the spec has no sequences")
-    timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    split = split_frame(frame, spec, config)
-    timings["prepare_seconds"] = time.perf_counter() - t0
-    tr, va, ca = split.train, split.valid, split.calib
-    assert tr.y is not None and va.y is not None and ca.y is not None
-
-    raw_valid: dict[str, np.ndarray] = {}
-    raw_calib: dict[str, np.ndarray] = {}
-    training_info: dict[str, Any] = {}
-    xgb_ubj = seq_weights = seq_arch = None
-    if "xgb" in models:
-        from riskml.models.xgb import fit_booster, from_ubj, predict, to_ubj
-        from riskml.training.xgboost_train import train_xgboost
-
-        if in_process:
-            booster, info = fit_booster(
-                config.xgb, tr.tabular, tr.y, va.tabular, va.y, feature_names=spec.tabular
-            )
-            xgb_ubj = to_ubj(booster)
-            booster = from_ubj(xgb_ubj)
-            timings["xgb_fit_seconds"] = float(info["seconds"])
-            training_info["xgb"] = {
-                "rounds": info["rounds"],
-                "best_iteration": info["best_iteration"],
-                "attempts": 1,
-                "in_process": True,
-            }
-        else:
-            res = train_xgboost(
-                tr.tabular,
-                tr.y,
-                va.tabular,
-                va.y,
-                params=config.xgb,
-                ray_config=config.ray,
-                feature_names=spec.tabular,
-            )
-            booster = from_ubj(res.booster_ubj)
-            xgb_ubj = res.booster_ubj
-            timings.update({f"xgb_{k}": v for k, v in res.timings.items()})
-            training_info["xgb"] = {
-                "rounds": res.rounds,
-                "best_iteration": res.best_iteration,
-                "attempts": res.attempts,
-                "resumed_from": res.resumed_from,
-                "run_path": res.run_path,
-                "history": res.history,
-            }
-        raw_valid["xgb"] = predict(booster, va.tabular)
-        raw_calib["xgb"] = predict(booster, ca.tabular)
-    if "sequence" in models:
-        from riskml.models.sequence import load_model, predict_proba
-        from riskml.training.sequence_train import train_sequence, train_sequence_local
-
-        assert tr.sequence is not None and va.sequence is not None and ca.sequence is not None
-        seq_args = (tr.tabular, tr.sequence, tr.y, va.tabular, va.sequence, va.y)
-        if in_process:
-            sres = train_sequence_local(*seq_args, params=config.sequence)
-        else:
-            sres = train_sequence(*seq_args, params=config.sequence, ray_config=config.ray)
-        module = load_model(sres.architecture, sres.weights)
-        raw_valid["sequence"] = predict_proba(module, va.tabular, va.sequence)
-        raw_calib["sequence"] = predict_proba(module, ca.tabular, ca.sequence)
-        seq_weights, seq_arch = sres.weights, sres.architecture
-        timings.update({f"sequence_{k}": v for k, v in sres.timings.items()})
-        training_info["sequence"] = {
-            "best_epoch": sres.best_epoch,
-            "epochs_run": sres.epochs_run,
-            "attempts": sres.attempts,
-            "resumed_from": sres.resumed_from,
-            "run_path": sres.run_path,
-            "history": sres.history,
-        }
-
-    calibrators, blend, metrics = calibrate_and_blend(split, raw_valid, raw_calib, config)
-    metrics["training"] = training_info
-
-    artifacts = ModelArtifacts(
-        spec=spec,
-        calibrators=calibrators,
-        blend=blend,
-        xgb_ubj=xgb_ubj,
-        seq_weights=seq_weights,
-        seq_architecture=seq_arch,
-        metrics=metrics,
-        config=config.model_dump(mode="json"),
-    )
+    artifacts, timings = fit_models(frame, spec, config, in_process=in_process)
     if test_frame is not None:
-        # score with the same function serving uses, on the in-memory bundle
-        test_inputs = extract_inputs(test_frame, spec)
-        test_scores = score_inputs(bundle_from_artifacts(artifacts), test_inputs)
-        metrics["test"] = _slice_metrics(test_inputs, test_scores["score"], config)
-        for m in models:
-            metrics[f"test_{m}_calibrated"] = _slice_metrics(
-                test_inputs, test_scores[f"{m}_calibrated"], config
-            )
+        artifacts.metrics.update(score_test(artifacts, test_frame, config)[1])
     root = Path(out_dir) if out_dir is not None else get_settings().models_dir
     bundle_path = save_bundle(artifacts, root, name=config.name)
     timings["total_seconds"] = time.perf_counter() - t0
@@ -343,8 +473,8 @@ def train_models(
         run_id = log_training_run(
             config.experiment,
             params=config.model_dump(mode="json"),
-            metrics=metrics,
+            metrics=artifacts.metrics,
             bundle_path=bundle_path,
             timings=timings,
         )
-    return TrainOutcome(bundle_path, metrics, timings, run_id)
+    return TrainOutcome(bundle_path, artifacts.metrics, timings, run_id)

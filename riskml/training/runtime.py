@@ -8,6 +8,7 @@ competes with the train workers for CPU (measured: a 20k-row XGBoost run took 12
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -112,25 +113,64 @@ def local_ray_env(env: dict[str, str] | None = None) -> None:
         target.setdefault(key, value)
 
 
+def auth_headers() -> dict[str, str]:
+    """Ray token auth (on by default for clusters Ray >= 2.5x starts) for the Jobs API client."""
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
+        return {}
+    token = os.environ.get("RAY_AUTH_TOKEN", "").strip()
+    if not token:
+        path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+        with contextlib.suppress(OSError):
+            token = path.read_text().strip()
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def enable_token_auth_if_available() -> bool:
+    """Turn on Ray token auth in this process (and its children) when a token is available.
+
+    ``ray.init(address=...)`` with an explicit address never does this by itself (Ray 2.60), so
+    connecting to a token-protected cluster (the default for clusters Ray starts) would fail.
+    Sets ``RAY_AUTH_MODE=token`` only when the variable is unset and a token is found.
+    """
+    if os.environ.get("RAY_AUTH_MODE"):
+        return os.environ["RAY_AUTH_MODE"].lower() == "token"
+    if not auth_headers():
+        return False
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # pragma: no cover - older/newer Ray: the variable is enough
+        os.environ["RAY_AUTH_MODE"] = "token"
+        return True
+    return bool(maybe_enable_token_auth_if_token_available(warn_if_disabled=False))
+
+
 def ensure_ray(
     *,
     address: str | None = None,
     include_dashboard: bool = False,
     num_cpus: int | None = None,
     log_to_driver: bool = True,
+    logging_level: int | None = None,
 ) -> dict[str, Any]:
     """Connect to (or start) Ray once per process; return the cluster's resources.
 
-    Address resolution: ``address`` argument, else ``RISKML_RAY_ADDRESS``, else ``RAY_ADDRESS``
-    (set inside Ray jobs / KubeRay RayJobs), else a new local Ray (which picks free ports
-    itself; Redis keeps 6379).
+    The one place riskml starts or joins Ray in-process (training, Ray tasks, the Serve CLI,
+    the probe). Address resolution: ``address`` argument, else ``RISKML_RAY_ADDRESS``, else
+    ``RAY_ADDRESS`` (set inside Ray jobs / KubeRay RayJobs), else a new local Ray (which picks
+    free ports itself; Redis keeps 6379). Joining an existing cluster turns on Ray token auth
+    when a token is available (clusters Ray starts require it).
     """
     import ray
 
     if not ray.is_initialized():
         addr = address or get_settings().ray_address or os.environ.get("RAY_ADDRESS")
         kwargs: dict[str, Any] = {"log_to_driver": log_to_driver}
+        if logging_level is not None:
+            kwargs["logging_level"] = logging_level
         if addr:
+            enable_token_auth_if_available()
             kwargs["address"] = addr
         else:
             local_ray_env()

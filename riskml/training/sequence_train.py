@@ -65,7 +65,7 @@ class SequenceTrainResult:
 
 
 def _binary_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    from riskml.evaluation.metrics import average_precision, roc_auc
+    from riskml.metrics import average_precision, roc_auc
 
     eps = 1e-7
     pc = np.clip(p, eps, 1 - eps)

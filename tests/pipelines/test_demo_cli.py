@@ -24,7 +24,9 @@ def test_demo_is_registered_and_rejects_bad_sizes() -> None:
 def test_importing_the_cli_stays_light() -> None:
     code = (
         "import sys, riskml.cli, riskml.demo, riskml.orchestration.ray_task, "
-        "riskml.orchestration.rayjob, riskml.orchestration.steps\n"
+        "riskml.orchestration.rayjob, riskml.orchestration.deploy, riskml.registry.gate, "
+        "riskml.registry.local, riskml.training.tasks, riskml.training.dataset, "
+        "riskml.evaluation.holdout, riskml.data.sources\n"
         "heavy = {'polars', 'ray', 'torch', 'feast', 'kfp', 'kubernetes', 'xgboost', 'pandas'}\n"
         "print(sorted(heavy & set(sys.modules)))"
     )

@@ -82,7 +82,7 @@ def test_training_pipeline_runs_end_to_end(
     trained: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from riskml.models.bundle import load_bundle, verify_bundle
-    from riskml.orchestration import steps
+    from riskml.registry.local import champion
 
     home = trained["home"]
     _use_home(monkeypatch, home)
@@ -112,7 +112,7 @@ def test_training_pipeline_runs_end_to_end(
     assert gate["deploy"] == 1.0 and gate["champion"] == -1.0
     assert gate["challenger"] == pytest.approx(backtest["blend_average_precision"], abs=1e-9)
     assert (run_dir / "deploy").is_dir()  # the dsl.If branch ran
-    champion = steps.champion()
+    champion = champion()
     assert champion is not None and Path(champion["path"]) == bundle
 
 
@@ -122,10 +122,10 @@ def test_retraining_keeps_the_champion_when_the_gate_says_so(
 ) -> None:
     from pipelines.local import run_local
     from riskml.models.bundle import verify_bundle
-    from riskml.orchestration import steps
+    from riskml.registry.local import champion
 
     _use_home(monkeypatch, trained["home"])
-    champion = steps.champion()
+    champion = champion()
     assert champion is not None
     out = run_local(
         "retraining",
@@ -138,7 +138,7 @@ def test_retraining_keeps_the_champion_when_the_gate_says_so(
     assert not (run_dir / "deploy").exists()  # dsl.If skipped it
     gate = _metrics(run_dir, "gate")
     assert gate["deploy"] == 0.0 and gate["champion"] > 0
-    assert steps.champion() == champion  # unchanged
+    assert champion() == champion  # unchanged
     verify_bundle(out["bundle"])  # registered all the same, with its decision
     index = json.loads((Path(out["bundle"]).parent / "index.json").read_text())
     assert [e["decision"] for e in index] == ["deploy", "keep"]

@@ -212,7 +212,7 @@ def test_cluster_deploy_updates_the_rayservice_serve_config(fake_kube: FakeKube)
     import yaml
 
     from riskml.k8s.manifests import RAYSERVICE_PATH
-    from riskml.orchestration.steps import StepError, update_rayservice_bundle
+    from riskml.orchestration.deploy import DeployError, update_rayservice_bundle
 
     rayservice = yaml.safe_load(RAYSERVICE_PATH.read_text())
     ns, name = rayservice["metadata"]["namespace"], rayservice["metadata"]["name"]
@@ -229,7 +229,7 @@ def test_cluster_deploy_updates_the_rayservice_serve_config(fake_kube: FakeKube)
     # everything else in the Serve config is unchanged
     after["applications"][0]["args"]["bundle_dir"] = before["applications"][0]["args"]["bundle_dir"]
     assert after == before
-    with pytest.raises(StepError, match="no Serve application 'other'"):
+    with pytest.raises(DeployError, match="no Serve application 'other'"):
         update_rayservice_bundle(
             "/x", name=name, namespace=ns, app="other", api_client=_api_client(fake_kube.host)
         )

@@ -166,7 +166,7 @@ def test_image_tag_matches_installed_ray_and_overlays() -> None:
 
 
 def test_finite_metrics_drops_what_kfp_metadata_cannot_hold() -> None:
-    from riskml.orchestration.steps import finite_metrics
+    from components.base import finite_metrics
 
     got = finite_metrics(
         {"auc": 0.9, "n": 3, "thr": float("inf"), "share": float("nan"), "ok": True, "s": "x"},
@@ -180,7 +180,7 @@ def test_roc_points_are_finite_and_thinned() -> None:
 
     import numpy as np
 
-    from riskml.orchestration.steps import roc_points
+    from riskml.evaluation.report import roc_points
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 5000)

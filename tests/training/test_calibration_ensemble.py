@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from riskml.evaluation.metrics import brier_score, expected_calibration_error
+from riskml.metrics import brier_score, expected_calibration_error
 from riskml.models.calibration import CalibrationError, Calibrator, fit_calibrator
 from riskml.models.ensemble import Blend, BlendError, fit_blend
 from riskml.models.features import FeatureSpec, extract_inputs

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from riskml.evaluation.metrics import (
+from riskml.metrics import (
     MetricInputError,
     average_precision,
     brier_score,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from riskml.evaluation.metrics import roc_auc
+from riskml.metrics import roc_auc
 from riskml.models.features import FeatureSpec, extract_inputs
 from riskml.models.sequence import (
     Architecture,

@@ -1,6 +1,8 @@
 """The ``riskml`` command line: one Typer app; each domain registers its verbs here.
 
-Domain CLI modules keep heavy imports (polars, ray, torch, feast) inside their command bodies,
+The verb groups live beside this module (``riskml.cli.data``, ``.features``, ``.training``,
+``.evaluation``, ``.k8s``): the CLI is the top layer and imports the packages, never the other
+way round. They keep heavy imports (polars, ray, torch, feast) inside their command bodies,
 so ``riskml --help`` stays fast.
 """
 
@@ -26,26 +28,26 @@ def version() -> None:
 
 
 def _register() -> None:
-    from riskml.data import cli as data_cli
+    from riskml.cli import data as data_cli
 
     app.command("simulate")(data_cli.simulate)
     app.command("import")(data_cli.import_transactions)
     app.add_typer(data_cli.data_app, name="data")
 
-    from riskml.features import cli as features_cli
+    from riskml.cli import features as features_cli
 
     app.add_typer(features_cli.features_app, name="features")
 
-    from riskml.training import cli as training_cli
+    from riskml.cli import training as training_cli
 
     app.command("train")(training_cli.train)
     app.command("tune")(training_cli.tune)
 
-    from riskml.evaluation import cli as evaluation_cli
+    from riskml.cli import evaluation as evaluation_cli
 
     app.command("backtest")(evaluation_cli.backtest)
 
-    from riskml.k8s import cli as k8s_cli
+    from riskml.cli import k8s as k8s_cli
 
     app.add_typer(k8s_cli.k8s_app, name="k8s")
 
