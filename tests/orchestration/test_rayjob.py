@@ -1,5 +1,5 @@
 """``rayjob`` mode: the built RayJob validates against the KubeRay CRD, and the real kubernetes
-client drives a fake API server (tests/pipelines/fake_k8s.py) that really runs the entrypoint."""
+client drives a fake API server (tests/orchestration/fake_k8s.py) that really runs the entrypoint."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from riskml.orchestration.rayjob import (
     validate_rayjob,
 )
 from riskml.settings import get_settings
-from tests.pipelines.fake_k8s import TOKEN, FakeKube
+from tests.orchestration.fake_k8s import TOKEN, FakeKube
 
 pytestmark = pytest.mark.k8s
 
