@@ -51,7 +51,6 @@ COPY --chown=1000:100 riskml ./riskml
 COPY --chown=1000:100 serving ./serving
 COPY --chown=1000:100 components ./components
 COPY --chown=1000:100 pipelines ./pipelines
-COPY --chown=1000:100 benchmarks ./benchmarks
 COPY --chown=1000:100 feature_repo ./feature_repo
 RUN pip install --no-deps . && python -m riskml version
 

@@ -3,19 +3,19 @@ in-process, for a SQLite and a Redis online store.
 
     python -m benchmarks.serving --rps 100 --duration 30 --out out/bench/serving.json
 
-What is served is real: :func:`serving.world.build_world` simulates ``--customers`` customers
-over a month, builds Feast features as of the last day, trains an XGBoost + GRU bundle (in
-process, small settings) on the point-in-time training set before it, and keeps the last day's
-transactions. For each store the run materialises a fresh Feast online store (SQLite file, or a
-private project on the local Redis) as of that day, deploys ``build_app({"bundle_dir": ...})``
-on a local Ray Serve (one replica per deployment, free loopback port), warms it up, and replays
-the day's transactions in time order, open-loop at ``rps`` (latency from each request's
-scheduled send time, no retries; each decision written back to the online state as in
-production). Then the same transactions go through :class:`serving.inprocess.InProcessApp` (same
-components, same ladder, direct calls instead of Ray handles and HTTP) on another fresh store.
-The difference of the two is what serving costs. Each response carries per-stage server-side
-latencies; their medians say where the time goes. A do-nothing Serve app ("floor") measures
-what any Serve app costs on this machine.
+What is served is real: :func:`tests.support.world.build_world` (run from a checkout: the benchmarks
+import the tests' scaffolding) simulates ``--customers`` customers over a month, builds Feast
+features as of the last day, trains an XGBoost + GRU bundle (in process, small settings) on the
+point-in-time training set before it, and keeps the last day's transactions. For each store the run
+materialises a fresh Feast online store (SQLite file, or a private project on the local Redis) as of
+that day, deploys ``build_app({"bundle_dir": ...})`` on a local Ray Serve (one replica per
+deployment, free loopback port), warms it up, and replays the day's transactions in time order,
+open-loop at ``rps`` (latency from each request's scheduled send time, no retries; each decision
+written back to the online state as in production). Then the same transactions go through
+:class:`serving.inprocess.InProcessApp` (same components, same ladder, direct calls instead of Ray
+handles and HTTP) on another fresh store. The difference of the two is what serving costs. Each
+response carries per-stage server-side latencies; their medians say where the time goes. A
+do-nothing Serve app ("floor") measures what any Serve app costs on this machine.
 
 ``--runs`` lists ``topology/route`` pairs served one after the other in the same run (default:
 ``colocated/direct,colocated/proxy,distributed/proxy``): ``colocated`` builds every component
@@ -347,7 +347,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import ray
     from ray import serve
 
-    from serving.world import build_world
+    from tests.support.world import build_world
 
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="riskml-bench-serving-") as tmp:
@@ -412,7 +412,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "(deadline 50 ms)",
         "ray_worker_niceness": os.environ.get("RAY_worker_niceness"),  # noqa: SIM112
         "stores": "Feast online store (SQLite file / local Redis), fresh per run, as of the "
-        "replay day; bundle: XGBoost + GRU trained in process (serving.world)",
+        "replay day; bundle: XGBoost + GRU trained in process (tests.support.world)",
     }
     rows = []
     for store, run in [(s, r) for s in stores for r in runs]:

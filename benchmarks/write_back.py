@@ -4,16 +4,16 @@ side in one run, on SQLite and on the local Redis.
 
     python -m benchmarks.write_back --out out/bench/write_back.json
 
-Builds the serving benchmark's world (``serving.world``: simulated customers, Feast features as
-of the replay day), gives each mode a fresh online store of its own (same contents), and feeds
-both the day's first ``--transactions`` in batches of ``--batch`` the way an Ingress replica
-does: fetch the batch's features (``OnlineFeatures.fetch_many``, not timed), then write it back
-(``write_back_many``, timed; the transaction's terminal risk from the fetch in both modes,
-its ``history_base`` in "fetched" mode only). The two modes alternate batch by batch (which
-goes first alternates too), so both see the same machine minutes. Reported per mode: CPU ms
-per transaction (this thread's CPU time: the Redis server's own work is not in it) and wall
-ms per batch (p50/p99), and the history reads the write-backs made. At the end the two stores
-must hold the same history for every customer written back (checked: the benchmark fails
+Builds the serving benchmark's world (``tests.support.world``, run from a checkout: simulated
+customers, Feast features as of the replay day), gives each mode a fresh online store of its own
+(same contents), and feeds both the day's first ``--transactions`` in batches of ``--batch`` the
+way an Ingress replica does: fetch the batch's features (``OnlineFeatures.fetch_many``, not
+timed), then write it back (``write_back_many``, timed; the transaction's terminal risk from the
+fetch in both modes, its ``history_base`` in "fetched" mode only). The two modes alternate batch
+by batch (which goes first alternates too), so both see the same machine minutes. Reported per
+mode: CPU ms per transaction (this thread's CPU time: the Redis server's own work is not in it)
+and wall ms per batch (p50/p99), and the history reads the write-backs made. At the end the two
+stores must hold the same history for every customer written back (checked: the benchmark fails
 otherwise).
 """
 
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if a.batch < 1 or a.transactions < 2 * a.batch:
         parser.error("--batch must be >= 1 and --transactions at least two batches")
 
-    from serving.world import build_world
+    from tests.support.world import build_world
 
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="riskml-bench-write-back-") as tmp:

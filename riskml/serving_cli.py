@@ -55,9 +55,6 @@ def start(
             "RISKML_ONLINE_STORE).",
         ),
     ] = None,
-    demo: Annotated[
-        bool, typer.Option(help="Train reference models and seed a SQLite stand-in store.")
-    ] = False,
     host: Annotated[str, typer.Option(help="HTTP bind address.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="HTTP port.")] = 8000,
     address: Annotated[
@@ -75,8 +72,8 @@ def start(
     from riskml.settings import get_settings
     from serving import local
 
-    if sum((config is not None, bundle is not None, demo)) != 1:
-        raise typer.BadParameter("give exactly one of --config FILE, --bundle DIR or --demo")
+    if (config is None) == (bundle is None):
+        raise typer.BadParameter("give exactly one of --config FILE or --bundle DIR")
     state_path = _state_path()
     if local.read_state(state_path):
         raise typer.BadParameter(
@@ -85,10 +82,9 @@ def start(
     settings = get_settings()
     if config is not None:
         serve_config = _load_config(config)
-    elif bundle is not None:
-        serve_config = {"applications": [local.app_config({"bundle_dir": str(bundle.resolve())})]}
     else:
-        serve_config = local.demo_config(settings.home / "serve" / "demo")
+        assert bundle is not None
+        serve_config = {"applications": [local.app_config({"bundle_dir": str(bundle.resolve())})]}
     try:
         state = local.start(
             serve_config,

@@ -1,10 +1,11 @@
 """``build_app(args)``: the Ray Serve application of the decision service.
 
 ``serve run serving.app:build_app`` / ``serve deploy serving/serve_config.yaml`` call it with the
-config's ``args``. Every component is a ``{"factory": "module:attr", "kwargs": {...}}`` spec built
-inside its own replica (see :mod:`serving.components`)::
+config's ``args`` (:class:`serving.config.AppArgs`). Every component is a
+``{"factory": "module:attr", "kwargs": {...}}`` spec built inside its own replica (see
+:mod:`serving.components`)::
 
-    feature_source   -> FeatureFetcher   (e.g. serving.standins:RedisFeatureSource)
+    feature_source   -> FeatureFetcher   (e.g. serving.bundle:FeastFeatureSource)
     tabular_models   -> XGBoostScorer    {version: spec}; ``champion`` picks the default version
     sequence_model   -> SequenceScorer   (optional)
     calibrators      -> Decider          {"xgboost"|"sequence": spec}; identity when absent
@@ -26,112 +27,15 @@ through a serve config file.
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing import Any
 
 from riskml.decision.config import DeciderConfig, IngressConfig
-from serving.components import ComponentSpec
-
-APP_NAME = "riskml"
-DEPLOYMENTS = ("Ingress", "FeatureFetcher", "XGBoostScorer", "SequenceScorer", "Decider")
-#: The deployments of each topology.
-TOPOLOGIES: dict[str, tuple[str, ...]] = {"colocated": ("Ingress",), "distributed": DEPLOYMENTS}
-#: What a colocated Ingress builds in-process (the component part of AppArgs).
-COMPONENT_FIELDS = (
-    "feature_source",
-    "tabular_models",
-    "champion",
-    "sequence_model",
-    "sequence_batching",
-    "calibrators",
-    "blend",
-)
-
-
-class SequenceBatching(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    max_batch_size: int = Field(default=32, ge=1, le=1024)
-    batch_wait_timeout_ms: float = Field(
-        default=0.0,
-        ge=0,
-        le=1_000,
-        description="How long a forward pass waits for more requests to join it. 0: none; a "
-        "batch is what queued while the previous pass ran (one pass at a time), so batches "
-        "still form under load. At 100 rps on 2 cores a 1 ms wait cost the sequence stage "
-        "0.8 ms at p50 and batched almost nothing.",
-    )
-
-
-class AppArgs(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    topology: Literal["colocated", "distributed"] = Field(
-        default="colocated",
-        description="colocated: every component inside the Ingress replicas (one Serve hop); "
-        "distributed: one deployment per component.",
-    )
-    bundle_dir: str | None = Field(
-        default=None,
-        description="Verified model bundle: fills every component spec left empty from the "
-        "bundle and the Feast online store (serving.bundle.bundle_app_args).",
-    )
-    online_store: Literal["sqlite", "redis"] | None = None
-    feature_store: dict[str, Any] | None = Field(
-        default=None,
-        description="riskml.features.store.StoreConfig of the Feast online store (home, "
-        "project, redis_url, ...); settings fill what is left out.",
-    )
-    feature_source: ComponentSpec | None = None
-    tabular_models: dict[str, ComponentSpec] = Field(default_factory=dict)
-    champion: str | None = None
-    sequence_model: ComponentSpec | None = None
-    sequence_batching: SequenceBatching = Field(default_factory=SequenceBatching)
-    calibrators: dict[Literal["xgboost", "sequence"], ComponentSpec] = Field(default_factory=dict)
-    blend: ComponentSpec | None = Field(
-        default=None,
-        description="A fitted blend (callable over calibrated probabilities, with ``models``) "
-        "used when all its models answered; else the Decider's blend_weights.",
-    )
-    ingress_config: IngressConfig | None = None
-    decider_config: DeciderConfig | None = None
-    deployment_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_bundle(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("bundle_dir"):
-            from serving.bundle import bundle_app_args
-
-            return bundle_app_args(data)
-        return data
-
-    @model_validator(mode="after")
-    def _check(self) -> AppArgs:
-        if self.feature_source is None or not self.tabular_models:
-            raise ValueError(
-                "args need bundle_dir, or feature_source and at least one tabular_models entry"
-            )
-        if self.champion is not None and self.champion not in self.tabular_models:
-            known = list(self.tabular_models)
-            raise ValueError(f"champion {self.champion!r} is not one of tabular_models {known}")
-        unknown = sorted(set(self.deployment_options) - set(DEPLOYMENTS))
-        if unknown:
-            raise ValueError(f"deployment_options for unknown deployments {unknown}")
-        absent = sorted(set(self.deployment_options) - set(TOPOLOGIES[self.topology]))
-        if absent:
-            raise ValueError(
-                f"deployment_options for deployments {absent} that topology {self.topology!r} "
-                f"does not deploy (it deploys {list(TOPOLOGIES[self.topology])})"
-            )
-        return self
+from serving.config import COMPONENT_FIELDS, AppArgs
+from serving.deployments import Decider, FeatureFetcher, Ingress, SequenceScorer, XGBoostScorer
 
 
 def build_app(args: dict[str, Any] | AppArgs) -> Any:
     """The bound application (``serve.run(build_app(args))``)."""
-    from serving.deployments import Decider, FeatureFetcher, Ingress, SequenceScorer, XGBoostScorer
-
     a = args if isinstance(args, AppArgs) else AppArgs.model_validate(args)
 
     def opts(deployment: Any) -> Any:

@@ -184,7 +184,7 @@ class BundleBlend:
 
 
 def bundle_app_args(args: Mapping[str, Any]) -> dict[str, Any]:
-    """Fill the component specs of ``args`` (``serving.app.AppArgs`` as a dict) from its
+    """Fill the component specs of ``args`` (``serving.config.AppArgs`` as a dict) from its
     ``bundle_dir``: the bundle is verified here, before anything is deployed."""
     from riskml.models.bundle import verify_bundle
 

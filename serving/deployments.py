@@ -41,8 +41,8 @@ from riskml.decision.config import DeciderConfig, IngressConfig
 from riskml.decision.ladder import Ladder, LadderResult, Stages, TabularResult
 from riskml.decision.policy import Calibrator, DecisionPolicy, ModelScores, Verdict
 from riskml.decision.protocols import FeatureRow, FeatureSourceUnavailable, check_model_contracts
-from serving.app import AppArgs
 from serving.components import build
+from serving.config import AppArgs
 from serving.inprocess import LocalComponents, write_back_counts
 from serving.schemas import (
     BatchRequest,

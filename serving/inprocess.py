@@ -1,8 +1,8 @@
 """The decision service's components in one process: the ladder's stages as direct calls.
 
 :class:`LocalComponents` builds the feature source, the tabular model versions, the behavioural
-model, the calibrators and the fitted blend from :class:`serving.app.AppArgs` (the same specs the
-deployments build), checks every model's feature contract, and exposes them as the
+model, the calibrators and the fitted blend from :class:`serving.config.AppArgs` (the same specs
+the deployments build), checks every model's feature contract, and exposes them as the
 :class:`riskml.decision.ladder.Stages` of a ladder. Two users:
 
 * the **colocated** Ingress (``topology: colocated``, the default): one Serve replica answers a
@@ -27,8 +27,8 @@ from riskml.decision.config import DeciderConfig, IngressConfig
 from riskml.decision.ladder import Ladder, LadderResult, Stages, TabularResult
 from riskml.decision.policy import DecisionPolicy, ModelScores, Verdict
 from riskml.decision.protocols import FeatureRow, check_model_contracts
-from serving.app import AppArgs
 from serving.components import build
+from serving.config import AppArgs
 from serving.schemas import DecisionResponse, TransactionRequest, to_response
 from serving.scorers import tabular_result
 

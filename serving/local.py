@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from serving.app import APP_NAME
+from serving.config import APP_NAME
 
 
 class _Detached:
@@ -46,14 +46,11 @@ _RAY_ENV = ("RAY_ADDRESS", "RAY_AUTH_MODE")
 
 
 def _connect(address: str) -> None:
-    import ray
-
-    from riskml.orchestration.ray_task import enable_token_auth_if_available
+    from riskml.training.runtime import ensure_ray
 
     global _saved_env
     _saved_env = {k: os.environ.get(k) for k in _RAY_ENV}
-    enable_token_auth_if_available()  # clusters Ray starts require its auth token
-    ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+    ensure_ray(address=address, logging_level=logging.ERROR, log_to_driver=False)
 
 
 def _disconnect() -> None:
@@ -191,7 +188,7 @@ def start(
     from ray import serve
     from ray.serve.schema import ServeDeploySchema
 
-    from serving.app import AppArgs
+    from serving.config import AppArgs
 
     config = {
         **config,
@@ -302,27 +299,3 @@ def stop(state: dict[str, Any], state_path: Path) -> dict[str, Any]:
         ended_head = True
     state_path.unlink(missing_ok=True)
     return {"serve_shutdown": stopped_serve, "ray_head_stopped": ended_head}
-
-
-def demo_config(workdir: Path, seed: int = 7) -> dict[str, Any]:
-    """A serve config for a local demo: reference models and a seeded SQLite stand-in store."""
-    from serving.standin_models import component_specs, request_fields, train_reference_models
-    from serving.standins import SQLiteFeatureSource
-
-    workdir = workdir.resolve()
-    ref = train_reference_models(workdir / "models", seed=seed)
-    db = workdir / "features.sqlite"
-    db.unlink(missing_ok=True)
-    SQLiteFeatureSource(
-        str(db),
-        history=[request_fields(tx) for tx in ref["history"]],
-        terminal_risk=ref["terminal_risk"],
-    )
-    args = {
-        "feature_source": {
-            "factory": "serving.standins:SQLiteFeatureSource",
-            "kwargs": {"path": str(db.resolve())},
-        },
-        **component_specs(ref["paths"]),
-    }
-    return {"applications": [app_config(args)]}

@@ -1,5 +1,7 @@
-"""Serving fixtures: reference models (trained once per session) and, for the Serve modules,
-one local Ray + Serve for this package on free loopback ports, plus a private Redis.
+"""Serving fixtures: reference models (trained once per session), a small real world with a
+model bundle on the ``fraud_v1`` contract (built once for this package, on first use) and, for
+the Serve modules, one local Ray + Serve for this package on free loopback ports, plus a private
+Redis.
 
 Ray, Serve and the private Redis are *package*-scoped: they stop after the last serving test,
 so later packages (training starts its own Ray) never meet them. The CLI lifecycle test
@@ -28,11 +30,18 @@ from tests.serving.helpers import (
 @pytest.fixture(scope="session")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Champion/challenger XGBoost + tiny GRU trained on synthetic history (a few seconds)."""
-    from serving.standin_models import request_fields, train_reference_models
+    from tests.support.standin_models import reference_models
 
-    ref = train_reference_models(tmp_path_factory.mktemp("reference-models"), seed=0, n=3_000)
-    ref["requests"] = [request_fields(tx) for tx in ref["history"]]
-    return ref
+    return reference_models(tmp_path_factory.mktemp("reference-models"))
+
+
+@pytest.fixture(scope="package")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One simulated month, Feast features as of the replay day and a bundle trained on the
+    point-in-time training set before it (~10 s; :func:`tests.support.world.build_world`)."""
+    from tests.support.world import build_world
+
+    return build_world(tmp_path_factory.mktemp("bundle-world"))
 
 
 @pytest.fixture(scope="package")
@@ -61,7 +70,7 @@ def serve_instance() -> Iterator[SimpleNamespace]:
         _system_config={"metrics_report_interval_ms": 1000},
         runtime_env={
             "env_vars": {
-                # tests/serving/components.py must be importable by the replicas
+                # tests.support (stand-in sources and models) must be importable by the replicas
                 "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
                 "OMP_NUM_THREADS": "1",
                 **SERVE_REPLICA_ENV,  # as every Serve cluster riskml runs
@@ -81,15 +90,15 @@ def serve_instance() -> Iterator[SimpleNamespace]:
 def app_args(reference: dict[str, Any], redis: RedisServer, prefix: str, **extra: Any) -> dict:
     """Stand-in features on ``redis`` under key ``prefix``, champion ``v1``, challenger ``v2``
     and a ``slow`` version (sleeps 1 s) for the deadline tests."""
-    from tests.serving.helpers import model_args
+    from tests.support.standin_models import model_args
 
     spec = {
-        "factory": "serving.standins:RedisFeatureSource",
+        "factory": "tests.support.serving_standins:RedisFeatureSource",
         "kwargs": {"url": redis.url, "prefix": prefix, "timeout_s": 0.05},
     }
     args = model_args(reference, spec, **extra)
     args["tabular_models"]["slow"] = {
-        "factory": "tests.serving.components:SlowScorer",
+        "factory": "tests.support.faulty_components:SlowScorer",
         "kwargs": {"path": reference["paths"]["xgb_v1"], "version": "slow", "delay_ms": 1000},
     }
     return args

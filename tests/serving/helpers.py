@@ -3,7 +3,6 @@ deploying and waiting)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import shutil
 import socket
 import subprocess
@@ -15,6 +14,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+
+from tests.support.traffic import live_transactions
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -38,7 +39,7 @@ KEY_PREFIX = "riskml-test"
 
 
 def seed_store(server: RedisServer, reference: dict[str, Any], prefix: str = KEY_PREFIX) -> Any:
-    from serving.standins import RedisFeatureSource
+    from tests.support.serving_standins import RedisFeatureSource
 
     source = RedisFeatureSource(url=server.url, prefix=prefix, timeout_s=2.0)
     source.seed(reference["requests"], reference["terminal_risk"])
@@ -49,17 +50,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def live_transactions(n: int, *, seed: int, prefix: str) -> list[dict[str, Any]]:
-    """Requests after the reference history (same customers and terminals)."""
-    from serving.standin_models import request_fields, synth_transactions
-
-    start = dt.datetime(2024, 3, 4, tzinfo=dt.UTC)
-    return [
-        request_fields(tx)
-        for tx in synth_transactions(n, seed=seed, prefix=prefix, start=start, span_s=3_600)
-    ]
 
 
 def one_per_customer(txs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -99,12 +89,6 @@ def assert_matches_in_process(app: SimpleNamespace, *, seed: int) -> None:
         assert {"features", "xgboost", "sequence", "decider", "total"} <= g["latency_ms"].keys()
         decisions.add(g["decision"])
     assert len(decisions) >= 2  # the sample exercises more than one threshold band
-
-
-def model_args(reference: dict[str, Any], source: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    from serving.standin_models import component_specs
-
-    return {"feature_source": source, **component_specs(reference["paths"]), **extra}
 
 
 class RedisServer:

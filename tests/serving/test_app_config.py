@@ -3,6 +3,9 @@ application: deployment names, import path, user_config schemas; bad app args fa
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -11,7 +14,11 @@ from pydantic import ValidationError
 
 from riskml.decision.config import DeciderConfig, IngressConfig
 from riskml.settings import REPO_ROOT
-from serving.app import TOPOLOGIES, AppArgs
+from serving.components import import_attr
+from serving.config import TOPOLOGIES, AppArgs
+
+#: A component spec (validated, never built here).
+SOURCE = {"factory": "tests.support.serving_standins:InMemoryFeatureSource"}
 
 
 def _config() -> dict[str, Any]:
@@ -21,6 +28,7 @@ def _config() -> dict[str, Any]:
 def test_serve_config_names_the_apps_deployments_and_valid_user_configs() -> None:
     (app,) = _config()["applications"]
     assert app["import_path"] == "serving.app:build_app"
+    assert callable(import_attr(app["import_path"]))
     assert AppArgs.model_fields["topology"].default == "colocated"
     assert "topology" not in app["args"]  # the shipped default: every component in the Ingress
     deployments = {d["name"]: d for d in app["deployments"]}
@@ -40,13 +48,28 @@ def test_serve_config_args_name_a_bundle_that_is_verified_before_deploying() -> 
         AppArgs.model_validate(app["args"])
 
 
+def test_app_args_load_neither_ray_nor_the_deployments() -> None:
+    """``serving.config`` is the bottom of ``app -> deployments -> inprocess -> config``:
+    validating app args (``riskml serve start`` does, before starting anything) imports no
+    deployment and no Ray (a fresh interpreter, so no other test's imports count)."""
+    code = (
+        "import json, sys, serving.config; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('serving', 'ray', 'fastapi', 'torch'))))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert json.loads(done.stdout) == ["serving", "serving.components", "serving.config"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         ({}, "need bundle_dir, or feature_source"),
         (
             {
-                "feature_source": {"factory": "serving.standins:InMemoryFeatureSource"},
+                "feature_source": SOURCE,
                 "tabular_models": {"v1": {"factory": "serving.scorers:XGBoostFileScorer"}},
                 "champion": "v2",
             },
@@ -61,7 +84,7 @@ def test_serve_config_args_name_a_bundle_that_is_verified_before_deploying() -> 
         ),
         (
             {
-                "feature_source": {"factory": "serving.standins:InMemoryFeatureSource"},
+                "feature_source": SOURCE,
                 "tabular_models": {"v1": {"factory": "serving.scorers:XGBoostFileScorer"}},
                 "deployment_options": {"Ingres": {"num_replicas": 2}},
             },
@@ -69,7 +92,7 @@ def test_serve_config_args_name_a_bundle_that_is_verified_before_deploying() -> 
         ),
         (
             {
-                "feature_source": {"factory": "serving.standins:InMemoryFeatureSource"},
+                "feature_source": SOURCE,
                 "tabular_models": {"v1": {"factory": "serving.scorers:XGBoostFileScorer"}},
                 "deployment_options": {"XGBoostScorer": {"num_replicas": 2}},
             },
@@ -78,7 +101,7 @@ def test_serve_config_args_name_a_bundle_that_is_verified_before_deploying() -> 
         (
             {
                 "topology": "sidecar",
-                "feature_source": {"factory": "serving.standins:InMemoryFeatureSource"},
+                "feature_source": SOURCE,
                 "tabular_models": {"v1": {"factory": "serving.scorers:XGBoostFileScorer"}},
             },
             "Input should be 'colocated' or 'distributed'",

@@ -1,10 +1,12 @@
 """``riskml serve start|status|stop|replay``: argument errors (fast, in process), and the whole
-lifecycle on a Ray head the CLI launches itself (slow; each command its own ``python -m riskml``
-process, as users run it, so no Ray driver of another test module can be in its way)."""
+lifecycle of a real model bundle on the configured Feast online store, on a Ray head the CLI
+launches itself (slow; each command its own ``python -m riskml`` process, as users run it, so no
+Ray driver of another test module can be in its way)."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +17,9 @@ import pytest
 from typer.testing import CliRunner
 
 from riskml.cli import app
-from tests.serving.helpers import free_port, live_transactions
+from tests.serving.helpers import free_port
+from tests.support.traffic import live_transactions
+from tests.support.world import World
 
 runner = CliRunner()
 
@@ -36,7 +40,7 @@ def cli(*args: str) -> SimpleNamespace:
 
 def test_start_needs_exactly_one_source_of_config() -> None:
     result = runner.invoke(app, ["serve", "start"])
-    assert result.exit_code == 2 and "--bundle DIR or --demo" in result.output
+    assert result.exit_code == 2 and "--config FILE or --bundle DIR" in result.output
 
 
 def test_status_and_stop_without_a_service(riskml_home: Path) -> None:
@@ -64,15 +68,29 @@ def test_replay_refuses_non_loopback_targets(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "loopback" in result.output
 
 
+def default_store(world: World, home: Path) -> None:
+    """The world's features as the store ``riskml serve start --bundle`` reads: the configured
+    one (``RISKML_HOME``, default project, SQLite), materialised as of the replay day."""
+    from riskml.features.store import StoreConfig, apply, materialize
+
+    shutil.copytree(world.features_dir, home / "features")
+    apply(StoreConfig())
+    materialize(world.replay_day, config=StoreConfig())
+
+
 @pytest.mark.serve
 @pytest.mark.integration
 @pytest.mark.ray
 @pytest.mark.slow
 def test_start_status_replay_stop_on_a_ray_head_it_launches(
-    riskml_home: Path, tmp_path: Path
+    riskml_home: Path, tmp_path: Path, world: World
 ) -> None:
+    default_store(world, riskml_home)
+    requests = world.requests(world.first_per_customer())
     port = free_port()
-    started = cli("serve", "start", "--demo", "--port", str(port), "--num-cpus", "4")
+    started = cli(
+        "serve", "start", "--bundle", str(world.bundle), "--port", str(port), "--num-cpus", "4"
+    )
     state_path = riskml_home / "serve" / "state.json"
     try:
         assert started.exit_code == 0, started.log
@@ -87,14 +105,13 @@ def test_start_status_replay_stop_on_a_ray_head_it_launches(
         # answers, and it is what `serve replay` targets by default
         (direct,) = state["direct_urls"]
         assert info["direct_urls"] == [direct] and not direct.endswith(f":{port}")
-        tx = live_transactions(1, seed=4, prefix="direct")[0]
-        decided = httpx.post(f"{direct}/v1/score", json=tx, timeout=30, trust_env=False)
-        assert decided.status_code == 200 and decided.json()["decision_source"] == "ensemble"
+        decided = httpx.post(f"{direct}/v1/score", json=requests[0], timeout=30, trust_env=False)
+        assert decided.status_code == 200, decided.text
+        body = decided.json()
+        assert (body["decision_source"], body["model_version"]) == ("ensemble", world.bundle.name)
 
         path = tmp_path / "tx.jsonl"
-        path.write_text(
-            "".join(json.dumps(t) + "\n" for t in live_transactions(20, seed=5, prefix="cli"))
-        )
+        path.write_text("".join(json.dumps(t) + "\n" for t in requests[1:21]))
         replayed = cli("serve", "replay", "--transactions", str(path), "--rps", "20")
         assert replayed.exit_code == 0, replayed.log
         assert "decision mix" in replayed.output and "errors" in replayed.output

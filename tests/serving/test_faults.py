@@ -15,11 +15,11 @@ from serving.replay import replay
 from tests.serving.helpers import (
     APP,
     INGRESS,
-    live_transactions,
     reconfigured,
     seed_store,
     wait_for,
 )
+from tests.support.traffic import live_transactions
 
 pytestmark = [
     pytest.mark.serve,

@@ -19,16 +19,16 @@ import pytest
 
 from riskml.decision.split import choose_arm, in_share
 from serving.schemas import MAX_BATCH
-from serving.standins import FEATURE_NAMES
 from tests.serving.helpers import (
     DECIDER,
     INGRESS,
     assert_matches_in_process,
-    live_transactions,
     one_per_customer,
     reconfigured,
     wait_for,
 )
+from tests.support.serving_standins import FEATURE_NAMES
+from tests.support.traffic import live_transactions
 
 pytestmark = [pytest.mark.serve, pytest.mark.integration, pytest.mark.ray]
 

@@ -1,9 +1,10 @@
 """A real model bundle served over HTTP on Feast's online store (SQLite and the local Redis).
 
-:func:`serving.world.build_world`: one simulated month, features materialised as of the replay
-day, XGBoost + GRU trained in process on the point-in-time training set before it. Each
-customer's first transaction of the replay day has identical online and offline features, so
-the served score must equal ``riskml.models.bundle.score`` on its training-set row.
+The ``world`` fixture (:func:`tests.support.world.build_world`): one simulated month, features
+materialised as of the replay day, XGBoost + GRU trained in process on the point-in-time training
+set before it, on the real ``fraud_v1`` feature contract. Each customer's first transaction of
+the replay day has identical online and offline features, so the served score must equal
+``riskml.models.bundle.score`` on its training-set row.
 """
 
 from __future__ import annotations
@@ -18,17 +19,13 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from serving.world import World, build_world
+from riskml.features.definitions import FEATURE_SERVICE, feature_names
 from tests.serving.helpers import INGRESS
+from tests.support.world import World
 
 pytestmark = [pytest.mark.serve, pytest.mark.integration, pytest.mark.slow]
 
 TEST_REDIS = "localhost:6379,db=7"
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    return build_world(tmp_path_factory.mktemp("bundle-world"))
 
 
 @pytest.fixture(scope="module")
@@ -83,9 +80,9 @@ def test_served_scores_equal_in_process_bundle_scores(
     # the answers carry the bundle's version, both models' scores and reason codes
     assert {g["model_version"] for g in got} == {world.bundle.name}
     assert all({"xgboost_calibrated", "sequence_calibrated"} <= set(g["scores"]) for g in got)
-    tabular = set(_spec(world).tabular)
+    contract = set(feature_names())  # reasons name features of the fraud_v1 contract
     assert any(g["reasons"] for g in got)
-    assert all(r["feature"] in tabular for g in got for r in g["reasons"])
+    assert all(r["feature"] in contract for g in got for r in g["reasons"])
     one = bundle_app.client.post("/v1/score", json=requests[0])
     assert one.status_code == 200
     assert one.json()["score"] == pytest.approx(first.expected[0], abs=1e-6)
@@ -95,14 +92,13 @@ def test_model_endpoint_describes_the_bundle(bundle_app: SimpleNamespace, world:
     info = bundle_app.client.get("/v1/model").json()
     assert info["champion"] == world.bundle.name
     assert info["sequence_model"] == f"{world.bundle.name}/sequence"
-    assert info["feature_names"] == list(_spec(world).tabular)
     assert info["decider_config"]["use_fitted_blend"] is True
-
-
-def _spec(world: World) -> Any:
+    # the app serves the fraud_v1 FeatureService's features, in its order: the bundle's contract
     from riskml.models.bundle import load_bundle
 
-    return load_bundle(world.bundle).spec
+    spec = load_bundle(world.bundle).spec
+    assert spec.feature_service == FEATURE_SERVICE
+    assert info["feature_names"] == list(spec.tabular) == feature_names()
 
 
 def test_in_process_app_matches_the_bundle_and_writes_back(
@@ -134,7 +130,7 @@ def test_a_tampered_or_mismatched_bundle_is_refused(world: World, tmp_path: Path
     from riskml.decision.protocols import FeatureContractMismatch
     from riskml.models.bundle import ModelArtifacts, load_bundle, save_bundle
     from riskml.models.ensemble import Blend
-    from serving.app import AppArgs
+    from serving.config import AppArgs
     from serving.inprocess import InProcessApp
 
     with pytest.raises(ValidationError, match=r"no manifest\.json"):
@@ -218,14 +214,15 @@ def test_reason_contributions_explain_the_score_they_come_with(
     model = BundleXGBoost(str(world.bundle))
     best = int(model.booster.attr("best_iteration"))
     assert best + 1 < model.booster.num_boosted_rounds()  # early stopping cut trees off
-    spec = load_bundle(world.bundle).spec
+    n_features = len(load_bundle(world.bundle).spec.tabular)
+    assert n_features == len(feature_names())
     rng = np.random.default_rng(3)
-    x = rng.random((20, len(spec.tabular))).astype(np.float32) * 5
+    x = rng.random((20, n_features)).astype(np.float32) * 5
     x[rng.random(x.shape) < 0.1] = np.nan  # missing values take the trees' default branches
     p = model.predict(x)
     for exact in (False, True):
         contribs = model.contributions(x, exact=exact)
-        assert contribs.shape == (20, len(spec.tabular) + 1)
+        assert contribs.shape == (20, n_features + 1)
         np.testing.assert_allclose(contribs.sum(axis=1), np.log(p / (1 - p)), atol=1e-4)
         # serving's one-pass path: the same contributions, and the probabilities predict gives
         probs, same = model.explain(x, exact=exact)

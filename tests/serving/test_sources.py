@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 
 from riskml.decision.protocols import FeatureSource, FeatureSourceUnavailable
-from serving.standins import (
+from tests.serving.helpers import free_port
+from tests.support.serving_standins import (
     FEATURE_NAMES,
     InMemoryFeatureSource,
     RedisFeatureSource,
     SQLiteFeatureSource,
 )
-from tests.serving.helpers import free_port, live_transactions
+from tests.support.traffic import live_transactions
 
 
 @pytest.fixture

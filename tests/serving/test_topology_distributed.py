@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from serving.standins import FEATURE_NAMES
 from tests.serving.conftest import app_args
 from tests.serving.helpers import (
     DECIDER,
@@ -23,11 +22,12 @@ from tests.serving.helpers import (
     RedisServer,
     assert_matches_in_process,
     decision_app,
-    live_transactions,
     reconfigured,
     seed_store,
     wait_for,
 )
+from tests.support.serving_standins import FEATURE_NAMES
+from tests.support.traffic import live_transactions
 
 pytestmark = [pytest.mark.serve, pytest.mark.integration, pytest.mark.ray]
 

@@ -1,4 +1,5 @@
-"""Test-only components (importable by Serve replicas through PYTHONPATH)."""
+"""Misbehaving components for the serving and decision tests (importable by Serve replicas
+through PYTHONPATH, see tests/serving/conftest.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import time
 from typing import Any
 
 from serving.scorers import XGBoostFileScorer
-from serving.standins import InMemoryFeatureSource
+from tests.support.serving_standins import InMemoryFeatureSource
 
 
 class SlowScorer(XGBoostFileScorer):

@@ -1,10 +1,11 @@
 """Stand-in online feature sources (in-memory, Redis, SQLite) with one small feature layout.
 
-They implement :class:`riskml.decision.protocols.FeatureSource` so the serving app, its tests and
-the benchmark run end to end before the Feast online store is wired in (``OnlineFeatures`` from
-``riskml.features.online`` plugs in behind the same protocol). The layout mirrors a subset of
-the real contract's names: request features, customer velocity/amount windows computed at request
-time from the customer's recent history, the terminal's risk, and a short behavioural sequence.
+Test scaffolding: they implement :class:`riskml.decision.protocols.FeatureSource` so the serving
+tests can drive the fallback ladder, faults (a Redis stopped mid-run) and the HTTP app with a
+store they control; the product serves the Feast online store (``serving.bundle``). The layout
+is small and named like the ``fraud_v1`` contract where it can be (most names are its names):
+request features, customer velocity/amount windows computed at request time from the customer's
+recent history, the terminal's risk, and a short behavioural sequence.
 
 Write-back appends the decided transaction to the customer's history, idempotent by ``tx_id``.
 """

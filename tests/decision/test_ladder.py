@@ -1,4 +1,5 @@
-"""The fallback ladder in process: real models and a real in-memory source, with stages made
+"""The fallback ladder (:mod:`riskml.decision.ladder`) in process, through
+:class:`serving.inprocess.InProcessApp`: real models and a real in-memory source, with stages made
 slow or failing to walk down every rung. Fast (no Ray); the same ladder runs in the Ingress."""
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import pytest
 from riskml.decision.protocols import FeatureSourceUnavailable
 from riskml.decision.split import in_share
 from serving.inprocess import InProcessApp
-from tests.serving.helpers import live_transactions, model_args
+from tests.support.standin_models import memory_source, model_args
+from tests.support.traffic import live_transactions
 
 DEADLINE_MS = 40.0
 
@@ -20,14 +22,6 @@ DEADLINE_MS = 40.0
 @pytest.fixture(scope="module")
 def txs() -> list[dict[str, Any]]:
     return live_transactions(24, seed=11, prefix="ladder")
-
-
-def memory_source(reference: dict[str, Any]) -> dict[str, Any]:
-    """The in-memory feature source over the reference history (a component spec)."""
-    return {
-        "factory": "serving.standins:InMemoryFeatureSource",
-        "kwargs": {"history": reference["requests"], "terminal_risk": reference["terminal_risk"]},
-    }
 
 
 def make_app(reference: dict[str, Any], **ingress: Any) -> InProcessApp:
@@ -210,67 +204,8 @@ def test_feature_contract_mismatch_is_refused(reference: dict[str, Any]) -> None
     from riskml.decision.protocols import FeatureContractMismatch
 
     source = {
-        "factory": "tests.serving.components:ReorderedSource",
+        "factory": "tests.support.faulty_components:ReorderedSource",
         "kwargs": {"history": reference["requests"][:10]},
     }
     with pytest.raises(FeatureContractMismatch, match="different order"):
         InProcessApp(model_args(reference, source))
-
-
-def test_colocated_sequence_calls_go_direct_when_idle_and_coalesce_under_load(
-    reference: dict[str, Any], txs: list, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The colocated Ingress's behavioural-model stage: a call on an idle model skips
-    ``@serve.batch`` (one forward pass of its own rows); calls arriving while a pass runs are
-    coalesced into later passes; every caller gets the scores of its own rows."""
-    from types import SimpleNamespace
-
-    import numpy as np
-    from ray import serve
-
-    from serving.deployments import ColocatedBackend
-
-    # outside a replica, @serve.batch reads max_ongoing_requests (for a warning) from here
-    replica = SimpleNamespace(_deployment_config=SimpleNamespace(max_ongoing_requests=100))
-    monkeypatch.setattr(serve, "get_replica_context", lambda: replica)
-
-    backend = ColocatedBackend(model_args(reference, memory_source(reference)))
-    components = backend.components
-    rows = asyncio.run(components.fetch([dict(t) for t in txs[:9]]))
-    inputs = [
-        (np.asarray([r.tabular], np.float32), np.asarray([r.sequence], np.float32)) for r in rows
-    ]
-    passes: list[int] = []
-    score = components.score_sequence
-
-    async def counted(x: np.ndarray, seq: np.ndarray) -> list[float]:
-        passes.append(len(x))
-        await asyncio.sleep(0.02)  # a forward pass long enough for the others to queue
-        return await score(x, seq)
-
-    components.score_sequence = counted  # type: ignore[method-assign]
-    queued: list[int] = []  # calls that went through @serve.batch
-    batched = backend._batched
-
-    async def through_batcher(item: tuple[np.ndarray, np.ndarray]) -> list[float]:
-        queued.append(1)
-        return await batched(item)
-
-    backend._batched = through_batcher  # type: ignore[method-assign]
-
-    async def scenario() -> tuple[list[list[float]], list[int], list[list[float]]]:
-        alone = [await backend._score_sequence(*inp) for inp in inputs]
-        one_at_a_time = list(passes)
-        passes.clear()
-        together = await asyncio.gather(*(backend._score_sequence(*inp) for inp in inputs))
-        return alone, one_at_a_time, list(together)
-
-    try:
-        alone, one_at_a_time, together = asyncio.run(scenario())
-    finally:
-        components.close()
-    assert one_at_a_time == [1] * 9  # one call at a time: each its own pass...
-    assert len(queued) == 8  # ...and only the concurrent calls met the batcher
-    assert passes[0] == 1 and sum(passes) == 9 and len(passes) < 9, passes  # coalesced
-    np.testing.assert_allclose(np.asarray(together), np.asarray(alone), atol=1e-6)
-    assert backend._sequence_in_flight == 0

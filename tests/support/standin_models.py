@@ -1,14 +1,13 @@
-"""Reference models and synthetic traffic for serving tests and the serving benchmark.
+"""Reference models for the serving and decision tests.
 
 A small XGBoost model (two versions: champion and challenger) and a tiny GRU behavioural model,
 trained in seconds on synthetic transactions whose features come from the stand-in feature layout
-(:mod:`serving.standins`). The verified model bundle replaces them in production through the same
-component specs; nothing here is used on the production path.
+(:mod:`tests.support.serving_standins`). The verified model bundle replaces them in production
+through the same component specs; nothing here is used on the production path.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from serving.standins import FEATURE_NAMES, SEQ_FIELDS, InMemoryFeatureSource
-
-CHANNELS = ("pos", "contactless", "ecom", "moto", "atm")
-CATEGORIES = ("grocery", "fuel", "travel", "electronics", "restaurants")
+from tests.support.serving_standins import FEATURE_NAMES, SEQ_FIELDS, InMemoryFeatureSource
+from tests.support.traffic import request_fields, synth_transactions, terminal_risks
 
 
 class TinySequenceNet(nn.Module):
@@ -38,60 +35,6 @@ class TinySequenceNet(nn.Module):
         squashed = torch.sign(tabular) * torch.log1p(tabular.abs())  # fixed scaling, no stats
         z = torch.cat([h[-1], torch.tanh(self.tab(squashed))], dim=1)
         return self.head(z).squeeze(1)
-
-
-def synth_transactions(
-    n: int,
-    *,
-    seed: int = 0,
-    customers: int = 200,
-    terminals: int = 100,
-    start: dt.datetime | None = None,
-    span_s: float = 3 * 86_400,
-    prefix: str = "tx",
-) -> list[dict[str, Any]]:
-    """``n`` transactions sorted by time (dicts with the request fields and ``is_fraud``).
-
-    Fraud: bursts of e-commerce spend on a few risky terminals, and large amounts."""
-    rng = np.random.default_rng(seed)
-    start = start or dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
-    ts = np.sort(rng.uniform(0, span_s, n))
-    risky = {f"t{t}" for t in range(0, terminals, 10)}
-    out = []
-    for i in range(n):
-        cust = f"c{int(rng.integers(customers))}"
-        term = f"t{int(rng.integers(terminals))}"
-        channel = str(rng.choice(CHANNELS, p=[0.45, 0.25, 0.2, 0.05, 0.05]))
-        amount = float(np.round(rng.lognormal(3.5, 1.0), 2))
-        fraud = 0
-        if term in risky and channel in ("ecom", "moto") and rng.random() < 0.6:
-            fraud, amount = 1, float(np.round(amount * rng.uniform(3, 8), 2))
-        elif rng.random() < 0.01:
-            fraud, amount = 1, float(np.round(rng.uniform(2_000, 9_000), 2))
-        out.append(
-            {
-                "tx_id": f"{prefix}-{seed}-{i:07d}",
-                "ts": (start + dt.timedelta(seconds=float(ts[i]))).isoformat(),
-                "customer_id": cust,
-                "terminal_id": term,
-                "device_id": f"d{cust[1:]}",
-                "amount": amount,
-                "currency": "USD",
-                "merchant_category": str(rng.choice(CATEGORIES)),
-                "channel": channel,
-                "is_fraud": fraud,
-            }
-        )
-    return out
-
-
-def terminal_risks(terminals: int = 100) -> dict[str, float]:
-    return {f"t{t}": (0.3 if t % 10 == 0 else 0.01) for t in range(terminals)}
-
-
-def request_fields(tx: dict[str, Any]) -> dict[str, Any]:
-    """The API request for a synthetic transaction (drops the label)."""
-    return {k: v for k, v in tx.items() if k != "is_fraud"}
 
 
 def training_matrix(
@@ -164,8 +107,16 @@ def train_reference_models(
     return {"paths": paths, "history": history, "terminal_risk": risks}
 
 
+def reference_models(out_dir: Path | str) -> dict[str, Any]:
+    """:func:`train_reference_models` (seed 0, 3,000 transactions) plus ``requests``: the
+    history as API requests (for seeding feature sources). The ``reference`` fixture."""
+    ref = train_reference_models(out_dir, seed=0, n=3_000)
+    ref["requests"] = [request_fields(tx) for tx in ref["history"]]
+    return ref
+
+
 def component_specs(paths: dict[str, str]) -> dict[str, Any]:
-    """Component specs (for :class:`serving.app.AppArgs`) of the reference models."""
+    """Component specs (for :class:`serving.config.AppArgs`) of the reference models."""
     return {
         "tabular_models": {
             v: {
@@ -178,9 +129,22 @@ def component_specs(paths: dict[str, str]) -> dict[str, Any]:
         "sequence_model": {
             "factory": "serving.scorers:TorchSequenceScorer",
             "kwargs": {
-                "module": "serving.standin_models:TinySequenceNet",
+                "module": "tests.support.standin_models:TinySequenceNet",
                 "weights": paths["sequence"],
                 "version": "gru-s1",
             },
         },
+    }
+
+
+def model_args(reference: dict[str, Any], source: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """App args (:class:`serving.config.AppArgs`) serving the reference models on ``source``."""
+    return {"feature_source": source, **component_specs(reference["paths"]), **extra}
+
+
+def memory_source(reference: dict[str, Any]) -> dict[str, Any]:
+    """The in-memory stand-in feature source over the reference history (a component spec)."""
+    return {
+        "factory": "tests.support.serving_standins:InMemoryFeatureSource",
+        "kwargs": {"history": reference["requests"], "terminal_risk": reference["terminal_risk"]},
     }

@@ -1,6 +1,7 @@
 """A small real world to serve: simulated payments, Feast features as of a replay day, a bundle
 trained (in process) on the point-in-time training set before that day, and the day's
-transactions. The serving tests and ``benchmarks/serving.py`` stand on it.
+transactions. The serving tests, ``benchmarks/serving.py`` and ``benchmarks/write_back.py`` stand
+on it.
 
 :meth:`World.store` gives a fresh online store (SQLite, or a private Feast project on Redis)
 materialised as of the replay day, so every served run starts from the same state and its
@@ -84,7 +85,7 @@ class World:
     def expected_scores(self, frame: Any) -> Any:
         """In-process scores of ``frame``'s training-set rows (riskml.models.bundle.score)."""
         from riskml.models.bundle import load_bundle, score
-        from riskml.orchestration.steps import to_model_frame
+        from riskml.training.dataset import to_model_frame
 
         return score(load_bundle(self.bundle), to_model_frame(frame))
 
@@ -103,7 +104,7 @@ def build_world(
     from riskml.data.simulator import SimulationConfig, simulate
     from riskml.features.batch import build_features
     from riskml.features.store import StoreConfig, apply, training_set
-    from riskml.orchestration.steps import model_feature_spec, to_model_frame
+    from riskml.training.dataset import model_feature_spec, to_model_frame
     from riskml.training.pipeline import TrainConfig, train_models
 
     root = Path(root)
