@@ -15,22 +15,25 @@ def backtest(
     max_fpr: float = 0.01,
 ) -> None:
     """Score the bundle on the backtest window: metrics, ROC curve, confusion matrix at the
-    ``max_fpr`` threshold, and an HTML report."""
+    ``max_fpr`` threshold, and the HTML report (model comparison, curves, calibration, CP@k
+    per day, recall per fraud scenario)."""
     import json
     from pathlib import Path
 
-    from components.base import finite_metrics
     from riskml.evaluation.holdout import evaluate_holdout
-    from riskml.evaluation.report import holdout_html
+    from riskml.evaluation.report import holdout_html, holdout_scores
+    from riskml.metrics import finite_metrics
     from riskml.models.bundle import find_bundle
 
-    result = evaluate_holdout(find_bundle(Path(bundle.path)), Path(test_set.path), max_fpr=max_fpr)
+    bundle_dir, test_dir = find_bundle(Path(bundle.path)), Path(test_set.path)
+    result = evaluate_holdout(bundle_dir, test_dir, max_fpr=max_fpr)
     for model_name, values in result["metrics"].items():
         for key, value in finite_metrics(values, f"{model_name}_").items():
             metrics.log_metric(key, value)
     roc.log_roc_curve(result["roc"]["fpr"], result["roc"]["tpr"], result["roc"]["thresholds"])
     roc.log_confusion_matrix(result["confusion"]["categories"], result["confusion"]["matrix"])
-    Path(report.path).write_text(holdout_html(result))
+    scores = holdout_scores(bundle_dir, test_dir)
+    Path(report.path).write_text(holdout_html(result, scores=scores, max_fpr=max_fpr))
     print(json.dumps({"blend": result["metrics"]["blend"], "threshold": result["threshold"]}))
 
 
@@ -49,7 +52,7 @@ def gate(
     import json
     from pathlib import Path
 
-    from components.base import finite_metrics
+    from riskml.metrics import finite_metrics
     from riskml.models.bundle import find_bundle
     from riskml.registry.gate import gate as run_gate
 
@@ -64,5 +67,7 @@ def gate(
     for key, value in finite_metrics(values).items():
         metrics.log_metric(key, value)
     metrics.metadata["reason"] = out["reason"]
+    # the registry version compared against: deploy promotes only if it is still the champion
+    metrics.metadata["champion_version"] = out["champion_version"] or ""
     print(json.dumps(out))
     return str(out["decision"])

@@ -25,7 +25,7 @@ def tune_xgb(
     """Ray Tune over XGBoost parameters (``num_samples=0``: keep the configured parameters)."""
     import json
 
-    from components.base import finite_metrics
+    from riskml.metrics import finite_metrics
     from riskml.orchestration.ray_task import run_ray_task
 
     out = run_ray_task(
@@ -59,7 +59,7 @@ def train_xgb(
     import json
     from pathlib import Path
 
-    from components.base import finite_metrics
+    from riskml.metrics import finite_metrics
     from riskml.orchestration.ray_task import run_ray_task
 
     params = json.loads(Path(best_params.path).read_text())["params"]
@@ -91,7 +91,7 @@ def train_sequence(
     """The behavioural (transaction-sequence) model on Ray Train (DDP; CUDA with ``use_gpu``)."""
     import json
 
-    from components.base import finite_metrics
+    from riskml.metrics import finite_metrics
     from riskml.orchestration.ray_task import run_ray_task
 
     out = run_ray_task(
@@ -124,7 +124,7 @@ def calibrate_ensemble(
     import json
     from pathlib import Path
 
-    from components.base import finite_metrics
+    from riskml.metrics import finite_metrics
     from riskml.training.tasks import calibrate_and_bundle
 
     out = calibrate_and_bundle(

@@ -267,3 +267,17 @@ def evaluate(
         t = threshold if threshold is not None else threshold_at_fpr(y_arr, p, max_fpr)
         out.update({f"dollar_{k_}": v for k_, v in dollar_metrics(y_arr, p, amount, t).items()})
     return out
+
+
+def finite_metrics(values: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """The finite numbers of a flat dict as floats, keys prefixed (kfp's Metrics cannot hold
+    inf/NaN: the protobuf JSON encoding of an artifact's metadata rejects them)."""
+    import math
+
+    out: dict[str, float] = {}
+    for key, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if math.isfinite(value):
+            out[f"{prefix}{key}"] = float(value)
+    return out
