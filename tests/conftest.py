@@ -13,6 +13,7 @@ from riskml.models.features import FeatureSpec
 from riskml.orchestration.head import RayHead, start_head
 from riskml.settings import get_settings
 from riskml.training.synthetic import synthetic_frame, synthetic_spec
+from tests.support.services import auth_redis, mlflow_server, registry_db  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(autouse=True)
@@ -53,3 +54,57 @@ def frame() -> Any:
 def later_frame() -> Any:
     """A later window (different seed) to test on."""
     return synthetic_frame(3_000, days=5, n_tabular=6, seq_len=8, fraud_rate=0.05, seed=11)
+
+
+@pytest.fixture(scope="session")
+def artifacts(frame: Any, spec: FeatureSpec) -> Any:
+    """A small real bundle's contents (XGBoost + sequence model, calibrators, blend), for tests
+    that save, register or serve one."""
+    from riskml.models.bundle import ModelArtifacts
+    from riskml.models.calibration import fit_calibrator
+    from riskml.models.ensemble import fit_blend
+    from riskml.models.features import extract_inputs
+    from riskml.models.sequence import SequenceParams, load_model, predict_proba
+    from riskml.models.xgb import XGBParams, fit_booster, predict, to_ubj
+    from riskml.training.sequence_train import train_sequence_local
+
+    inp = extract_inputs(frame, spec)
+    assert inp.y is not None and inp.sequence is not None
+    tr, va, ca = slice(0, 3600), slice(3600, 4800), slice(4800, 6000)
+    booster, _ = fit_booster(
+        XGBParams(num_boost_round=40, early_stopping_rounds=10),
+        inp.tabular[tr],
+        inp.y[tr],
+        inp.tabular[va],
+        inp.y[va],
+        feature_names=spec.tabular,
+    )
+    seq = train_sequence_local(
+        inp.tabular[tr],
+        inp.sequence[tr],
+        inp.y[tr],
+        inp.tabular[va],
+        inp.sequence[va],
+        inp.y[va],
+        params=SequenceParams(epochs=1, batch_size=256, hidden=8, tab_hidden=8),
+    )
+    module = load_model(seq.architecture, seq.weights)
+    raw = {
+        "xgb": (predict(booster, inp.tabular[va]), predict(booster, inp.tabular[ca])),
+        "sequence": (
+            predict_proba(module, inp.tabular[va], inp.sequence[va]),
+            predict_proba(module, inp.tabular[ca], inp.sequence[ca]),
+        ),
+    }
+    cals = {m: fit_calibrator(r[1], inp.y[ca]) for m, r in raw.items()}
+    blend = fit_blend({m: cals[m](r[0]) for m, r in raw.items()}, inp.y[va], "weighted")
+    return ModelArtifacts(
+        spec=spec,
+        calibrators=cals,
+        blend=blend,
+        xgb_ubj=to_ubj(booster),
+        seq_weights=seq.weights,
+        seq_architecture=seq.architecture,
+        metrics={"valid": {"auc": 0.9}},
+        config={"note": "test"},
+    )

@@ -64,4 +64,12 @@ _register()
 
 
 def main() -> None:
-    app()
+    """Run the CLI; an invalid environment (unknown ``RISKML_*`` variable, unreadable secret file)
+    is one line on stderr and exit status 2, not a traceback."""
+    from riskml.settings import SettingsError
+
+    try:
+        app()
+    except SettingsError as exc:
+        typer.echo(f"riskml: invalid settings: {exc}", err=True)
+        raise SystemExit(2) from None

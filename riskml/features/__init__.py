@@ -17,7 +17,11 @@ from riskml.features.definitions import (
     feature_names,
     sequence_contract,
 )
-from riskml.features.errors import FeatureStoreError, FeatureStoreUnavailable
+from riskml.features.errors import (
+    FeatureStoreAuthError,
+    FeatureStoreError,
+    FeatureStoreUnavailable,
+)
 
 _LAZY = {
     "build_features": "riskml.features.batch",
@@ -25,6 +29,7 @@ _LAZY = {
     "BuildSummary": "riskml.features.batch",
     "FeatureBuildError": "riskml.features.batch",
     "StoreConfig": "riskml.features.store",
+    "repo_config": "riskml.features.store",
     "get_store": "riskml.features.store",
     "apply": "riskml.features.store",
     "materialize": "riskml.features.store",
@@ -36,6 +41,7 @@ _LAZY = {
 __all__ = [
     "FEATURE_SERVICE",
     "ONLINE_FEATURE_SERVICE",
+    "FeatureStoreAuthError",
     "FeatureStoreError",
     "FeatureStoreUnavailable",
     "SequenceSpec",

@@ -9,3 +9,8 @@ class FeatureStoreError(RuntimeError):
 
 class FeatureStoreUnavailable(FeatureStoreError):
     """The online store (SQLite file or Redis) cannot be reached. Serving catches this one."""
+
+
+class FeatureStoreAuthError(FeatureStoreError):
+    """The online store refused our credentials (Redis AUTH / ACL). A configuration error, not
+    an outage: raised at start-up, never answered from the rules like an unreachable store."""

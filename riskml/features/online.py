@@ -10,7 +10,10 @@ transaction into the customer's history state and pushes it (push source
 Unknown customers/terminals/devices get the documented defaults
 (:data:`riskml.features.definitions.DEFAULTS`) and a flag (``unknown_customer``,
 ``unknown_terminal``, ``unknown_device``) — never an exception. An unreachable online store
-raises :class:`riskml.features.errors.FeatureStoreUnavailable`.
+raises :class:`riskml.features.errors.FeatureStoreUnavailable`; a Redis that refuses the
+credentials raises :class:`riskml.features.errors.FeatureStoreAuthError`, already when
+``OnlineFeatures`` is created (a replica's start-up), so a wrong password never turns into
+decisions quietly answered from the rules.
 
 Write-backs are atomic per customer on SQLite and Redis, so any number of replicas may write
 back the same customer at once without losing a transaction: on SQLite the read, fold and write
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -51,6 +55,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from riskml.features.realtime import State
     from riskml.features.store import StoreConfig
 
+log = logging.getLogger(__name__)
 US = 1_000_000
 #: Request keys ``get`` needs (``tx_id`` is optional for ``get``, required for ``write_back``).
 REQUEST_KEYS: tuple[str, ...] = ("ts", "customer_id", "terminal_id", "device_id", "amount")
@@ -296,6 +301,21 @@ class OnlineFeatures:
                 conn.execute("PRAGMA synchronous=NORMAL")
             except sqlite3.Error:
                 pass
+        if self.store.config.online_store.type == "redis":
+            # credentials refused is a configuration error: fail the start-up here, never
+            # answer every request from the rules; an outage now may end (serving copes)
+            try:
+                self.check()
+            except FeatureStoreUnavailable as exc:
+                log.warning("online store unreachable at start-up: %s", exc)
+
+    def check(self) -> None:
+        """Reach the online store now (Redis: a PING with our credentials; SQLite: open the
+        file). Raises :class:`~riskml.features.errors.FeatureStoreAuthError` when Redis refuses
+        the credentials, :class:`FeatureStoreUnavailable` when the store cannot be reached."""
+        from riskml.features.store import check_online_store
+
+        check_online_store(self.store)
 
     # -- low-level reads/writes --------------------------------------------------------------
     def _online_read(

@@ -13,18 +13,25 @@ Policies:
   and a memory-backed /dev/shm; every volumeMount names a volume that exists;
 - images: explicit tags, never ``latest``; the riskml images carry the Ray version in their
   tag and every ``rayVersion`` equals it;
-- RBAC: no wildcards or escalation verbs, no cluster-wide or cross-namespace grants to app
-  service accounts;
+- RBAC: no wildcards or escalation verbs, no cluster-wide grants to app service accounts; a
+  cross-namespace grant only to a Role whose every rule names its objects (``resourceNames``)
+  and allows no more than get/patch (the pipeline's deploy of the one RayService);
 - API tokens: in token-free namespaces neither service accounts nor pods automount a token and
   no container mounts a projected service-account token (the autoscaler sidecar excepted);
 - network: each app namespace has a default-deny NetworkPolicy; the Ray GCS, client and
   dashboard ports are never reachable from outside their namespace (the KubeRay operator may
   reach the dashboard), and no Service/Ray head is exposed as NodePort/LoadBalancer.
+
+:func:`network_allows` answers "may this pod open this port on that pod (or outside address)?"
+from the NetworkPolicies alone (egress of the source and ingress of the destination), the way
+the API server's semantics define it - the render tests use it for the paths the platform needs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from ipaddress import ip_address, ip_network
 from typing import Any
 
 from riskml.k8s.manifests import (
@@ -46,6 +53,8 @@ OPERATOR_POD_LABEL = ("app.kubernetes.io/name", "kuberay-operator")
 #: Images built from this repository (their tags must carry the Ray version).
 PROJECT_IMAGES = ("riskml", "riskml-gpu")
 ESCALATION_VERBS = {"escalate", "bind", "impersonate"}
+#: The most a Role bound across namespaces may allow (and only on named objects).
+CROSS_NAMESPACE_VERBS = {"get", "patch"}
 
 
 def _v(obj: Mapping[str, Any], path: str, message: str) -> str:
@@ -295,14 +304,43 @@ def check_rbac(docs: Docs) -> list[str]:
                         _v(obj, where, f"cluster-wide binding for {sa_ns}/{subject['name']}")
                     )
                 elif sa_ns != binding_ns:
-                    out.append(
-                        _v(obj, where, f"cross-namespace grant to {sa_ns}/{subject['name']}")
-                    )
+                    why = _cross_namespace_problem(docs, obj)
+                    if why:
+                        out.append(
+                            _v(
+                                obj,
+                                where,
+                                f"cross-namespace grant to {sa_ns}/{subject['name']}: {why}",
+                            )
+                        )
                 elif (obj.get("roleRef") or {}).get("kind") == "ClusterRole":
                     out.append(
                         _v(obj, "roleRef", f"binds ClusterRole {obj['roleRef'].get('name')!r}")
                     )
     return out
+
+
+def _cross_namespace_problem(docs: Docs, binding: Mapping[str, Any]) -> str | None:
+    """Why a RoleBinding may not grant its Role to another namespace's account (None: it may)."""
+    ref = binding.get("roleRef") or {}
+    if ref.get("kind") != "Role":
+        return f"binds {ref.get('kind')} {ref.get('name')!r}"
+    roles = [
+        d
+        for d in docs
+        if d.get("kind") == "Role"
+        and (d.get("metadata") or {}).get("name") == ref.get("name")
+        and _namespace(d) == _namespace(binding)
+    ]
+    if not roles:
+        return f"Role {ref.get('name')!r} not found in {_namespace(binding)}"
+    for index, rule in enumerate(roles[0].get("rules") or []):
+        if not rule.get("resourceNames"):
+            return f"Role {ref.get('name')!r} rules[{index}] has no resourceNames"
+        extra = set(rule.get("verbs") or []) - CROSS_NAMESPACE_VERBS
+        if extra:
+            return f"Role {ref.get('name')!r} rules[{index}] allows {sorted(extra)}"
+    return None
 
 
 # --- API tokens -------------------------------------------------------------------------------
@@ -481,13 +519,145 @@ def check_network_policies(docs: Docs) -> list[str]:
     return out
 
 
+# --- reachability ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One end of a connection: a pod (``namespace`` + ``labels``) or an address outside the
+    cluster (``ip``, e.g. a managed database)."""
+
+    namespace: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    ip: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.ip is None) == (self.namespace is None):
+            raise ValueError("an Endpoint is a pod (namespace, labels) or an address (ip)")
+
+
+def pod(namespace: str, labels: Mapping[str, str] | None = None) -> Endpoint:
+    """A pod of ``namespace`` carrying ``labels``."""
+    return Endpoint(namespace=namespace, labels=dict(labels or {}))
+
+
+def address(ip: str) -> Endpoint:
+    """An endpoint outside the cluster, matched only by ``ipBlock`` peers."""
+    ip_address(ip)  # a clear ValueError for a malformed address
+    return Endpoint(ip=ip)
+
+
+def _namespace_labels(docs: Docs, namespace: str) -> dict[str, str]:
+    labels = {"kubernetes.io/metadata.name": namespace}  # set by the API server on every namespace
+    for obj in docs:
+        if obj.get("kind") == "Namespace" and obj["metadata"]["name"] == namespace:
+            labels.update(obj["metadata"].get("labels") or {})
+    return labels
+
+
+def _peer_matches(docs: Docs, peer: Mapping[str, Any], policy_ns: str, end: Endpoint) -> bool:
+    if "ipBlock" in peer:
+        # Pods' addresses are not known offline: an ipBlock matches only an outside address.
+        if end.ip is None:
+            return False
+        block = peer["ipBlock"]
+        ip = ip_address(end.ip)
+        inside = ip in ip_network(block["cidr"], strict=False)
+        return inside and not any(
+            ip in ip_network(cidr, strict=False) for cidr in block.get("except") or []
+        )
+    if end.ip is not None:
+        return False
+    if "namespaceSelector" in peer:
+        ns_labels = _namespace_labels(docs, end.namespace or "")
+        if not selector_matches(peer["namespaceSelector"], ns_labels):
+            return False
+    elif end.namespace != policy_ns:
+        return False  # a podSelector alone means the policy's own namespace
+    return "podSelector" not in peer or selector_matches(peer["podSelector"], end.labels)
+
+
+def _port_matches(rule: Mapping[str, Any], port: int, protocol: str) -> bool:
+    ports = rule.get("ports")
+    if not ports:
+        return True
+    for spec in ports:
+        if spec.get("protocol", "TCP") != protocol:
+            continue
+        value = spec.get("port")
+        if value is None:
+            return True
+        if isinstance(value, int) and value <= port <= int(spec.get("endPort", value)):
+            return True
+        # a named port resolves against the destination's containers: not known here
+    return False
+
+
+def _policy_types(policy: Mapping[str, Any]) -> list[str]:
+    """policyTypes, or the API server's default: Ingress, plus Egress when egress rules exist."""
+    spec = policy.get("spec") or {}
+    if spec.get("policyTypes"):
+        return list(spec["policyTypes"])
+    return ["Ingress", "Egress"] if "egress" in spec else ["Ingress"]
+
+
+def _direction_allows(
+    docs: Docs,
+    selected: Endpoint,
+    other: Endpoint,
+    port: int,
+    protocol: str,
+    direction: str,
+) -> bool:
+    """Whether the policies of ``selected``'s namespace let it talk to ``other`` in
+    ``direction`` (``Egress``: selected is the client; ``Ingress``: selected is the server)."""
+    key, peers_key = ("egress", "to") if direction == "Egress" else ("ingress", "from")
+    isolating = [
+        p
+        for p in docs
+        if p.get("kind") == "NetworkPolicy"
+        and _namespace(p) == selected.namespace
+        and direction in _policy_types(p)
+        and selector_matches((p.get("spec") or {}).get("podSelector"), selected.labels)
+    ]
+    if not isolating:
+        return True  # no policy selects the pod in this direction: not isolated
+    for policy in isolating:
+        for rule in (policy.get("spec") or {}).get(key) or []:
+            peers = rule.get(peers_key)
+            peer_ok = not peers or any(
+                _peer_matches(docs, peer, _namespace(policy) or "", other) for peer in peers
+            )
+            if peer_ok and _port_matches(rule, port, protocol):
+                return True
+    return False
+
+
+def network_allows(
+    docs: Docs, source: Endpoint, destination: Endpoint, port: int, protocol: str = "TCP"
+) -> bool:
+    """True when the NetworkPolicies in ``docs`` let ``source`` (a pod) open ``port`` on
+    ``destination`` (a pod: its ingress policies count too; an outside address: egress only).
+
+    Namespace labels come from the Namespace objects in ``docs`` plus the
+    ``kubernetes.io/metadata.name`` label every namespace carries.
+    """
+    if source.namespace is None:
+        raise ValueError("the source of a connection must be a pod")
+    if not _direction_allows(docs, source, destination, port, protocol, "Egress"):
+        return False
+    if destination.ip is not None:
+        return True
+    return _direction_allows(docs, destination, source, port, protocol, "Ingress")
+
+
 # --- all together -----------------------------------------------------------------------------
 
 
 def run_policies(
     docs: Docs,
     ray_version: str | None = None,
-    token_free_namespaces: Iterable[str] = ("riskml-serving",),
+    token_free_namespaces: Iterable[str] = ("riskml-serving", "riskml-platform"),
 ) -> dict[str, list[str]]:
     """Every policy over ``docs``: ``{policy name: violations}``."""
     return {

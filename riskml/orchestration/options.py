@@ -5,6 +5,7 @@ which imports them from here, not from ``ray_task``: the two modules do not impo
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -119,3 +120,19 @@ def launch_command(entrypoint: str, spec: Mapping[str, Any], python: str = "pyth
             shlex.quote(dump_spec(spec)),
         ]
     )
+
+
+#: Settings a job on a remote Ray cluster gets from the task that submits it: where the shared
+#: state lives. Not the home (the cluster's own scratch), not the Ray address, never a secret
+#: (the cluster's pods read theirs from their own Secrets).
+FORWARDED_SETTINGS = (
+    "RISKML_STORAGE_URI",
+    "RISKML_MLFLOW_TRACKING_URI",
+    "RISKML_MLFLOW_REGISTRY_URI",
+    "RISKML_SEED",
+)
+
+
+def forwarded_env() -> dict[str, str]:
+    """The :data:`FORWARDED_SETTINGS` set in this process's environment."""
+    return {k: os.environ[k] for k in FORWARDED_SETTINGS if os.environ.get(k)}

@@ -41,6 +41,7 @@ from riskml.orchestration.options import (
     RayJobOptions,
     RayTaskError,
     RayTaskOptions,
+    forwarded_env,
     launch_command,
 )
 from riskml.orchestration.protocol import (
@@ -172,8 +173,9 @@ def jobs_address(address: str | None) -> str:
 
 def build_runtime_env(opts: RayTaskOptions) -> dict[str, Any]:
     env: dict[str, Any] = dict(opts.runtime_env)
-    if opts.env_vars:
-        env["env_vars"] = {**env.get("env_vars", {}), **opts.env_vars}
+    env_vars = {**forwarded_env(), **opts.env_vars}
+    if env_vars:
+        env["env_vars"] = {**env.get("env_vars", {}), **env_vars}
     if opts.working_dir is not None:
         wd = Path(opts.working_dir)
         if not wd.is_dir():

@@ -121,8 +121,11 @@ def build_rayjob(
     runtime_env = yaml.safe_load(body.get("runtimeEnvYAML") or "") or {}
     if not isinstance(runtime_env, dict):
         raise ValueError("template runtimeEnvYAML is not a mapping")
-    if options.env_vars:
-        runtime_env["env_vars"] = {**(runtime_env.get("env_vars") or {}), **options.env_vars}
+    from riskml.orchestration.options import forwarded_env
+
+    env_vars = {**forwarded_env(), **options.env_vars}
+    if env_vars:
+        runtime_env["env_vars"] = {**(runtime_env.get("env_vars") or {}), **env_vars}
     if runtime_env:
         body["runtimeEnvYAML"] = yaml.safe_dump(runtime_env, sort_keys=True)
     _pin_images(obj, PINNED_IMAGES if images is None else images, rj.image)

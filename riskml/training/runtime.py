@@ -13,9 +13,10 @@ import os
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from riskml.settings import get_settings
 
@@ -48,8 +49,10 @@ class RayConfig(BaseModel):
         "sequence model checkpoints every epoch.",
     )
     keep_checkpoints: int = Field(default=2, ge=1)
-    storage_path: Path | None = Field(
-        default=None, description="Run/checkpoint storage (shared storage on a cluster)."
+    storage_path: str | None = Field(
+        default=None,
+        description="Ray Train storage: a local path or a URI (file://, s3://, gs://); runs "
+        "live at <storage_path>/<run_name>. Default: <RISKML_STORAGE_URI>/train.",
     )
     run_name: str | None = Field(
         default=None,
@@ -60,12 +63,63 @@ class RayConfig(BaseModel):
         default=False, description="Start the Ray dashboard when this process starts Ray."
     )
 
+    @field_validator("storage_path", mode="before")
+    @classmethod
+    def _path_as_str(cls, value: Any) -> Any:
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
 
-def resolve_storage(cfg: RayConfig) -> Path:
-    path = cfg.storage_path or (get_settings().home / "ray_results")
-    path = Path(path).expanduser().resolve()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+
+#: Sub-folders of ``RISKML_STORAGE_URI`` (:attr:`Settings.ray_storage_uri`) per kind of run.
+TRAIN_STORAGE = "train"
+TUNE_STORAGE = "tune"
+
+
+def ray_storage(explicit: str | os.PathLike[str] | None, kind: str) -> str:
+    """The ``storage_path`` to give Ray for ``kind`` runs (``train`` / ``tune``).
+
+    ``explicit`` (a config's ``storage_path``) wins; else ``<RISKML_STORAGE_URI>/<kind>`` (the
+    setting, default ``<home>/ray-storage``): storage every node and a restarted job reach. A
+    plain path or a ``file://`` URI becomes an absolute local path (created; Ray wants local
+    storage as a path); any other URI (``s3://``, ``gs://``, ...) is returned as it is, and Ray
+    resolves it with ``pyarrow.fs`` on the driver and on every worker. The one place riskml
+    decides where Ray Train checkpoints and Ray Tune state go: runs, resumes and
+    ``Tuner.restore`` all use it.
+    """
+    if explicit is not None and str(explicit):
+        base = os.fspath(explicit)
+    else:
+        base = storage_join(get_settings().ray_storage_uri, kind)
+    local = _local_path(base)
+    if local is None:
+        return base
+    local.mkdir(parents=True, exist_ok=True)
+    return str(local)
+
+
+def storage_join(base: str, *parts: str) -> str:
+    """``base/part/...`` for a local path or a URI (a URI's query string stays at the end)."""
+    split = urlsplit(base)
+    if split.scheme != "file" and "://" not in base:
+        return str(Path(base).joinpath(*parts))
+    path = "/".join([split.path.rstrip("/"), *(p.strip("/") for p in parts)])
+    return urlunsplit(split._replace(path=path))
+
+
+def _local_path(location: str) -> Path | None:
+    """The absolute local path of a plain path or ``file://`` URI; None for any other URI."""
+    split = urlsplit(location)
+    if split.scheme == "file":
+        if split.netloc not in ("", "localhost"):
+            raise ValueError(f"{location}: a file:// URI names no host (file:///path)")
+        return Path(unquote(split.path)).expanduser().resolve()
+    if "://" in location:
+        return None
+    return Path(location).expanduser().resolve()
+
+
+def resolve_storage(cfg: RayConfig) -> str:
+    """Ray Train's ``storage_path`` for ``cfg`` (see :func:`ray_storage`)."""
+    return ray_storage(cfg.storage_path, TRAIN_STORAGE)
 
 
 def run_name(cfg: RayConfig, prefix: str) -> str:
@@ -211,7 +265,7 @@ def run_config(cfg: RayConfig, name: str, *, score_attr: str | None = None) -> A
 
     return ray.train.RunConfig(
         name=name,
-        storage_path=str(resolve_storage(cfg)),
+        storage_path=resolve_storage(cfg),
         failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
         checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.keep_checkpoints),
     )

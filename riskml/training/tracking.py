@@ -1,9 +1,10 @@
 """MLflow run tracking (optional per call).
 
-The tracking URI comes from ``riskml.settings`` (``RISKML_MLFLOW_TRACKING_URI``; default a file
-store under ``<RISKML_HOME>/mlruns``). MLflow 3 keeps the file store in maintenance mode and
-refuses it unless ``MLFLOW_ALLOW_FILE_STORE=true``; riskml sets that opt-out for ``file:`` URIs
-only (a server URI — ``http(s)://``, a database — is used as is).
+The tracking URI comes from ``riskml.settings`` (``RISKML_MLFLOW_TRACKING_URI``; default the
+embedded SQLite store ``<RISKML_HOME>/mlflow.db``, artifacts under ``<RISKML_HOME>/mlartifacts``).
+On a cluster it is the MLflow server (``http://mlflow.riskml-platform:5000``, PostgreSQL behind it,
+artifacts proxied by the server), so no run, model or artifact lives in a pod. A ``file:`` store
+(MLflow 3 keeps it in maintenance mode) still works: riskml sets ``MLFLOW_ALLOW_FILE_STORE`` for it.
 """
 
 from __future__ import annotations
@@ -41,11 +42,34 @@ def numeric_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
 def configure_mlflow(tracking_uri: str | None = None) -> str:
     import mlflow
 
-    uri = tracking_uri or get_settings().tracking_uri
+    settings = get_settings()
+    uri = tracking_uri or settings.tracking_uri
     if uri.startswith("file:") or "://" not in uri:
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     return uri
+
+
+def ensure_experiment(name: str) -> str:
+    """The experiment's id, created on first use. Against the embedded SQLite store its artifacts
+    go under ``settings.mlflow_artifacts_uri`` (a tracking server chooses its own root)."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return str(found.experiment_id)
+    uri = mlflow.get_tracking_uri()
+    location = get_settings().mlflow_artifacts_uri if uri.startswith("sqlite:") else None
+    try:
+        return str(client.create_experiment(name, artifact_location=location))
+    except mlflow.exceptions.MlflowException:  # created meanwhile by a concurrent task
+        again = client.get_experiment_by_name(name)
+        if again is None:
+            raise
+        return str(again.experiment_id)
 
 
 def log_training_run(
@@ -61,7 +85,7 @@ def log_training_run(
     import mlflow
 
     configure_mlflow(tracking_uri)
-    mlflow.set_experiment(experiment)
+    mlflow.set_experiment(experiment_id=ensure_experiment(experiment))
     flat_params: dict[str, Any] = {}
     _flatten("", params, flat_params)
     with mlflow.start_run() as run:

@@ -11,18 +11,18 @@ stopped. Training data goes to the object store once (``tune.with_parameters``).
 from __future__ import annotations
 
 import math
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from riskml.models.sequence import SequenceParams
 from riskml.models.xgb import XGBParams
-from riskml.settings import get_settings
-from riskml.training.runtime import ensure_ray
+from riskml.training.runtime import TUNE_STORAGE, ensure_ray, ray_storage, storage_join
 
 TuneModel = Literal["xgb", "sequence"]
 
@@ -101,9 +101,18 @@ class TuneSettings(BaseModel):
     )
     mode: Literal["max", "min"] = "max"
     name: str = Field(default="tune", pattern=r"^[A-Za-z0-9_.-]+$")
-    storage_path: Path | None = None
+    storage_path: str | None = Field(
+        default=None,
+        description="Tune storage: a local path or a URI (file://, s3://, gs://); the "
+        "experiment lives at <storage_path>/<name>. Default: <RISKML_STORAGE_URI>/tune.",
+    )
     resume: bool = Field(default=True, description="Restore the experiment if it exists.")
     seed: int | None = 7
+
+    @field_validator("storage_path", mode="before")
+    @classmethod
+    def _path_as_str(cls, value: Any) -> Any:
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
 
     @property
     def target_metric(self) -> str:
@@ -238,7 +247,9 @@ def tune_model(
 
     ``data`` holds ``x_train, y_train, x_valid, y_valid`` (XGBoost) or ``tab_train, seq_train,
     y_train, tab_valid, seq_valid, y_valid`` (sequence model). The experiment lives at
-    ``<storage>/<name>``; with ``resume`` an existing one is restored and continued.
+    ``<storage>/<name>`` (``settings.storage_path``, else ``<RISKML_STORAGE_URI>/tune``: a
+    local path or a URI, see :func:`~riskml.training.runtime.ray_storage`); with ``resume`` an
+    existing one is restored from there and continued.
     """
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -256,9 +267,8 @@ def tune_model(
     space = settings.space()
     metric = settings.target_metric
     ensure_ray()
-    storage = Path(settings.storage_path or get_settings().home / "tune").expanduser().resolve()
-    storage.mkdir(parents=True, exist_ok=True)
-    path = storage / settings.name
+    storage = ray_storage(settings.storage_path, TUNE_STORAGE)
+    path = storage_join(storage, settings.name)
     if settings.model == "xgb":
         assert isinstance(base_params, XGBParams)
         max_t = math.ceil(base_params.num_boost_round / settings.report_every) + 1
@@ -277,10 +287,10 @@ def tune_model(
         tune.with_parameters(fn, data=data, setup=setup),
         {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial},
     )
-    restored = bool(settings.resume and tune.Tuner.can_restore(str(path)))
+    restored = bool(settings.resume and tune.Tuner.can_restore(path))
     if restored:
         tuner = tune.Tuner.restore(
-            str(path), trainable=trainable, resume_unfinished=True, resume_errored=True
+            path, trainable=trainable, resume_unfinished=True, resume_errored=True
         )
     else:
         scheduler = (
@@ -309,7 +319,7 @@ def tune_model(
             ),
             run_config=tune.RunConfig(
                 name=settings.name,
-                storage_path=str(storage),
+                storage_path=storage,
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 verbose=0,
             ),
@@ -327,7 +337,7 @@ def tune_model(
         best_params=best_params,
         best_metric=float(best_row[metric]),
         table=table,
-        path=str(path),
+        path=path,
         restored=restored,
         errors=int(grid.num_errors),
     )

@@ -1,4 +1,5 @@
-"""Fixtures of the feature-store tests: one simulated dataset and its features per session."""
+"""Fixtures of the feature-store tests: one simulated dataset and its features per session. The
+Redis with AUTH and the PostgreSQL database are tests/support/services.py's (via tests/conftest)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 
 from riskml.data.simulator import SimulationConfig, simulate
 from riskml.features.batch import build_features
+from tests.support.services import AuthRedis, free_port, need  # noqa: F401  (re-exported)
 
 #: ~39k transactions over 35 days; about 1,200 on each day.
 PARITY_SIM = SimulationConfig(
@@ -21,7 +23,8 @@ PARITY_SIM = SimulationConfig(
 #: The replayed day: history state and snapshots are materialised up to its 00:00.
 REPLAY_DAY = dt.datetime(2024, 2, 3, tzinfo=dt.UTC)
 #: Redis for the tests: the local server, own db index, own Feast project per test (cleaned up).
-TEST_REDIS = os.environ.get("RISKML_TEST_REDIS_URL", "localhost:6379,db=7")
+#: (Not a RISKML_* variable: riskml refuses RISKML_* names that are no setting.)
+TEST_REDIS = os.environ.get("TEST_REDIS_URL", "localhost:6379,db=7")
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +17,7 @@ from riskml.features import FeatureStoreUnavailable
 from riskml.features.online import OnlineFeatures
 from riskml.features.store import StoreConfig, get_store, materialize, training_set
 
-from .conftest import REPLAY_DAY, TEST_REDIS, redis_available
+from .conftest import REPLAY_DAY, TEST_REDIS, free_port, need, redis_available
 from .helpers import race_write_backs, replay, write_back_from_fetched_history
 from .test_store import _dump
 
@@ -27,8 +26,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.redis]
 
 @pytest.fixture(scope="module")
 def redis_store(make_store: Callable[..., StoreConfig]) -> Iterator[StoreConfig]:
-    if not redis_available():
-        pytest.skip(f"no Redis at {TEST_REDIS}")
+    need(redis_available(), f"no Redis at {TEST_REDIS}")
     cfg = make_store("redis")
     yield cfg
     get_store(cfg).teardown()  # deletes this project's keys
@@ -108,8 +106,7 @@ def test_views_read_in_one_pipeline_match_feast_per_view_reads(
 def test_materialize_twice_identical_redis(
     make_store: Callable[..., StoreConfig], features_dir: Path
 ) -> None:
-    if not redis_available():
-        pytest.skip(f"no Redis at {TEST_REDIS}")
+    need(redis_available(), f"no Redis at {TEST_REDIS}")
     cfg = make_store("redis")
     try:
         first = _dump(cfg, features_dir)
@@ -122,19 +119,13 @@ def test_materialize_twice_identical_redis(
     assert _project_keys(cfg) == 0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_unreachable_redis_raises_typed_error(
     make_store: Callable[..., StoreConfig], tmp_path: Path
 ) -> None:
     server = shutil.which("redis-server")
-    if server is None:
-        pytest.skip("redis-server not installed")
-    port = _free_port()
+    need(server is not None, "redis-server not installed")
+    assert server is not None
+    port = free_port()
     proc = subprocess.Popen(
         [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
          "no", "--dir", str(tmp_path)],
@@ -174,8 +165,7 @@ def test_unreachable_redis_raises_typed_error(
 @pytest.fixture()
 def fresh_redis(make_store: Callable[..., StoreConfig]) -> Iterator[StoreConfig]:
     """A store of its own: the module's store has had the replay day written back already."""
-    if not redis_available():
-        pytest.skip(f"no Redis at {TEST_REDIS}")
+    need(redis_available(), f"no Redis at {TEST_REDIS}")
     cfg = make_store("redis")
     yield cfg
     get_store(cfg).teardown()

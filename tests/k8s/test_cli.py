@@ -49,12 +49,15 @@ def test_feature_store_configmaps_are_valid_feast_configs(rendered: dict[str, li
 
     for overlay, docs in rendered.items():
         maps = [d for d in of_kind(docs, "ConfigMap") if "feature_store.yaml" in d["data"]]
-        assert len(maps) == 2, overlay
+        # serving and training pods (hashed), kfp task pods (fixed name)
+        assert len(maps) == 3, overlay
         for config_map in maps:
             config = RepoConfig(**yaml.safe_load(config_map["data"]["feature_store.yaml"]))
             assert config.project == "riskml"
             assert config.online_store.type == "redis"
-            assert str(config.registry.path).startswith(f"s3://riskml-feast-{overlay}/")
+            # the SQL registry's URL comes from a Secret, never from the ConfigMap
+            assert config.registry.registry_type == "sql"
+            assert config.registry.path == "${FEAST_REGISTRY_PATH}"
     with pytest.raises(ValueError, match="bogus"):
         RepoConfig(project="riskml", provider="local", online_store={"type": "redis", "bogus": 1})
 

@@ -11,12 +11,15 @@ import pytest
 
 from riskml.k8s.manifests import iter_containers, iter_pod_specs, iter_pod_templates
 from riskml.k8s.policy import (
+    address,
     check_images,
     check_network_policies,
     check_no_api_tokens,
     check_pod_security,
     check_ray_writable_dirs,
     check_rbac,
+    network_allows,
+    pod,
     run_policies,
     selector_matches,
     split_image,
@@ -337,6 +340,24 @@ RBAC: list[tuple[str, Mutation, str]] = [
         "cross-namespace grant",
     ),
     (
+        "deploy grant across namespaces widened to list",
+        lambda d: find(d, "Role", "riskml-rayservice-deployer")["rules"][0]["verbs"].append("list"),
+        r"cross-namespace grant to riskml-training/riskml-pipeline-runner: "
+        r"Role 'riskml-rayservice-deployer' rules\[0\] allows \['list'\]",
+    ),
+    (
+        "deploy grant across namespaces without resourceNames",
+        lambda d: find(d, "Role", "riskml-rayservice-deployer")["rules"][1].pop("resourceNames"),
+        r"rules\[1\] has no resourceNames",
+    ),
+    (
+        "deploy grant across namespaces through a ClusterRole",
+        lambda d: find(d, "RoleBinding", "riskml-rayservice-deployer")["roleRef"].update(
+            kind="ClusterRole", name="edit"
+        ),
+        r"cross-namespace grant .*: binds ClusterRole 'edit'",
+    ),
+    (
         "namespaced binding of a ClusterRole",
         lambda d: find(d, "RoleBinding", "riskml-rayjob-runner")["roleRef"].update(
             kind="ClusterRole", name="edit"
@@ -506,3 +527,82 @@ def test_selector_semantics() -> None:
     assert not selector_matches(
         {"matchExpressions": [{"key": "zone", "operator": "Exists"}]}, labels
     )
+
+
+def _policy(name: str, namespace: str, spec: dict[str, Any]) -> Doc:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+
+
+def test_network_allows_follows_networkpolicy_semantics() -> None:
+    """Reachability on small hand-written policies: isolation only where a policy selects the
+    pod, both directions needed, ipBlock with except, ports, the default policyTypes."""
+    web, db = pod("a", {"app": "web"}), pod("b", {"app": "db"})
+    namespace_b = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": "b", "labels": {"tier": "data"}},
+    }
+    assert network_allows([], web, db, 5432)  # no policies: nothing is isolated
+    deny_b = _policy("deny", "b", {"podSelector": {}, "policyTypes": ["Ingress"]})
+    docs: list[Doc] = [namespace_b, deny_b]
+    assert not network_allows(docs, web, db, 5432)
+    docs.append(
+        _policy(
+            "db-from-web",
+            "b",
+            {
+                "podSelector": {"matchLabels": {"app": "db"}},
+                "ingress": [  # no policyTypes: Ingress only (there is no egress section)
+                    {
+                        "from": [
+                            {
+                                "namespaceSelector": {
+                                    "matchLabels": {"kubernetes.io/metadata.name": "a"}
+                                },
+                                "podSelector": {"matchLabels": {"app": "web"}},
+                            }
+                        ],
+                        "ports": [{"port": 5432}],
+                    }
+                ],
+            },
+        )
+    )
+    assert network_allows(docs, web, db, 5432)
+    assert not network_allows(docs, web, db, 5433)
+    assert not network_allows(docs, pod("a", {"app": "other"}), db, 5432)
+    assert not network_allows(docs, pod("c", {"app": "web"}), db, 5432)
+    # egress isolation of the client counts too
+    docs.append(_policy("deny-out", "a", {"podSelector": {}, "policyTypes": ["Egress"]}))
+    assert not network_allows(docs, web, db, 5432)
+    docs.append(
+        _policy(
+            "web-to-data",
+            "a",
+            {
+                "podSelector": {"matchLabels": {"app": "web"}},
+                "policyTypes": ["Egress"],
+                "egress": [
+                    {"to": [{"namespaceSelector": {"matchLabels": {"tier": "data"}}}]},
+                    {
+                        "to": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.9.0.0/16"]}}],
+                        "ports": [{"protocol": "TCP", "port": 6000, "endPort": 6010}],
+                    },
+                ],
+            },
+        )
+    )
+    assert network_allows(docs, web, db, 5432)  # namespace matched by its own labels
+    assert network_allows(docs, web, address("10.1.2.3"), 6005)
+    assert not network_allows(docs, web, address("10.9.2.3"), 6005)  # except
+    assert not network_allows(docs, web, address("10.1.2.3"), 6011)  # outside the range
+    assert not network_allows(docs, web, address("10.1.2.3"), 6005, protocol="UDP")
+    with pytest.raises(ValueError, match="pod"):
+        network_allows(docs, address("10.1.2.3"), db, 5432)
+    with pytest.raises(ValueError):
+        address("not-an-ip")

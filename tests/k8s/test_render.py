@@ -21,7 +21,7 @@ from .helpers import Doc, find, of_kind, worker_group
 
 pytestmark = pytest.mark.k8s
 
-APP_NAMESPACES = {"riskml-serving", "riskml-training"}
+APP_NAMESPACES = {"riskml-serving", "riskml-training", "riskml-platform"}
 
 
 def test_every_overlay_renders_with_the_expected_objects(rendered: dict[str, list[Doc]]) -> None:
@@ -42,6 +42,8 @@ def test_every_overlay_renders_with_the_expected_objects(rendered: dict[str, lis
             "ServiceAccount",
             "ResourceQuota",
             "LimitRange",
+            "Deployment",
+            "Service",
         } <= kinds
         assert {d["metadata"]["name"] for d in of_kind(docs, "Namespace")} == APP_NAMESPACES
         assert {d["metadata"]["name"] for d in of_kind(docs, "NodePool")} == {
@@ -169,22 +171,27 @@ def test_online_store_in_cluster_for_staging_external_for_prod(
         {"matchLabels": service["spec"]["selector"]},
         redis["spec"]["template"]["metadata"]["labels"],
     )
-    for namespace in APP_NAMESPACES:
+    for namespace in ("riskml-serving", "riskml-training"):
         conn = _feature_store(staging, namespace)["online_store"]["connection_string"]
         assert conn.startswith("riskml-redis.riskml-serving.svc.cluster.local:6379")
         prod_conn = _feature_store(prod, namespace)["online_store"]["connection_string"]
         assert "cache.amazonaws.com" in prod_conn and "ssl=true" in prod_conn
         assert "${RISKML_REDIS_PASSWORD}" in prod_conn
     assert not of_kind(prod, "StatefulSet")
-    # prod pods get the password the Feast config expands.
-    for obj in (_scoring(prod), _training(prod)):
-        for template in iter_pod_templates(obj):
-            if "GroupSpec" not in template.path and "workerGroupSpecs" not in template.path:
-                continue
-            env = {e["name"]: e for e in template.spec["containers"][0]["env"]}
-            ref = env["RISKML_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]
-            assert ref == {"name": "riskml-online-redis", "key": "password"}
-            assert "ssl=true" in env["RISKML_REDIS_URL"]["value"]
+    # every Ray node of both environments gets the password and registry URL the Feast config
+    # expands, from Secrets; prod's Redis is TLS
+    for overlay, docs in rendered.items():
+        for obj in (_scoring(docs), _training(docs)):
+            for template in iter_pod_templates(obj):
+                if "GroupSpec" not in template.path and "workerGroupSpecs" not in template.path:
+                    continue
+                env = {e["name"]: e for e in template.spec["containers"][0]["env"]}
+                ref = env["RISKML_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]
+                assert ref == {"name": "riskml-online-redis", "key": "password"}
+                registry = env["FEAST_REGISTRY_PATH"]["valueFrom"]["secretKeyRef"]
+                assert registry == {"name": "riskml-feast-registry", "key": "url"}
+                assert env["RISKML_FEAST_CONFIG"]["value"] == "/etc/riskml/feast/feature_store.yaml"
+                assert ("ssl=true" in env["RISKML_REDIS_URL"]["value"]) is (overlay == "prod")
 
 
 def test_feature_store_configmap_mounted_by_hashed_name(rendered: dict[str, list[Doc]]) -> None:
@@ -204,7 +211,11 @@ def test_training_rayjob_template(rendered: dict[str, list[Doc]], ray_version: s
         assert job["suspend"] is True  # applying an overlay starts no training run
         assert job["shutdownAfterJobFinishes"] is True
         assert job["ttlSecondsAfterFinished"] > 0
-        assert yaml.safe_load(job["runtimeEnvYAML"]) == {"env_vars": {"RISKML_HOME": "/tmp/riskml"}}
+        # the job's processes get their checkpoint/Tune storage and the tracking server
+        env_vars = yaml.safe_load(job["runtimeEnvYAML"])["env_vars"]
+        assert set(env_vars) == {"RISKML_HOME", "RISKML_STORAGE_URI", "RISKML_MLFLOW_TRACKING_URI"}
+        assert env_vars["RISKML_HOME"] == "/tmp/riskml"
+        assert env_vars["RISKML_STORAGE_URI"].startswith(f"s3://riskml-ray-{overlay}/")
         cluster = job["rayClusterSpec"]
         assert cluster["rayVersion"] == ray_version
         cpu, gpu = worker_group(cluster, "cpu"), worker_group(cluster, "gpu")
@@ -244,7 +255,7 @@ def test_karpenter_pools(rendered: dict[str, list[Doc]]) -> None:
         assert not cpu["template"]["spec"].get("taints")
 
 
-def test_pipeline_runner_may_only_drive_rayjobs_in_its_namespace(
+def test_pipeline_runner_drives_rayjobs_and_may_only_patch_the_one_rayservice(
     rendered: dict[str, list[Doc]],
 ) -> None:
     for docs in rendered.values():
@@ -264,14 +275,32 @@ def test_pipeline_runner_may_only_drive_rayjobs_in_its_namespace(
             for b in of_kind(docs, "RoleBinding") + of_kind(docs, "ClusterRoleBinding")
             if any(s.get("name") == "riskml-pipeline-runner" for s in b.get("subjects", []))
         ]
-        assert [(b["kind"], b["metadata"]["namespace"]) for b in bindings] == [
-            ("RoleBinding", "riskml-training")
+        assert sorted(
+            (b["kind"], b["metadata"]["namespace"], b["roleRef"]["name"]) for b in bindings
+        ) == [
+            ("RoleBinding", "riskml-serving", "riskml-rayservice-deployer"),
+            ("RoleBinding", "riskml-training", "riskml-rayjob-runner"),
         ]
-        assert bindings[0]["roleRef"] == {
-            "apiGroup": "rbac.authorization.k8s.io",
-            "kind": "Role",
-            "name": "riskml-rayjob-runner",
-        }
+        for binding in bindings:
+            assert binding["roleRef"]["kind"] == "Role"
+            assert binding["roleRef"]["apiGroup"] == "rbac.authorization.k8s.io"
+        # in riskml-serving: get/patch the scoring RayService by name, read its status; nothing else
+        deployer = find(docs, "Role", "riskml-rayservice-deployer", "riskml-serving")
+        scoring = _scoring(docs)["metadata"]["name"]
+        assert deployer["rules"] == [
+            {
+                "apiGroups": ["ray.io"],
+                "resources": ["rayservices"],
+                "resourceNames": [scoring],
+                "verbs": ["get", "patch"],
+            },
+            {
+                "apiGroups": ["ray.io"],
+                "resources": ["rayservices/status"],
+                "resourceNames": [scoring],
+                "verbs": ["get"],
+            },
+        ]
         serving_sa = find(docs, "ServiceAccount", "riskml-serving", "riskml-serving")
         assert serving_sa["automountServiceAccountToken"] is False
 

@@ -49,7 +49,7 @@ def test_serve_config_contract() -> None:
     (app,) = schema.applications
     assert app.name == "riskml" and app.route_prefix == "/"
     assert app.import_path == "serving.app:build_app"
-    assert app.args["bundle_dir"] == "/models/current" and app.args["online_store"] == "redis"
+    assert app.args["model_uri"] == "models:/fraud@champion" and app.args["online_store"] == "redis"
     deployments = {d.name: d for d in app.deployments}
     assert list(deployments) == DEPLOYMENTS
     autoscaling = deployments["Ingress"].autoscaling_config

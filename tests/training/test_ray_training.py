@@ -71,10 +71,15 @@ def test_entrypoint_trains_both_models_on_two_workers(
     assert len(training["xgb"]["history"]) <= 60 // 20 + 1
     p = score(bundle, later_frame)
     assert np.isfinite(p).all() and p.shape == (later_frame.height,)
-    # the run is in the MLflow file store under RISKML_HOME
-    mlruns = Path(os.environ["RISKML_HOME"]) / "mlruns"
-    run_dirs = list(mlruns.rglob(result["mlflow_run_id"]))
-    assert run_dirs and list(run_dirs[0].rglob("artifacts/bundle/manifest.json"))
+    # the run is in the embedded MLflow store under RISKML_HOME, its bundle under mlartifacts
+    import mlflow
+
+    home = Path(os.environ["RISKML_HOME"]).resolve()
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    run = client.get_run(result["mlflow_run_id"])
+    assert run.info.artifact_uri.startswith((home / "mlartifacts").as_uri())
+    listed = {f.path for f in client.list_artifacts(run.info.run_id, "bundle")}
+    assert "bundle/manifest.json" in listed
 
 
 def _throttle(pid_file: Path, seconds: float) -> Any:
@@ -158,8 +163,20 @@ def test_killed_worker_resumes_from_last_checkpoint(
     assert p.shape == (1000,) and np.isfinite(p).all()
 
 
-def test_tune_asha_with_budget_and_restore(local_ray: None, frame: Any, spec: FeatureSpec) -> None:
+def test_tune_asha_with_budget_and_restore(
+    local_ray: None,
+    frame: Any,
+    spec: FeatureSpec,
+    tmp_path: Path,
+    riskml_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Tune state goes to RISKML_STORAGE_URI, and a job with a fresh home restores it from there
+    (what a restarted pod does)."""
+    from ray.tune import Tuner
+
     from riskml.models.xgb import XGBParams
+    from riskml.settings import get_settings
     from riskml.training.tune import TuneSettings, tune_model
 
     inp = extract_inputs(frame, spec)
@@ -183,16 +200,23 @@ def test_tune_asha_with_budget_and_restore(local_ray: None, frame: Any, spec: Fe
         }
     )
     base = XGBParams(num_boost_round=30, early_stopping_rounds=None)
+    shared = tmp_path / "shared"
+    monkeypatch.setenv("RISKML_STORAGE_URI", shared.as_uri())
+    get_settings.cache_clear()
     first = tune_model(data, settings, base_params=base)
     assert not first.restored
+    assert first.path == str(shared / "tune" / "tune-test") and Tuner.can_restore(first.path)
+    assert not (riskml_home / "tune").exists() and not (riskml_home / "ray-storage").exists()
     assert len(first.table) == 3
     assert all(2 <= row["max_depth"] <= 5 for row in first.table)
     scores = [row["valid_aucpr"] for row in first.table]
     assert first.best_metric == max(scores) and 0 < first.best_metric <= 1
     assert first.best_params["num_boost_round"] == 30
     assert first.best_params["eta"] == first.best_config["eta"]
+    monkeypatch.setenv("RISKML_HOME", str(tmp_path / "fresh-home"))  # a restarted pod
+    get_settings.cache_clear()
     again = tune_model(data, settings, base_params=base)
-    assert again.restored
+    assert again.restored and again.path == first.path
     assert {r["trial"] for r in again.table} == {r["trial"] for r in first.table}
     with pytest.raises(ValueError, match="unknown xgb parameters"):
         TuneSettings(
