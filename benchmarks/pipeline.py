@@ -46,15 +46,15 @@ def _use_home(home: Path) -> None:
 
 
 def run_direct(home: Path, size: str, seed: int, tune_samples: int) -> dict[str, float]:
-    from components.base import finite_metrics
     from riskml.data.sources import load_data
     from riskml.evaluation.holdout import evaluate_holdout
     from riskml.evaluation.report import holdout_html
     from riskml.features.batch import build_feature_sources
     from riskml.features.store import apply_and_materialize
-    from riskml.orchestration.deploy import deploy
+    from riskml.metrics import finite_metrics
+    from riskml.orchestration.release import release
     from riskml.registry.gate import gate
-    from riskml.registry.local import register
+    from riskml.registry.store import register
     from riskml.training.dataset import make_training_sets
     from riskml.training.tasks import (
         calibrate_and_bundle,
@@ -123,7 +123,7 @@ def run_direct(home: Path, size: str, seed: int, tune_samples: int) -> dict[str,
         metrics=finite_metrics(result["metrics"]["blend"], "blend_"),
         decision=decision["decision"],
     )
-    step("deploy", deploy, Path(record["path"]), target="local")
+    step("deploy", release, record, expected=decision["champion_version"], target="local")
     return times
 
 

@@ -28,6 +28,7 @@ through Serve's proxy. Ray is started as riskml starts its local clusters
 import argparse
 import asyncio
 import contextlib
+import logging
 import multiprocessing
 import os
 import platform
@@ -96,7 +97,7 @@ def echo_app(args: dict[str, Any] | None = None) -> Any:
             # ingress needs real annotation objects to see `tx` as the JSON body)
             return {"tx_id": tx.tx_id, "decision": "approve"}
 
-    return Echo.bind()
+    return Echo.bind()  # type: ignore[attr-defined]
 
 
 def bench_floor(load: Load) -> dict:
@@ -377,7 +378,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             num_cpus=os.cpu_count() or 2,
             include_dashboard=False,
             log_to_driver=False,
-            logging_level="ERROR",
+            logging_level=logging.ERROR,
             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}},
         )
         try:

@@ -5,9 +5,18 @@
                 -> backtest -> gate vs champion -> register -> [If gate == deploy] deploy
 ``retraining``: the same without tuning (the configured parameters), on a new data window.
 
-Retries on the training and materialisation tasks; caching off for side-effecting tasks
-(materialise, register, deploy). The ``cluster`` flavour puts the behavioural-model task on a GPU
-node (accelerator type/limit, the GPU pool's node selector and taint toleration, the CUDA image).
+Retries on the training and materialisation tasks; caching off for the tasks whose result depends
+on the world rather than on their inputs (load-data re-reads its source, materialise, gate,
+register, deploy).
+
+The ``cluster`` flavour runs every task as the platform's pipeline pod (k8s/base/training, through
+kfp-kubernetes): the label the NetworkPolicies select (``app.kubernetes.io/component=pipeline``),
+the image's non-root user, CPU/memory requests and limits, the environment from the ConfigMap
+``riskml-pipeline-env`` (tracking URI, Feast config path, Ray mode, storage URI, ...), the
+environment's ``feature_store.yaml`` mounted from ``riskml-pipeline-feature-store``, and only the
+Secrets a task uses: the online store and the Feast registry for the Feast tasks, the Ray token for
+the Ray tasks. It also puts the behavioural-model task on a GPU node (accelerator type/limit, the
+GPU pool's node selector and taint toleration, the CUDA image).
 """
 
 import json
@@ -39,6 +48,40 @@ GPU_NODE_SELECTOR = ("karpenter.sh/nodepool", "riskml-gpu")
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 DEFAULT_CONFIG_JSON = json.dumps(DEFAULT_TRAIN_CONFIG, sort_keys=True)
 
+# -- cluster flavour: what every task pod gets (names are a contract with k8s/base/training) ----
+#: Pod labels; the NetworkPolicies select app.kubernetes.io/component=pipeline.
+POD_LABELS = {"app.kubernetes.io/component": "pipeline", "app.kubernetes.io/part-of": "riskml"}
+#: The image's user (Dockerfile ``USER 1000:100``): Pod Security "restricted" needs non-root.
+RUN_AS_USER, RUN_AS_GROUP = 1000, 100
+#: ConfigMap of the environment's (non-secret) settings, mapped key -> variable of the same name.
+ENV_CONFIG_MAP = "riskml-pipeline-env"
+ENV_KEYS = (
+    "RISKML_MLFLOW_TRACKING_URI",
+    "RISKML_FEAST_CONFIG",
+    "RISKML_ONLINE_STORE",
+    "RISKML_REDIS_URL",
+    "RISKML_RAY_MODE",
+    "RISKML_STORAGE_URI",
+)
+#: Keys the ConfigMap may omit (the Jobs API address exists only in ``jobs`` mode).
+OPTIONAL_ENV_KEYS = ("RISKML_RAY_ADDRESS",)
+#: The environment's feature_store.yaml (RISKML_FEAST_CONFIG points into this directory).
+FEAST_CONFIG_MAP = "riskml-pipeline-feature-store"
+FEAST_CONFIG_DIR = "/etc/riskml/feast"
+#: Secrets by what a task touches: name -> {key: environment variable}.
+SECRETS: dict[str, dict[str, dict[str, str]]] = {
+    # Feast: the online store (materialise) and the SQL registry feature_store.yaml expands
+    "feast": {
+        "riskml-online-redis": {"password": "RISKML_REDIS_PASSWORD"},
+        "riskml-feast-registry": {"url": "FEAST_REGISTRY_PATH"},
+    },
+    # Ray: the cluster's token for the Jobs API (RISKML_RAY_MODE=jobs)
+    "ray": {"riskml-ray-auth": {"auth_token": "RAY_AUTH_TOKEN"}},
+}
+#: CPU/memory (request, limit) of a task pod; the Ray work itself runs on the Ray cluster.
+TASK_CPU = ("1", "2")
+TASK_MEMORY = ("4G", "8G")
+
 
 #: What a pipeline run returns: the registry record of the bundle, the backtest report, the gate
 #: decision (``deploy`` | ``keep``).
@@ -49,6 +92,29 @@ PipelineOutputs = NamedTuple(  # noqa: UP014 (kfp reads the functional form's an
 
 def _retry(task: Any, policy: tuple[int, str]) -> Any:
     return task.set_retry(num_retries=policy[0], backoff_duration=policy[1], backoff_factor=2.0)
+
+
+def _platform(task: Any, flavour: Flavour, *needs: str) -> Any:
+    """Cluster flavour: the pipeline pod's label, user, resources, environment and the Secrets
+    of ``needs`` (keys of :data:`SECRETS`) for one task. The local flavour is left as is."""
+    if flavour != "cluster":
+        return task
+    for key, value in POD_LABELS.items():
+        kubernetes.add_pod_label(task, key, value)
+    kubernetes.set_security_context(
+        task, run_as_user=RUN_AS_USER, run_as_group=RUN_AS_GROUP, run_as_non_root=True
+    )
+    task.set_cpu_request(TASK_CPU[0]).set_cpu_limit(TASK_CPU[1])
+    task.set_memory_request(TASK_MEMORY[0]).set_memory_limit(TASK_MEMORY[1])
+    kubernetes.use_config_map_as_env(task, ENV_CONFIG_MAP, {k: k for k in ENV_KEYS})
+    kubernetes.use_config_map_as_env(
+        task, ENV_CONFIG_MAP, {k: k for k in OPTIONAL_ENV_KEYS}, optional=True
+    )
+    kubernetes.use_config_map_as_volume(task, FEAST_CONFIG_MAP, mount_path=FEAST_CONFIG_DIR)
+    for need in needs:
+        for secret, keys in SECRETS[need].items():
+            kubernetes.use_secret_as_env(task, secret, keys)
+    return task
 
 
 def _gpu(task: Any) -> Any:
@@ -63,20 +129,26 @@ def _gpu(task: Any) -> Any:
     return task
 
 
-def _features(size: Any, seed: Any, source_uri: Any, start_date: Any, test_days: Any) -> Any:
+def _features(
+    flavour: Flavour, size: Any, seed: Any, source_uri: Any, start_date: Any, test_days: Any
+) -> Any:
     data = load_data(size=size, seed=seed, source_uri=source_uri, start_date=start_date)
-    data.set_display_name("data")
+    # the same source URI may hold new data: a retraining run must read it again
+    data.set_display_name("data").set_caching_options(False)
+    _platform(data, flavour)
     feats = build_features(dataset=data.outputs["dataset"]).set_display_name("features")
+    _platform(feats, flavour)
     store = feast_materialize(features=feats.outputs["features"]).set_display_name("feast")
     store.set_caching_options(False)
     _retry(store, MATERIALIZE_RETRIES)
+    _platform(store, flavour, "feast")
     sets = training_sets(
         features=feats.outputs["features"],
         dataset=data.outputs["dataset"],
         store=store.outputs["store"],
         test_days=test_days,
     ).set_display_name("training-set")
-    return sets
+    return _platform(sets, flavour, "feast")
 
 
 def _train_and_release(
@@ -89,7 +161,6 @@ def _train_and_release(
     gate_margin: Any,
     gate_metric: Any,
     deploy_target: Any,
-    log_mlflow: Any,
 ) -> Any:
     train_set, test_set = sets.outputs["train_set"], sets.outputs["test_set"]
     xgb = train_xgb(
@@ -99,6 +170,7 @@ def _train_and_release(
         ray_mode=ray_mode,
     ).set_display_name("train-xgboost")
     _retry(xgb, TRAIN_RETRIES)
+    _platform(xgb, flavour, "ray")
     seq = train_sequence(
         train_set=train_set,
         train_config_json=train_config_json,
@@ -106,6 +178,7 @@ def _train_and_release(
         ray_mode=ray_mode,
     ).set_display_name("train-sequence")
     _retry(seq, TRAIN_RETRIES)
+    _platform(seq, flavour, "ray")
     if flavour == "cluster":
         _gpu(seq)
     ens = calibrate_ensemble(
@@ -114,22 +187,30 @@ def _train_and_release(
         sequence_model=seq.outputs["model"],
         train_config_json=train_config_json,
     ).set_display_name("calibrate-ensemble")
+    _platform(ens, flavour)
     bundle = ens.outputs["bundle"]
     report = backtest(bundle=bundle, test_set=test_set).set_display_name("backtest")
+    _platform(report, flavour)
     decision = gate(bundle=bundle, test_set=test_set, margin=gate_margin, metric=gate_metric)
     decision.set_display_name("gate")
     # the gate reads the registry's champion: never serve it from cache
     decision.set_caching_options(False)
+    _platform(decision, flavour)
     reg = register(
         bundle=bundle,
         backtest_metrics=report.outputs["metrics"],
         decision=decision.outputs["Output"],
-        log_mlflow=log_mlflow,
     )
     reg.set_display_name("register").set_caching_options(False)
+    _platform(reg, flavour)
     with dsl.If(decision.outputs["Output"] == "deploy", name="challenger-wins"):
-        dep = deploy(registered=reg.outputs["registered"], target=deploy_target)
+        dep = deploy(
+            registered=reg.outputs["registered"],
+            gate_metrics=decision.outputs["metrics"],
+            target=deploy_target,
+        )
         dep.set_display_name("deploy").set_caching_options(False)
+        _platform(dep, flavour)
     return PipelineOutputs(
         bundle=reg.outputs["registered"],
         report=report.outputs["report"],
@@ -160,9 +241,8 @@ def build_training(flavour: Flavour = "local") -> Callable[..., Any]:
         gate_metric: str = DEFAULT_GATE_METRIC,
         deploy_target: str = target_default,
         ray_mode: str = "",
-        log_mlflow: bool = True,
     ) -> PipelineOutputs:
-        sets = _features(size, seed, source_uri, start_date, test_days)
+        sets = _features(flavour, size, seed, source_uri, start_date, test_days)
         tune = tune_xgb(
             train_set=sets.outputs["train_set"],
             num_samples=tune_samples,
@@ -171,6 +251,7 @@ def build_training(flavour: Flavour = "local") -> Callable[..., Any]:
             ray_mode=ray_mode,
         ).set_display_name("tune-xgboost")
         _retry(tune, TRAIN_RETRIES)
+        _platform(tune, flavour, "ray")
         return _train_and_release(
             flavour,
             sets,
@@ -180,7 +261,6 @@ def build_training(flavour: Flavour = "local") -> Callable[..., Any]:
             gate_margin=gate_margin,
             gate_metric=gate_metric,
             deploy_target=deploy_target,
-            log_mlflow=log_mlflow,
         )
 
     return training
@@ -206,15 +286,15 @@ def build_retraining(flavour: Flavour = "local") -> Callable[..., Any]:
         gate_metric: str = DEFAULT_GATE_METRIC,
         deploy_target: str = target_default,
         ray_mode: str = "",
-        log_mlflow: bool = True,
     ) -> PipelineOutputs:
-        sets = _features(size, seed, source_uri, start_date, test_days)
+        sets = _features(flavour, size, seed, source_uri, start_date, test_days)
         params = tune_xgb(
             train_set=sets.outputs["train_set"],
             num_samples=0,  # no tuning: the configured parameters
             train_config_json=train_config_json,
             ray_mode=ray_mode,
         ).set_display_name("xgboost-params")
+        _platform(params, flavour, "ray")
         return _train_and_release(
             flavour,
             sets,
@@ -224,7 +304,6 @@ def build_retraining(flavour: Flavour = "local") -> Callable[..., Any]:
             gate_margin=gate_margin,
             gate_metric=gate_metric,
             deploy_target=deploy_target,
-            log_mlflow=log_mlflow,
         )
 
     return retraining

@@ -15,12 +15,15 @@ outputs come back as artifacts with local paths under ``pipeline_root``.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import sys
 import time
+import traceback
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +72,41 @@ def shared_ray(
             head.stop()
 
 
+@contextmanager
+def fresh_task_homes(scratch: Path) -> Iterator[Path]:
+    """While active, every kfp.local task runs in a new, empty ``RISKML_HOME`` under ``scratch``
+    that is deleted when the task ends — as every pod of a cluster run starts empty. A task that
+    relies on anything but its kfp inputs and the cluster's services then fails here, not on
+    the cluster. Yields the file that lists the homes made (one line per task).
+
+    kfp.local's ``SubprocessRunner(use_venv=False)`` starts each task with this interpreter
+    (``sys.executable``): for the duration it is a small wrapper that makes the home, runs the
+    real interpreter in it and removes it."""
+    import shlex
+    import stat
+
+    scratch = Path(scratch).resolve()
+    scratch.mkdir(parents=True, exist_ok=True)
+    homes_log = scratch / "task-homes.log"
+    wrapper = scratch / "task-python"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f"home=$(mktemp -d {shlex.quote(str(scratch))}/home.XXXXXX)\n"
+        f'echo "$home" >> {shlex.quote(str(homes_log))}\n'
+        f'RISKML_HOME="$home" {shlex.quote(sys.executable)} "$@"\n'
+        "rc=$?\n"
+        'rm -rf "$home"\n'
+        "exit $rc\n"
+    )
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    real = sys.executable
+    sys.executable = str(wrapper)
+    try:
+        yield homes_log
+    finally:
+        sys.executable = real
+
+
 def init_local(pipeline_root: Path | None = None) -> Path:
     """``kfp.local.init`` with the subprocess runner in this venv; returns the pipeline root."""
     from kfp import local
@@ -96,12 +134,17 @@ def run_local(
     ray_address: str | None = None,
     keep_ray: bool = False,
     announce: Callable[[dict[str, Any]], None] | None = None,
+    on_task: TaskCallback | None = None,
+    task_homes: Path | None = None,
 ) -> dict[str, Any]:
     """Run ``pipeline`` end to end locally; return where its results are. ``announce`` is
-    called with the Ray info (address, dashboard URL) before the first task starts.
+    called with the Ray info (address, dashboard URL) before the first task starts; ``on_task``
+    with each task's progress (see :class:`TaskEvents`). ``task_homes``: run every task in a
+    fresh, empty home under that folder, deleted when the task ends (:func:`fresh_task_homes`).
 
-    Returns ``{"pipeline", "wall_s", "run_dir", "bundle", "registered", "report", "decision",
-    "dashboard_url", "ray_address", "ray_kept"}``.
+    Returns ``{"pipeline", "wall_s", "run_dir", "bundle", "model_uri", "registered", "report",
+    "decision", "dashboard_url", "ray_address", "ray_kept"}`` (``bundle``: a verified copy of the
+    registered version, fetched from the registry).
     """
     from pipelines.definitions import get_pipeline
     from riskml.data.sources import SIZES
@@ -119,8 +162,21 @@ def run_local(
                 announce(ray_info)
             root = init_local(pipeline_root)
             before = set(root.iterdir())
+            events = TaskEvents(on_task, lambda: _new_run(root, before)) if on_task else None
+            if events is not None:
+                logging.getLogger().addFilter(events)
             t0 = time.perf_counter()
-            task = fn(size=size, **(arguments or {}))
+            isolate = fresh_task_homes(task_homes) if task_homes else nullcontext()
+            try:
+                with isolate:
+                    task = fn(size=size, **(arguments or {}))
+            except BaseException:
+                if events is not None:
+                    events.failed()
+                raise
+            finally:
+                if events is not None:
+                    logging.getLogger().removeFilter(events)
             wall = time.perf_counter() - t0
     finally:
         if saved_home is None:
@@ -128,13 +184,17 @@ def run_local(
         else:
             os.environ["RISKML_HOME"] = saved_home
         get_settings.cache_clear()
-    runs = sorted(set(root.iterdir()) - before)
+    run_dir = _new_run(root, before)
     registered = json.loads(Path(task.outputs["bundle"].path).read_text())
+    from riskml.registry.store import ModelRef, fetch
+
+    ref = ModelRef.from_record(registered)
     return {
         "pipeline": pipeline,
         "wall_s": round(wall, 2),
-        "run_dir": str(runs[-1]) if runs else str(root),
-        "bundle": registered["path"],
+        "run_dir": str(run_dir or root),
+        "bundle": str(fetch(ref)),  # a verified copy from the registry
+        "model_uri": ref.model_uri,
         "registered": registered,
         "report": task.outputs["report"].path,
         "decision": task.outputs["decision"],
@@ -142,3 +202,98 @@ def run_local(
         "ray_address": ray_info["address"],
         "ray_kept": bool(keep_ray and ray_info["head"] is not None),
     }
+
+
+#: ``on_task(task, state, outputs)``: state ``running`` | ``done`` | ``failed``; ``outputs`` are
+#: :func:`task_outputs` of a ``done`` task (empty otherwise).
+TaskCallback = Callable[[str, str, dict[str, Any]], None]
+
+
+class TaskEvents(logging.Filter):
+    """kfp.local's own task log records as ``on_task`` calls.
+
+    A filter on the root logger: kfp.local swaps the root logger's handlers while it runs, but
+    not its filters. A task kfp.local retries is ``failed`` and then ``running`` again. An
+    exception in ``on_task`` is printed (to stderr) and never stops the run."""
+
+    START = re.compile(r"Executing task '([^']+)'")
+    END = re.compile(r"Task '([^']+)' finished with status (\w+)")
+    ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+    def __init__(self, on_task: TaskCallback, run_dir: Callable[[], Path | None]) -> None:
+        super().__init__()
+        self.on_task = on_task
+        self.run_dir = run_dir
+        self.running: str | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            msg = self.ANSI.sub("", str(record.getMessage()))
+            if m := self.START.search(msg):
+                self.running = m.group(1)
+                self.on_task(m.group(1), "running", {})
+            elif m := self.END.search(msg):
+                self.running = None
+                ok = m.group(2) == "SUCCESS"
+                run_dir = self.run_dir() if ok else None
+                outputs = task_outputs(run_dir, m.group(1)) if run_dir else {}
+                self.on_task(m.group(1), "done" if ok else "failed", outputs)
+        except Exception:  # a progress display never breaks the pipeline
+            traceback.print_exc()
+        return True
+
+    def failed(self) -> None:
+        """The run raised: the task that was running failed (kfp.local raises before it logs)."""
+        if self.running is not None:
+            with_name, self.running = self.running, None
+            try:
+                self.on_task(with_name, "failed", {})
+            except Exception:
+                traceback.print_exc()
+
+
+def task_outputs(run_dir: Path, task: str) -> dict[str, Any]:
+    """What a finished task of a kfp.local run wrote: ``{"parameters": {name: value},
+    "artifacts": {name: metadata}}`` (from ``<run_dir>/<task>/executor_output.json``)."""
+    path = Path(run_dir) / task / "executor_output.json"
+    if not path.is_file():
+        return {"parameters": {}, "artifacts": {}}
+    data = json.loads(path.read_text())
+    artifacts = {
+        name: dict(value["artifacts"][0].get("metadata") or {}) if value.get("artifacts") else {}
+        for name, value in (data.get("artifacts") or {}).items()
+    }
+    return {"parameters": dict(data.get("parameterValues") or {}), "artifacts": artifacts}
+
+
+def pipeline_tasks(pipeline: str = "training") -> list[str]:
+    """The local pipeline's tasks in an order kfp.local may run them (among independent tasks
+    its order varies from run to run); the tasks inside a ``dsl.If`` stand where the condition
+    does (they run only when it holds)."""
+    from kfp.local import graph_utils
+
+    from pipelines.definitions import get_pipeline
+
+    fn: Any = get_pipeline(pipeline, "local")  # a kfp GraphComponent
+    spec = fn.pipeline_spec
+    components = spec.components
+
+    def walk(dag: Any) -> list[str]:
+        out: list[str] = []
+        # kfp.local pops its topologically sorted stack from the right
+        for name in reversed(graph_utils.topological_sort_tasks(dag.tasks)):
+            ref = dag.tasks[name].component_ref.name
+            inner = components.get(ref, None)
+            if inner is not None and inner.WhichOneof("implementation") == "dag":
+                out += walk(inner.dag)
+            else:
+                out.append(name)
+        return out
+
+    return walk(spec.root.dag)
+
+
+def _new_run(root: Path, before: set[Path]) -> Path | None:
+    """The run folder kfp.local made under ``root`` (the newest one not in ``before``)."""
+    runs = sorted(set(root.iterdir()) - before)
+    return runs[-1] if runs else None

@@ -55,6 +55,13 @@ def start(
             "RISKML_ONLINE_STORE).",
         ),
     ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Serve this registry model version (models:/fraud@champion, models:/fraud/7) "
+            "on the configured Feast online store.",
+        ),
+    ] = None,
     host: Annotated[str, typer.Option(help="HTTP bind address.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="HTTP port.")] = 8000,
     address: Annotated[
@@ -72,8 +79,10 @@ def start(
     from riskml.settings import get_settings
     from serving import local
 
-    if (config is None) == (bundle is None):
-        raise typer.BadParameter("give exactly one of --config FILE or --bundle DIR")
+    if sum(x is not None for x in (config, bundle, model)) != 1:
+        raise typer.BadParameter("give exactly one of --config FILE, --bundle DIR, --model URI")
+    if model is not None and not model.startswith("models:/"):
+        raise typer.BadParameter("a models:/<name>@<alias> or models:/<name>/<version> URI")
     state_path = _state_path()
     if local.read_state(state_path):
         raise typer.BadParameter(
@@ -83,8 +92,11 @@ def start(
     if config is not None:
         serve_config = _load_config(config)
     else:
-        assert bundle is not None
-        serve_config = {"applications": [local.app_config({"bundle_dir": str(bundle.resolve())})]}
+        from serving.demo import model_args
+
+        chosen = model or bundle
+        assert chosen is not None
+        serve_config = {"applications": [local.app_config(model_args(chosen))]}
     try:
         state = local.start(
             serve_config,

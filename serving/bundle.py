@@ -34,11 +34,20 @@ DECISION_NAMES: dict[str, str] = {"xgb": "xgboost", "sequence": "sequence"}
 
 
 @functools.lru_cache(maxsize=4)
-def _load(bundle_dir: str) -> Any:
-    """One verified load per replica process, shared by the components it hosts."""
+def _load(bundle_dir: str, digest: str | None = None) -> Any:
+    """One verified load per replica process, shared by the components it hosts.
+
+    ``bundle_dir`` is a local folder or a pinned registry URI (``models:/fraud/7``): the replica
+    downloads it into its own model cache (every pod starts empty) and verifies it against the
+    registry's digest and ``digest`` (the one the serve config pins)."""
     from riskml.models.bundle import load_bundle
 
-    return load_bundle(bundle_dir, nthread=1)
+    if bundle_dir.startswith("models:/"):
+        from riskml.registry.store import fetch, resolve
+
+        ref = resolve(bundle_dir)
+        return load_bundle(fetch(ref, digest=digest), nthread=1, digest=ref.digest)
+    return load_bundle(bundle_dir, nthread=1, digest=digest)
 
 
 def _one_thread() -> None:
@@ -94,8 +103,10 @@ class FeastFeatureSource:
 class BundleXGBoost:
     """:class:`riskml.decision.protocols.TabularScorer` over a bundle's booster."""
 
-    def __init__(self, bundle_dir: str, version: str | None = None) -> None:
-        bundle = _load(str(bundle_dir))
+    def __init__(
+        self, bundle_dir: str, version: str | None = None, digest: str | None = None
+    ) -> None:
+        bundle = _load(str(bundle_dir), digest)
         if bundle.booster is None:
             raise ValueError(f"bundle {bundle_dir} has no XGBoost model")
         self.booster = bundle.booster
@@ -132,11 +143,11 @@ class BundleSequence:
     reads one ``seq_<field>`` column per field. The two must name the same fields in the same
     order and length, else the bundle is refused."""
 
-    def __init__(self, bundle_dir: str) -> None:
+    def __init__(self, bundle_dir: str, digest: str | None = None) -> None:
         from riskml.features.definitions import SEQ_FIELDS, SEQ_LEN
 
         _one_thread()
-        bundle = _load(str(bundle_dir))
+        bundle = _load(str(bundle_dir), digest)
         if bundle.seq_model is None:
             raise ValueError(f"bundle {bundle_dir} has no sequence model")
         fields = [n.removeprefix("seq_") for n in bundle.spec.sequence]
@@ -158,9 +169,9 @@ class BundleSequence:
         )
 
 
-def bundle_calibrator(bundle_dir: str, model: str) -> Any:
+def bundle_calibrator(bundle_dir: str, model: str, digest: str | None = None) -> Any:
     """The bundle's calibrator of ``model`` (``xgb`` | ``sequence``) as a float -> float."""
-    calibrator = _load(str(bundle_dir)).calibrators[model]
+    calibrator = _load(str(bundle_dir), digest).calibrators[model]
 
     def calibrate(p: float) -> float:
         return float(calibrator(np.asarray([p], dtype=np.float64))[0])
@@ -171,8 +182,8 @@ def bundle_calibrator(bundle_dir: str, model: str) -> Any:
 class BundleBlend:
     """The bundle's fitted blend over calibrated probabilities keyed by decision model name."""
 
-    def __init__(self, bundle_dir: str) -> None:
-        self.blend = _load(str(bundle_dir)).blend
+    def __init__(self, bundle_dir: str, digest: str | None = None) -> None:
+        self.blend = _load(str(bundle_dir), digest).blend
         self.models = [DECISION_NAMES[m] for m in self.blend.models]
 
     def __call__(self, calibrated: Mapping[str, float]) -> float:
@@ -185,12 +196,24 @@ class BundleBlend:
 
 def bundle_app_args(args: Mapping[str, Any]) -> dict[str, Any]:
     """Fill the component specs of ``args`` (``serving.config.AppArgs`` as a dict) from its
-    ``bundle_dir``: the bundle is verified here, before anything is deployed."""
+    ``model_uri`` (the registry: ``models:/fraud@champion`` or a pinned ``models:/fraud/7``) or
+    its ``bundle_dir`` (a local folder). The bundle is fetched and verified here, before anything
+    is deployed; an alias is resolved once, so every replica loads the same pinned version."""
     from riskml.models.bundle import verify_bundle
 
     out = dict(args)
-    bundle_dir = str(out["bundle_dir"])
-    manifest = verify_bundle(bundle_dir)
+    digest = out.get("model_digest")
+    if out.get("model_uri"):
+        from riskml.registry.store import fetch, resolve
+
+        ref = resolve(str(out["model_uri"]))
+        local = fetch(ref, digest=digest)
+        out["model_uri"], out["model_digest"] = ref.model_uri, ref.digest
+        bundle_dir, digest = ref.model_uri, ref.digest
+        manifest = verify_bundle(local, digest=digest)
+    else:
+        bundle_dir = str(out["bundle_dir"])
+        manifest = verify_bundle(bundle_dir, digest=digest)
     models = set(manifest.get("models", {}))
     if "xgb" not in models:
         raise ValueError(f"bundle {bundle_dir} has no XGBoost model (the ladder's first rung)")
@@ -198,7 +221,7 @@ def bundle_app_args(args: Mapping[str, Any]) -> dict[str, Any]:
     if out.get("online_store"):
         store["online_store"] = out["online_store"]
     version = str(manifest["version"])
-    kw = {"bundle_dir": bundle_dir}
+    kw = {"bundle_dir": bundle_dir, "digest": digest}
     source = {"factory": "serving.bundle:FeastFeatureSource", "kwargs": {"store": store}}
     out.setdefault("feature_source", source)
     if not out.get("tabular_models"):

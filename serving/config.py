@@ -54,10 +54,20 @@ class AppArgs(BaseModel):
         description="colocated: every component inside the Ingress replicas (one Serve hop); "
         "distributed: one deployment per component.",
     )
+    model_uri: str | None = Field(
+        default=None,
+        description="The registry's model version to serve: models:/<name>@champion (resolved "
+        "once at deploy) or models:/<name>/<version>. Each replica downloads and verifies it; "
+        "fills every component spec left empty (serving.bundle.bundle_app_args).",
+    )
+    model_digest: str | None = Field(
+        default=None,
+        description="sha256 of the bundle's manifest, pinned by the deploy: a bundle whose "
+        "digest differs is refused.",
+    )
     bundle_dir: str | None = Field(
         default=None,
-        description="Verified model bundle: fills every component spec left empty from the "
-        "bundle and the Feast online store (serving.bundle.bundle_app_args).",
+        description="A local verified model bundle instead of model_uri (tests, benchmarks).",
     )
     online_store: Literal["sqlite", "redis"] | None = None
     feature_store: dict[str, Any] | None = Field(
@@ -83,7 +93,7 @@ class AppArgs(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _from_bundle(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("bundle_dir"):
+        if isinstance(data, dict) and (data.get("model_uri") or data.get("bundle_dir")):
             from serving.bundle import bundle_app_args
 
             return bundle_app_args(data)
@@ -93,7 +103,8 @@ class AppArgs(BaseModel):
     def _check(self) -> AppArgs:
         if self.feature_source is None or not self.tabular_models:
             raise ValueError(
-                "args need bundle_dir, or feature_source and at least one tabular_models entry"
+                "args need model_uri or bundle_dir, or feature_source and at least one "
+                "tabular_models entry"
             )
         if self.champion is not None and self.champion not in self.tabular_models:
             known = list(self.tabular_models)

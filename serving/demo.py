@@ -9,6 +9,7 @@ would in production. Decisions come over HTTP from a Ray Serve app on the Ray th
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,8 +82,15 @@ def outcome_table(responses: list[dict[str, Any]], labels: dict[str, int]) -> di
     }
 
 
+def model_args(model: str | Path) -> dict[str, str]:
+    """The app args naming ``model``: ``model_uri`` for a ``models:/`` URI, else ``bundle_dir``."""
+    if str(model).startswith("models:/"):
+        return {"model_uri": str(model)}
+    return {"bundle_dir": str(Path(model).resolve())}
+
+
 def serve_and_replay(
-    bundle_dir: Path,
+    model: str | Path,
     dataset: Path,
     test_dir: Path,
     *,
@@ -92,24 +100,36 @@ def serve_and_replay(
     port: int = 8000,
     workdir: Path | None = None,
     keep_serving: bool = False,
+    on_stage: Callable[[str, str, str], None] | None = None,
 ) -> dict[str, Any]:
-    """Serve ``bundle_dir`` on the Ray at ``ray_address`` and replay the held-back transactions
-    of ``test_dir`` at ``rps`` over HTTP. Returns the decision mix, fraud caught and latency."""
+    """Serve ``model`` (a registry ``models:/`` URI, or a bundle folder) on the Ray at
+    ``ray_address`` and replay the held-back transactions
+    of ``test_dir`` at ``rps`` over HTTP. Returns the decision mix, fraud caught and latency
+    (``latency_samples_ms``: every answered request's, in the order they completed).
+
+    ``on_stage(stage, state, detail)`` follows the three stages — ``online-store``,
+    ``deploy``, ``replay`` — through ``running`` and ``done`` (``detail``: a short note)."""
     import time
 
     from serving import local
     from serving.replay import replay
 
+    def stage(name: str, state: str, detail: str = "") -> None:
+        if on_stage is not None:
+            on_stage(name, state, detail)
+
     t0 = time.perf_counter()
     workdir = Path(workdir or get_settings().home / "serve" / "demo-replay")
     requests, labels = held_back(test_dir, limit)
     as_of = dt.datetime.fromisoformat(requests[0]["ts"])
+    stage("online-store", "running", f"as of {as_of:%Y-%m-%d %H:%M}")
     store = serving_store(dataset, workdir, as_of)
+    stage("online-store", "done", f"as of {as_of:%Y-%m-%d %H:%M}")
     t_store = time.perf_counter()
     config = {
         "applications": [
             local.app_config(
-                {"bundle_dir": str(Path(bundle_dir).resolve()), "feature_store": store},
+                {**model_args(model), "feature_store": store},
                 # the whole platform shares this machine's cores with the replay client: a
                 # laptop budget, not serve_config.yaml's production 50 ms
                 user_configs={"Ingress": DEMO_INGRESS},
@@ -118,19 +138,37 @@ def serve_and_replay(
     }
     state_path = workdir / "state.json"
     state_path.unlink(missing_ok=True)
+    stage("deploy", "running")
     state = local.start(config, state_path, port=port, address=ray_address)
+    stage("deploy", "done", state["url"])
     t_deploy = time.perf_counter()
+    total = len(requests)
+    stage("replay", "running", f"0 / {total:,} sent")
+
+    def sent(i: int) -> None:
+        if (i + 1) % 25 == 0 or i + 1 == total:
+            stage("replay", "running", f"{i + 1:,} / {total:,} sent")
+
     try:
         # straight to the Ingress replicas where Serve direct ingress is on (no proxy hop)
-        report = replay(local.replay_targets(state), requests, rps, keep_responses=True, retries=1)
+        report = replay(
+            local.replay_targets(state),
+            requests,
+            rps,
+            keep_responses=True,
+            retries=1,
+            on_sent=sent if on_stage is not None else None,
+        )
     finally:
         if not keep_serving:
             local.stop(state, state_path)
     summary = report.summary()
+    p99 = report.latency_ms.get("p99", float("nan"))
+    stage("replay", "done", f"{report.requests:,} tx, {report.errors} errors, p99 {p99:.1f} ms")
     return {
         "url": state["url"],
         "replayed_via": local.replay_targets(state),
-        "served_bundle": str(bundle_dir),
+        "served_model": str(model),
         "replayed": report.requests,
         "replay_from": requests[0]["ts"],
         "replay_to": requests[-1]["ts"],
@@ -138,6 +176,7 @@ def serve_and_replay(
         "rps_achieved": round(summary["achieved_rps"], 1),
         "errors": report.errors,
         "latency_ms": {k: round(v, 2) for k, v in report.latency_ms.items()},
+        "latency_samples_ms": [round(v, 2) for v in report.latencies],
         "server_stage_p50_ms": {k: round(v, 2) for k, v in report.server_stage_p50_ms.items()},
         "decision_sources": report.sources,
         "fallback_reasons": report.fallback_reasons,

@@ -201,12 +201,25 @@ def save_bundle(
         raise
 
 
-def verify_bundle(path: Path | str) -> dict[str, Any]:
-    """Check every file against the manifest; return the manifest or raise."""
+def bundle_digest(path: Path | str) -> str:
+    """The bundle's digest: sha256 of its manifest, which lists every file's sha256 by path, so it
+    covers the files, their paths and every manifest field (what a registry or serve config pins;
+    the manifest's own ``content_sha256`` only certifies the file list)."""
+    return sha256_file(Path(path) / MANIFEST)
+
+
+def verify_bundle(path: Path | str, *, digest: str | None = None) -> dict[str, Any]:
+    """Check every file against the manifest, and the manifest against ``digest`` when given
+    (:func:`bundle_digest`); return the manifest or raise :class:`BundleIntegrityError`."""
     path = Path(path)
     mpath = path / MANIFEST
     if not mpath.is_file():
         raise BundleIntegrityError(f"{path}: no {MANIFEST}")
+    if digest is not None and (actual := sha256_file(mpath)) != digest:
+        raise BundleIntegrityError(
+            f"{path}: manifest digest {actual[:12]}… is not the pinned {digest[:12]}… "
+            "(the bundle was changed after it was registered)"
+        )
     try:
         manifest = json.loads(mpath.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -246,10 +259,13 @@ def verify_bundle(path: Path | str) -> dict[str, Any]:
     return dict(manifest)
 
 
-def load_bundle(path: Path | str, *, nthread: int | None = None) -> Bundle:
-    """Verify and load a bundle (XGBoost booster and torch module included)."""
+def load_bundle(
+    path: Path | str, *, nthread: int | None = None, digest: str | None = None
+) -> Bundle:
+    """Verify (against ``digest`` too, when given) and load a bundle (XGBoost booster and torch
+    module included)."""
     path = Path(path)
-    manifest = verify_bundle(path)
+    manifest = verify_bundle(path, digest=digest)
     try:
         spec = FeatureSpec.from_contract(json.loads((path / "feature_contract.json").read_text()))
         cal_payload = json.loads((path / "calibration.json").read_text())

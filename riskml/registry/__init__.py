@@ -1,5 +1,7 @@
-"""The model registry, its champion and the gate that decides whether a challenger replaces it.
+"""The model registry (MLflow's Model Registry) and the gate that decides whether a challenger
+replaces the champion.
 
-``local``: registered bundles, ``index.json`` and ``champion.json`` under
-``<RISKML_HOME>/models/registry/<name>/``; ``gate``: challenger vs champion on the same window.
+``store``: register a bundle as a model version (digest-tagged), the ``champion``/``challenger``
+aliases, verified downloads into the model cache, and the compare-and-set promotion deploy uses;
+``gate``: challenger vs champion on the same window.
 """

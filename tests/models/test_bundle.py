@@ -19,56 +19,7 @@ from riskml.models.bundle import (
     score,
     score_inputs,
 )
-from riskml.models.calibration import fit_calibrator
-from riskml.models.ensemble import fit_blend
-from riskml.models.features import FeatureSpec, extract_inputs
-from riskml.models.sequence import SequenceParams, load_model, predict_proba
-from riskml.models.xgb import XGBParams, fit_booster, predict, to_ubj
-from riskml.training.sequence_train import train_sequence_local
-
-
-@pytest.fixture(scope="module")
-def artifacts(frame: Any, spec: FeatureSpec) -> ModelArtifacts:
-    inp = extract_inputs(frame, spec)
-    assert inp.y is not None and inp.sequence is not None
-    tr, va, ca = slice(0, 3600), slice(3600, 4800), slice(4800, 6000)
-    booster, _ = fit_booster(
-        XGBParams(num_boost_round=40, early_stopping_rounds=10),
-        inp.tabular[tr],
-        inp.y[tr],
-        inp.tabular[va],
-        inp.y[va],
-        feature_names=spec.tabular,
-    )
-    seq = train_sequence_local(
-        inp.tabular[tr],
-        inp.sequence[tr],
-        inp.y[tr],
-        inp.tabular[va],
-        inp.sequence[va],
-        inp.y[va],
-        params=SequenceParams(epochs=1, batch_size=256, hidden=8, tab_hidden=8),
-    )
-    module = load_model(seq.architecture, seq.weights)
-    raw = {
-        "xgb": (predict(booster, inp.tabular[va]), predict(booster, inp.tabular[ca])),
-        "sequence": (
-            predict_proba(module, inp.tabular[va], inp.sequence[va]),
-            predict_proba(module, inp.tabular[ca], inp.sequence[ca]),
-        ),
-    }
-    cals = {m: fit_calibrator(r[1], inp.y[ca]) for m, r in raw.items()}
-    blend = fit_blend({m: cals[m](r[0]) for m, r in raw.items()}, inp.y[va], "weighted")
-    return ModelArtifacts(
-        spec=spec,
-        calibrators=cals,
-        blend=blend,
-        xgb_ubj=to_ubj(booster),
-        seq_weights=seq.weights,
-        seq_architecture=seq.architecture,
-        metrics={"valid": {"auc": 0.9}},
-        config={"note": "test"},
-    )
+from riskml.models.features import extract_inputs
 
 
 @pytest.fixture

@@ -56,13 +56,13 @@ def test_jobs_mode_uploads_a_working_dir_when_given(ray_head: RayHead, tmp_path:
         "import os\n"
         "def main(spec):\n"
         "    return {'doubled': spec['x'] * 2, 'cwd_has_me': os.path.exists('my_entry.py'),\n"
-        "            'env': os.environ.get('RISKML_FLAG')}\n"
+        "            'env': os.environ.get('PROBE_FLAG')}\n"
     )
     out = run_ray_task(
         "my_entry:main",
         {"x": 21},
         mode="jobs",
-        options=_opts(ray_head, working_dir=pkg, env_vars={"RISKML_FLAG": "on"}, stream_logs=False),
+        options=_opts(ray_head, working_dir=pkg, env_vars={"PROBE_FLAG": "on"}, stream_logs=False),
     )
     assert out["result"] == {"doubled": 42, "cwd_has_me": True, "env": "on"}
 

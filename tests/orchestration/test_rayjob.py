@@ -1,10 +1,9 @@
 """``rayjob`` mode: the built RayJob validates against the KubeRay CRD, and the real kubernetes
-client drives a fake API server (tests/orchestration/fake_k8s.py) that really runs the entrypoint."""
+client drives a fake API server (tests/orchestration/fake_k8s.py) that runs the entrypoint."""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -114,30 +113,11 @@ def test_bad_templates_and_names_are_rejected(template: dict[str, Any]) -> None:
         RayJobOptions(name_prefix="Bad_Prefix")
 
 
-@pytest.fixture
-def fake_kube() -> Iterator[FakeKube]:
-    server = FakeKube().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def _api_client(host: str, token: str = TOKEN) -> Any:
-    from kubernetes import client
-
-    cfg = client.Configuration()
-    cfg.host = host
-    cfg.api_key = {"authorization": token}
-    cfg.api_key_prefix = {"authorization": "Bearer"}
-    return client.ApiClient(cfg)
-
-
 def _opts(**rayjob: Any) -> RayTaskOptions:
     return RayTaskOptions(
         poll_interval_s=0.1,
         timeout_s=60,
-        env_vars={"RISKML_X": "1"},
+        env_vars={"PROBE_X": "1"},
         rayjob=RayJobOptions(**rayjob),
     )
 
@@ -145,7 +125,7 @@ def _opts(**rayjob: Any) -> RayTaskOptions:
 def test_rayjob_mode_against_a_fake_api_server(fake_kube: FakeKube) -> None:
     logs: list[str] = []
     spec = {"rows": 3, "name": "it's"}
-    out = run_rayjob(ENTRY, spec, _opts(), logs.append, api_client=_api_client(fake_kube.host))
+    out = run_rayjob(ENTRY, spec, _opts(), logs.append, api_client=fake_kube.api_client())
     assert out["mode"] == "rayjob" and out["status"] == "SUCCEEDED"
     assert out["result"] == spec
     assert out["rayjob"].startswith("riskml-training/riskml-train-")
@@ -183,7 +163,7 @@ def test_rayjob_failure_raises_with_the_log_and_still_deletes(fake_kube: FakeKub
             {"a": 1},
             _opts(),
             lambda _: None,
-            api_client=_api_client(fake_kube.host),
+            api_client=fake_kube.api_client(),
         )
     assert info.value.status == "FAILED"
     assert "Traceback" in info.value.log_tail
@@ -191,9 +171,7 @@ def test_rayjob_failure_raises_with_the_log_and_still_deletes(fake_kube: FakeKub
 
 
 def test_rayjob_keep_leaves_the_object(fake_kube: FakeKube) -> None:
-    out = run_rayjob(
-        ENTRY, {}, _opts(keep=True), lambda _: None, api_client=_api_client(fake_kube.host)
-    )
+    out = run_rayjob(ENTRY, {}, _opts(keep=True), lambda _: None, api_client=fake_kube.api_client())
     assert out["result"] == {}
     assert len(fake_kube.objects) == 1
     assert all(r["method"] != "DELETE" for r in fake_kube.requests)
@@ -203,33 +181,6 @@ def test_rayjob_wrong_token_is_an_api_error(fake_kube: FakeKube) -> None:
     from kubernetes.client.exceptions import ApiException
 
     with pytest.raises(ApiException) as info:
-        run_rayjob(ENTRY, {}, _opts(), lambda _: None, api_client=_api_client(fake_kube.host, "x"))
+        run_rayjob(ENTRY, {}, _opts(), lambda _: None, api_client=fake_kube.api_client("x"))
     assert info.value.status == 401
     assert not fake_kube.objects
-
-
-def test_cluster_deploy_updates_the_rayservice_serve_config(fake_kube: FakeKube) -> None:
-    import yaml
-
-    from riskml.k8s.manifests import RAYSERVICE_PATH
-    from riskml.orchestration.deploy import DeployError, update_rayservice_bundle
-
-    rayservice = yaml.safe_load(RAYSERVICE_PATH.read_text())
-    ns, name = rayservice["metadata"]["namespace"], rayservice["metadata"]["name"]
-    fake_kube.services[(ns, name)] = rayservice
-    before = yaml.safe_load(rayservice["spec"]["serveConfigV2"])
-    out = update_rayservice_bundle(
-        "/models/fraud/v42", name=name, namespace=ns, api_client=_api_client(fake_kube.host)
-    )
-    assert out["previous"] == before["applications"][0]["args"]["bundle_dir"]
-    patch = fake_kube.requests[-1]
-    assert patch["method"] == "PATCH" and patch["content_type"] == "application/merge-patch+json"
-    after = yaml.safe_load(fake_kube.services[(ns, name)]["spec"]["serveConfigV2"])
-    assert after["applications"][0]["args"]["bundle_dir"] == "/models/fraud/v42"
-    # everything else in the Serve config is unchanged
-    after["applications"][0]["args"]["bundle_dir"] = before["applications"][0]["args"]["bundle_dir"]
-    assert after == before
-    with pytest.raises(DeployError, match="no Serve application 'other'"):
-        update_rayservice_bundle(
-            "/x", name=name, namespace=ns, app="other", api_client=_api_client(fake_kube.host)
-        )

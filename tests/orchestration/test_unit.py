@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -135,8 +136,17 @@ def test_jobs_address_needs_a_dashboard_url(monkeypatch: pytest.MonkeyPatch) -> 
     assert jobs_address(None) == "https://ray.example:443"
 
 
-def test_runtime_env_uploads_working_dir_only_when_given(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_runtime_env_uploads_working_dir_only_when_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert build_runtime_env(RayTaskOptions()) == {}
+    # where shared state lives travels with the job; the home and secrets do not
+    monkeypatch.setenv("RISKML_STORAGE_URI", "s3://bucket/ray")
+    monkeypatch.setenv("RISKML_REDIS_PASSWORD", "secret")
+    assert build_runtime_env(RayTaskOptions()) == {
+        "env_vars": {"RISKML_STORAGE_URI": "s3://bucket/ray"}
+    }
+    monkeypatch.delenv("RISKML_STORAGE_URI")
     env = build_runtime_env(RayTaskOptions(working_dir=tmp_path, env_vars={"A": "1"}))
     assert env["working_dir"] == str(tmp_path.resolve())
     assert ".venv" in env["excludes"] and env["env_vars"] == {"A": "1"}
@@ -166,7 +176,7 @@ def test_image_tag_matches_installed_ray_and_overlays() -> None:
 
 
 def test_finite_metrics_drops_what_kfp_metadata_cannot_hold() -> None:
-    from components.base import finite_metrics
+    from riskml.metrics import finite_metrics
 
     got = finite_metrics(
         {"auc": 0.9, "n": 3, "thr": float("inf"), "share": float("nan"), "ok": True, "s": "x"},

@@ -1,8 +1,10 @@
 """Every pipeline compiles; the IR has the expected tasks, retries, caching, condition and GPU
-settings (parsed from the compiled YAML, not from the Python objects)."""
+settings, and the cluster flavour's per-task environment, Secrets, pod identity and resources
+(parsed from the compiled YAML, not from the Python objects)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +29,9 @@ TRAINING_TASKS = {
     "register",
     "condition-1",
 }
-SIDE_EFFECTS = {"feast-materialize", "gate", "register"}
+#: Never cached: their result depends on the world, not only on their inputs (load-data: the
+#: same source URI may hold new data).
+SIDE_EFFECTS = {"load-data", "feast-materialize", "gate", "register"}
 RETRIED = {"feast-materialize": 3, "tune-xgb": 2, "train-xgb": 2, "train-sequence": 2}
 
 
@@ -76,19 +80,22 @@ def test_deploy_runs_only_when_the_gate_says_so(compiled: dict[str, list[dict[st
         assert inner["deploy"]["cachingOptions"].get("enableCache", False) is False
 
 
-def test_retries_and_caching(compiled: dict[str, list[dict[str, Any]]]) -> None:
-    tasks = _tasks(compiled["training"][0])
-    for name, task in tasks.items():
+@pytest.mark.parametrize("name", ["training", "training-cluster", "retraining-cluster"])
+def test_retries_and_caching(compiled: dict[str, list[dict[str, Any]]], name: str) -> None:
+    tasks = _tasks(compiled[name][0])
+    for task_name, task in tasks.items():
         policy = task.get("retryPolicy")
-        if name in RETRIED:
-            assert policy["maxRetryCount"] == RETRIED[name], name
+        retried = RETRIED.get(task_name) if name.startswith("training") else None
+        if retried:
+            assert policy["maxRetryCount"] == retried, task_name
             assert policy["backoffFactor"] == 2.0
-        else:
-            assert policy is None, name
-        if name == "condition-1":
+        elif name.startswith("training"):
+            assert policy is None, task_name
+        if task_name == "condition-1":
             continue
         cached = task["cachingOptions"].get("enableCache", False)
-        assert cached is (name not in SIDE_EFFECTS), name
+        assert cached is (task_name not in SIDE_EFFECTS), task_name
+    assert tasks["load-data"]["cachingOptions"].get("enableCache", False) is False
 
 
 def test_retraining_skips_tuning(compiled: dict[str, list[dict[str, Any]]]) -> None:
@@ -123,8 +130,9 @@ def test_cluster_flavour_puts_the_sequence_model_on_a_gpu(
         assert res["accelerator"]["resourceType"] == "nvidia.com/gpu"
         assert res["accelerator"]["resourceCount"] == "1"
         k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-        assert set(k8s) == {"exec-train-sequence"}
         seq = k8s["exec-train-sequence"]
+        assert seq["podMetadata"]["labels"]["riskml.io/accelerator"] == "nvidia-gpu"
+        assert not any("nodeSelector" in k8s[e] for e in k8s if e != "exec-train-sequence")
         assert seq["nodeSelector"]["labels"] == {"karpenter.sh/nodepool": "riskml-gpu"}
         assert seq["tolerations"] == [
             {"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Exists"}
@@ -198,3 +206,106 @@ def test_unknown_flavour_and_cron() -> None:
     assert validate_cron("0 0 3 * * 1") == "0 0 3 * * 1"
     with pytest.raises(ValueError, match="5 or 6 fields"):
         validate_cron("daily")
+
+
+# --- the cluster flavour's pod environment --------------------------------------------------------
+
+FEAST_SECRETS = {
+    ("riskml-online-redis", "password", "RISKML_REDIS_PASSWORD"),
+    ("riskml-feast-registry", "url", "FEAST_REGISTRY_PATH"),
+}
+RAY_SECRETS = {("riskml-ray-auth", "auth_token", "RAY_AUTH_TOKEN")}
+#: What each task reads from Secrets, and nothing else (least privilege).
+TASK_SECRETS = {
+    "load-data": set(),
+    "build-features": set(),
+    "feast-materialize": FEAST_SECRETS,
+    "training-sets": FEAST_SECRETS,
+    "tune-xgb": RAY_SECRETS,
+    "train-xgb": RAY_SECRETS,
+    "train-sequence": RAY_SECRETS,
+    "calibrate-ensemble": set(),
+    "backtest": set(),
+    "gate": set(),
+    "register": set(),
+    "deploy": set(),
+}
+#: The non-secret environment every task gets from the ConfigMap riskml-pipeline-env.
+TASK_ENV = {
+    "RISKML_MLFLOW_TRACKING_URI",
+    "RISKML_FEAST_CONFIG",
+    "RISKML_ONLINE_STORE",
+    "RISKML_REDIS_URL",
+    "RISKML_RAY_MODE",
+    "RISKML_STORAGE_URI",
+}
+
+
+def _image_user() -> tuple[int, int]:
+    from riskml.settings import REPO_ROOT
+
+    users = re.findall(r"^USER (\d+):(\d+)$", (REPO_ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    uid, gid = users[-1]
+    return int(uid), int(gid)
+
+
+@pytest.mark.parametrize("name", ["training-cluster", "retraining-cluster"])
+def test_cluster_tasks_get_the_environment_and_secrets_they_need(
+    compiled: dict[str, list[dict[str, Any]]], name: str
+) -> None:
+    ir, platform = compiled[name]
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    executors = ir["deploymentSpec"]["executors"]
+    assert set(k8s) == set(executors) == {f"exec-{task}" for task in TASK_SECRETS}
+    uid, gid = _image_user()
+    for task, secrets in TASK_SECRETS.items():
+        config = k8s[f"exec-{task}"]
+        # the label the NetworkPolicies select, and Pod Security "restricted" identity
+        labels = config["podMetadata"]["labels"]
+        assert labels["app.kubernetes.io/component"] == "pipeline", task
+        assert config["securityContext"] == {
+            "runAsUser": str(uid),
+            "runAsGroup": str(gid),
+            "runAsNonRoot": True,
+        }, task
+        # the environment's settings, by name from the ConfigMap; RISKML_RAY_ADDRESS may be absent
+        required = [c for c in config["configMapAsEnv"] if not c["optional"]]
+        optional = [c for c in config["configMapAsEnv"] if c["optional"]]
+        assert {c["configMapName"] for c in config["configMapAsEnv"]} == {"riskml-pipeline-env"}
+        assert {(p["configMapKey"], p["envVar"]) for c in required for p in c["keyToEnv"]} == {
+            (v, v) for v in TASK_ENV
+        }, task
+        assert [p["envVar"] for c in optional for p in c["keyToEnv"]] == ["RISKML_RAY_ADDRESS"]
+        # RISKML_FEAST_CONFIG names a file in the mounted ConfigMap
+        (volume,) = config["configMapAsVolume"]
+        assert volume["configMapName"] == "riskml-pipeline-feature-store"
+        assert volume["mountPath"] == "/etc/riskml/feast"
+        got = {
+            (s["secretName"], p["secretKey"], p["envVar"])
+            for s in config.get("secretAsEnv", [])
+            for p in s["keyToEnv"]
+        }
+        assert got == secrets, task
+        assert not any(s.get("optional") for s in config.get("secretAsEnv", [])), task
+        # requests and limits on every task container
+        resources = executors[f"exec-{task}"]["container"]["resources"]
+        for field in ("CpuRequest", "CpuLimit", "MemoryRequest", "MemoryLimit"):
+            assert resources[f"resource{field}"], (task, field)
+    # no secret values in the compiled pipeline: only names and keys
+    text = yaml.safe_dump(compiled[name])
+    assert "password=" not in text and "postgresql" not in text
+
+
+def test_cluster_env_names_match_the_manifests_configmap() -> None:
+    """The keys the tasks map are the keys k8s/base/training's generator writes."""
+    from riskml.settings import REPO_ROOT
+
+    kustomization = yaml.safe_load(
+        (REPO_ROOT / "k8s" / "base" / "training" / "kustomization.yaml").read_text()
+    )
+    (generator,) = [
+        g for g in kustomization["configMapGenerator"] if g["name"] == "riskml-pipeline-env"
+    ]
+    keys = {literal.split("=", 1)[0] for literal in generator["literals"]}
+    assert keys == TASK_ENV
+    assert generator["options"]["disableNameSuffixHash"] is True

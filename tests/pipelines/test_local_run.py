@@ -1,10 +1,10 @@
 """Real local runs of the pipelines: kfp.local (subprocess runner, this venv), one private Ray
-head, Feast on SQLite, MLflow on a file store — tiny simulated data.
+head, Feast on SQLite, MLflow embedded (SQLite store + its Model Registry) — tiny simulated data.
 
 1. ``training`` on a fresh RISKML_HOME: no champion, so the gate says ``deploy`` and the deploy
-   task (inside ``dsl.If``) makes the bundle the champion.
-2. ``retraining`` on a later window with an unreachable gate margin: the gate says ``keep``,
-   the deploy task does not run and the champion stays.
+   task (inside ``dsl.If``) moves the registry's ``champion`` alias to the new version.
+2. ``retraining`` on a later window with an unreachable gate margin: the gate reads the champion
+   from the registry and says ``keep``, the deploy task does not run and the champion stays.
 """
 
 from __future__ import annotations
@@ -18,24 +18,10 @@ from typing import Any
 import pytest
 
 from riskml.orchestration.head import RayHead
+from tests.support.kfp_runs import FAST_CONFIG
+from tests.support.kfp_runs import task_metrics as _metrics
 
 pytestmark = [pytest.mark.kfp, pytest.mark.ray, pytest.mark.integration, pytest.mark.slow]
-
-FAST_CONFIG = {
-    "split": {"label_maturity_days": 10},
-    "xgb": {"num_boost_round": 60, "early_stopping_rounds": 10},
-    "sequence": {"epochs": 1, "hidden": 16, "tab_hidden": 32},
-    "ray": {"num_workers": 1},
-}
-
-
-def _executor_output(run_dir: Path, task: str) -> dict[str, Any]:
-    return json.loads((run_dir / task / "executor_output.json").read_text())
-
-
-def _metrics(run_dir: Path, task: str, name: str = "metrics") -> dict[str, Any]:
-    artifacts = _executor_output(run_dir, task)["artifacts"][name]["artifacts"]
-    return dict(artifacts[0]["metadata"])
 
 
 @pytest.fixture(scope="module")
@@ -81,19 +67,24 @@ def _use_home(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
 def test_training_pipeline_runs_end_to_end(
     trained: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from riskml.models.bundle import load_bundle, verify_bundle
-    from riskml.registry.local import champion
+    from riskml.models.bundle import bundle_digest, load_bundle, verify_bundle
+    from riskml.registry.store import champion, get
 
     home = trained["home"]
     _use_home(monkeypatch, home)
     assert trained["decision"] == "deploy"
-    bundle = Path(trained["bundle"])
-    assert bundle.is_relative_to(home.resolve() / "models" / "registry")
-    manifest = verify_bundle(bundle)
+    registered = trained["registered"]
+    assert registered["model_uri"] == f"models:/fraud/{registered['version']}"
+    bundle = Path(trained["bundle"])  # the verified copy fetched from the registry
+    assert bundle.is_relative_to(home.resolve() / "model-cache")
+    manifest = verify_bundle(bundle, digest=registered["digest"])
+    assert bundle_digest(bundle) == registered["digest"]
     assert sorted(load_bundle(bundle).models) == ["sequence", "xgb"]
-    assert manifest["version"] == trained["registered"]["version"]
-    assert trained["registered"]["mlflow_run_id"]
-    assert (home / "mlruns").is_dir()
+    assert manifest["version"] == registered["bundle_version"]
+    assert registered["run_id"]
+    challenger = get("fraud", "challenger")
+    assert challenger is not None and challenger.version == registered["version"]
+    assert (home / "mlflow.db").is_file()  # the embedded MLflow store under RISKML_HOME
     assert trained["dashboard_url"] is None  # it used the given Ray, started none
 
     run_dir = Path(trained["run_dir"])
@@ -107,13 +98,15 @@ def test_training_pipeline_runs_end_to_end(
     ]
     assert len(roc["confidenceMetrics"]) >= 2
     report = Path(trained["report"]).read_text()
-    assert "<h2>blend</h2>" in report and "data:image/png;base64," in report
+    assert "<h2>Models compared</h2>" in report and "blend (served)" in report
+    assert "data:image/png;base64," in report
     gate = _metrics(run_dir, "gate")
     assert gate["deploy"] == 1.0 and gate["champion"] == -1.0
     assert gate["challenger"] == pytest.approx(backtest["blend_average_precision"], abs=1e-9)
+    assert gate["champion_version"] == ""  # compared against no champion
     assert (run_dir / "deploy").is_dir()  # the dsl.If branch ran
-    champion = champion()
-    assert champion is not None and Path(champion["path"]) == bundle
+    current = champion()
+    assert current is not None and current.version == registered["version"]
 
 
 @pytest.mark.timeout(1800)
@@ -121,12 +114,11 @@ def test_retraining_keeps_the_champion_when_the_gate_says_so(
     trained: dict[str, Any], ray_head: RayHead, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from pipelines.local import run_local
-    from riskml.models.bundle import verify_bundle
-    from riskml.registry.local import champion
+    from riskml.registry.store import champion, client
 
     _use_home(monkeypatch, trained["home"])
-    champion = champion()
-    assert champion is not None
+    before = champion()
+    assert before is not None
     out = run_local(
         "retraining",
         size="tiny",
@@ -138,7 +130,9 @@ def test_retraining_keeps_the_champion_when_the_gate_says_so(
     assert not (run_dir / "deploy").exists()  # dsl.If skipped it
     gate = _metrics(run_dir, "gate")
     assert gate["deploy"] == 0.0 and gate["champion"] > 0
-    assert champion() == champion  # unchanged
-    verify_bundle(out["bundle"])  # registered all the same, with its decision
-    index = json.loads((Path(out["bundle"]).parent / "index.json").read_text())
-    assert [e["decision"] for e in index] == ["deploy", "keep"]
+    assert gate["champion_version"] == before.version  # read from the registry
+    assert champion() == before  # unchanged
+    # registered all the same, as a new version tagged with its gate decision
+    versions = client().search_model_versions("name='fraud'")
+    decisions = {v.version: v.tags.get("riskml.gate_decision") for v in versions}
+    assert decisions == {before.version: "deploy", out["registered"]["version"]: "keep"}

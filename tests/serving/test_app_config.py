@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ import yaml
 from pydantic import ValidationError
 
 from riskml.decision.config import DeciderConfig, IngressConfig
+from riskml.registry.store import RegistryError
 from riskml.settings import REPO_ROOT
 from serving.components import import_attr
 from serving.config import TOPOLOGIES, AppArgs
@@ -39,12 +41,14 @@ def test_serve_config_names_the_apps_deployments_and_valid_user_configs() -> Non
     assert ingress.deadline_ms > 0 and decider.thresholds.review <= decider.thresholds.decline
 
 
-def test_serve_config_args_name_a_bundle_that_is_verified_before_deploying() -> None:
-    """The config serves /models/current on Redis; here that bundle does not exist, and the
-    args are refused before anything is deployed, naming the missing manifest."""
+def test_serve_config_args_name_the_registry_champion_resolved_before_deploying(
+    riskml_home: Path,
+) -> None:
+    """The config serves the registry's champion on Redis; in an empty registry the args are
+    refused before anything is deployed, naming the URI."""
     (app,) = _config()["applications"]
-    assert set(app["args"]) == {"bundle_dir", "online_store"}
-    with pytest.raises(ValidationError, match=r"/models/current: no manifest\.json"):
+    assert app["args"] == {"model_uri": "models:/fraud@champion", "online_store": "redis"}
+    with pytest.raises(RegistryError, match=r"models:/fraud@champion: no such model version"):
         AppArgs.model_validate(app["args"])
 
 
@@ -66,7 +70,7 @@ def test_app_args_load_neither_ray_nor_the_deployments() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ({}, "need bundle_dir, or feature_source"),
+        ({}, "need model_uri or bundle_dir, or feature_source"),
         (
             {
                 "feature_source": SOURCE,

@@ -43,7 +43,7 @@ class World:
         cfg = StoreConfig(
             home=home,
             features_dir=self.features_dir,
-            online_store=online_store,  # type: ignore[arg-type]
+            online_store=online_store,
             redis_url=redis_url,
             project=project,
         )
