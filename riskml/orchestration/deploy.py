@@ -220,13 +220,12 @@ def _wait_healthy(
     *,
     timeout_s: float,
     poll_s: float,
-    clock: Callable[[], float],
-    sleep: Callable[[float], None],
 ) -> tuple[str, str, dict[str, Any]]:
     """Poll the status subresource until :func:`rayservice_health` says healthy or failed, or
     ``timeout_s`` passes (-> ``timeout``); ``superseded`` when ``spec.serveConfigV2`` is no
     longer ``expect`` (someone else changed it meanwhile). Transient errors (429, 5xx, no
     answer) are waited out; others (403, 404) fail the wait: the rollout cannot be confirmed."""
+    clock = time.monotonic
     deadline = clock() + timeout_s
     detail, obj = "no status read yet", {}
     while True:
@@ -252,7 +251,7 @@ def _wait_healthy(
         left = deadline - clock()
         if left <= 0:
             return "timeout", f"not healthy after {timeout_s:g}s: {detail}", obj
-        sleep(min(poll_s, left))
+        time.sleep(min(poll_s, left))
 
 
 def _summary(args: Mapping[str, Any], keys: Iterable[str]) -> str:
@@ -295,7 +294,6 @@ def rollout_rayservice(
 
     api = client.CustomObjectsApi(api_client or kube_api_client())
     svc = _Rayservice(api, namespace, name)
-    clock, sleep = time.monotonic, time.sleep
     base = svc.get()
     doc, original_text = _serve_doc(base, app, svc.where)
     previous = dict(_app(doc, app).get("args") or {})
@@ -315,16 +313,16 @@ def rollout_rayservice(
         "args": new_args,
     }
 
-    started = clock()
+    started = time.monotonic()
     # unchanged args: no patch, only confirm that the current generation is healthy
     patched = base if new_args == previous else svc.patch_serve_config(base, new_text)
     generation = _generation(patched)
     result.update(resource_version=_resource_version(patched), generation=generation)
     expect = original_text if patched is base else new_text
     state, detail, last = _wait_healthy(
-        svc, app, generation, expect, timeout_s=timeout_s, poll_s=poll_s, clock=clock, sleep=sleep
+        svc, app, generation, expect, timeout_s=timeout_s, poll_s=poll_s
     )
-    result["waited_s"] = round(clock() - started, 3)
+    result["waited_s"] = round(time.monotonic() - started, 3)
     app_status = ((last.get("status") or {}).get("activeServiceStatus") or {}).get(
         "applicationStatuses"
     ) or {}
@@ -358,8 +356,6 @@ def rollout_rayservice(
         original_text,
         timeout_s=timeout_s,
         poll_s=poll_s,
-        clock=clock,
-        sleep=sleep,
     )
     result.update(rolled_back=rolled_back, rollback_detail=rb_detail)
     restored = _summary(previous, changed)
@@ -380,8 +376,6 @@ def _rollback(
     *,
     timeout_s: float,
     poll_s: float,
-    clock: Callable[[], float],
-    sleep: Callable[[float], None],
 ) -> tuple[bool, str]:
     """Restore ``original`` serveConfigV2 if the spec still holds ``ours``; wait for health."""
     try:
@@ -401,8 +395,6 @@ def _rollback(
         original,
         timeout_s=timeout_s,
         poll_s=poll_s,
-        clock=clock,
-        sleep=sleep,
     )
     if state == "healthy":
         return True, detail

@@ -14,11 +14,8 @@ from tests.orchestration.fake_k8s import FakeKube
 
 @pytest.fixture
 def fake_kube() -> Iterator[FakeKube]:
-    server = FakeKube().start()
-    try:
+    with FakeKube() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

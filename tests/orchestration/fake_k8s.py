@@ -32,12 +32,14 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import yaml
+
+from tests.support.fake_http import FakeHttpServer
 
 TOKEN = "test-token"
 RAYJOBS = re.compile(r"^/apis/ray\.io/v1/namespaces/([^/]+)/rayjobs(?:/([^/]+))?$")
@@ -119,7 +121,7 @@ class _Rollout:
     gets: int = 0
 
 
-class FakeKube:
+class FakeKube(FakeHttpServer):
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str], dict[str, Any]] = {}
         self.services: dict[tuple[str, str], dict[str, Any]] = {}
@@ -140,22 +142,7 @@ class FakeKube:
         self.history: list[dict[str, Any]] = []
         self._rollouts: dict[tuple[str, str], _Rollout] = {}
         self._rv = 100
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-
-    @property
-    def host(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def start(self) -> FakeKube:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__()
 
     def api_client(self, token: str = TOKEN) -> Any:
         """A real kubernetes ``ApiClient`` pointed at this server."""

@@ -44,6 +44,16 @@ def _rollout(kube: FakeKube, args: dict[str, Any], **kw: Any) -> dict[str, Any]:
     return rollout_rayservice(args, api_client=kube.api_client(), **{**FAST, **kw})
 
 
+def _their_deploy(kube: FakeKube, hooks: list[Any]) -> str:
+    """Another deploy (to ``models:/fraud/9``) lands at the point ``hooks`` runs; returns its
+    serveConfigV2."""
+    doc = yaml.safe_load(kube.rayservice(NS, NAME)["spec"]["serveConfigV2"])
+    doc["applications"][0]["args"]["model_uri"] = "models:/fraud/9"
+    theirs = yaml.safe_dump(doc, sort_keys=False)
+    hooks.append(lambda: kube.patch_rayservice(NS, NAME, {"spec": {"serveConfigV2": theirs}}))
+    return theirs
+
+
 def _calls(kube: FakeKube) -> list[tuple[str, str]]:
     prefix = f"/apis/ray.io/v1/namespaces/{NS}/rayservices/{NAME}"
     return [(r["method"], r["path"].removeprefix(prefix) or "/") for r in kube.requests]
@@ -85,13 +95,7 @@ def test_healthy_rollout_sets_the_args_and_waits_for_the_new_generation(kube: Fa
 
 
 def test_a_concurrent_change_between_get_and_patch_is_refused(kube: FakeKube) -> None:
-    svc = kube.rayservice(NS, NAME)
-    doc = yaml.safe_load(svc["spec"]["serveConfigV2"])
-    doc["applications"][0]["args"]["model_uri"] = "models:/fraud/9"  # the other deploy
-    theirs = yaml.safe_dump(doc, sort_keys=False)
-    kube.before_patch.append(
-        lambda: kube.patch_rayservice(NS, NAME, {"spec": {"serveConfigV2": theirs}})
-    )
+    theirs = _their_deploy(kube, kube.before_patch)
 
     with pytest.raises(DeployError, match="changed concurrently") as info:
         _rollout(kube, GOOD)
@@ -166,12 +170,7 @@ def test_a_rollback_that_fails_too_is_reported(kube: FakeKube) -> None:
 
 def test_a_change_by_someone_else_during_the_wait_is_not_rolled_back(kube: FakeKube) -> None:
     kube.serve_outcome = _fail("DEPLOY_FAILED")
-    doc = yaml.safe_load(kube.rayservice(NS, NAME)["spec"]["serveConfigV2"])
-    doc["applications"][0]["args"]["model_uri"] = "models:/fraud/9"
-    theirs = yaml.safe_dump(doc, sort_keys=False)
-    kube.after_patch.append(
-        lambda: kube.patch_rayservice(NS, NAME, {"spec": {"serveConfigV2": theirs}})
-    )
+    theirs = _their_deploy(kube, kube.after_patch)
 
     with pytest.raises(DeployError, match="changed concurrently while waiting") as info:
         _rollout(kube, BAD)
@@ -223,14 +222,11 @@ def test_a_bundle_dir_config_is_switched_to_the_registry() -> None:
     doc = yaml.safe_load(rayservice["spec"]["serveConfigV2"])
     doc["applications"][0]["args"] = {"bundle_dir": "/models/current", "online_store": "redis"}
     rayservice["spec"]["serveConfigV2"] = yaml.safe_dump(doc, sort_keys=False)
-    server = FakeKube().start()
-    try:
+    with FakeKube() as server:
         server.add_rayservice(rayservice)
         out = _rollout(server, GOOD)
         assert out["previous_args"]["bundle_dir"] == "/models/current"
         assert server.app_args(NS, NAME) == {"online_store": "redis"} | GOOD
-    finally:
-        server.stop()
 
 
 def test_unchanged_args_only_confirm_health(kube: FakeKube) -> None:

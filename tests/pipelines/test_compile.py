@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
+from pipelines.definitions import ENV_KEYS
+
 pytestmark = pytest.mark.kfp
 
 TRAINING_TASKS = {
@@ -159,40 +161,19 @@ def test_gpu_node_pool_matches_the_k8s_manifests() -> None:
     ]
 
 
+def _compile(out: Path, pipeline: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "pipelines", "compile", "--out", str(out), "--pipeline", pipeline]
+    return subprocess.run(cmd, capture_output=True, text=True)
+
+
 def test_cli_compile_and_bad_input(tmp_path: Path) -> None:
-    ok = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipelines",
-            "compile",
-            "--out",
-            str(tmp_path),
-            "--pipeline",
-            "retraining",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    ok = _compile(tmp_path, "retraining")
     assert ok.returncode == 0, ok.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "retraining-cluster.yaml",
         "retraining.yaml",
     ]
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipelines",
-            "compile",
-            "--out",
-            str(tmp_path),
-            "--pipeline",
-            "nope",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    bad = _compile(tmp_path, "nope")
     assert bad.returncode == 2 and "unknown pipeline 'nope'" in bad.stderr
 
 
@@ -230,15 +211,15 @@ TASK_SECRETS = {
     "register": set(),
     "deploy": set(),
 }
-#: The non-secret environment every task gets from the ConfigMap riskml-pipeline-env.
-TASK_ENV = {
+#: The non-secret environment every task gets from the ConfigMap riskml-pipeline-env: at least
+#: the registry, the Feast config, the online store and the shared storage.
+TASK_ENV = set(ENV_KEYS)
+assert {
     "RISKML_MLFLOW_TRACKING_URI",
     "RISKML_FEAST_CONFIG",
-    "RISKML_ONLINE_STORE",
     "RISKML_REDIS_URL",
-    "RISKML_RAY_MODE",
     "RISKML_STORAGE_URI",
-}
+} <= TASK_ENV
 
 
 def _image_user() -> tuple[int, int]:

@@ -13,11 +13,8 @@ pytestmark = pytest.mark.kfp
 
 @pytest.fixture
 def fake_kfp() -> Iterator[FakeKfp]:
-    server = FakeKfp().start()
-    try:
+    with FakeKfp() as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_submit_a_run(fake_kfp: FakeKfp) -> None:
