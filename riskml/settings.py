@@ -93,6 +93,32 @@ class Settings(BaseSettings):
         default=1.0, gt=0, description="Seconds to wait for a Redis reply (socket timeout)."
     )
 
+    # -- event stream (NATS JetStream) ------------------------------------------------------
+    nats_url: str = Field(
+        default="nats://127.0.0.1:4222",
+        description="NATS server(s) with JetStream, comma-separated (nats:// or tls://).",
+    )
+    nats_token: SecretStr | None = Field(
+        default=None, description="NATS auth token (secret: also RISKML_NATS_TOKEN_FILE)."
+    )
+    stream_name: str = Field(
+        default="riskml-events",
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="JetStream stream of the events (subjects riskml.events.<kind>).",
+    )
+    stream_max_skew_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="An event this many seconds or more in the future is refused (422 at the "
+        "API, dead-lettered by the processor).",
+    )
+    stream_lateness_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="How late (event time behind the newest seen for its key) an event may be "
+        "and still fold in order.",
+    )
+
     # -- Ray ---------------------------------------------------------------------------------
     ray_mode: Literal["local", "jobs", "rayjob"] = Field(
         default="local",
@@ -122,7 +148,7 @@ class Settings(BaseSettings):
         description="Directory with JSON schemas (skaffold) for offline validation.",
     )
 
-    @field_validator("redis_password", "redis_username", "feast_config", mode="before")
+    @field_validator("redis_password", "redis_username", "nats_token", "feast_config", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         """An empty variable (e.g. an optional Secret key that is absent) means "not set"."""
