@@ -49,8 +49,8 @@ def test_feature_store_configmaps_are_valid_feast_configs(rendered: dict[str, li
 
     for overlay, docs in rendered.items():
         maps = [d for d in of_kind(docs, "ConfigMap") if "feature_store.yaml" in d["data"]]
-        # serving and training pods (hashed), kfp task pods (fixed name)
-        assert len(maps) == 3, overlay
+        # serving, training and stream-processor pods (hashed), kfp task pods (fixed name)
+        assert len(maps) == 4, overlay
         for config_map in maps:
             config = RepoConfig(**yaml.safe_load(config_map["data"]["feature_store.yaml"]))
             assert config.project == "riskml"

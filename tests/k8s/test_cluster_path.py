@@ -150,13 +150,17 @@ def test_every_client_is_pointed_at_the_tracking_server(rendered: dict[str, list
         ("RayService", "riskml-scoring", 2),
         ("RayJob", "riskml-train", 4),
         ("Deployment", "riskml-mlflow", 1),
+        ("StatefulSet", "riskml-nats", 1),
+        ("Deployment", "riskml-stream-processor", 1),
+        ("Deployment", "riskml-offline-log", 1),
     ],
 )
 def test_every_pod_template_is_restricted(
     rendered: dict[str, list[Doc]], kind: str, name: str, templates: int
 ) -> None:
     """Each container of each template (RayService head/worker, RayJob head/workers/submitter,
-    the MLflow Deployment) meets Pod Security "restricted" with limits - checked one by one."""
+    the MLflow Deployment, NATS, the stream processor and the offline log) meets Pod Security
+    "restricted" with limits - checked one by one."""
     for docs in rendered.values():
         obj = find(docs, kind, name)
         found = list(iter_pod_templates(obj))
@@ -248,6 +252,19 @@ SCORING_HEAD = pod(
 )
 STRANGER = pod(TRAINING, {"app": "something-else"})
 MONITORING = pod("monitoring", {"app": "prometheus"})
+NATS = pod(
+    PLATFORM, {"app.kubernetes.io/name": "nats", "app.kubernetes.io/component": "event-stream"}
+)
+NATS_PEER = NATS  # another server of the same StatefulSet
+PROCESSOR = pod(
+    PLATFORM,
+    {"app.kubernetes.io/name": "riskml-stream", "app.kubernetes.io/component": "stream-processor"},
+)
+OFFLINE_LOG = pod(
+    PLATFORM,
+    {"app.kubernetes.io/name": "riskml-stream", "app.kubernetes.io/component": "offline-log"},
+)
+PLATFORM_STRANGER = pod(PLATFORM, {"app": "debug"})
 
 
 def _paths(overlay: str) -> Iterator[tuple[str, Any, Any, int, bool]]:
@@ -263,6 +280,17 @@ def _paths(overlay: str) -> Iterator[tuple[str, Any, Any, int, bool]]:
     yield "training Ray -> online store", TRAINING_WORKER, redis, 6379, True
     yield "MLflow -> PostgreSQL (backend store)", MLFLOW, postgres, 5432, True
     yield "MLflow -> object storage", MLFLOW, address("52.95.150.10"), 443, True
+    yield "stream processor -> NATS", PROCESSOR, NATS, 4222, True
+    yield "stream processor -> online store", PROCESSOR, redis, 6379, True
+    yield "stream processor -> PostgreSQL (Feast registry)", PROCESSOR, postgres, 5432, True
+    yield "offline log -> NATS", OFFLINE_LOG, NATS, 4222, True
+    yield "offline log -> object storage", OFFLINE_LOG, address("52.95.150.10"), 443, True
+    yield "scoring -> NATS (decision log)", SCORING_WORKER, NATS, 4222, True
+    yield "scoring head -> NATS", SCORING_HEAD, NATS, 4222, True
+    yield "NATS -> NATS routes", NATS, NATS_PEER, 6222, True
+    yield "monitoring -> processor metrics", MONITORING, PROCESSOR, 9102, True
+    yield "monitoring -> offline log metrics", MONITORING, OFFLINE_LOG, 9102, True
+    yield "monitoring -> NATS monitoring endpoint", MONITORING, NATS, 8222, True
     # and nothing more
     yield "pipeline -> MLflow on another port", PIPELINE, MLFLOW, 5001, False
     yield "pipeline -> training Ray GCS", PIPELINE, TRAINING_HEAD, 6379, False
@@ -273,6 +301,23 @@ def _paths(overlay: str) -> Iterator[tuple[str, Any, Any, int, bool]]:
     yield "MLflow -> online store", MLFLOW, redis, 6379, False
     yield "MLflow -> cloud metadata", MLFLOW, address("169.254.169.254"), 443, False
     yield "scoring -> training Jobs API", SCORING_WORKER, TRAINING_HEAD, 8265, False
+    yield "unlabelled pod -> NATS", STRANGER, NATS, 4222, False
+    yield "unlabelled platform pod -> NATS", PLATFORM_STRANGER, NATS, 4222, False
+    yield "pipeline -> NATS", PIPELINE, NATS, 4222, False
+    yield "training Ray -> NATS", TRAINING_WORKER, NATS, 4222, False
+    yield "monitoring -> NATS client port", MONITORING, NATS, 4222, False
+    yield "processor -> NATS routes", PROCESSOR, NATS, 6222, False
+    yield "NATS -> online store", NATS, redis, 6379, False
+    yield "NATS -> MLflow", NATS, MLFLOW, 5000, False
+    yield "NATS -> object storage", NATS, address("52.95.150.10"), 443, False
+    yield "NATS -> PostgreSQL", NATS, postgres, 5432, False
+    yield "NATS -> scoring", NATS, SCORING_WORKER, 8000, False
+    yield "offline log -> online store", OFFLINE_LOG, redis, 6379, False
+    yield "offline log -> PostgreSQL", OFFLINE_LOG, postgres, 5432, False
+    yield "processor -> object storage", PROCESSOR, address("52.95.150.10"), 443, False
+    yield "processor -> MLflow", PROCESSOR, MLFLOW, 5000, False
+    yield "unlabelled pod -> processor metrics", STRANGER, PROCESSOR, 9102, False
+    yield "scoring -> processor metrics", SCORING_WORKER, PROCESSOR, 9102, False
     if overlay == "prod":
         yield (
             "prod PostgreSQL outside the data subnets",
@@ -303,12 +348,25 @@ def test_network_paths_the_platform_needs_and_no_others(
         ("mlflow-clients", PLATFORM, PIPELINE, 5000),  # the server side
         ("online-store", SERVING, PIPELINE, 6379),  # staging's Redis admits the pipeline
         ("ray-training-jobs-api", TRAINING, PIPELINE, 8265),
+        ("stream-processor-egress", PLATFORM, PROCESSOR, 4222),  # the client side
+        ("nats-clients", PLATFORM, PROCESSOR, 4222),  # the server side
+        ("ray-scoring-nats", SERVING, SCORING_WORKER, 4222),
+        ("nats-clients", PLATFORM, SCORING_WORKER, 4222),
+        ("stream-processor-egress", PLATFORM, PROCESSOR, 6379),
+        ("online-store", SERVING, PROCESSOR, 6379),  # staging's Redis admits the processor
+        ("stream-metrics", PLATFORM, MONITORING, 9102),
     ],
 )
 def test_each_side_of_a_path_is_needed(
     mutable: Callable[[str], list[Doc]], policy: str, namespace: str, source: Any, port: int
 ) -> None:
-    destination = {5000: MLFLOW, 6379: _redis("staging"), 8265: TRAINING_HEAD}[port]
+    destination = {
+        5000: MLFLOW,
+        6379: _redis("staging"),
+        8265: TRAINING_HEAD,
+        4222: NATS,
+        9102: PROCESSOR,
+    }[port]
     docs = mutable("staging")
     assert network_allows(docs, source, destination, port)
     docs.remove(find(docs, "NetworkPolicy", policy, namespace))
@@ -408,6 +466,12 @@ def test_secrets_are_referenced_never_committed_and_documented(
         (TRAINING, "riskml-feast-registry", "url"),
         (TRAINING, "riskml-ray-auth", "auth_token"),
         (PLATFORM, "riskml-mlflow-db", "uri"),
+        # the event stream: NATS and its clients (the Serve app publishes the decision log)
+        (PLATFORM, "riskml-nats-auth", "token"),
+        (SERVING, "riskml-nats-auth", "token"),
+        # the stream processor opens the Feast store
+        (PLATFORM, "riskml-online-redis", "password"),
+        (PLATFORM, "riskml-feast-registry", "url"),
     }
     for overlay, docs in rendered.items():
         assert not of_kind(docs, "Secret"), overlay  # created out of band, never committed
@@ -459,6 +523,9 @@ def test_every_riskml_variable_set_on_the_cluster_is_a_setting(
             "RISKML_FEAST_CONFIG",
             "RISKML_MLFLOW_TRACKING_URI",
             "RISKML_REDIS_PASSWORD",
+            "RISKML_NATS_URL",
+            "RISKML_NATS_TOKEN",
+            "RISKML_STREAM_NAME",
         } <= names
         assert names - valid == set(), overlay
 

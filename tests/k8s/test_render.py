@@ -43,6 +43,7 @@ def test_every_overlay_renders_with_the_expected_objects(rendered: dict[str, lis
             "ResourceQuota",
             "LimitRange",
             "Deployment",
+            "StatefulSet",
             "Service",
         } <= kinds
         assert {d["metadata"]["name"] for d in of_kind(docs, "Namespace")} == APP_NAMESPACES
@@ -171,13 +172,14 @@ def test_online_store_in_cluster_for_staging_external_for_prod(
         {"matchLabels": service["spec"]["selector"]},
         redis["spec"]["template"]["metadata"]["labels"],
     )
-    for namespace in ("riskml-serving", "riskml-training"):
+    for namespace in ("riskml-serving", "riskml-training", "riskml-platform"):
         conn = _feature_store(staging, namespace)["online_store"]["connection_string"]
         assert conn.startswith("riskml-redis.riskml-serving.svc.cluster.local:6379")
         prod_conn = _feature_store(prod, namespace)["online_store"]["connection_string"]
         assert "cache.amazonaws.com" in prod_conn and "ssl=true" in prod_conn
         assert "${RISKML_REDIS_PASSWORD}" in prod_conn
-    assert not of_kind(prod, "StatefulSet")
+    # prod runs no Redis of its own (its one StatefulSet is NATS)
+    assert {d["metadata"]["name"] for d in of_kind(prod, "StatefulSet")} == {"riskml-nats"}
     # every Ray node of both environments gets the password and registry URL the Feast config
     # expands, from Secrets; prod's Redis is TLS
     for overlay, docs in rendered.items():
