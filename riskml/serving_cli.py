@@ -76,6 +76,7 @@ def start(
     from pydantic import ValidationError
 
     from riskml.console import print_table
+    from riskml.registry.store import RegistryError
     from riskml.settings import get_settings
     from serving import local
 
@@ -108,6 +109,11 @@ def start(
         )
     except ValidationError as exc:
         raise typer.BadParameter(str(exc), param_hint="--config") from None
+    except RegistryError as exc:  # the model URI names nothing in the registry
+        raise typer.BadParameter(str(exc), param_hint="--model") from None
+    except (RuntimeError, TimeoutError) as exc:  # the app did not come up: say why, no traceback
+        typer.echo(f"riskml serve start: {exc}", err=True)
+        raise typer.Exit(code=1) from None
     print_table("riskml serve", {k: v for k, v in state.items() if v is not None})
 
 

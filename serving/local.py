@@ -111,6 +111,18 @@ def deploy_config(config: dict[str, Any]) -> None:
     client.deploy_apps(schema)
 
 
+def _failures(app: Any) -> str:
+    """The failed deployments' own messages (a replica constructor's exception is there, not
+    in the application's message), each cut to its last lines."""
+    out = []
+    for dname, dep in (getattr(app, "deployments", None) or {}).items():
+        status = str(getattr(dep.status, "value", dep.status))
+        if status != "HEALTHY" and dep.message:
+            tail = [line for line in str(dep.message).splitlines() if line.strip()][-6:]
+            out.append(f"\n  {dname} ({status}): " + "\n    ".join(tail))
+    return "".join(out)
+
+
 def wait_running(name: str, timeout_s: float = 300.0) -> None:
     """Wait until Serve reports the application RUNNING (raise with Serve's message if its
     deployment failed)."""
@@ -125,7 +137,9 @@ def wait_running(name: str, timeout_s: float = 300.0) -> None:
             if last == "RUNNING":
                 return
             if last == "DEPLOY_FAILED":
-                raise RuntimeError(f"application {name!r} failed to deploy: {app.message}")
+                raise RuntimeError(
+                    f"application {name!r} failed to deploy: {app.message}{_failures(app)}"
+                )
         time.sleep(0.5)
     raise TimeoutError(f"application {name!r} not RUNNING after {timeout_s:.0f}s (last: {last})")
 
