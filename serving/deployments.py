@@ -43,10 +43,12 @@ from riskml.decision.policy import Calibrator, DecisionPolicy, ModelScores, Verd
 from riskml.decision.protocols import FeatureRow, FeatureSourceUnavailable, check_model_contracts
 from serving.components import build
 from serving.config import AppArgs
+from serving.decision_log import DecisionLog
 from serving.inprocess import LocalComponents, write_back_counts
 from serving.schemas import (
     BatchRequest,
     BatchResponse,
+    DecisionLogStats,
     DecisionResponse,
     HealthResponse,
     ModelInfo,
@@ -388,7 +390,19 @@ class Ingress:
             self.replica = serve.get_replica_context().replica_id.unique_id
         except Exception:  # pragma: no cover - outside a replica
             self.replica = "local"
+        self.decision_log = DecisionLog(
+            self.ladder.config.decision_log,
+            feature_names=self.feature_names,
+            sequence_version=self.sequence_version,
+            replica=self.replica,
+            metrics=self.metrics,
+        )
+        self._spawn(self._export_decision_log())
         settle_heap()
+
+    async def __del__(self) -> None:
+        """Serve's graceful shutdown (after in-flight requests): drain the decision log."""
+        await self.decision_log.close()
 
     def reconfigure(self, user_config: Mapping[str, Any]) -> None:
         """IngressConfig fields; colocated, also ``decider`` (the DeciderConfig). Everything is
@@ -404,15 +418,19 @@ class Ingress:
                 "topology 'distributed' set the Decider deployment's user_config"
             )
         self.ladder.reconfigure(ingress)
+        self.decision_log.configure(ingress.decision_log)
         if policy is not None and isinstance(backend, ColocatedBackend):
             backend.components.policy.reconfigure(policy)
 
     # -- routes --------------------------------------------------------------------------------
     @api.post("/v1/score", response_model=DecisionResponse)
     async def score(self, tx: TransactionRequest) -> DecisionResponse:
+        t0 = time.perf_counter()
         txs = [tx.model_dump()]
         result = await self.ladder.decide(txs)
         self._after(txs, result)
+        if self.decision_log.enabled:
+            await self.decision_log.record([tx], result, deadline=self._deadline(t0, 1))
         return to_response(result.outcomes[0], self.ladder.config.default_decision)
 
     @api.post("/v1/score/batch", response_model=BatchResponse)
@@ -433,6 +451,9 @@ class Ingress:
         txs = [t.model_dump() for t in batch.transactions]
         result = await self.ladder.decide(txs)
         self._after(txs, result)
+        if self.decision_log.enabled:
+            deadline = self._deadline(t0, len(txs))
+            await self.decision_log.record(batch.transactions, result, deadline=deadline)
         default = self.ladder.config.default_decision
         return BatchResponse(
             decisions=[to_response(o, default) for o in result.outcomes],
@@ -454,6 +475,30 @@ class Ingress:
             ingress_config=self.ladder.config.model_dump(),
             decider_config=decider_config,
         )
+
+    @api.get("/v1/decision-log", response_model=DecisionLogStats)
+    async def decision_log_stats(self) -> DecisionLogStats:
+        """This replica's decision-log counts (published, outboxed, flushed, dropped, ...)."""
+        return DecisionLogStats.model_validate(self.decision_log.stats())
+
+    def _deadline(self, t0: float, n: int) -> float:
+        """The request's deadline (``time.perf_counter()``): the ladder's budget from ``t0``."""
+        cfg = self.ladder.config
+        return t0 + (cfg.deadline_ms if n <= 1 else cfg.batch_deadline_ms) / 1e3
+
+    async def _export_decision_log(self) -> None:
+        """Every second: connect the decision log once it is enabled (before the first request
+        needs it); every 5 s: export its counts (outbox flushes happen between requests)."""
+        tick = 0
+        while True:
+            await asyncio.sleep(1.0)
+            tick += 1
+            try:
+                await self.decision_log.start()
+                if tick % 5 == 0:
+                    self.decision_log.export()
+            except Exception:  # pragma: no cover - metrics must not stop the timer
+                log.exception("decision log timer failed")
 
     # -- off the critical path -------------------------------------------------------------------
     def _spawn(self, coro: Any) -> None:

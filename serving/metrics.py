@@ -16,7 +16,7 @@ SCORE_BOUNDARIES = [round(0.05 * i, 2) for i in range(1, 20)]
 
 class DecisionMetrics:
     def __init__(self) -> None:
-        from ray.serve.metrics import Counter, Histogram
+        from ray.serve.metrics import Counter, Gauge, Histogram
 
         self.stage_latency = Histogram(
             "riskml_stage_latency_ms",
@@ -56,6 +56,22 @@ class DecisionMetrics:
             "riskml_write_backs",
             description="Online-state write-backs: applied, duplicate (idempotent skip), error.",
             tag_keys=("result",),
+        )
+        self.decision_log_events = Counter(
+            "riskml_decision_log_events",
+            description="Decision-log events: published (acked in the request), outboxed "
+            "(broker late or away), flushed (republished from the outbox), recovered (adopted "
+            "from a dead replica's spill), dropped (outbox full: lost).",
+            tag_keys=("result",),
+        )
+        self.decision_log_publish = Histogram(
+            "riskml_decision_log_publish_ms",
+            description="Time a request spent publishing its decision events (ms).",
+            boundaries=LATENCY_BOUNDARIES_MS,
+        )
+        self.decision_log_pending = Gauge(
+            "riskml_decision_log_pending",
+            description="Decision events waiting in this replica's outbox.",
         )
 
     def record(self, outcomes: Iterable[Any]) -> None:

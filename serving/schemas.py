@@ -9,32 +9,26 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from riskml.settings import get_settings
+from riskml.streaming.events import ReasonCode, Transaction
 
 log = logging.getLogger(__name__)
 
 #: Hard upper bound of a batch request (the Ingress's ``max_batch_size`` may be lower).
 MAX_BATCH = 1024
 
-Channel = Literal["pos", "contactless", "ecom", "moto", "atm", "unknown"]
 Decision = Literal["approve", "review", "decline"]
 DecisionSource = Literal["ensemble", "xgboost_only", "rules", "default"]
 
-Id = Annotated[
-    str, Field(strict=True, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")
-]
-Label = Annotated[
-    str, Field(strict=True, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\- ]+$")
-]
 
-_EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
-_LATEST = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
-
-
-class TransactionRequest(BaseModel):
-    """One transaction at authorisation time (the decision-time fields of the schema)."""
+class TransactionRequest(Transaction):
+    """One transaction at authorisation time (the decision-time fields of the schema): the
+    event stream's :class:`~riskml.streaming.events.Transaction`, and not in the future by more
+    than ``RISKML_STREAM_MAX_SKEW_S`` (default 5 min)."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -56,29 +50,18 @@ class TransactionRequest(BaseModel):
         },
     )
 
-    tx_id: Id
-    ts: AwareDatetime = Field(description="Authorisation time, ISO 8601 with a UTC offset.")
-    customer_id: Id
-    terminal_id: Id
-    device_id: Id = "unknown"
-    amount: Annotated[float, Field(strict=True, ge=0, le=1e9)]
-    currency: Annotated[str, Field(strict=True, pattern=r"^[A-Z]{3}$")] = "USD"
-    merchant_category: Label = "unknown"
-    channel: Channel = "unknown"
-
-    @field_validator("ts", mode="before")
-    @classmethod
-    def _ts_is_text(cls, value: Any) -> Any:
-        if not isinstance(value, str | dt.datetime):
-            raise ValueError("ts must be an ISO 8601 string with a UTC offset")
-        return value
-
     @field_validator("ts")
     @classmethod
-    def _ts_in_range(cls, value: dt.datetime) -> dt.datetime:
-        if not (_EARLIEST <= value < _LATEST):
-            raise ValueError("ts must be between 2000-01-01 and 2100-01-01")
-        return value.astimezone(dt.UTC)
+    def _ts_not_in_future(cls, value: dt.datetime) -> dt.datetime:
+        skew_s = get_settings().stream_max_skew_s
+        now = dt.datetime.now(dt.UTC)
+        if value > now + dt.timedelta(seconds=skew_s):
+            raise ValueError(
+                f"ts {value.isoformat()} is more than {skew_s:g} s in the future of this "
+                f"server's clock ({now.isoformat(timespec='seconds')}); send the authorisation "
+                "time with its UTC offset (limit: RISKML_STREAM_MAX_SKEW_S)"
+            )
+        return value
 
 
 class BatchRequest(BaseModel):
@@ -96,15 +79,6 @@ class BatchRequest(BaseModel):
         if dup:
             raise ValueError(f"duplicate tx_id in batch: {sorted(dup)[:5]}")
         return value
-
-
-class ReasonCode(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    code: str
-    feature: str | None = None
-    value: float | None = None
-    contribution: float | None = None
 
 
 class DecisionResponse(BaseModel):
@@ -149,6 +123,22 @@ class ModelInfo(BaseModel):
     feature_names: list[str]
     ingress_config: dict[str, Any]
     decider_config: dict[str, Any]
+
+
+class DecisionLogStats(BaseModel):
+    """One Ingress replica's decision-log counts (``GET /v1/decision-log``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool
+    connected: bool = Field(description="Whether the broker is connected now.")
+    replica: str
+    errors: int = Field(description="Requests whose events could not be built (not logged).")
+    counts: dict[str, int] = Field(
+        description="published (acked within the request), outboxed, recovered (from a dead "
+        "replica's spill), flushed, dropped, spilled, pending. published + outboxed = events "
+        "decided while enabled; outboxed + recovered = flushed + pending + dropped."
+    )
 
 
 def to_response(outcome: Any, default_decision: Decision) -> DecisionResponse:

@@ -13,7 +13,13 @@ from riskml.models.features import FeatureSpec
 from riskml.orchestration.head import RayHead, start_head
 from riskml.settings import get_settings
 from riskml.training.synthetic import synthetic_frame, synthetic_spec
-from tests.support.services import auth_redis, mlflow_server, registry_db  # noqa: F401  (fixtures)
+from tests.support.services import (  # noqa: F401  (fixtures)
+    auth_redis,
+    mlflow_server,
+    nats_server,
+    nats_stream,
+    registry_db,
+)
 
 
 @pytest.fixture(autouse=True)

@@ -2,9 +2,9 @@
 
 ``DeciderConfig`` is the Decider's ``user_config`` (thresholds, blend weights, reason codes);
 ``IngressConfig`` is the Ingress's (deadline, stage timeouts, rules, default decision, batch limit,
-shadow scoring and experiment split, write-back). Both are changeable at run time through Serve's
-``reconfigure()`` without restarting replicas. Every model forbids unknown keys, so a typo in
-``serve_config.yaml`` fails the deployment instead of being silently ignored.
+shadow scoring and experiment split, write-back, the decision log). Both are changeable at run
+time through Serve's ``reconfigure()`` without restarting replicas. Every model forbids unknown
+keys, so a typo in ``serve_config.yaml`` fails the deployment instead of being silently ignored.
 """
 
 from __future__ import annotations
@@ -157,6 +157,44 @@ class BreakerConfig(BaseModel):
     open_ms: float = Field(default=1_000.0, gt=0, le=600_000)
 
 
+class DecisionLogConfig(BaseModel):
+    """The durable decision log: every decided transaction published to the event stream
+    (``settings.nats_url``, stream ``settings.stream_name``), the broker's ack awaited within
+    what is left of the request's deadline (at most ``publish_timeout_ms``); what the broker
+    does not ack in time goes to a bounded local outbox (memory, then a spill file under
+    ``<RISKML_HOME>/outbox``) that is flushed when the broker is back and drained at shutdown.
+    The response never waits longer and never fails because of the log."""
+
+    model_config = _CONFIG
+
+    enabled: bool = False
+    publish_timeout_ms: float = Field(
+        default=20.0,
+        gt=0,
+        le=10_000,
+        description="Longest a request waits for the broker's ack (also capped by what is left "
+        "of its deadline); later, the event goes to the outbox.",
+    )
+    outbox_max_events: int = Field(default=10_000, ge=1, le=10_000_000)
+    outbox_max_bytes: int = Field(default=64 << 20, ge=1_024, description="Memory bound.")
+    spill_max_bytes: int = Field(
+        default=1 << 30,
+        ge=0,
+        description="Bound of the outbox's spill files (0: no spill); an event that fits "
+        "neither memory nor spill is dropped, counted and logged.",
+    )
+    flush_timeout_ms: float = Field(
+        default=2_000.0, gt=0, le=60_000, description="Ack timeout of an outbox republish."
+    )
+    drain_timeout_s: float = Field(
+        default=10.0,
+        ge=0,
+        le=600,
+        description="At replica shutdown, how long to flush the outbox (keep it below Serve's "
+        "graceful_shutdown_timeout_s); what is left stays in the spill for the next replica.",
+    )
+
+
 class IngressConfig(BaseModel):
     """``user_config`` of the Ingress deployment: the latency budget and the fallback ladder."""
 
@@ -192,3 +230,4 @@ class IngressConfig(BaseModel):
     shadow_log: str | None = Field(
         default=None, description="JSON-lines file the shadow comparisons are appended to."
     )
+    decision_log: DecisionLogConfig = Field(default_factory=DecisionLogConfig)

@@ -205,3 +205,98 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
             except subprocess.TimeoutExpired:
                 proc.kill()
             log.close()
+
+
+# -- a NATS server with JetStream of our own ---------------------------------------------------
+def _nats_binary() -> str | None:
+    return shutil.which("nats-server") or shutil.which("nats-server", path="/usr/sbin:/usr/bin")
+
+
+class NatsProcess:
+    """``nats-server -js`` on a free port with its own store: :meth:`stop` kills it (the broker
+    is gone), :meth:`start` brings it back on the same port with the same store (what was
+    stored survives, as in a server restart). ``token``: require that auth token."""
+
+    def __init__(self, folder: Path, token: str | None = None) -> None:
+        binary = _nats_binary()
+        need(binary is not None, "nats-server not installed")
+        assert binary is not None
+        self.binary, self.folder, self.token = binary, folder, token
+        folder.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 10.0) -> NatsProcess:
+        args = [self.binary, "-a", "127.0.0.1", "-p", str(self.port), "-js",
+                "-sd", str(self.folder / "store")]  # fmt: skip
+        if self.token:
+            args += ["--auth", self.token]
+        log = (self.folder / "nats.log").open("ab")
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    if s.recv(4096).startswith(b"INFO"):
+                        return self
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                tail = (self.folder / "nats.log").read_text(errors="replace")[-1000:]
+                pytest.fail(f"nats-server did not start: {tail}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@contextmanager
+def nats_process(folder: Path, token: str | None = None) -> Iterator[NatsProcess]:
+    server = NatsProcess(folder, token).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsProcess]:
+    """A private ``nats-server -js`` for this session (streams made on it collide with no one's:
+    every stream here covers the same ``riskml.events.>`` subjects)."""
+    with nats_process(tmp_path_factory.mktemp("nats")) as server:
+        yield server
+
+
+@pytest.fixture
+def nats_stream(nats_server: NatsProcess, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh stream name on the session's NATS, set as RISKML_NATS_URL/RISKML_STREAM_NAME;
+    the stream is deleted afterwards. Yields the stream name."""
+    import asyncio
+
+    from riskml.settings import get_settings
+
+    name = f"riskml-test-{uuid.uuid4().hex[:12]}"
+    monkeypatch.setenv("RISKML_NATS_URL", nats_server.url)
+    monkeypatch.setenv("RISKML_STREAM_NAME", name)
+    get_settings.cache_clear()
+    yield name
+    if nats_server.proc is None:
+        return
+
+    async def delete() -> None:
+        import nats
+
+        nc = await nats.connect(nats_server.url, connect_timeout=2, max_reconnect_attempts=0)
+        try:
+            await nc.jetstream().delete_stream(name)
+        except Exception:
+            pass
+        finally:
+            await nc.close()
+
+    asyncio.run(delete())
