@@ -148,7 +148,9 @@ class Settings(BaseSettings):
         description="Directory with JSON schemas (skaffold) for offline validation.",
     )
 
-    @field_validator("redis_password", "redis_username", "nats_token", "feast_config", mode="before")
+    @field_validator(
+        "redis_password", "redis_username", "nats_token", "feast_config", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         """An empty variable (e.g. an optional Secret key that is absent) means "not set"."""

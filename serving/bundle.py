@@ -99,6 +99,11 @@ class FeastFeatureSource:
         in a batch included)."""
         return self.online.write_back_many(txs)
 
+    def fold_many(self, txs: Sequence[Mapping[str, Any]]) -> list[str]:
+        """:meth:`write_back_many` with each one's outcome: applied, duplicate, late (older
+        than the history's retention) or future (beyond the allowed clock skew)."""
+        return self.online.fold_many(txs)
+
 
 class BundleXGBoost:
     """:class:`riskml.decision.protocols.TabularScorer` over a bundle's booster."""

@@ -121,17 +121,24 @@ class LocalComponents:
 
 
 def write_back_counts(source: Any, txs: Sequence[Mapping[str, Any]]) -> dict[str, int]:
-    """Apply several write-backs; counts of applied/duplicate/error.
+    """Apply several write-backs; counts of applied/duplicate/late/future/error.
 
-    A source with its own ``write_back_many`` (the Feast source: one read, one write) gets the
-    whole batch; if that fails, each transaction is retried alone so one bad transaction cannot
-    cost the others their write-back."""
-    counts = {"applied": 0, "duplicate": 0, "error": 0}
+    A source with its own ``fold_many`` / ``write_back_many`` (the Feast source: one read, one
+    write) gets the whole batch (``fold_many`` tells a transaction older than the retention,
+    ``late``, and one too far ahead of the clock, ``future``, from a ``duplicate``); if that
+    fails, each transaction is retried alone so one bad transaction cannot cost the others
+    their write-back."""
+    counts = {"applied": 0, "duplicate": 0, "late": 0, "future": 0, "error": 0}
+    fold = getattr(source, "fold_many", None)
     many = getattr(source, "write_back_many", None)
-    if many is not None:
+    if fold is not None or many is not None:
         try:
-            for changed in many(txs):
-                counts["applied" if changed else "duplicate"] += 1
+            if fold is not None:
+                for outcome in fold(txs):
+                    counts[outcome] = counts.get(outcome, 0) + 1
+            elif many is not None:
+                for changed in many(txs):
+                    counts["applied" if changed else "duplicate"] += 1
             return counts
         except Exception as exc:
             log.warning(

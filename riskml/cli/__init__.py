@@ -1,9 +1,9 @@
 """The ``riskml`` command line: one Typer app; each domain registers its verbs here.
 
 The verb groups live beside this module (``riskml.cli.data``, ``.features``, ``.training``,
-``.evaluation``, ``.k8s``): the CLI is the top layer and imports the packages, never the other
-way round. They keep heavy imports (polars, ray, torch, feast) inside their command bodies,
-so ``riskml --help`` stays fast.
+``.evaluation``, ``.k8s``, ``.stream``): the CLI is the top layer and imports the packages, never
+the other way round. They keep heavy imports (polars, ray, torch, feast) inside their command
+bodies, so ``riskml --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -50,6 +50,10 @@ def _register() -> None:
     from riskml.cli import k8s as k8s_cli
 
     app.add_typer(k8s_cli.k8s_app, name="k8s")
+
+    from riskml.cli import stream as stream_cli
+
+    app.add_typer(stream_cli.stream_app, name="stream")
 
     from riskml import serving_cli
 

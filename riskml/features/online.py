@@ -46,7 +46,7 @@ from riskml.features.definitions import (
     feature_contract,
 )
 from riskml.features.errors import FeatureStoreError, FeatureStoreUnavailable
-from riskml.features.realtime import realtime_batch, realtime_with_states
+from riskml.features.realtime import APPLIED, realtime_batch, realtime_with_states
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -62,6 +62,8 @@ REQUEST_KEYS: tuple[str, ...] = ("ts", "customer_id", "terminal_id", "device_id"
 FLAGS: tuple[str, ...] = ("unknown_customer", "unknown_terminal", "unknown_device")
 #: Redis write-backs: reads + folds of a customer whose state other writers keep changing
 CAS_ATTEMPTS = 5
+#: :meth:`OnlineFeatures.fold_many` outcome of a transaction too far in the future to fold
+FUTURE = "future"
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 #: Compare-and-set of one customer's history state in its Feast hash. KEYS[1]: the entity's
 #: key; ARGV: the version field, its expected value ('' = absent), key TTL (0 = none), then
@@ -195,23 +197,24 @@ def _history_entry(tx: Mapping[str, Any], risks: Mapping[str, float]) -> tuple[s
 
 def _fold(
     states: Mapping[str, tuple[Any, int | None]], entries: Sequence[tuple[str, dict[str, Any]]]
-) -> tuple[list[bool], dict[str, tuple[Any, int]]]:
-    """Fold history entries into their customers' ``(state, version)``, in order: whether each
-    changed its state, and the new ``(state, version)`` of every customer that changed."""
-    from riskml.features.realtime import apply_transaction
+) -> tuple[list[str], dict[str, tuple[Any, int]]]:
+    """Fold history entries into their customers' ``(state, version)``, in order: each one's
+    outcome (:func:`riskml.features.realtime.fold_transaction`: applied, duplicate, late), and
+    the new ``(state, version)`` of every customer that changed."""
+    from riskml.features.realtime import fold_transaction
 
     current = dict(states)
     changed: dict[str, tuple[Any, int]] = {}
     results = []
     for customer, entry in entries:
         state, version = current[customer]
-        new_state, applied = apply_transaction(state, entry)
-        if applied:
+        new_state, outcome = fold_transaction(state, entry)
+        if outcome == APPLIED:
             newest = int(new_state["hist_ts"].max())
             # strictly increasing per customer, so stores that keep the newest row (Redis)
             # accept out-of-order transactions too
             current[customer] = changed[customer] = (new_state, max(newest, (version or 0) + 1))
-        results.append(applied)
+        results.append(outcome)
     return results, changed
 
 
@@ -240,6 +243,7 @@ class OnlineFeatures:
         ~7 s of backoff."""
         from riskml.features.repo import DEVICE_VIEW, HISTORY_VIEW, TERMINAL_VIEW
         from riskml.features.store import get_store
+        from riskml.settings import get_settings
 
         self.store = store or get_store(config)
         try:
@@ -262,6 +266,8 @@ class OnlineFeatures:
         self._redis_client: Any = None
         self._hset_keys: dict[tuple[str, tuple[str, ...]], tuple[str, list[str], list[Any]]] = {}
         self._names = [name for name, _ in feature_contract()]
+        #: how far ahead of the clock a folded transaction may be (``stream_max_skew_s``)
+        self.max_skew_s = get_settings().stream_max_skew_s
         #: Tabular feature names in contract order (the keys of ``get``'s vector, sequence aside).
         self.feature_names: list[str] = list(self._names)
         if self.store.config.online_store.type == "redis":
@@ -526,6 +532,11 @@ class OnlineFeatures:
         """The customer's history state (:class:`riskml.features.realtime.State`) and version."""
         return self._histories([str(customer_id)])[str(customer_id)]
 
+    def histories(self, customer_ids: Sequence[str]) -> dict[str, tuple[Any, int | None]]:
+        """:meth:`history` of several customers, in one read."""
+        customers = sorted({str(c) for c in customer_ids})
+        return self._histories(customers) if customers else {}
+
     def _histories(
         self, customers: list[str], conn: Any = None
     ) -> dict[str, tuple[Any, int | None]]:
@@ -562,13 +573,30 @@ class OnlineFeatures:
     def write_back_many(
         self, txs: Sequence[Mapping[str, Any]], *, via_push: bool = False
     ) -> list[bool]:
-        """``write_back`` for several transactions: one history read and one write per call
-        (SQLite: both in one write transaction; Redis: a customer whose state another writer
-        changed since the read is read and folded again, up to ``CAS_ATTEMPTS`` times). A
-        transaction's ``terminal_risk`` key (its ``term_risk_30d``) is used when present, and
-        its ``history_base`` (:meth:`fetch_many`) as the customer's history where the store
-        still holds that version (SQLite: checked in the write transaction; Redis: by the
-        compare-and-set), saving the history read."""
+        """``write_back`` for several transactions: whether each changed its customer's state
+        (:meth:`fold_many` gives the reason when not)."""
+        return [outcome == APPLIED for outcome in self.fold_many(txs, via_push=via_push)]
+
+    def fold_many(
+        self,
+        txs: Sequence[Mapping[str, Any]],
+        *,
+        via_push: bool = False,
+        now_us: int | None = None,
+    ) -> list[str]:
+        """Fold transactions into their customers' history states; each one's outcome:
+        ``applied``, ``duplicate`` (``tx_id`` already folded), ``late`` (older than the
+        history's retention: never folded) or ``future`` (more than ``stream_max_skew_s``
+        after ``now_us``, default the clock: never folded, so one far-future transaction
+        cannot push a customer's retention window past all the others).
+
+        One history read and one write per call (SQLite: both in one write transaction;
+        Redis: a customer whose state another writer changed since the read is read and
+        folded again, up to ``CAS_ATTEMPTS`` times). A transaction's ``terminal_risk`` key
+        (its ``term_risk_30d``) is used when present, and its ``history_base``
+        (:meth:`fetch_many`) as the customer's history where the store still holds that
+        version (SQLite: checked in the write transaction; Redis: by the compare-and-set),
+        saving the history read."""
         need = ("tx_id", *REQUEST_KEYS, "merchant_category", "channel")
         for tx in txs:
             missing = [k for k in need if k not in tx]
@@ -576,6 +604,17 @@ class OnlineFeatures:
                 raise FeatureStoreError(f"write_back: transaction lacks {', '.join(missing)}")
         if not txs:
             return []
+        if now_us is None:
+            now_us = ts_to_us(dt.datetime.now(dt.UTC))
+        limit = now_us + int(self.max_skew_s * US)
+        outcomes = [FUTURE if ts_to_us(tx["ts"]) > limit else "" for tx in txs]
+        todo = [tx for tx, outcome in zip(txs, outcomes, strict=True) if not outcome]
+        if todo:
+            folded = iter(self._fold_many(todo, via_push=via_push))
+            outcomes = [outcome or next(folded) for outcome in outcomes]
+        return outcomes
+
+    def _fold_many(self, txs: Sequence[Mapping[str, Any]], *, via_push: bool) -> list[str]:
         lookup = sorted({str(t["terminal_id"]) for t in txs if t.get("terminal_risk") is None})
         risks: dict[str, float] = {}
         if lookup:
@@ -632,8 +671,8 @@ class OnlineFeatures:
         entries: list[tuple[str, dict[str, Any]]],
         customers: list[str],
         bases: Mapping[str, tuple[Any, int | None]],
-    ) -> list[bool]:
-        results: list[bool] = [False] * len(entries)
+    ) -> list[str]:
+        results: list[str] = [""] * len(entries)
         pending = list(range(len(entries)))
         for _attempt in range(CAS_ATTEMPTS):
             # the fetched histories first; the compare-and-set refuses a stale one

@@ -3,7 +3,7 @@
 The *history state* of a customer is its recent transactions (every transaction of the last
 ``LONG_WINDOW_S`` before its newest one, and always at least the last ``SEQ_LEN``), sorted by
 ``(ts, tx_id)``. It lives in the online store as Feast array features (view
-``customer_history``) and is updated by :func:`apply_transaction` (write-back, idempotent by
+``customer_history``) and is updated by :func:`fold_transaction` (write-back, idempotent by
 ``tx_id``). :func:`customer_features` and :func:`sequence_features` compute, for a request at
 time ``t``, exactly the features that the offline batch (:mod:`riskml.features.batch`) computes
 vectorised for a transaction at ``t``: windows ``[t - w, t)``, strictly before ``t``.
@@ -85,16 +85,22 @@ class State(dict[str, np.ndarray]):
         return len(self["hist_ts"]) if "hist_ts" in self else 0
 
 
-def apply_transaction(state: State, tx: Mapping[str, Any]) -> tuple[State, bool]:
-    """Add one transaction to ``state``; returns ``(new_state, changed)``.
+#: Outcomes of folding one transaction into a history state (:func:`fold_transaction`).
+APPLIED, DUPLICATE, LATE = "applied", "duplicate", "late"
 
-    Idempotent by ``tx_id``: a transaction already in the state (or one old enough to have been
-    trimmed already) leaves it unchanged. Retention keeps every transaction within
-    ``LONG_WINDOW_S`` of the newest one and always the last ``SEQ_LEN``.
+
+def fold_transaction(state: State, tx: Mapping[str, Any]) -> tuple[State, str]:
+    """Add one transaction to ``state``; returns ``(new_state, outcome)``.
+
+    ``outcome`` is :data:`APPLIED` (the state changed), :data:`DUPLICATE` (its ``tx_id`` is
+    already in the state: idempotent) or :data:`LATE` (older than the retention: it would be
+    trimmed at once, so the state stays as it is). Retention keeps every transaction within
+    ``LONG_WINDOW_S`` of the newest one and always the last ``SEQ_LEN``; the transaction's own
+    time may be before or after the others' (out-of-order folds give the same state).
     """
     tx_id = str(tx["tx_id"])
     if tx_id in set(state["hist_tx_id"].tolist()):
-        return state, False
+        return state, DUPLICATE
     new = State()
     for key, src in STATE_FIELDS.items():
         value = tx[src]
@@ -105,8 +111,17 @@ def apply_transaction(state: State, tx: Mapping[str, Any]) -> tuple[State, bool]
     keep = retention_mask(new["hist_ts"][order])
     idx = order[keep]
     out = State({k: v[idx] for k, v in new.items()})
-    changed = tx_id in set(out["hist_tx_id"].tolist())
-    return (out if changed else state), changed
+    if tx_id in set(out["hist_tx_id"].tolist()):
+        return out, APPLIED
+    return state, LATE
+
+
+def apply_transaction(state: State, tx: Mapping[str, Any]) -> tuple[State, bool]:
+    """:func:`fold_transaction` with a flag: ``(new_state, changed)``. Idempotent by ``tx_id``:
+    a transaction already in the state (or one old enough to have been trimmed already) leaves
+    it unchanged."""
+    new_state, outcome = fold_transaction(state, tx)
+    return new_state, outcome == APPLIED
 
 
 def retention_mask(sorted_ts: np.ndarray) -> np.ndarray:
