@@ -30,9 +30,9 @@ test-fast: setup
 	$(PY) -m pytest -m "not integration and not slow" $(PYTEST_ARGS)
 
 # Benchmarks, each writing JSON under out/bench/ (index and dated figures: benchmarks/README.md).
-# `bench` runs the five that take a few minutes each; the serving benchmark runs ~11 min (a Serve
+# `bench` runs the six that take a few minutes each; the serving benchmark runs ~11 min (a Serve
 # app per store and topology, 30 s of replay each), so it has a target of its own. features,
-# write_back and serving also measure the local Redis (localhost:6379).
+# write_back, streaming and serving also measure the local Redis (localhost:6379).
 bench: setup
 	mkdir -p out/bench
 	$(PY) -m benchmarks.simulate --out out/bench/simulate.json
@@ -40,6 +40,7 @@ bench: setup
 	$(PY) -m benchmarks.training --out out/bench/training.json
 	$(PY) -m benchmarks.pipeline --size tiny --out out/bench/pipeline.json
 	$(PY) -m benchmarks.write_back --out out/bench/write_back.json
+	$(PY) -m benchmarks.streaming --out out/bench/streaming.json
 
 bench-serving: setup
 	mkdir -p out/bench

@@ -5,13 +5,16 @@ Runs the kfp ``training`` pipeline with ``kfp.local`` (each component a subproce
 on demo-size simulated data, with one local Ray (dashboard on) for every Ray task, Feast on
 SQLite and MLflow on a local file store — all under ``RISKML_HOME``. Then serves the pipeline's
 bundle on Ray Serve (same Ray) and replays the held-back days over HTTP at a fixed rate
-(:mod:`serving.demo`), and writes ``report.html`` (:mod:`riskml.evaluation.report`).
+(:mod:`serving.demo`): with NATS at ``RISKML_NATS_URL`` the app's decisions go to the event
+stream and the stream processor folds them into the online store (:mod:`serving.demo_stream`;
+without NATS the app writes them back itself). Then it writes ``report.html``
+(:mod:`riskml.evaluation.report`).
 
 The terminal shows one live table of the steps (task, state, duration, key result); everything
 kfp.local, the components, Ray and Serve print goes to ``demo.log`` in the output folder (file
 descriptors 1 and 2 point there while the demo runs, so child processes' output goes too). It
 ends with a short summary: model metrics, gate decision, the replay's decision mix and latency,
-and the report's path.
+what the stream folded (lost, freshness), and the report's path.
 """
 
 from __future__ import annotations
@@ -30,7 +33,11 @@ from typing import Annotated, Any, ClassVar, TextIO
 import typer
 
 #: The serving stages of :func:`serving.demo.serve_and_replay` as rows of the live table.
-SERVE_ROWS = {"online-store": "serve: online store", "deploy": "serve: deploy app"}
+SERVE_ROWS = {
+    "online-store": "serve: online store",
+    "stream": "serve: stream processor",
+    "deploy": "serve: deploy app",
+}
 REPLAY_ROW = "serve: replay"
 REPORT_ROW = "report"
 
@@ -176,6 +183,7 @@ def _run(
             port=port,
             on_stage=board.stage,
         )
+        result["stream"] = result["serving"].pop("stream", None)
     return result
 
 
@@ -274,6 +282,9 @@ def summary(
             + ", ".join(f"{q} {fmt(lat.get(q), 'ms')}" for q in ("p50", "p95", "p99")),
             soft_wrap=True,
         )
+    stream = result.get("stream")
+    if stream:
+        console.print(f"[bold]stream[/bold]: {stream_line(stream)}", soft_wrap=True)
     dashboard = result.get("dashboard_url") or "-"
     kept = "" if result.get("ray_kept") else " (stopped)"
     console.print(
@@ -285,6 +296,26 @@ def summary(
     console.print(f"log:         {result.get('log')}", soft_wrap=True, highlight=False)
     console.print(
         f"[bold]report:[/bold]      {result.get('report_html')}", soft_wrap=True, highlight=False
+    )
+
+
+def stream_line(stream: Mapping[str, Any]) -> str:
+    """The summary's line on the event stream (:func:`serving.demo_stream.DemoStream.settle`'s
+    figures, or why the decisions were written back directly)."""
+    from riskml.evaluation.report import fmt
+
+    if stream.get("mode") != "stream":
+        return str(stream.get("note") or "decisions written back directly")
+    fresh = stream.get("freshness_ms") or {}
+    extra = []
+    if stream.get("outboxed"):
+        extra.append(f"{fmt(stream['outboxed'])} via the outbox")
+    if stream.get("dead_lettered"):
+        extra.append(f"{fmt(stream['dead_lettered'])} dead-lettered")
+    return (
+        f"{fmt(stream['published'])} decisions → NATS → online store, "
+        f"{fmt(stream['lost'])} lost" + "".join(f", {e}" for e in extra) + ", freshness "
+        f"p50 {fmt(fresh.get('p50'), 'ms')}, p99 {fmt(fresh.get('p99'), 'ms')}"
     )
 
 
@@ -386,10 +417,10 @@ class Board:
                 title_justify="left",
                 expand=False,
             )
-            table.add_column("step")
-            table.add_column("state")
-            table.add_column("time", justify="right")
-            table.add_column("result", no_wrap=True, overflow="ellipsis")
+            table.add_column("step", no_wrap=True, min_width=len(max(self.rows, key=len)))
+            table.add_column("state", no_wrap=True, min_width=9)
+            table.add_column("time", justify="right", no_wrap=True, min_width=10)
+            table.add_column("result", no_wrap=True, overflow="ellipsis", min_width=12)
             for row in order:
                 state = self.state[row]
                 if state == "running":

@@ -2,8 +2,10 @@
 
 The online store the app reads is rebuilt *as of the first held-back transaction* (history state,
 terminal/device snapshots): the replayed transactions are unseen by it, and each decided one is
-written back, so the store's behavioural state moves forward with the replay exactly as it
-would in production. Decisions come over HTTP from a Ray Serve app on the Ray the pipeline used.
+folded into it, so the store's behavioural state moves forward with the replay exactly as it
+would in production: with NATS, the Ingress publishes its decisions to the event stream and the
+stream processor folds them (:mod:`serving.demo_stream`); without, the Ingress writes them back
+itself. Decisions come over HTTP from a Ray Serve app on the Ray the pipeline used.
 """
 
 from __future__ import annotations
@@ -100,6 +102,7 @@ def serve_and_replay(
     port: int = 8000,
     workdir: Path | None = None,
     keep_serving: bool = False,
+    stream: bool = True,
     on_stage: Callable[[str, str, str], None] | None = None,
 ) -> dict[str, Any]:
     """Serve ``model`` (a registry ``models:/`` URI, or a bundle folder) on the Ray at
@@ -107,11 +110,16 @@ def serve_and_replay(
     of ``test_dir`` at ``rps`` over HTTP. Returns the decision mix, fraud caught and latency
     (``latency_samples_ms``: every answered request's, in the order they completed).
 
-    ``on_stage(stage, state, detail)`` follows the three stages — ``online-store``,
+    ``stream``: decisions to the online store through NATS and the stream processor (the
+    result's ``stream``: published, folded, lost, freshness), or — no NATS, or ``stream``
+    False — written back by the Ingress (``stream`` says why).
+
+    ``on_stage(stage, state, detail)`` follows the stages — ``online-store``, ``stream``,
     ``deploy``, ``replay`` — through ``running`` and ``done`` (``detail``: a short note)."""
     import time
 
     from serving import local
+    from serving.demo_stream import decision_log_stats, open_stream
     from serving.replay import replay
 
     def stage(name: str, state: str, detail: str = "") -> None:
@@ -126,45 +134,74 @@ def serve_and_replay(
     store = serving_store(dataset, workdir, as_of)
     stage("online-store", "done", f"as of {as_of:%Y-%m-%d %H:%M}")
     t_store = time.perf_counter()
-    config = {
-        "applications": [
-            local.app_config(
-                {**model_args(model), "feature_store": store},
-                # the whole platform shares this machine's cores with the replay client: a
-                # laptop budget, not serve_config.yaml's production 50 ms
-                user_configs={"Ingress": DEMO_INGRESS},
-            )
-        ]
-    }
-    state_path = workdir / "state.json"
-    state_path.unlink(missing_ok=True)
-    stage("deploy", "running")
-    state = local.start(config, state_path, port=port, address=ray_address)
-    stage("deploy", "done", state["url"])
-    t_deploy = time.perf_counter()
-    total = len(requests)
-    stage("replay", "running", f"0 / {total:,} sent")
-
-    def sent(i: int) -> None:
-        if (i + 1) % 25 == 0 or i + 1 == total:
-            stage("replay", "running", f"{i + 1:,} / {total:,} sent")
-
+    stage("stream", "running", "connecting")
+    link = open_stream(store) if stream else None
+    figures: dict[str, Any]
     try:
-        # straight to the Ingress replicas where Serve direct ingress is on (no proxy hop)
-        report = replay(
-            local.replay_targets(state),
-            requests,
-            rps,
-            keep_responses=True,
-            retries=1,
-            on_sent=sent if on_stage is not None else None,
-        )
+        if link is not None and link.active:
+            stage("stream", "running", f"consuming decisions ({link.durable})")
+        else:
+            note = link.note if link is not None else "off: decisions written back directly"
+            stage("stream", "done", note)
+        config = {
+            "applications": [
+                local.app_config(
+                    {**model_args(model), "feature_store": store},
+                    # the whole platform shares this machine's cores with the replay client: a
+                    # laptop budget, not serve_config.yaml's production 50 ms
+                    user_configs={"Ingress": {**DEMO_INGRESS, **(link.ingress if link else {})}},
+                )
+            ]
+        }
+        state_path = workdir / "state.json"
+        state_path.unlink(missing_ok=True)
+        stage("deploy", "running")
+        state = local.start(config, state_path, port=port, address=ray_address)
+        stage("deploy", "done", state["url"])
+        t_deploy = time.perf_counter()
+        total = len(requests)
+        stage("replay", "running", f"0 / {total:,} sent")
+
+        def sent(i: int) -> None:
+            if (i + 1) % 25 == 0 or i + 1 == total:
+                stage("replay", "running", f"{i + 1:,} / {total:,} sent")
+
+        logged: list[dict[str, Any]] = []
+        try:
+            # straight to the Ingress replicas where Serve direct ingress is on (no proxy hop)
+            report = replay(
+                local.replay_targets(state),
+                requests,
+                rps,
+                keep_responses=True,
+                retries=1,
+                on_sent=sent if on_stage is not None else None,
+            )
+            if link is not None and link.active:
+                logged = decision_log_stats(local.replay_targets(state))
+        finally:
+            if not keep_serving:
+                local.stop(state, state_path)  # the replicas drain their outboxes
+        summary = report.summary()
+        p99 = report.latency_ms.get("p99", float("nan"))
+        stage("replay", "done", f"{report.requests:,} tx, {report.errors} errors, p99 {p99:.1f} ms")
+        outcomes = outcome_table(report.responses, labels)
+        t_replay = time.perf_counter()
+        if link is not None and link.active:
+            decided = sum(outcomes["decisions"].values())
+            figures = {"mode": "stream", **link.settle(logged, decided=decided)}
+            p99 = figures["freshness_ms"]["p99"]
+            stage(
+                "stream",
+                "done" if figures["lost"] == 0 else "failed",
+                f"{figures['folded']:,} folded, {figures['lost']:,} lost"
+                + (f", p99 {p99:,.1f} ms" if p99 is not None else ""),
+            )
+        else:
+            figures = {"mode": "write-back", "note": link.note if link else "off"}
     finally:
-        if not keep_serving:
-            local.stop(state, state_path)
-    summary = report.summary()
-    p99 = report.latency_ms.get("p99", float("nan"))
-    stage("replay", "done", f"{report.requests:,} tx, {report.errors} errors, p99 {p99:.1f} ms")
+        if link is not None:
+            link.close()
     return {
         "url": state["url"],
         "replayed_via": local.replay_targets(state),
@@ -180,11 +217,13 @@ def serve_and_replay(
         "server_stage_p50_ms": {k: round(v, 2) for k, v in report.server_stage_p50_ms.items()},
         "decision_sources": report.sources,
         "fallback_reasons": report.fallback_reasons,
-        **outcome_table(report.responses, labels),
+        **outcomes,
         "timings_s": {
             "serving_store": round(t_store - t0, 2),
             "deploy": round(t_deploy - t_store, 2),
-            "replay": round(time.perf_counter() - t_deploy, 2),
+            "replay": round(t_replay - t_deploy, 2),
+            "stream_settle": round(time.perf_counter() - t_replay, 2),
         },
         "serving": keep_serving,
+        "stream": figures,
     }

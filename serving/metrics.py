@@ -54,7 +54,9 @@ class DecisionMetrics:
         )
         self.write_backs = Counter(
             "riskml_write_backs",
-            description="Online-state write-backs: applied, duplicate (idempotent skip), error.",
+            description="Online-state write-backs by result: applied, duplicate (tx_id already "
+            "folded), late (older than the history's retention), future (beyond "
+            "RISKML_STREAM_MAX_SKEW_S), error.",
             tag_keys=("result",),
         )
         self.decision_log_events = Counter(

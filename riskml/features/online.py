@@ -200,21 +200,27 @@ def _fold(
 ) -> tuple[list[str], dict[str, tuple[Any, int]]]:
     """Fold history entries into their customers' ``(state, version)``, in order: each one's
     outcome (:func:`riskml.features.realtime.fold_transaction`: applied, duplicate, late), and
-    the new ``(state, version)`` of every customer that changed."""
-    from riskml.features.realtime import fold_transaction
+    the new ``(state, version)`` of every customer that changed. Each customer's entries fold
+    together (:func:`riskml.features.realtime.fold_transactions`: the same results)."""
+    from riskml.features.realtime import fold_transactions
 
-    current = dict(states)
+    by_customer: dict[str, list[int]] = {}
+    for i, (customer, _entry) in enumerate(entries):
+        by_customer.setdefault(customer, []).append(i)
     changed: dict[str, tuple[Any, int]] = {}
-    results = []
-    for customer, entry in entries:
-        state, version = current[customer]
-        new_state, outcome = fold_transaction(state, entry)
-        if outcome == APPLIED:
-            newest = int(new_state["hist_ts"].max())
-            # strictly increasing per customer, so stores that keep the newest row (Redis)
-            # accept out-of-order transactions too
-            current[customer] = changed[customer] = (new_state, max(newest, (version or 0) + 1))
-        results.append(outcome)
+    results = [""] * len(entries)
+    for customer, idx in by_customer.items():
+        state, version = states[customer]
+        # strictly increasing versions per customer, so stores that keep the newest row
+        # (Redis) accept out-of-order transactions too
+        new_state, outcomes, new_version = fold_transactions(
+            state, [entries[i][1] for i in idx], version
+        )
+        for i, outcome in zip(idx, outcomes, strict=True):
+            results[i] = outcome
+        if any(o == APPLIED for o in outcomes):
+            assert new_version is not None
+            changed[customer] = (new_state, new_version)
     return results, changed
 
 

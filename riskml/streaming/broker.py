@@ -138,10 +138,18 @@ class Broker(Protocol):
         ...
 
     async def pull(
-        self, durable: str, subject_filter: str, *, ack_wait_s: float, max_deliver: int
+        self,
+        durable: str,
+        subject_filter: str,
+        *,
+        ack_wait_s: float,
+        max_deliver: int,
+        max_ack_pending: int | None = None,
     ) -> Consumer:
         """The durable pull consumer ``durable`` over ``subject_filter`` (created if absent,
-        its ``ack_wait_s``/``max_deliver`` updated if present)."""
+        its ``ack_wait_s``/``max_deliver``/``max_ack_pending`` updated if present).
+        ``max_ack_pending``: how many delivered, unacked messages the consumer allows (all
+        processes sharing it together; None: the broker's default, JetStream 1,000)."""
         ...
 
     async def pending(self, durable: str) -> int:
@@ -197,8 +205,8 @@ class NatsConsumer:
 
         try:
             msgs = await self._sub.fetch(batch, timeout=max(timeout, 0.001))
-        except TimeoutError:  # nats.errors.TimeoutError, or asyncio's from a late 408
-            return []
+        except TimeoutError:  # nats.errors.TimeoutError, and asyncio's bare one (a deadline
+            return []  # passing before its second pull request): the same class on 3.11+
         except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError) as e:
             raise BrokerUnavailable(f"fetch: {type(e).__name__}") from e
         return [NatsMessage.wrap(m) for m in msgs]
@@ -433,7 +441,13 @@ class NatsBroker:
 
     # -- consume ---------------------------------------------------------------------------
     async def pull(
-        self, durable: str, subject_filter: str, *, ack_wait_s: float, max_deliver: int
+        self,
+        durable: str,
+        subject_filter: str,
+        *,
+        ack_wait_s: float,
+        max_deliver: int,
+        max_ack_pending: int | None = None,
     ) -> Consumer:
         import nats.errors
         import nats.js.errors
@@ -448,6 +462,7 @@ class NatsBroker:
             ack_wait=ack_wait_s,
             max_deliver=max_deliver,
             filter_subject=subject_filter,
+            max_ack_pending=max_ack_pending,
         )
         try:
             try:
@@ -460,7 +475,7 @@ class NatsBroker:
                     ack_wait_s,
                     max_deliver,
                     subject_filter,
-                ):
+                ) or (max_ack_pending is not None and current.max_ack_pending != max_ack_pending):
                     await js.add_consumer(self.stream, config)  # create-or-update
             sub = await js.pull_subscribe_bind(durable=durable, stream=self.stream)
         except nats.errors.TimeoutError as e:

@@ -95,6 +95,13 @@ class ProcessorConfig(BaseModel):
     unmatched_retries: int = Field(
         5, ge=1, description="Deliveries of a label whose transaction is unknown, then DLQ."
     )
+    max_ack_pending: int | None = Field(
+        20_000,
+        ge=1,
+        description="Delivered, unacked messages the durable allows, all replicas together "
+        "(JetStream's default, 1,000, caps two replicas at batches of ~250 with the fetch "
+        "ahead); None: the broker's default.",
+    )
     max_skew_s: float = Field(300.0, gt=0)
     lateness_s: float = Field(3600.0, ge=0)
     lag_every_s: float = Field(5.0, gt=0, description="How often the consumer lag is read.")
@@ -247,7 +254,11 @@ class StreamProcessor:
         ``until_idle``) the consumer has nothing pending."""
         cfg = self.config
         consumer = await self.broker.pull(
-            cfg.durable, cfg.subjects, ack_wait_s=cfg.ack_wait_s, max_deliver=cfg.max_deliver
+            cfg.durable,
+            cfg.subjects,
+            ack_wait_s=cfg.ack_wait_s,
+            max_deliver=cfg.max_deliver,
+            max_ack_pending=cfg.max_ack_pending,
         )
         start = time.perf_counter()
         await self._refresh()
@@ -410,8 +421,12 @@ class StreamProcessor:
         """Ack what was folded (its writes returned), nak what should come back, dead-letter
         what cannot be folded."""
         now = dt.datetime.now(dt.UTC)
+        now_s = now.timestamp()
         acks = []
         newest: dict[str, float] = {}
+        counts: dict[tuple[str, str], int] = {}
+        ages: dict[str, list[float]] = {}
+        stream_ages: list[float] = []
         retried = False
         for msg, event, outcome in done:
             kind = event.kind
@@ -441,14 +456,23 @@ class StreamProcessor:
                 await self._dead_letter(msg, "future_event", "ahead of the clock", event)
                 continue
             acks.append(msg.ack())
-            self._count(kind, outcome)
-            self.metrics.event_age.labels(self.config.durable, kind).observe(
-                max((now - event.event_ts).total_seconds(), 0.0)
-            )
-            self.metrics.stream_age.labels(self.config.durable).observe(
-                max((now - msg.published_at).total_seconds(), 0.0)
-            )
-            newest[kind] = max(newest.get(kind, 0.0), event.event_ts.timestamp())
+            counts[kind, outcome] = counts.get((kind, outcome), 0) + 1
+            ts = event.event_ts.timestamp()
+            ages.setdefault(kind, []).append(max(now_s - ts, 0.0))
+            newest[kind] = max(newest.get(kind, 0.0), ts)
+            stream_ages.append(max(now_s - msg.published_at.timestamp(), 0.0))
+        # the counters and histograms once per kind and result, not per event
+        for (kind, result), n in counts.items():
+            self.metrics.count(kind, result, n)
+            self.stats.events += n
+            self.stats.add(result, n)
+        for kind, values in ages.items():
+            observe = self.metrics.event_age.labels(self.config.durable, kind).observe
+            for value in values:
+                observe(value)
+        observe = self.metrics.stream_age.labels(self.config.durable).observe
+        for value in stream_ages:
+            observe(value)
         for kind, ts in newest.items():
             if ts > self._watermarks.get(kind, 0.0):
                 self._watermarks[kind] = ts

@@ -153,7 +153,7 @@ def test_task_notes_pick_each_tasks_key_result(tmp_path: Path) -> None:
     assert notes["training-sets"] == "train 55,940, test 11,283 rows"
     assert notes["backtest"] == "AP 0.712, AUC 0.963"
     assert notes["gate"] == "deploy: no champion yet"
-    assert notes["register"] == "fraud 20240212T000000Z"
+    assert notes["register"] == "fraud v20240212T000000Z"
     assert notes["deploy"] == ""  # wrote nothing the note knows
     assert task_note("not-a-task", {}) == ""
 
@@ -249,10 +249,19 @@ def test_demo_prints_a_short_live_view_and_summary_ending_with_the_report(
         }
 
     def serve_and_replay(*_: Any, on_stage: Any, **__: Any) -> dict[str, Any]:
-        for stage in ("online-store", "deploy", "replay"):
+        for stage in ("online-store", "stream", "deploy", "replay"):
             on_stage(stage, "running", "")
             on_stage(stage, "done", f"{stage} ok")
-        return replay_result()
+        stream = {
+            "mode": "stream",
+            "published": 1000,
+            "outboxed": 0,
+            "folded": 1000,
+            "dead_lettered": 0,
+            "lost": 0,
+            "freshness_ms": {"p50": 4.2, "p99": 38.5},
+        }
+        return {**replay_result(), "stream": stream}
 
     monkeypatch.setattr(pipelines.local, "shared_ray", _no_ray)
     monkeypatch.setattr(pipelines.local, "run_local", run_local)
@@ -266,7 +275,14 @@ def test_demo_prints_a_short_live_view_and_summary_ending_with_the_report(
     printed = (capfd.readouterr().out + res.output).splitlines()
     assert len(printed) <= 60, "\n".join(printed)
     assert res.output.splitlines()[-1].split() == ["report:", str(out_dir / "report.html")]
-    for expected in ("blend (served)", "gate: deploy", "decisions: approve 962", "p99"):
+    for expected in (
+        "blend (served)",
+        "gate: deploy",
+        "decisions: approve 962",
+        "p99",
+        "serve: stream processor",
+        "stream: 1,000 decisions → NATS → online store, 0 lost, freshness p50 4.2 ms, p99 38.5 ms",
+    ):
         assert any(expected in line for line in printed), expected
     assert not any("kfp executor output" in line for line in printed)
     log = (out_dir / "demo.log").read_text()
@@ -276,6 +292,7 @@ def test_demo_prints_a_short_live_view_and_summary_ending_with_the_report(
     record = json.loads((out_dir / "demo.json").read_text())
     assert record["decision"] == "deploy" and record["gate"]["champion"] is None
     assert "latency_samples_ms" not in record["serving"]
+    assert record["stream"]["lost"] == 0 and "stream" not in record["serving"]
 
 
 def test_a_failed_step_is_marked_and_its_last_words_printed(
