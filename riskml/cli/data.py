@@ -107,16 +107,34 @@ def import_transactions(
         str | None, typer.Option(help="Currency when the source has none [USD].")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a dataset already at --out.")] = False,
+    min_ts: Annotated[
+        str | None, typer.Option(help="Earliest plausible ts, ISO date/datetime [1990-01-01].")
+    ] = None,
+    max_ts: Annotated[
+        str | None, typer.Option(help="Latest plausible ts, ISO date/datetime [now + 1 day].")
+    ] = None,
 ) -> None:
     """Import external CSV/Parquet transactions into the riskml schema.
 
-    Bad rows go to OUT/quarantine.parquet with a reason; file-level problems exit with code 2.
+    Bad rows go to OUT/quarantine.parquet with a reason. The dataset is written beside OUT,
+    verified, then renamed into place: on any error (exit code 2) OUT is left as it was.
     """
     from riskml.console import err_console, print_table, progress
-    from riskml.data.importer import ImportMapping, import_transactions, parse_map_options
+    from riskml.data.importer import (
+        ImportMapping,
+        default_ts_window,
+        import_transactions,
+        parse_map_options,
+        parse_ts_bound,
+    )
     from riskml.data.schema import SchemaError
 
     try:
+        lo, hi = default_ts_window()
+        window = (
+            parse_ts_bound(min_ts, "--min-ts") if min_ts else lo,
+            parse_ts_bound(max_ts, "--max-ts") if max_ts else hi,
+        )
         base = ImportMapping.from_yaml(mapping) if mapping else ImportMapping()
         spec = base.with_overrides(
             columns=parse_map_options(map_ or []),
@@ -126,9 +144,17 @@ def import_transactions(
             defaults={"currency": default_currency} if default_currency else None,
         )
         with progress("import: writing days", None) as advance:
-            result = import_transactions(src, out, spec, overwrite=overwrite, progress=advance)
-    except (SchemaError, FileNotFoundError, FileExistsError) as exc:
-        err_console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
+            result = import_transactions(
+                src, out, spec, overwrite=overwrite, progress=advance, ts_window=window
+            )
+    except Exception as exc:  # every failure is one line and exit 2; OUT is left as it was
+        known = isinstance(exc, SchemaError | OSError)
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        if not known:
+            message = f"{type(exc).__name__}: {message}"
+        err_console.print(
+            f"riskml import: {message}", markup=False, highlight=False, soft_wrap=True
+        )
         raise typer.Exit(code=2) from exc
     print_table(
         "riskml import",

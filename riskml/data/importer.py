@@ -38,6 +38,8 @@ from __future__ import annotations
 import datetime as dt
 import math
 import shutil
+import tempfile
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,6 +63,11 @@ DEFAULT_LABEL_DELAY_DAYS = 7.0
 UNLABELLED_FRAUD = "unlabelled"
 #: Quarantine file, next to ``manifest.json`` in the output dataset.
 QUARANTINE_FILE = "quarantine.parquet"
+#: Files ``riskml data summary`` writes into a dataset; an overwrite drops them (they are stale).
+DERIVED_FILES = ("summary.json", "daily.png")
+#: Plausible ``ts`` window of an import: from this instant to now + :data:`DEFAULT_MAX_TS_AHEAD`.
+DEFAULT_MIN_TS = dt.datetime(1990, 1, 1, tzinfo=dt.UTC)
+DEFAULT_MAX_TS_AHEAD = dt.timedelta(days=1)
 #: Extra columns of a quarantine frame (besides the source columns, as strings).
 QUARANTINE_COLUMNS = ("reason", "source_file", "source_row")
 
@@ -543,12 +550,15 @@ def load(
     mapping: ImportMapping | None = None,
     *,
     label_delay_days: float | None = None,
+    ts_window: tuple[dt.datetime, dt.datetime] | None = None,
 ) -> LoadedImport:
     """Read, map, parse and check ``src``; split it into accepted and quarantined rows.
 
     ``src`` is a CSV/Parquet file, a directory of them, or an in-memory frame. Raises
     :class:`ImportSchemaError` for file-level problems. ``label_delay_days`` overrides the
-    mapping's value (default :data:`DEFAULT_LABEL_DELAY_DAYS`).
+    mapping's value (default :data:`DEFAULT_LABEL_DELAY_DAYS`). With ``ts_window`` (UTC
+    ``(min, max)``), a parsed ``ts`` outside it is a file-level error naming the source column,
+    the first offending raw value and the number of rows outside.
     """
     import polars as pl
 
@@ -590,6 +600,8 @@ def load(
     problems["missing_ts"] = _blank(ts_raw)
     problems["bad_ts"] = ~problems["missing_ts"] & ts.is_null()
     parsed["ts"] = ts
+    if ts_window is not None:
+        _check_ts_window(ts_raw, ts, resolved["ts"], raw, ts_window)
 
     amount_raw = src_col("amount")
     amount = _parse_amount(amount_raw)
@@ -704,43 +716,80 @@ def load_external(
     return loaded.accepted, loaded.quarantined
 
 
-def import_transactions(
-    src: Path,
-    out: Path,
-    mapping: ImportMapping | None = None,
-    *,
-    label_delay_days: float | None = None,
-    overwrite: bool = False,
-    progress: Any = None,
-) -> ImportResult:
-    """Import ``src`` into a riskml dataset at ``out`` (one Parquet file per UTC day).
+def default_ts_window(now: dt.datetime | None = None) -> tuple[dt.datetime, dt.datetime]:
+    """``(DEFAULT_MIN_TS, now + DEFAULT_MAX_TS_AHEAD)``: the plausible ``ts`` range by default."""
+    now = now or dt.datetime.now(dt.UTC)
+    return DEFAULT_MIN_TS, now + DEFAULT_MAX_TS_AHEAD
 
-    Writes ``out/transactions/YYYY-MM-DD.parquet``, ``out/quarantine.parquet`` (always, possibly
-    empty) and ``out/manifest.json`` (source, mapping, counts). Raises before writing anything on
-    file-level problems, and refuses to write into an existing dataset unless ``overwrite``.
-    ``progress`` is an optional callable ``advance(n)`` called once per day written.
-    """
+
+def parse_ts_bound(text: str, option: str) -> dt.datetime:
+    """``--min-ts``/``--max-ts`` value (ISO date or datetime; naive is UTC) -> aware UTC."""
+    try:
+        value = dt.datetime.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise ImportSchemaError(
+            f"{option} expects an ISO date or datetime (e.g. 2020-01-01), got {text!r}"
+        ) from exc
+    return _utc(value)
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def _check_ts_window(
+    ts_raw: pl.Series,
+    ts: pl.Series,
+    source: str,
+    raw: pl.DataFrame,
+    window: tuple[dt.datetime, dt.datetime],
+) -> None:
+    """Raise :class:`ImportSchemaError` when any parsed ``ts`` lies outside ``window``."""
+    lo, hi = window
+    outside = ((ts < lo) | (ts > hi)).fill_null(False)
+    count = int(outside.sum())
+    if not count:
+        return
+    first = int(outside.arg_true()[0])
+    value = ts_raw[first]
+    where = f"{raw.get_column('source_file')[first]} row {raw.get_column('source_row')[first]}"
+    raise ImportSchemaError(
+        f"ts <- {source!r}: {count} of {len(ts)} rows outside the plausible window "
+        f"{lo.isoformat()} .. {hi.isoformat()}; first raw value {str(value)!r} ({where}); "
+        "check --ts-format (epoch_s/epoch_ms/epoch_us) or widen with --min-ts/--max-ts",
+        ("ts",),
+    )
+
+
+def _dataset_entries(out: Path) -> list[Path]:
+    """What of a dataset is at ``out``; raises if ``out`` holds anything a swap would lose."""
+    from riskml.data.io import MANIFEST, TX_DIR
+
+    if not out.exists():
+        return []
+    if not out.is_dir():
+        raise FileExistsError(f"--out {out} exists and is not a directory")
+    dataset = [p for p in (out / MANIFEST, out / TX_DIR, out / QUARANTINE_FILE) if p.exists()]
+    allowed = {MANIFEST, TX_DIR, QUARANTINE_FILE, *DERIVED_FILES} if dataset else set()
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in allowed)
+    if foreign:
+        raise FileExistsError(
+            f"--out {out} holds files that are not part of a riskml dataset "
+            f"({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}); "
+            "import into a new or empty directory"
+        )
+    return dataset
+
+
+def _write_dataset(
+    root: Path, loaded: LoadedImport, manifest: dict[str, Any], progress: Any
+) -> int:
+    """Write days, quarantine and manifest under ``root``; return the number of days."""
     import polars as pl
 
-    from riskml import __version__
-    from riskml.data.io import MANIFEST, TX_DIR, write_day, write_manifest
+    from riskml.data.io import TX_DIR, write_day, write_manifest
 
-    src, out = Path(src), Path(out)
-    mapping = mapping or ImportMapping()
-    existing = [p for p in (out / MANIFEST, out / TX_DIR, out / QUARANTINE_FILE) if p.exists()]
-    if existing and not overwrite:
-        raise FileExistsError(
-            f"{out} already holds a dataset ({', '.join(p.name for p in existing)}); "
-            "pass --overwrite to replace it"
-        )
-    if out.resolve() == src.resolve() or (src.is_dir() and src.resolve() in out.resolve().parents):
-        raise ImportSchemaError(f"--out {out} must not be the source or lie inside it")
-    loaded = load(src, mapping, label_delay_days=label_delay_days)
-
-    if overwrite:
-        for p in existing:
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
-    (out / TX_DIR).mkdir(parents=True, exist_ok=True)
+    (root / TX_DIR).mkdir()
     acc = loaded.accepted
     day_col = "__day"
     days = (
@@ -751,12 +800,110 @@ def import_transactions(
         else {}
     )
     for (day,), frame in sorted(days.items()):
-        write_day(out, day, frame.drop(day_col), validate=False)
+        write_day(root, day, frame.drop(day_col), validate=False)
         if progress is not None:
             progress(1)
-    quarantine_path = out / QUARANTINE_FILE
-    loaded.quarantined.write_parquet(quarantine_path, compression="zstd")
+    loaded.quarantined.write_parquet(root / QUARANTINE_FILE, compression="zstd")
+    manifest["days"] = len(days)
+    write_manifest(root, manifest)
+    return len(days)
 
+
+def verify_dataset(
+    root: Path, *, rows: int, quarantined: int, window: tuple[dt.datetime, dt.datetime]
+) -> None:
+    """Read back a freshly written dataset: schema, row counts, ``ts`` window, manifest.
+
+    Raises :class:`ImportSchemaError` naming what does not match.
+    """
+    import polars as pl
+
+    from riskml.data.io import TX_DIR, read_manifest, read_transactions
+
+    try:
+        manifest = read_manifest(root)
+        if manifest.get("rows") != rows:
+            raise ImportSchemaError(f"manifest says {manifest.get('rows')} rows, wrote {rows}")
+        if rows:
+            df = read_transactions(root, validate=True)
+            if df.height != rows:
+                raise ImportSchemaError(f"read back {df.height} rows, wrote {rows}")
+            lo, hi = window
+            ts = df.get_column("ts")
+            if int(((ts < lo) | (ts > hi)).sum()):
+                raise ImportSchemaError("written ts outside the plausible window")
+        elif (root / TX_DIR).exists() and any((root / TX_DIR).iterdir()):
+            raise ImportSchemaError("wrote day files for an empty import")
+        q = pl.read_parquet(root / QUARANTINE_FILE)
+        if q.height != quarantined:
+            raise ImportSchemaError(f"quarantine has {q.height} rows, wrote {quarantined}")
+    except SchemaError as exc:
+        raise ImportSchemaError(f"written dataset failed verification: {exc}") from exc
+
+
+def _swap_into_place(new: Path, out: Path) -> None:
+    """Make ``new`` (a sibling of ``out``) the dataset at ``out``, with renames only.
+
+    ``out`` absent or empty: one rename. Otherwise: ``out`` is renamed aside, ``new`` renamed
+    into place (on failure the aside rename is rolled back), then the aside copy is removed.
+    """
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        new.replace(out)
+        return
+    aside = out.with_name(f".{out.name}.replaced-{uuid.uuid4().hex[:8]}")
+    out.replace(aside)
+    try:
+        new.replace(out)
+    except BaseException:
+        aside.replace(out)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def import_transactions(
+    src: Path,
+    out: Path,
+    mapping: ImportMapping | None = None,
+    *,
+    label_delay_days: float | None = None,
+    overwrite: bool = False,
+    progress: Any = None,
+    ts_window: tuple[dt.datetime, dt.datetime] | None = None,
+) -> ImportResult:
+    """Import ``src`` into a riskml dataset at ``out`` (one Parquet file per UTC day).
+
+    Writes ``out/transactions/YYYY-MM-DD.parquet``, ``out/quarantine.parquet`` (always, possibly
+    empty) and ``out/manifest.json`` (source, mapping, counts). Refuses to write into an existing
+    dataset unless ``overwrite``, and into a directory holding anything else at all.
+
+    Atomic: the dataset is written into a temporary sibling directory of ``out``, read back and
+    verified (:func:`verify_dataset`), then renamed into place (see :func:`_swap_into_place`).
+    Any failure (file-level problem, ``ts`` outside ``ts_window`` — default
+    :func:`default_ts_window` —, I/O error) raises, removes the temporary directory and leaves
+    whatever was at ``out`` untouched. ``progress`` is an optional callable ``advance(n)`` called
+    once per day written.
+    """
+    from riskml import __version__
+
+    src, out = Path(src), Path(out)
+    mapping = mapping or ImportMapping()
+    window = ts_window or default_ts_window()
+    if window[0] > window[1]:
+        raise ImportSchemaError(
+            f"empty ts window: min {window[0].isoformat()} is after max {window[1].isoformat()}"
+        )
+    target = out.resolve()
+    existing = _dataset_entries(target)
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"{out} already holds a dataset ({', '.join(p.name for p in existing)}); "
+            "pass --overwrite to replace it"
+        )
+    if target == src.resolve() or (src.is_dir() and src.resolve() in target.parents):
+        raise ImportSchemaError(f"--out {out} must not be the source or lie inside it")
+    loaded = load(src, mapping, label_delay_days=label_delay_days, ts_window=window)
+
+    acc = loaded.accepted
     fraud_rows = int(acc.get_column("is_fraud").sum()) if acc.height else 0
     delay = label_delay_days if label_delay_days is not None else mapping.label_delay_days
     manifest: dict[str, Any] = {
@@ -769,6 +916,7 @@ def import_transactions(
         "defaults": mapping.defaults,
         "ts_format": mapping.ts_format,
         "timezone": mapping.timezone,
+        "ts_window": [window[0].isoformat(), window[1].isoformat()],
         "label_delay_days": DEFAULT_LABEL_DELAY_DAYS if delay is None else float(delay),
         "duplicate_rule": "first accepted occurrence of a tx_id in source order wins",
         "counts": {
@@ -778,24 +926,34 @@ def import_transactions(
             "reasons": loaded.reasons,
         },
         "rows": acc.height,
-        "days": len(days),
         "start": acc.get_column("ts").min() if acc.height else None,
         "end": acc.get_column("ts").max() if acc.height else None,
         "fraud_rows": fraud_rows,
         "fraud_rate": fraud_rows / acc.height if acc.height else None,
         "quarantine": QUARANTINE_FILE,
     }
-    manifest_path = write_manifest(out, manifest)
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.importing-", dir=target.parent))
+    try:
+        days = _write_dataset(staging, loaded, manifest, progress)
+        verify_dataset(
+            staging, rows=acc.height, quarantined=loaded.quarantined.height, window=window
+        )
+        _swap_into_place(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
     return ImportResult(
         rows_in=loaded.rows_in,
         accepted=acc.height,
         quarantined=loaded.quarantined.height,
         reasons=loaded.reasons,
-        days=len(days),
+        days=days,
         fraud_rows=fraud_rows,
         out=out,
-        manifest_path=manifest_path,
-        quarantine_path=quarantine_path,
+        manifest_path=out / "manifest.json",
+        quarantine_path=out / QUARANTINE_FILE,
         files=loaded.files,
         mapping=loaded.mapping,
     )
