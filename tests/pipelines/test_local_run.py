@@ -134,5 +134,5 @@ def test_retraining_keeps_the_champion_when_the_gate_says_so(
     assert champion() == before  # unchanged
     # registered all the same, as a new version tagged with its gate decision
     versions = client().search_model_versions("name='fraud'")
-    decisions = {v.version: v.tags.get("riskml.gate_decision") for v in versions}
+    decisions = {str(v.version): v.tags.get("riskml.gate_decision") for v in versions}
     assert decisions == {before.version: "deploy", out["registered"]["version"]: "keep"}

@@ -40,7 +40,10 @@ def cli(*args: str) -> SimpleNamespace:
 
 def test_start_needs_exactly_one_source_of_config() -> None:
     result = runner.invoke(app, ["serve", "start"])
-    assert result.exit_code == 2 and "--config FILE or --bundle DIR" in result.output
+    assert result.exit_code == 2
+    assert "give exactly one of --config FILE, --bundle DIR, --model URI" in " ".join(
+        result.output.replace("│", " ").split()
+    )
 
 
 def test_status_and_stop_without_a_service(riskml_home: Path) -> None:
