@@ -158,8 +158,12 @@ def write_back_counts(source: Any, txs: Sequence[Mapping[str, Any]]) -> dict[str
 class InProcessApp:
     """The service's decisions without Ray or HTTP: same components, same ladder, inline calls."""
 
-    def __init__(self, args: Mapping[str, Any] | AppArgs, *, write_back: bool = False) -> None:
-        self.components = LocalComponents(args)
+    def __init__(
+        self, args: Mapping[str, Any] | AppArgs, *, write_back: bool = False, offload: bool = False
+    ) -> None:
+        """``offload=True``: the stages run on the colocated Ingress's per-stage thread pools
+        (a hung store holds only its pool; the deadline still holds), not inline."""
+        self.components = LocalComponents(args, offload=offload)
         self.source = self.components.source
         self.models = self.components.models
         self.policy = self.components.policy
@@ -185,3 +189,6 @@ class InProcessApp:
         result = await self.decide_raw(txs)
         default = self.ladder.config.default_decision
         return [to_response(o, default) for o in result.outcomes]
+
+    def close(self) -> None:
+        self.components.close()

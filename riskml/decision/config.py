@@ -147,9 +147,10 @@ class ExperimentConfig(BaseModel):
 
 class BreakerConfig(BaseModel):
     """Circuit breaker on the feature store: after ``failures`` consecutive failed fetches (the
-    store raised; late answers are bounded by the stage timeout and do not count), skip the store
-    for ``open_ms`` and answer from the rules rung at once (tagged ``feature_store_unavailable``);
-    then let requests probe it again. ``failures: 0`` disables it."""
+    store raised, or did not answer within the feature timeout: a hung store counts like a stopped
+    one), skip the store for ``open_ms`` and answer from the rules rung at once (tagged
+    ``feature_store_unavailable``); then let requests probe it again (one good fetch closes it).
+    ``failures: 0`` disables it."""
 
     model_config = _CONFIG
 

@@ -9,7 +9,8 @@ Rungs, best first::
 
 Every stage runs under ``min(stage timeout, time left before the deadline - reserve)``; the
 reserve keeps time for the rules rung, which needs no I/O. A circuit breaker stops calling a
-feature store that failed several times in a row, for a while (``IngressConfig.feature_breaker``).
+feature store that failed or was late several times in a row, for a while
+(``IngressConfig.feature_breaker``).
 Stages are async callables, so the same ladder runs on Ray Serve ``DeploymentHandle`` calls
 (serving) and on direct in-process calls (the benchmark's baseline and the equivalence tests).
 :meth:`Ladder.decide` never raises.
@@ -119,6 +120,8 @@ class Ladder:
         self.config = config
         self._fetch_failures = 0  # consecutive failed/late feature fetches
         self._breaker_open_until = 0.0  # time.monotonic() until which the store is skipped
+        #: fetches the breaker counted against the store, by kind, and how often it opened
+        self.breaker_counts = {"timeout": 0, "error": 0, "opened": 0}
         self.tracker = VelocityTracker(
             config.rules.local_velocity_window_s, config.rules.local_velocity_max_customers
         )
@@ -296,16 +299,20 @@ class Ladder:
         return time.monotonic() < self._breaker_open_until
 
     def _count_fetch(self, error: str | None) -> None:
-        # Only failures count: a late answer (timeout) says the path is slow, not that the store
-        # is down, and is already bounded by the stage timeout.
-        if error in ("breaker_open", "timeout"):
+        # Failures and late answers count alike: a store that accepts and never answers (hung)
+        # costs every request the whole feature timeout and pins a feature thread until the
+        # Redis read timeout, so it must open the breaker as a stopped one does.
+        if error == "breaker_open":
             return
         if error is None:
             self._fetch_failures, self._breaker_open_until = 0, 0.0
             return
         self._fetch_failures += 1
+        self.breaker_counts[error if error == "timeout" else "error"] += 1
         breaker = self.config.feature_breaker
         if breaker.failures and self._fetch_failures >= breaker.failures:
+            if not self.breaker_open():  # closed (or half-open) -> open
+                self.breaker_counts["opened"] += 1
             self._breaker_open_until = time.monotonic() + breaker.open_ms / 1e3
 
     # -- lower rungs -------------------------------------------------------------------------
