@@ -187,6 +187,12 @@ def replay(
     timeout: Annotated[float, typer.Option(min=0.01, help="Per-request timeout (s).")] = 2.0,
     max_in_flight: Annotated[int, typer.Option(min=1, help="Bound on open requests.")] = 256,
     out: Annotated[Path | None, typer.Option(help="Write the report as JSON.")] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            help="Bearer key for the decision API (default: the first of RISKML_API_KEYS)."
+        ),
+    ] = None,
 ) -> None:
     """Replay transactions at a fixed rate; print the decision mix and latency percentiles."""
     from riskml.console import print_table, write_json
@@ -207,6 +213,7 @@ def replay(
             retries=retries,
             timeout_s=timeout,
             max_in_flight=max_in_flight,
+            api_key=api_key,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None

@@ -119,6 +119,22 @@ class Settings(BaseSettings):
         "and still fold in order.",
     )
 
+    # -- decision API ------------------------------------------------------------------------
+    api_keys: SecretStr | None = Field(
+        default=None,
+        description="Bearer keys of the decision API, comma-separated (two allow rotation); "
+        "unset: the API is open (secret: also RISKML_API_KEYS_FILE).",
+    )
+    admin_api_keys: SecretStr | None = Field(
+        default=None,
+        description="Bearer keys that also see the model's internals on GET /v1/model, "
+        "comma-separated (secret: also RISKML_ADMIN_API_KEYS_FILE).",
+    )
+    require_api_keys: bool = Field(
+        default=False,
+        description="Refuse to start the decision API without API keys (set on the cluster).",
+    )
+
     # -- Ray ---------------------------------------------------------------------------------
     ray_mode: Literal["local", "jobs", "rayjob"] = Field(
         default="local",
@@ -149,7 +165,13 @@ class Settings(BaseSettings):
     )
 
     @field_validator(
-        "redis_password", "redis_username", "nats_token", "feast_config", mode="before"
+        "redis_password",
+        "redis_username",
+        "nats_token",
+        "feast_config",
+        "api_keys",
+        "admin_api_keys",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:

@@ -294,12 +294,15 @@ def open_stream(store: Mapping[str, Any], *, connect_timeout_s: float = 3.0) -> 
 def decision_log_stats(urls: Iterable[str], timeout_s: float = 5.0) -> list[dict[str, Any]]:
     """``GET /v1/decision-log`` of each Ingress URL (one per replica with direct ingress); the
     ones that answered."""
+    from riskml.settings import get_settings
+    from serving.auth import auth_headers, client_key
+
+    headers = auth_headers(client_key(get_settings()))
     out = []
     for url in urls:
+        request = urllib.request.Request(f"{url.rstrip('/')}/v1/decision-log", headers=headers)
         try:
-            with urllib.request.urlopen(
-                f"{url.rstrip('/')}/v1/decision-log", timeout=timeout_s
-            ) as r:
+            with urllib.request.urlopen(request, timeout=timeout_s) as r:
                 out.append(json.loads(r.read()))
         except (OSError, ValueError) as exc:
             log.warning("decision-log stats of %s: %s", url, exc)

@@ -31,9 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
@@ -41,6 +42,8 @@ from riskml.decision.config import DeciderConfig, IngressConfig
 from riskml.decision.ladder import Ladder, LadderResult, Stages, TabularResult
 from riskml.decision.policy import Calibrator, DecisionPolicy, ModelScores, Verdict
 from riskml.decision.protocols import FeatureRow, FeatureSourceUnavailable, check_model_contracts
+from riskml.settings import get_settings
+from serving.auth import UNAUTHORIZED, Authenticator, Role, bearer
 from serving.components import build
 from serving.config import AppArgs
 from serving.decision_log import DecisionLog
@@ -63,6 +66,8 @@ log = logging.getLogger("ray.serve")
 #: cores. serve_config.yaml sets real per-deployment resources and replica counts.
 NO_CPU = {"num_cpus": 0}
 MAX_ONGOING = 100
+#: The ``Authorization: Bearer`` header of a request, when it has one (serving.auth).
+Credentials = HTTPAuthorizationCredentials | None
 
 
 def settle_heap() -> None:
@@ -364,6 +369,8 @@ class Ingress:
     ) -> None:
         from serving.metrics import DecisionMetrics
 
+        # first: a replica without the keys it requires fails before loading any model
+        self.auth = Authenticator.from_settings(get_settings(), log)
         backend: HandleBackend | ColocatedBackend
         if colocated is not None:
             backend = ColocatedBackend(colocated)
@@ -423,8 +430,11 @@ class Ingress:
             backend.components.policy.reconfigure(policy)
 
     # -- routes --------------------------------------------------------------------------------
-    @api.post("/v1/score", response_model=DecisionResponse)
-    async def score(self, tx: TransactionRequest) -> DecisionResponse:
+    @api.post("/v1/score", response_model=DecisionResponse, responses=UNAUTHORIZED)
+    async def score(
+        self, tx: TransactionRequest, credentials: Credentials = Security(bearer)
+    ) -> DecisionResponse:
+        self.auth.role(credentials)
         t0 = time.perf_counter()
         txs = [tx.model_dump()]
         result = await self.ladder.decide(txs)
@@ -433,8 +443,11 @@ class Ingress:
             await self.decision_log.record([tx], result, deadline=self._deadline(t0, 1))
         return to_response(result.outcomes[0], self.ladder.config.default_decision)
 
-    @api.post("/v1/score/batch", response_model=BatchResponse)
-    async def score_batch(self, batch: BatchRequest) -> BatchResponse:
+    @api.post("/v1/score/batch", response_model=BatchResponse, responses=UNAUTHORIZED)
+    async def score_batch(
+        self, batch: BatchRequest, credentials: Credentials = Security(bearer)
+    ) -> BatchResponse:
+        self.auth.role(credentials)
         limit = self.ladder.config.max_batch_size
         if len(batch.transactions) > limit:
             raise HTTPException(
@@ -464,8 +477,16 @@ class Ingress:
     async def healthz(self) -> HealthResponse:
         return HealthResponse(status="ok", replica=self.replica)
 
-    @api.get("/v1/model", response_model=ModelInfo)
-    async def model(self) -> ModelInfo:
+    @api.get("/v1/model", response_model=ModelInfo, responses=UNAUTHORIZED)
+    async def model(self, credentials: Credentials = Security(bearer)) -> ModelInfo:
+        """The served model versions; to an admin key (or an open API) also the internals:
+        feature names, Ingress and Decider config (thresholds, blend weights)."""
+        if self.auth.role(credentials) < Role.ADMIN:
+            return ModelInfo(
+                champion=self.ladder.champion,
+                versions=self.ladder.versions,
+                sequence_model=self.sequence_version,
+            )
         decider_config = await self.backend.decider_config()
         return ModelInfo(
             champion=self.ladder.champion,
@@ -476,9 +497,12 @@ class Ingress:
             decider_config=decider_config,
         )
 
-    @api.get("/v1/decision-log", response_model=DecisionLogStats)
-    async def decision_log_stats(self) -> DecisionLogStats:
+    @api.get("/v1/decision-log", response_model=DecisionLogStats, responses=UNAUTHORIZED)
+    async def decision_log_stats(
+        self, credentials: Credentials = Security(bearer)
+    ) -> DecisionLogStats:
         """This replica's decision-log counts (published, outboxed, flushed, dropped, ...)."""
+        self.auth.role(credentials)
         return DecisionLogStats.model_validate(self.decision_log.stats())
 
     def _deadline(self, t0: float, n: int) -> float:

@@ -100,8 +100,14 @@ async def replay_async(
     retries: int = 0,
     keep_responses: bool = False,
     on_sent: Callable[[int], None] | None = None,
+    api_key: str | None = None,
 ) -> ReplayReport:
+    """``api_key``: sent as ``Authorization: Bearer`` (default: the first of RISKML_API_KEYS,
+    if set; :func:`serving.auth.client_key`)."""
     import aiohttp
+
+    from riskml.settings import get_settings
+    from serving.auth import auth_headers, client_key
 
     if rps <= 0 or not math.isfinite(rps):
         raise ValueError("rps must be a positive number")
@@ -124,8 +130,10 @@ async def replay_async(
     connector = aiohttp.TCPConnector(limit=max_in_flight, force_close=False)
     timeout = aiohttp.ClientTimeout(total=timeout_s)
 
+    headers = auth_headers(api_key if api_key is not None else client_key(get_settings()))
+
     async with aiohttp.ClientSession(
-        connector=connector, timeout=timeout, trust_env=False
+        connector=connector, timeout=timeout, trust_env=False, headers=headers
     ) as client:
 
         async def one(tx: Mapping[str, Any], scheduled: float, i: int) -> None:

@@ -120,9 +120,10 @@ class ModelInfo(BaseModel):
     champion: str
     versions: list[str]
     sequence_model: str | None
-    feature_names: list[str]
-    ingress_config: dict[str, Any]
-    decider_config: dict[str, Any]
+    #: internals: only to an admin key (or an API without keys); null otherwise
+    feature_names: list[str] | None = None
+    ingress_config: dict[str, Any] | None = None
+    decider_config: dict[str, Any] | None = None
 
 
 class DecisionLogStats(BaseModel):

@@ -469,6 +469,9 @@ def test_secrets_are_referenced_never_committed_and_documented(
         # the event stream: NATS and its clients (the Serve app publishes the decision log)
         (PLATFORM, "riskml-nats-auth", "token"),
         (SERVING, "riskml-nats-auth", "token"),
+        # the decision API's bearer keys (the scoring Ray pods)
+        (SERVING, "riskml-api-keys", "keys"),
+        (SERVING, "riskml-api-keys", "admin-keys"),
         # the stream processor opens the Feast store
         (PLATFORM, "riskml-online-redis", "password"),
         (PLATFORM, "riskml-feast-registry", "url"),
@@ -526,6 +529,9 @@ def test_every_riskml_variable_set_on_the_cluster_is_a_setting(
             "RISKML_NATS_URL",
             "RISKML_NATS_TOKEN",
             "RISKML_STREAM_NAME",
+            "RISKML_API_KEYS",
+            "RISKML_ADMIN_API_KEYS",
+            "RISKML_REQUIRE_API_KEYS",
         } <= names
         assert names - valid == set(), overlay
 
