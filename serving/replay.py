@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from riskml.data.schema import TRANSACTION_COLUMNS
+
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
 T = TypeVar("T")
 
@@ -237,17 +239,7 @@ def replay(
     return run_loop(replay_async(base_url, transactions, rps, **kwargs))
 
 
-REQUEST_FIELDS = (
-    "tx_id",
-    "ts",
-    "customer_id",
-    "terminal_id",
-    "device_id",
-    "amount",
-    "currency",
-    "merchant_category",
-    "channel",
-)
+REQUEST_FIELDS = TRANSACTION_COLUMNS
 
 
 def load_requests(path: str, limit: int | None = None) -> list[dict[str, Any]]:

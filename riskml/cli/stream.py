@@ -4,12 +4,13 @@ consumers and a publisher for demos (heavy imports inside the commands)."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 from pathlib import Path
 from typing import Any
 
 import typer
+
+from riskml.cli.features import _config, _fail, _when
 
 stream_app = typer.Typer(
     help="Event stream: the stream processor, the offline log, publishing events.",
@@ -17,41 +18,11 @@ stream_app = typer.Typer(
 )
 
 
-def _config(online_store: str | None, project: str | None) -> Any:
-    from riskml.features.store import StoreConfig
-
-    kwargs: dict[str, Any] = {}
-    if online_store:
-        if online_store not in ("sqlite", "redis"):
-            raise typer.BadParameter("sqlite or redis", param_hint="--online-store")
-        kwargs["online_store"] = online_store
-    if project:
-        kwargs["project"] = project
-    return StoreConfig(**kwargs)
-
-
-def _when(value: str | None, name: str) -> dt.datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise typer.BadParameter(f"{value!r} is not an ISO date/time", param_hint=name) from exc
-    return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed
-
-
 def _logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-
-
-def _fail(exc: Exception) -> None:
-    from riskml.console import err_console
-
-    err_console.print(f"[red]error:[/red] {exc}")
-    raise typer.Exit(code=1)
 
 
 @stream_app.command("run")
@@ -141,7 +112,20 @@ def offline_log(
     print_table("offline log", {"root": root, "events": writer.events, "files": len(writer.files)})
 
 
-async def _publish(events: list[Any]) -> int:
+def _publish(events: list[Any], title: str) -> None:
+    """Publish ``events`` and print how many; a broker error exits 1."""
+    from riskml.console import print_table
+    from riskml.streaming.broker import BrokerError
+
+    try:
+        n = asyncio.run(_send(events))
+    except BrokerError as exc:
+        _fail(exc)
+        return
+    print_table(title, {"events": n})
+
+
+async def _send(events: list[Any]) -> int:
     from riskml.streaming.broker import NatsBroker
     from riskml.streaming.events import encode, subject_for
 
@@ -179,8 +163,6 @@ def publish_labels(
     ``label_available_at``), with the transaction's customer, terminal and time."""
     import polars as pl
 
-    from riskml.console import print_table
-    from riskml.streaming.broker import BrokerError
     from riskml.streaming.events import LabelEvent
 
     frame = _read(dataset).filter(pl.col("is_fraud") == 1)
@@ -200,12 +182,7 @@ def publish_labels(
         )
         for r in frame.iter_rows(named=True)
     ]
-    try:
-        n = asyncio.run(_publish(events))
-    except BrokerError as exc:
-        _fail(exc)
-        return
-    print_table("publish labels", {"events": n})
+    _publish(events, "publish labels")
 
 
 @stream_app.command("publish-transactions")
@@ -218,8 +195,6 @@ def publish_transactions(
     """Publish the dataset's transactions as raw (unscored) transaction events."""
     import polars as pl
 
-    from riskml.console import print_table
-    from riskml.streaming.broker import BrokerError
     from riskml.streaming.events import TransactionEvent
 
     frame = _read(dataset)
@@ -229,9 +204,4 @@ def publish_transactions(
     if hi is not None:
         frame = frame.filter(pl.col("ts") < hi)
     events = [TransactionEvent.of(r, source) for r in frame.iter_rows(named=True)]
-    try:
-        n = asyncio.run(_publish(events))
-    except BrokerError as exc:
-        _fail(exc)
-        return
-    print_table("publish transactions", {"events": n})
+    _publish(events, "publish transactions")

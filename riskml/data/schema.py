@@ -70,6 +70,8 @@ COLUMNS: tuple[Column, ...] = (
 COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)
 REQUIRED_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.required)
 OPTIONAL_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS if not c.required)
+#: what a transaction carries when it happens (the columns before its label): an API request
+TRANSACTION_COLUMNS: tuple[str, ...] = COLUMN_NAMES[: COLUMN_NAMES.index("is_fraud")]
 BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
 
 

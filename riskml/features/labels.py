@@ -42,7 +42,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -299,13 +299,19 @@ class LabelFold:
             self._fold({e: [] for e in entities[i : i + chunk]}, day)
         return len(entities)
 
+    @contextlib.contextmanager
+    def _ledger_table(self) -> Iterator[Any]:
+        """A transaction of the SQLite online store, the ledger table created."""
+        assert self.online._sqlite is not None
+        with self.online._sqlite.transaction() as conn:
+            _create_table(conn)
+            yield conn
+
     def _ledger_entities(self) -> list[tuple[str, str]]:
         online = self.online
         project = online.store.config.project
         if online._atomic_writes == "sqlite":
-            assert online._sqlite is not None
-            with online._sqlite.transaction() as conn:
-                _create_table(conn)
+            with self._ledger_table() as conn:
                 rows = conn.execute(
                     f'SELECT kind, entity FROM "{LEDGER_TABLE}" WHERE project=?', (project,)
                 ).fetchall()
@@ -558,9 +564,7 @@ class LabelFold:
         online = self.online
         project = online.store.config.project
         if online._atomic_writes == "sqlite":
-            assert online._sqlite is not None
-            with online._sqlite.transaction() as conn:
-                _create_table(conn)
+            with self._ledger_table() as conn:
                 deleted = conn.execute(f'DELETE FROM "{LEDGER_TABLE}" WHERE project=?', (project,))
                 return int(deleted.rowcount)
         keys = list(online._redis_client.scan_iter(match=f"{LEDGER_PREFIX}{project}:*"))
@@ -653,23 +657,25 @@ def apply_labels(
     )
     joined = transactions.join(eff, on="tx_id", how="left")
     has = pl.col("_fraud").is_not_null()
+
+    def by_label(column: str, fraud: pl.Expr, genuine: pl.Expr) -> pl.Expr:
+        """``column``: ``fraud`` where labelled fraud, ``genuine`` where labelled genuine."""
+        return (
+            pl.when(has & pl.col("_fraud"))
+            .then(fraud)
+            .when(has)
+            .then(genuine)
+            .otherwise(pl.col(column))
+            .alias(column)
+        )
+
     return joined.with_columns(
         pl.when(has)
         .then(pl.col("_fraud").cast(pl.Int8))
         .otherwise(pl.col("is_fraud"))
         .alias("is_fraud"),
-        pl.when(has & pl.col("_fraud"))
-        .then(pl.col("_available"))
-        .when(has)
-        .then(pl.col("ts"))
-        .otherwise(pl.col("label_available_at"))
-        .alias("label_available_at"),
-        pl.when(has & pl.col("_fraud"))
-        .then(pl.lit("labelled"))
-        .when(has)
-        .then(pl.lit("none"))
-        .otherwise(pl.col("fraud_scenario"))
-        .alias("fraud_scenario"),
+        by_label("label_available_at", pl.col("_available"), pl.col("ts")),
+        by_label("fraud_scenario", pl.lit("labelled"), pl.lit("none")),
     ).select(transactions.columns)
 
 

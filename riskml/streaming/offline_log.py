@@ -52,7 +52,13 @@ from riskml.streaming.events import (
     TransactionEvent,
     decode,
 )
-from riskml.streaming.processor import StreamMetrics, fetch
+from riskml.streaming.processor import (
+    StreamMetrics,
+    connected,
+    fetch,
+    publish_dead_letter,
+    stop_on_signals,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import polars as pl
@@ -329,31 +335,9 @@ class OfflineLogWriter:
         return files
 
     async def _dead_letter(self, msg: Message, kind: str, reason: str, detail: str) -> None:
-        from riskml.streaming.events import DeadLetter, dlq_subject, encode
-
-        letter = DeadLetter.of(
-            msg.subject,
-            msg.data,
-            reason,
-            detail=detail,
-            consumer=self.config.durable,
-            stream_seq=msg.stream_seq,
-            num_delivered=msg.num_delivered,
-            original_id=f"{self.config.durable}:seq-{msg.stream_seq}",
-        )
-        try:
-            await self.broker.publish(
-                dlq_subject(msg.subject),
-                encode(letter),
-                msg_id=letter.event_id,
-                headers={"reason": reason, "consumer": self.config.durable},
-                timeout=5.0,
-            )
-        except Exception as exc:
-            log.warning("dead letter of seq %d not published (%s): nak", msg.stream_seq, exc)
+        if not await publish_dead_letter(self.broker, msg, self.config.durable, reason, detail):
             await msg.nak(5.0)
             return
-        await msg.term()
         self.metrics.dead_letters.labels(self.config.durable, kind, reason).inc()
         self.metrics.count(kind, "dead_letter")
 
@@ -426,12 +410,12 @@ def transactions_frame(root: str | Path, at: dt.datetime | None = None) -> pl.Da
     decision carried the value serving folded with."""
     import polars as pl
 
-    from riskml.data.schema import LEGIT, polars_schema
+    from riskml.data.schema import LEGIT, TRANSACTION_COLUMNS, polars_schema
 
     parts = []
     for kind in ("decision", "transaction"):
         frame = read_events(root, kind, end=at)
-        parts.append(frame.select(*_TX_COLUMNS, "terminal_risk", "stream_seq"))
+        parts.append(frame.select(*TRANSACTION_COLUMNS, "terminal_risk", "stream_seq"))
     frame = pl.concat(parts).sort("stream_seq").unique("tx_id", keep="first")
     schema = polars_schema()
     return (
@@ -443,19 +427,6 @@ def transactions_frame(root: str | Path, at: dt.datetime | None = None) -> pl.Da
         .select(*(pl.col(n).cast(t) for n, t in schema.items()), "terminal_risk")
         .sort("ts", "tx_id")
     )
-
-
-_TX_COLUMNS = (
-    "tx_id",
-    "ts",
-    "customer_id",
-    "terminal_id",
-    "device_id",
-    "amount",
-    "currency",
-    "merchant_category",
-    "channel",
-)
 
 
 def training_frame(
@@ -567,27 +538,10 @@ async def run_offline_log(
     broker: Broker | None = None,
 ) -> OfflineLogWriter:
     """Connect, ensure the stream, serve metrics, handle SIGTERM (flush, ack, return), run."""
-    import signal
-
-    from riskml.streaming.broker import NatsBroker
-
-    own = broker is None
-    broker = broker or NatsBroker()
-    await broker.connect(timeout=30)
-    await broker.ensure_stream()
-    writer = OfflineLogWriter(broker, root, config)
-    if metrics_port is not None:
-        writer.metrics.serve(metrics_port)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, writer.stop)
-    try:
-        await writer.run(max_events=max_events, until_idle=until_idle)
-        return writer
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(sig)
-        if own:
-            await broker.close()
+    async with connected(broker) as conn:
+        writer = OfflineLogWriter(conn, root, config)
+        if metrics_port is not None:
+            writer.metrics.serve(metrics_port)
+        with stop_on_signals(writer.stop):
+            await writer.run(max_events=max_events, until_idle=until_idle)
+            return writer

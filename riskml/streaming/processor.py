@@ -40,7 +40,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -494,30 +494,10 @@ class StreamProcessor:
         """Publish the message to ``riskml.dlq.<kind>`` with the reason, then terminate it;
         when the dead letter cannot be published, nak (it comes back)."""
         kind = event.kind if event is not None else _kind(msg.subject)
-        letter = DeadLetter.of(
-            msg.subject,
-            msg.data,
-            reason,
-            detail=detail,
-            consumer=self.config.durable,
-            stream_seq=msg.stream_seq,
-            num_delivered=msg.num_delivered,
-            original_id=f"{self.config.durable}:seq-{msg.stream_seq}",
-        )
-        try:
-            await self.broker.publish(
-                dlq_subject(msg.subject),
-                encode(letter),
-                msg_id=letter.event_id,
-                headers={"reason": reason, "consumer": self.config.durable},
-                timeout=5.0,
-            )
-        except Exception as exc:
-            log.warning("dead letter of seq %d not published (%s): nak", msg.stream_seq, exc)
+        if not await publish_dead_letter(self.broker, msg, self.config.durable, reason, detail):
             await msg.nak(self._delay(msg))
             self._count(kind, "retry")
             return
-        await msg.term()
         log.warning("dead-lettered seq %d (%s): %s", msg.stream_seq, reason, detail[:200])
         self.metrics.dead_letters.labels(self.config.durable, kind, reason).inc()
         self._count(kind, "dead_letter")
@@ -531,6 +511,70 @@ async def fetch(consumer: Consumer, batch: int, timeout: float) -> list[Message]
         return await consumer.fetch(batch, timeout=timeout)
     except TimeoutError:
         return []
+
+
+async def publish_dead_letter(
+    broker: Broker, msg: Message, durable: str, reason: str, detail: str
+) -> bool:
+    """Publish ``msg`` to ``riskml.dlq.<kind>`` with the reason (consumer ``durable``), then
+    terminate it; False (nothing terminated: the caller naks) when it cannot be published."""
+    letter = DeadLetter.of(
+        msg.subject,
+        msg.data,
+        reason,
+        detail=detail,
+        consumer=durable,
+        stream_seq=msg.stream_seq,
+        num_delivered=msg.num_delivered,
+        original_id=f"{durable}:seq-{msg.stream_seq}",
+    )
+    try:
+        await broker.publish(
+            dlq_subject(msg.subject),
+            encode(letter),
+            msg_id=letter.event_id,
+            headers={"reason": reason, "consumer": durable},
+            timeout=5.0,
+        )
+    except Exception as exc:
+        log.warning("dead letter of seq %d not published (%s): nak", msg.stream_seq, exc)
+        return False
+    await msg.term()
+    return True
+
+
+@contextlib.asynccontextmanager
+async def connected(broker: Broker | None) -> AsyncIterator[Broker]:
+    """``broker`` (``NatsBroker`` from the settings when None) connected, its stream ensured;
+    closed on the way out when this made it."""
+    from riskml.streaming.broker import NatsBroker
+
+    own = broker is None
+    broker = broker or NatsBroker()
+    await broker.connect(timeout=30)
+    await broker.ensure_stream()
+    try:
+        yield broker
+    finally:
+        if own:
+            await broker.close()
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
+    """SIGTERM and SIGINT call ``stop`` (where the loop supports signal handlers) inside."""
+    import signal
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop)
+    try:
+        yield
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
 
 
 def _kind(subject: str) -> str:
@@ -551,30 +595,15 @@ async def run_processor(
 ) -> RunStats:
     """Connect (``NatsBroker`` from the settings unless given), ensure the stream, serve the
     metrics, install SIGTERM/SIGINT handlers (finish the batch, ack, return) and run."""
-    import signal
-
-    from riskml.streaming.broker import NatsBroker
-
-    own = broker is None
-    broker = broker or NatsBroker()
-    await broker.connect(timeout=30)
-    await broker.ensure_stream()
-    processor = StreamProcessor(broker, online, config)
-    if metrics_port is not None:
-        port = processor.metrics.serve(metrics_port)
-        log.info("metrics on :%d/metrics", port)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, processor.stop)
-    if on_start is not None:
-        on_start(processor)
-    try:
-        return await processor.run(max_events=max_events, until_idle=until_idle)
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(sig)
-        processor.close()
-        if own:
-            await broker.close()
+    async with connected(broker) as conn:
+        processor = StreamProcessor(conn, online, config)
+        if metrics_port is not None:
+            port = processor.metrics.serve(metrics_port)
+            log.info("metrics on :%d/metrics", port)
+        with stop_on_signals(processor.stop):
+            if on_start is not None:
+                on_start(processor)
+            try:
+                return await processor.run(max_events=max_events, until_idle=until_idle)
+            finally:
+                processor.close()

@@ -9,12 +9,13 @@ import asyncio
 import datetime as dt
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pytest
 
 from riskml.data.simulator import SimulationConfig
 from riskml.settings import get_settings
@@ -69,6 +70,17 @@ def make_store(w: World, home: Path, online_store: str) -> Any:
     apply(cfg)
     materialize(SNAPSHOT, config=cfg)
     return cfg
+
+
+def store_over(w: World, home: Path, online_store: str) -> Iterator[Any]:
+    """A fixture's body: a fresh store (:func:`make_store`; skips when Redis is wanted and not
+    up), its Redis keys dropped afterwards."""
+    if online_store == "redis" and not redis_up():
+        pytest.skip("no Redis on localhost:6379")
+    cfg = make_store(w, home, online_store)
+    yield cfg
+    if online_store == "redis":
+        drop_redis_project(cfg.project)
 
 
 def drop_redis_project(project: str, url: str = TEST_REDIS) -> None:

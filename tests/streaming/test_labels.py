@@ -39,6 +39,7 @@ from tests.streaming.fold_support import (
     drop_redis_project,
     make_store,
     redis_up,
+    store_over,
     world,
 )
 
@@ -54,12 +55,7 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> World:
 
 @pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
 def store(request: pytest.FixtureRequest, sim: World, tmp_path: Path) -> Iterator[Any]:
-    if request.param == "redis" and not redis_up():
-        pytest.skip("no Redis on localhost:6379")
-    cfg = make_store(sim, tmp_path / "store", request.param)
-    yield cfg
-    if request.param == "redis":
-        drop_redis_project(cfg.project)
+    yield from store_over(sim, tmp_path / "store", request.param)
 
 
 def label_events(tx: pl.DataFrame) -> list[LabelEvent]:

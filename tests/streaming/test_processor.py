@@ -42,12 +42,10 @@ from tests.streaming.fold_support import (
     World,
     as_messages,
     dead_letters,
-    drop_redis_project,
     history_labels,
-    make_store,
     pending,
     publish,
-    redis_up,
+    store_over,
     world,
 )
 
@@ -62,11 +60,7 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> World:
 
 @pytest.fixture
 def store(sim: World, tmp_path: Path) -> Iterator[Any]:
-    if not redis_up():
-        pytest.skip("no Redis on localhost:6379")
-    cfg = make_store(sim, tmp_path / "store", "redis")
-    yield cfg
-    drop_redis_project(cfg.project)
+    yield from store_over(sim, tmp_path / "store", "redis")
 
 
 # -- events --------------------------------------------------------------------------------------
