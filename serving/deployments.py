@@ -43,7 +43,7 @@ from riskml.decision.ladder import Ladder, LadderResult, Stages, TabularResult
 from riskml.decision.policy import Calibrator, DecisionPolicy, ModelScores, Verdict
 from riskml.decision.protocols import FeatureRow, FeatureSourceUnavailable, check_model_contracts
 from riskml.settings import get_settings
-from serving.auth import UNAUTHORIZED, Authenticator, Role, bearer
+from serving.auth import UNAUTHORIZED, Authenticator, Role, bearer, parse_keys
 from serving.components import build
 from serving.config import AppArgs
 from serving.decision_log import DecisionLog
@@ -235,7 +235,33 @@ class Decider:
         return self.policy.verdicts(items)
 
 
-api = FastAPI(
+def without_security(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` with no security scheme and no 401 (a copy)."""
+    import copy
+
+    doc = copy.deepcopy(doc)
+    doc.get("components", {}).pop("securitySchemes", None)
+    for operations in doc.get("paths", {}).values():
+        for op in operations.values():
+            if isinstance(op, dict):
+                op.pop("security", None)
+                (op.get("responses") or {}).pop("401", None)
+    return doc
+
+
+class DecisionApi(FastAPI):
+    """The decision API. Its OpenAPI document says what the app does: without API keys
+    configured (an open local app) it declares no security scheme and no 401."""
+
+    def openapi(self) -> dict[str, Any]:
+        doc = super().openapi()
+        settings = get_settings()
+        if parse_keys(settings.api_keys) or parse_keys(settings.admin_api_keys):
+            return doc
+        return without_security(doc)
+
+
+api = DecisionApi(
     title="riskml decisions",
     version="1",
     description="Real-time fraud decisions: approve / review / decline within a deadline.",

@@ -143,11 +143,35 @@ def test_required_keys_missing_refuses_to_start(monkeypatch: pytest.MonkeyPatch)
     _retire(ingress)
 
 
-def test_openapi_declares_the_bearer_scheme() -> None:
+def test_openapi_declares_the_bearer_scheme(monkeypatch: pytest.MonkeyPatch) -> None:
+    from riskml.settings import get_settings
     from serving.deployments import api
 
-    doc = api.openapi()
+    monkeypatch.setenv("RISKML_API_KEYS", "k1")
+    get_settings.cache_clear()
+    try:
+        doc = api.openapi()
+    finally:
+        get_settings.cache_clear()
     assert doc["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
     assert "security" not in doc["paths"]["/healthz"]["get"]
     assert doc["paths"]["/v1/score"]["post"]["security"] == [{"apiKey": []}]
     assert "401" in doc["paths"]["/v1/model"]["get"]["responses"]
+
+
+def test_an_open_app_documents_no_security(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without keys the routes accept anyone, and the OpenAPI document says so (a client, or
+    schemathesis' auth check, reading it sees what the app does)."""
+    from riskml.settings import get_settings
+    from serving.deployments import api
+
+    for name in ("RISKML_API_KEYS", "RISKML_ADMIN_API_KEYS"):
+        monkeypatch.delenv(name, raising=False)
+    get_settings.cache_clear()
+    try:
+        doc = api.openapi()
+    finally:
+        get_settings.cache_clear()
+    assert "securitySchemes" not in doc.get("components", {})
+    assert "security" not in doc["paths"]["/v1/score"]["post"]
+    assert "401" not in doc["paths"]["/v1/model"]["get"]["responses"]
