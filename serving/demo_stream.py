@@ -175,41 +175,21 @@ class DemoStream:
 
 async def _delete_consumer(broker: Any, durable: str) -> None:
     with contextlib.suppress(Exception):
-        await broker._jetstream().delete_consumer(broker.stream, durable)
+        await broker.delete_consumer(durable)
 
 
 async def _own_consumer(broker: Any, config: Any) -> None:
     """The demo's durable, starting after the stream's last message (what is already in a
-    shared stream is not the demo's), with the processor's settings (so its ``pull`` binds)."""
-    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-
-    js = broker._jetstream()
-    info = await js.stream_info(broker.stream)
-    await js.add_consumer(
-        broker.stream,
-        ConsumerConfig(
-            durable_name=config.durable,
-            name=config.durable,
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-            opt_start_seq=int(info.state.last_seq) + 1,
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=config.ack_wait_s,
-            max_deliver=config.max_deliver,
-            filter_subject=config.subjects,
-            max_ack_pending=getattr(config, "max_ack_pending", None),
-        ),
-    )
-    # bind as the processor will (its pull updates a consumer whose settings differ, and the
-    # start policy cannot be updated): a mismatch fails here, before the demo relies on it
-    kwargs = (
-        {"max_ack_pending": config.max_ack_pending} if hasattr(config, "max_ack_pending") else {}
-    )
+    shared stream is not the demo's), created with the processor's settings so that the
+    processor's own ``pull`` binds to it as it is (a mismatch fails here, before the demo
+    relies on it)."""
     await broker.pull(
         config.durable,
         config.subjects,
         ack_wait_s=config.ack_wait_s,
         max_deliver=config.max_deliver,
-        **kwargs,
+        max_ack_pending=config.max_ack_pending,
+        new_only=True,
     )
 
 

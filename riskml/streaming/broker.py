@@ -145,11 +145,18 @@ class Broker(Protocol):
         ack_wait_s: float,
         max_deliver: int,
         max_ack_pending: int | None = None,
+        new_only: bool = False,
     ) -> Consumer:
         """The durable pull consumer ``durable`` over ``subject_filter`` (created if absent,
         its ``ack_wait_s``/``max_deliver``/``max_ack_pending`` updated if present).
         ``max_ack_pending``: how many delivered, unacked messages the consumer allows (all
-        processes sharing it together; None: the broker's default, JetStream 1,000)."""
+        processes sharing it together; None: the broker's default, JetStream 1,000).
+        ``new_only``: a consumer created now starts after the stream's last message (what is
+        already stored is not its business); an existing one keeps its position."""
+        ...
+
+    async def delete_consumer(self, durable: str) -> None:
+        """Remove the durable consumer ``durable`` (absent: nothing to do)."""
         ...
 
     async def pending(self, durable: str) -> int:
@@ -448,6 +455,7 @@ class NatsBroker:
         ack_wait_s: float,
         max_deliver: int,
         max_ack_pending: int | None = None,
+        new_only: bool = False,
     ) -> Consumer:
         import nats.errors
         import nats.js.errors
@@ -457,7 +465,7 @@ class NatsBroker:
         config = ConsumerConfig(
             durable_name=durable,
             name=durable,
-            deliver_policy=DeliverPolicy.ALL,
+            deliver_policy=DeliverPolicy.NEW if new_only else DeliverPolicy.ALL,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=ack_wait_s,
             max_deliver=max_deliver,
@@ -483,6 +491,19 @@ class NatsBroker:
         except nats.js.errors.APIError as e:
             raise BrokerError(f"consumer {durable}: {e}") from e
         return NatsConsumer(durable, sub)
+
+    async def delete_consumer(self, durable: str) -> None:
+        import nats.errors
+        import nats.js.errors
+
+        try:
+            await self._jetstream().delete_consumer(self.stream, durable)
+        except nats.js.errors.NotFoundError:
+            return
+        except nats.errors.TimeoutError as e:
+            raise BrokerTimeout(f"consumer {durable}: no answer") from e
+        except nats.js.errors.APIError as e:
+            raise BrokerError(f"consumer {durable}: {e}") from e
 
     async def pending(self, durable: str) -> int:
         import nats.errors
