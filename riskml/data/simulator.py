@@ -60,25 +60,65 @@ Everything spanning days (compromise windows, takeovers, card-testing bursts, ri
 front from the seed (:func:`plan_scenarios`); each day draws from its own random stream, so the
 work per day and the memory held are bounded by one day of rows plus the small set of cloned
 cards still waiting to be used.
+
+Drift injection (``SimulationConfig.drift``)
+--------------------------------------------
+A tuple of drift items, none by default (then the output is byte-identical to a run without the
+feature). Each item starts on ``day`` (0-based offset from ``start_date``) and lasts ``days`` days
+(``None``: to the end). Days before the earliest ``day`` are identical to the run without drift
+(same rows, ids, amounts, labels): drift is resolved up front from its own random streams
+(:func:`plan_drift`) and draws nothing on a day it does not cover. Items can be given as objects
+or in the CLI syntax ``KIND@key=value,...`` (lists ``+``-separated; :func:`parse_drift`), e.g.
+``SimulationConfig.demo(drift=["new_pattern@day=20", "amount_shift@day=20,sd=0.2"])`` or
+``config.with_drift(TerminalOutage(day=20, days=3, share=0.05))``. The manifest then records
+``params.drift`` and a resolved ``drift`` list (dates, new merchant ids, log shift, down terminals).
+
+``new_pattern`` (:class:`NewPattern`)
+    A fraud pattern the training data never showed, ``fraud_scenario == "cnp_burst"`` (the
+    ``scenario`` knob): on ``rate`` of customer-days, a burst of ``burst_min..burst_max``
+    card-not-present purchases minutes apart (``moto`` with probability ``moto_share``, else
+    ``ecom``), starting between ``hour_min`` and ``hour_max`` UTC (05:00-08:00), mid-range amounts
+    ``amount_min..amount_max`` (80-400), one fresh device per burst, at ``merchants`` new
+    e-commerce merchants in ``category`` whose terminal ids (after the world's) never appear before
+    ``day``. Labelled fraud with the usual late labels.
+``amount_shift`` (:class:`AmountShift`)
+    Every genuine amount is multiplied by ``factor``, or by ``exp(sd * s)`` with ``s`` the standard
+    deviation of log(amount) over genuine rows (:func:`genuine_log_amount_sd`, from the customers'
+    profiles), so ``sd=0.2`` moves the mean log amount of genuine rows by 0.2 standard deviations.
+    Same draws, so same rows, times, customers and terminals; channels follow the new amounts.
+``terminal_outage`` (:class:`TerminalOutage`)
+    A random ``share`` of the terminals of ``kinds`` (or the named ``terminals``) have no rows in
+    the window. ``mode="reroute"`` (default, a real outage): a genuine transaction there moves to
+    another of the customer's usual terminals of the same kind that is up (lost if none); a fraud
+    attempt there fails and vanishes. ``mode="drop"``: every transaction there vanishes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from riskml import __version__
 from riskml.data import io
-from riskml.data.schema import CHANNELS, COLUMN_NAMES, FRAUD_SCENARIOS, LEGIT
+from riskml.data.schema import CHANNELS, COLUMN_NAMES, FRAUD_SCENARIOS, LEGIT, Currency
 
 # --- vocabularies ----------------------------------------------------------------------------
 
@@ -216,6 +256,163 @@ class LabelDelay(_Knobs):
     max_days: float = Field(60.0, gt=0)
 
 
+# --- drift injection (issue #22): items on ``SimulationConfig.drift`` -----------------------
+
+#: The default ``fraud_scenario`` of a :class:`NewPattern` (not in ``schema.FRAUD_SCENARIOS``:
+#: a pattern the training data never showed).
+NEW_PATTERN_SCENARIO = "cnp_burst"
+TerminalKind = Literal["physical", "ecom", "atm"]
+
+
+class _DriftItem(_Knobs):
+    """A change of the world from day ``day`` (0-based offset from ``start_date``) for ``days``
+    days (``None``: to the end of the simulation). Days before ``day`` are untouched."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    day: int = Field(ge=0, description="First drifted day, 0-based from start_date.")
+    days: int | None = Field(None, ge=1, description="Days it lasts; None: to the end.")
+
+    @property
+    def end(self) -> int | None:
+        """The first day after the drift (exclusive), ``None`` if it lasts to the end."""
+        return None if self.days is None else self.day + self.days
+
+    def active(self, day: int) -> bool:
+        return self.day <= day and (self.days is None or day < self.day + self.days)
+
+
+class NewPattern(_DriftItem):
+    """A fraud pattern the training data never showed: card-not-present bursts of
+    ``burst_min..burst_max`` purchases minutes apart, ``amount_min..amount_max`` each (mid-range),
+    starting between ``hour_min`` and ``hour_max`` UTC, at ``merchants`` new e-commerce merchants
+    (terminal ids that never transacted before ``day``) in ``category``, channel ``moto`` with
+    probability ``moto_share`` (else ``ecom``), one fresh device per burst, on a random
+    ``rate`` share of customer-days. Rows are fraud with ``fraud_scenario == scenario`` and the
+    usual late labels."""
+
+    kind: Literal["new_pattern"] = "new_pattern"
+    scenario: str = Field(NEW_PATTERN_SCENARIO, pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    rate: float = Field(2.0e-3, ge=0, le=1, description="Bursts per customer-day.")
+    merchants: int = Field(5, ge=1, le=1000, description="New e-commerce merchants it uses.")
+    category: str = Field("digital_goods", description="Merchant category of the new merchants.")
+    burst_min: int = Field(2, ge=1)
+    burst_max: int = Field(5, ge=1)
+    amount_min: float = Field(80.0, gt=0)
+    amount_max: float = Field(400.0, gt=0)
+    hour_min: float = Field(5.0, ge=0, lt=24, description="Bursts start at this UTC hour or later")
+    hour_max: float = Field(8.0, gt=0, le=24, description="... and before this one.")
+    moto_share: float = Field(0.5, ge=0, le=1, description="Share of rows on channel moto.")
+
+    @model_validator(mode="after")
+    def _names(self) -> NewPattern:
+        if self.category not in CATEGORIES:
+            raise ValueError(f"category {self.category!r}: choose from {', '.join(CATEGORIES)}")
+        if self.scenario in SCENARIOS:
+            raise ValueError(f"scenario {self.scenario!r} is an existing scenario")
+        return self
+
+
+class AmountShift(_DriftItem):
+    """Genuine amounts move: every genuine amount is multiplied by ``factor``, or by
+    ``exp(sd * s)`` where ``s`` is :func:`genuine_log_amount_sd` (the standard deviation of
+    log(amount) over genuine rows of the world), so the mean log amount of genuine rows moves by
+    ``sd`` standard deviations. Give ``sd`` or ``factor``. Row count, times, customers,
+    terminals are unchanged; channels follow the new amounts (contactless is for small ones)."""
+
+    kind: Literal["amount_shift"] = "amount_shift"
+    sd: float | None = Field(None, ge=-10, le=10, description="Shift of mean log amount in sd.")
+    factor: float | None = Field(None, gt=0, le=1000, description="Multiply genuine amounts.")
+
+    @model_validator(mode="after")
+    def _one(self) -> AmountShift:
+        if (self.sd is None) == (self.factor is None):
+            raise ValueError("give exactly one of sd or factor")
+        return self
+
+
+class TerminalOutage(_DriftItem):
+    """Terminals stop transacting: a random ``share`` of the terminals of ``kinds`` (or the
+    named ``terminals``, e.g. ``T0000042``) have no rows from ``day`` for ``days`` days. With
+    ``mode="reroute"`` (a real outage: the customer pays elsewhere) a genuine transaction at a
+    down terminal moves to another of the customer's usual terminals of the same kind that is
+    up (it is lost if there is none), and a fraud attempt there fails (the row vanishes); with
+    ``mode="drop"`` every transaction at a down terminal vanishes."""
+
+    kind: Literal["terminal_outage"] = "terminal_outage"
+    share: float = Field(0.05, gt=0, le=1, description="Share of the terminals of kinds.")
+    terminals: tuple[str, ...] = Field((), description="Named terminals instead of a share.")
+    kinds: tuple[TerminalKind, ...] = ("physical", "ecom", "atm")
+    mode: Literal["reroute", "drop"] = "reroute"
+
+    @model_validator(mode="after")
+    def _which(self) -> TerminalOutage:
+        if self.terminals and "share" in self.model_fields_set:
+            raise ValueError("give share or terminals, not both")
+        for t in self.terminals:
+            if not re.fullmatch(r"T\d{1,9}", t):
+                raise ValueError(f"terminal {t!r}: expected an id like T0000042")
+        if not self.kinds:
+            raise ValueError("kinds is empty")
+        return self
+
+    def terminal_indices(self) -> np.ndarray:
+        return np.array(sorted({int(t[1:]) for t in self.terminals}), dtype=np.int64)
+
+
+DriftItem = Annotated[NewPattern | AmountShift | TerminalOutage, Field(discriminator="kind")]
+DRIFT_KINDS: dict[str, type[_DriftItem]] = {
+    "new_pattern": NewPattern,
+    "amount_shift": AmountShift,
+    "terminal_outage": TerminalOutage,
+}
+_DRIFT_ADAPTER: TypeAdapter[NewPattern | AmountShift | TerminalOutage] = TypeAdapter(DriftItem)
+#: Fields whose CLI value is a ``+``-separated list.
+_LIST_FIELDS = frozenset({"terminals", "kinds"})
+
+
+def parse_drift(spec: str) -> NewPattern | AmountShift | TerminalOutage:
+    """Parse ``KIND@key=value,key=value`` (the ``riskml simulate --drift`` syntax) into a drift
+    item; list values are ``+``-separated. Raises ``ValueError`` with a one-line reason.
+
+    >>> parse_drift("amount_shift@day=20,sd=0.2").sd
+    0.2
+    """
+    kind, _, params = spec.strip().partition("@")
+    kind = kind.strip()
+    if kind not in DRIFT_KINDS:
+        raise ValueError(
+            f"drift {spec!r}: unknown kind {kind!r}; expected KIND@key=value,... with KIND one of "
+            f"{', '.join(DRIFT_KINDS)}"
+        )
+    fields = [f for f in DRIFT_KINDS[kind].model_fields if f != "kind"]
+    data: dict[str, Any] = {"kind": kind}
+    for part in params.split(",") if params.strip() else []:
+        key, eq, value = (s.strip() for s in part.partition("="))
+        if not eq or not key or not value:
+            raise ValueError(f"drift {spec!r}: expected key=value, got {part.strip()!r}")
+        if key not in fields:
+            raise ValueError(
+                f"drift {spec!r}: unknown key {key!r}; {kind} takes {', '.join(fields)}"
+            )
+        if key in data:
+            raise ValueError(f"drift {spec!r}: {key} given twice")
+        data[key] = tuple(v.strip() for v in value.split("+")) if key in _LIST_FIELDS else value
+    try:
+        return _DRIFT_ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        raise ValueError(f"drift {spec!r}: {_one_line(exc)}") from None
+
+
+def _one_line(exc: ValidationError) -> str:
+    parts = []
+    for e in exc.errors():
+        loc = ".".join(str(x) for x in e["loc"][1:])
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)
+
+
 class SimulationConfig(BaseModel):
     """Everything the simulator needs; the same config and seed give byte-identical output."""
 
@@ -226,7 +423,7 @@ class SimulationConfig(BaseModel):
     days: int = Field(60, ge=1, le=3660)
     start_date: dt.date = dt.date(2024, 1, 1)
     seed: int = Field(7, ge=0)
-    currency: str = Field("USD", min_length=3, max_length=3)
+    currency: Currency = "USD"
 
     # world
     grid_size: float = Field(100.0, gt=0)
@@ -252,6 +449,20 @@ class SimulationConfig(BaseModel):
     behavioral_anomaly: BehavioralAnomaly = BehavioralAnomaly()
     label_delay: LabelDelay = LabelDelay()
 
+    # drift injection: none by default (then the output is what it was before drift existed)
+    drift: tuple[DriftItem, ...] = Field(
+        (), description="Drift items; a str item is parsed by parse_drift (KIND@key=value,...)."
+    )
+
+    @field_validator("drift", mode="before")
+    @classmethod
+    def _parse_drift(cls, value: Any) -> Any:
+        if isinstance(value, str | dict | BaseModel):
+            value = [value]
+        if isinstance(value, list | tuple):
+            return [parse_drift(v) if isinstance(v, str) else v for v in value]
+        return value
+
     @model_validator(mode="after")
     def _ranges(self) -> SimulationConfig:
         for low, high in (
@@ -260,7 +471,29 @@ class SimulationConfig(BaseModel):
         ):
             if getattr(self, low) > getattr(self, high):
                 raise ValueError(f"{low} > {high}")
+        for i, item in enumerate(self.drift):
+            if item.day >= self.days:
+                raise ValueError(
+                    f"drift[{i}] ({item.kind}) starts on day {item.day} but the simulation has "
+                    f"{self.days} days (day is 0-based from start_date)"
+                )
+            if isinstance(item, TerminalOutage) and item.terminals:
+                top = int(item.terminal_indices().max())
+                if top >= self.n_terminals:
+                    raise ValueError(
+                        f"drift[{i}] (terminal_outage): no terminal T{top:07d} among "
+                        f"{self.n_terminals} terminals"
+                    )
+        names = [d.scenario for d in self.drift if isinstance(d, NewPattern)]
+        if len(set(names)) != len(names):
+            raise ValueError("two new_pattern drift items share a scenario name")
         return self
+
+    def with_drift(
+        self, *items: str | NewPattern | AmountShift | TerminalOutage
+    ) -> SimulationConfig:
+        """A copy with ``items`` added to :attr:`drift` (``str`` items in the CLI syntax)."""
+        return type(self).model_validate({**dict(self), "drift": (*self.drift, *items)})
 
     @property
     def end_date(self) -> dt.date:
@@ -568,6 +801,125 @@ def plan_scenarios(config: SimulationConfig, world: World) -> Plan:
     )
 
 
+# --- the drift plan (drawn up front from the seed, apart from the world and the scenario plan) --
+
+
+def genuine_log_amount_sd(world: World) -> float:
+    """The standard deviation of log(amount) over genuine rows, from the customers' profiles: a
+    mixture of the customers' log-normals weighted by their transaction rates,
+    ``sqrt(E[sigma_c^2] + Var[mu_c])``. (ATM amounts are rounded to 20s; the measured value is
+    within a few percent.) :class:`AmountShift`'s ``sd`` is in this unit."""
+    w = world.tx_rate / world.tx_rate.sum()
+    mean = float(w @ world.amount_mu)
+    var = float(w @ (world.amount_sigma**2 + (world.amount_mu - mean) ** 2))
+    return float(np.sqrt(var))
+
+
+@dataclass(frozen=True)
+class PatternPlan:
+    """The bursts of one :class:`NewPattern` item and the new merchants they use."""
+
+    item: NewPattern
+    scen: int  # index into DriftPlan.scenarios
+    terminals: np.ndarray  # new terminal indices (>= the world's terminal count)
+    customer: np.ndarray  # one entry per burst
+    day: np.ndarray
+    start_s: np.ndarray
+    size: np.ndarray
+    device: np.ndarray  # one fresh device per burst
+
+
+@dataclass(frozen=True)
+class DriftPlan:
+    """What ``config.drift`` does, resolved against the world. With no drift it holds nothing and
+    changes nothing (``scenarios``, ``term_cat`` and the counts are the world's own)."""
+
+    patterns: tuple[PatternPlan, ...]
+    shifts: tuple[tuple[AmountShift, float], ...]  # item, shift of log(amount)
+    outages: tuple[tuple[TerminalOutage, np.ndarray], ...]  # item, down terminal indices
+    scenarios: tuple[str, ...]  # SCENARIOS + the new patterns' names
+    term_cat: np.ndarray  # categories of the world's terminals + the new merchants
+    n_terminals: int
+    n_devices: int
+    reference_sd: float
+
+    def log_shift(self, day: int) -> float:
+        return float(sum(shift for item, shift in self.shifts if item.active(day)))
+
+    def down(self, day: int, n_terminals: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(down, drop) terminal masks on ``day``, or ``None`` when no outage is on."""
+        active = [(item, idx) for item, idx in self.outages if item.active(day)]
+        if not active:
+            return None
+        down = np.zeros(n_terminals, dtype=bool)
+        drop = np.zeros(n_terminals, dtype=bool)
+        for item, idx in active:
+            down[idx] = True
+            if item.mode == "drop":
+                drop[idx] = True
+        return down, drop
+
+
+def plan_drift(config: SimulationConfig, world: World, plan: Plan) -> DriftPlan:
+    """Resolve ``config.drift``: new merchants, bursts and fresh devices of new patterns, the log
+    shift of amount shifts, the down terminals of outages. Item ``i`` draws from its own stream,
+    so the world, the scenario plan and every day before a drift starts are unchanged."""
+    n_t = world.n_terminals
+    next_device, next_term = plan.n_devices, n_t
+    patterns: list[PatternPlan] = []
+    shifts: list[tuple[AmountShift, float]] = []
+    outages: list[tuple[TerminalOutage, np.ndarray]] = []
+    scenarios = list(SCENARIOS)
+    cats = [world.term_cat]
+    ref_sd = genuine_log_amount_sd(world)
+    kind_index = {k: i for i, k in enumerate(TERMINAL_KINDS)}
+    for i, item in enumerate(config.drift):
+        rng = _rng(config.seed, 3, i)
+        stop = config.days if item.end is None else min(item.end, config.days)
+        if isinstance(item, NewPattern):
+            terminals = np.arange(next_term, next_term + item.merchants, dtype=np.int64)
+            next_term += item.merchants
+            cats.append(np.full(item.merchants, _CAT[item.category], dtype=world.term_cat.dtype))
+            n = int(rng.poisson(item.rate * world.n_customers * (stop - item.day)))
+            device = np.arange(next_device, next_device + n, dtype=np.int64)
+            next_device += n
+            scenarios.append(item.scenario)
+            patterns.append(
+                PatternPlan(
+                    item=item,
+                    scen=len(scenarios) - 1,
+                    terminals=terminals,
+                    customer=rng.integers(0, world.n_customers, n),
+                    day=rng.integers(item.day, stop, n),
+                    start_s=rng.uniform(item.hour_min * 3600, item.hour_max * 3600, n),
+                    size=rng.integers(item.burst_min, item.burst_max + 1, n),
+                    device=device,
+                )
+            )
+        elif isinstance(item, AmountShift):
+            shift = np.log(item.factor) if item.factor is not None else (item.sd or 0.0) * ref_sd
+            shifts.append((item, float(shift)))
+        else:
+            if item.terminals:
+                down = item.terminal_indices()
+            else:
+                wanted = [kind_index[k] for k in item.kinds]
+                pool = np.flatnonzero(np.isin(world.term_kind, wanted))
+                k = min(pool.size, max(1, round(item.share * pool.size)))
+                down = np.sort(rng.choice(pool, size=k, replace=False))
+            outages.append((item, down))
+    return DriftPlan(
+        patterns=tuple(patterns),
+        shifts=tuple(shifts),
+        outages=tuple(outages),
+        scenarios=tuple(scenarios),
+        term_cat=np.concatenate(cats),
+        n_terminals=next_term,
+        n_devices=next_device,
+        reference_sd=ref_sd,
+    )
+
+
 # --- one day ---------------------------------------------------------------------------------
 
 _FIELDS = ("cust", "sec", "term", "dev", "amount", "chan", "scen")
@@ -596,9 +948,19 @@ def _concat(parts: list[Rows]) -> Rows:
 class _Day:
     """Generates one day's rows; all randomness comes from the day's own stream."""
 
-    def __init__(self, config: SimulationConfig, world: World, day: int) -> None:
-        self.cfg, self.w, self.day = config, world, day
+    def __init__(
+        self, config: SimulationConfig, world: World, day: int, drift: DriftPlan | None = None
+    ) -> None:
+        self.cfg, self.w, self.day, self.drift = config, world, day, drift
         self.rng = _rng(config.seed, 2, day)
+        self._drift_rng: np.random.Generator | None = None
+
+    @property
+    def drift_rng(self) -> np.random.Generator:
+        """The day's drift stream (apart from ``rng``: a day without drift draws nothing here)."""
+        if self._drift_rng is None:
+            self._drift_rng = _rng(self.cfg.seed, 4, self.day)
+        return self._drift_rng
 
     # -- building blocks (vectorized over rows) --
     def times(self, cust: np.ndarray) -> np.ndarray:
@@ -665,6 +1027,9 @@ class _Day:
         sec = self.times(cust)
         term = self.usual_terminals(cust)
         amount = np.exp(w.amount_mu[cust] + w.amount_sigma[cust] * rng.standard_normal(cust.size))
+        shift = self.drift.log_shift(self.day) if self.drift is not None else 0.0
+        if shift:  # AmountShift drift: the same draws, moved by ``shift`` in log(amount)
+            amount = amount * np.exp(shift)
         atm = w.term_kind[term] == ATM
         amount = np.where(atm, np.maximum(20.0, np.round(amount * 2 / 20) * 20), amount)
         amount = np.maximum(amount, 0.01)
@@ -831,7 +1196,66 @@ class _Day:
             ]
         )
         rows = self.account_takeover(plan, rows)
-        return self.compromise(plan, rows, pending)
+        rows = self.outage(rows)
+        rows = self.compromise(plan, rows, pending)
+        return self.new_patterns(rows)
+
+    # -- drift (nothing happens, and nothing is drawn, on a day no drift item covers) --
+    def outage(self, rows: Rows) -> Rows:
+        """TerminalOutage: no row at a down terminal. In ``reroute`` mode a genuine row moves to
+        another of the customer's usual terminals of the same kind that is up (lost if none)."""
+        masks = None if self.drift is None else self.drift.down(self.day, self.w.n_terminals)
+        if masks is None:
+            return rows
+        down, drop = masks
+        w = self.w
+        hit = down[rows["term"]]
+        keep = ~hit
+        idx = np.flatnonzero(hit & ~drop[rows["term"]] & (rows["scen"] == 0))
+        if idx.size:
+            cust, old = rows["cust"][idx], rows["term"][idx]
+            cand = w.cand[cust]
+            weight = np.diff(w.cand_cum[cust], axis=1, prepend=0.0)
+            ok = ~down[cand] & (w.term_kind[cand] == w.term_kind[old][:, None])
+            weight = np.where(ok, weight, 0.0)
+            total = weight.sum(1)
+            u = self.drift_rng.random(idx.size) * total
+            j = (np.cumsum(weight, axis=1) <= u[:, None]).sum(1)
+            last = cand.shape[1] - 1 - np.argmax(weight[:, ::-1] > 0, axis=1)
+            new = cand[np.arange(idx.size), np.minimum(j, last)]
+            moved = total > 0
+            rows["term"][idx[moved]] = new[moved]
+            keep[idx[moved]] = True
+        return {k: v[keep] for k, v in rows.items()}
+
+    def new_patterns(self, rows: Rows) -> Rows:
+        """NewPattern: card-not-present bursts at new merchants (terminals past the world's)."""
+        if self.drift is None or not self.drift.patterns:
+            return rows
+        parts = [rows]
+        for p in self.drift.patterns:
+            ev = np.flatnonzero(p.day == self.day)
+            if not ev.size:
+                continue
+            item, rng = p.item, self.drift_rng
+            size = p.size[ev]
+            burst = np.repeat(np.arange(ev.size), size)
+            n = burst.size
+            csum = np.cumsum(rng.exponential(180.0, n) + 20.0)
+            first = np.concatenate([[0], np.cumsum(size)[:-1]]).astype(np.int64)
+            before = np.where(first > 0, csum[first - 1], 0.0)
+            parts.append(
+                _rows(
+                    p.customer[ev][burst],
+                    np.minimum(p.start_s[ev][burst] + csum - before[burst], _DAY_S - 1.0),
+                    p.terminals[rng.integers(0, p.terminals.size, n)],
+                    p.device[ev][burst],
+                    rng.uniform(item.amount_min, item.amount_max, n),
+                    np.where(rng.random(n) < item.moto_share, _CH["moto"], _CH["ecom"]),
+                    p.scen,
+                )
+            )
+        return _concat(parts)
 
     def label_delay_us(self, n: int) -> np.ndarray:
         cfg = self.cfg.label_delay
@@ -840,10 +1264,13 @@ class _Day:
         return np.round(days * _DAY_S * _US).astype(np.int64)
 
 
-def _ids(prefix: str, n: int, min_width: int) -> pl.Series:
-    """``prefix`` + zero-padded 0..n-1, as a String Series (gathered per day by index)."""
+def _ids(prefix: str, n: int, min_width: int, total: int | None = None) -> pl.Series:
+    """``prefix`` + zero-padded 0..total-1 (``total`` defaults to ``n``), as a String Series
+    (gathered per day by index). The width depends on ``n`` alone, so ids drift adds past ``n``
+    leave the first ``n`` as they were."""
     width = max(min_width, len(str(max(0, n - 1))))
-    expr = pl.concat_str(pl.lit(prefix), pl.int_range(n).cast(pl.String).str.zfill(width))
+    count = n if total is None else total
+    expr = pl.concat_str(pl.lit(prefix), pl.int_range(count).cast(pl.String).str.zfill(width))
     return pl.select(expr).to_series()
 
 
@@ -860,14 +1287,16 @@ class _Strings:
     currency: str
 
     @classmethod
-    def build(cls, config: SimulationConfig, world: World, plan: Plan) -> _Strings:
+    def build(
+        cls, config: SimulationConfig, world: World, plan: Plan, drift: DriftPlan
+    ) -> _Strings:
         return cls(
             customer=_ids("C", world.n_customers, 6),
-            terminal=_ids("T", world.n_terminals, 7),
-            device=_ids("D", plan.n_devices, 8),
-            terminal_category=pl.Series(CATEGORIES, dtype=pl.String).gather(world.term_cat),
+            terminal=_ids("T", world.n_terminals, 7, drift.n_terminals),
+            device=_ids("D", plan.n_devices, 8, drift.n_devices),
+            terminal_category=pl.Series(CATEGORIES, dtype=pl.String).gather(drift.term_cat),
             channel=pl.Series(CHANNELS, dtype=pl.String),
-            scenario=pl.Series(SCENARIOS, dtype=pl.String),
+            scenario=pl.Series(drift.scenarios, dtype=pl.String),
             currency=config.currency,
         )
 
@@ -913,6 +1342,39 @@ def _frame(
     return pl.DataFrame([c.alias(name) for c, name in zip(columns, COLUMN_NAMES, strict=True)])
 
 
+def _drift_manifest(
+    config: SimulationConfig, drift: DriftPlan, strings: _Strings
+) -> list[dict[str, Any]]:
+    """What each drift item did, resolved: dates, new merchants, shifts, down terminals."""
+    out: list[dict[str, Any]] = []
+    patterns = iter(drift.patterns)
+    shifts = iter(drift.shifts)
+    outages = iter(drift.outages)
+    for item in config.drift:
+        last = config.days - 1 if item.end is None else min(item.end, config.days) - 1
+        entry: dict[str, Any] = {
+            "kind": item.kind,
+            "day": item.day,
+            "start_date": (config.start_date + dt.timedelta(days=item.day)).isoformat(),
+            "end_date": (config.start_date + dt.timedelta(days=last)).isoformat(),
+        }
+        if isinstance(item, NewPattern):
+            p = next(patterns)
+            entry |= {
+                "scenario": item.scenario,
+                "terminals": strings.terminal.gather(p.terminals).to_list(),
+                "bursts": int(p.customer.size),
+            }
+        elif isinstance(item, AmountShift):
+            _, shift = next(shifts)
+            entry |= {"log_shift": shift, "reference_sd": drift.reference_sd}
+        else:
+            _, down = next(outages)
+            entry |= {"mode": item.mode, "terminals": strings.terminal.gather(down).to_list()}
+        out.append(entry)
+    return out
+
+
 # --- the whole run ---------------------------------------------------------------------------
 
 
@@ -935,19 +1397,20 @@ def simulate(
         shutil.rmtree(tx_dir)
     world = build_world(config)
     plan = plan_scenarios(config, world)
-    strings = _Strings.build(config, world, plan)
+    drift = plan_drift(config, world, plan)
+    strings = _Strings.build(config, world, plan, drift)
     clock["world"] = time.perf_counter() - t0
 
     pending: dict[int, list[Rows]] = {}
     rows_per_day: dict[str, int] = {}
     fraud_per_day: dict[str, int] = {}
-    by_scenario = np.zeros(len(SCENARIOS), dtype=np.int64)
+    by_scenario = np.zeros(len(drift.scenarios), dtype=np.int64)
     total = 0
     epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
     for d in range(config.days):
         t1 = time.perf_counter()
         day = config.start_date + dt.timedelta(days=d)
-        gen = _Day(config, world, d)
+        gen = _Day(config, world, d, drift)
         rows = gen.generate(plan, pending)
         t2 = time.perf_counter()
         start_us = int((dt.datetime.combine(day, dt.time(), dt.UTC) - epoch).total_seconds()) * _US
@@ -955,7 +1418,7 @@ def simulate(
         t3 = time.perf_counter()
         io.write_day(out, day, df)
         t4 = time.perf_counter()
-        counts = np.bincount(rows["scen"], minlength=len(SCENARIOS))
+        counts = np.bincount(rows["scen"], minlength=len(drift.scenarios))
         by_scenario += counts
         n = int(rows["scen"].size)
         total += n
@@ -972,13 +1435,13 @@ def simulate(
         "generator": "riskml.data.simulator",
         "riskml_version": __version__,
         "seed": config.seed,
-        "params": config.model_dump(mode="json"),
+        "params": config.model_dump(mode="json", exclude=None if config.drift else {"drift"}),
         "start_date": config.start_date.isoformat(),
         "end_date": config.end_date.isoformat(),
         "days": config.days,
         "customers": world.n_customers,
-        "terminals": world.n_terminals,
-        "devices": plan.n_devices,
+        "terminals": drift.n_terminals,
+        "devices": drift.n_devices,
         "rows": total,
         "fraud_rows": fraud_rows,
         "fraud_rate": fraud_rows / total if total else 0.0,
@@ -987,7 +1450,7 @@ def simulate(
                 "rows": int(by_scenario[i]),
                 "fraud_rate": int(by_scenario[i]) / total if total else 0.0,
             }
-            for i, name in enumerate(SCENARIOS)
+            for i, name in enumerate(drift.scenarios)
             if i > 0
         },
         "events": plan.events(),
@@ -995,6 +1458,8 @@ def simulate(
         "fraud_rows_per_day": fraud_per_day,
         "columns": list(COLUMN_NAMES),
     }
+    if config.drift:
+        manifest["drift"] = _drift_manifest(config, drift, strings)
     io.write_manifest(out, manifest)
     clock["total"] = time.perf_counter() - t0
     if timings is not None:
