@@ -30,7 +30,12 @@ def run(
     metrics_port: int | None = typer.Option(
         None, help="Serve Prometheus metrics on this port (0: a free one)."
     ),
-    batch: int = typer.Option(256, help="Messages fetched and folded at once."),
+    batch: int | None = typer.Option(
+        None, help="Messages fetched and folded at once (default ProcessorConfig's, 1,000)."
+    ),
+    state_cache: int | None = typer.Option(
+        None, help="Customers' states kept between batches (default 10,000; 0: none)."
+    ),
     max_events: int | None = typer.Option(None, help="Stop after this many events."),
     once: bool = typer.Option(False, "--once", help="Stop when nothing is pending."),
     ack_wait_s: float = typer.Option(30.0, help="Unacked events are redelivered after this."),
@@ -50,7 +55,9 @@ def run(
 
     _logging(verbose)
     try:
-        config = ProcessorConfig.from_settings(batch=batch, ack_wait_s=ack_wait_s, durable=durable)
+        config = ProcessorConfig.from_settings(
+            batch=batch, state_cache=state_cache, ack_wait_s=ack_wait_s, durable=durable
+        )
         online = OnlineFeatures(_config(online_store, project))
         stats = asyncio.run(
             run_processor(

@@ -36,6 +36,8 @@ from pydantic import (
     model_validator,
 )
 
+from riskml.data.schema import UNKNOWN, Channel, Currency, EntityId, MerchantCategory
+
 #: Schema version of every event written by this code.
 EVENT_VERSION: Final = 1
 EVENTS = "riskml.events"
@@ -43,18 +45,15 @@ DLQ = "riskml.dlq"
 #: Subjects the stream holds (``>``: any further tokens).
 STREAM_SUBJECTS: tuple[str, ...] = (f"{EVENTS}.>", f"{DLQ}.>")
 
-Channel = Literal["pos", "contactless", "ecom", "moto", "atm", "unknown"]
 Decision = Literal["approve", "review", "decline"]
 LabelKind = Literal["chargeback", "confirmed_fraud", "confirmed_genuine"]
 EventKind = Literal["decision", "transaction", "label"]
 KINDS: tuple[str, ...] = ("decision", "transaction", "label")
 
-Id = Annotated[
-    str, Field(strict=True, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")
-]
-Label = Annotated[
-    str, Field(strict=True, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\- ]+$")
-]
+#: ids (tx, customer, terminal, device, event): the schema's id rule (riskml.data.schema)
+Id = EntityId
+#: a free-text label (an event's ``source``): the merchant-category rule
+Label = MerchantCategory
 
 _EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 _LATEST = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
@@ -77,11 +76,11 @@ class Transaction(BaseModel):
     ts: AwareDatetime = Field(description="Authorisation time, ISO 8601 with a UTC offset.")
     customer_id: Id
     terminal_id: Id
-    device_id: Id = "unknown"
+    device_id: Id = UNKNOWN
     amount: Annotated[float, Field(strict=True, ge=0, le=1e9)]
-    currency: Annotated[str, Field(strict=True, pattern=r"^[A-Z]{3}$")] = "USD"
-    merchant_category: Label = "unknown"
-    channel: Channel = "unknown"
+    currency: Currency = "USD"
+    merchant_category: MerchantCategory = UNKNOWN
+    channel: Channel = UNKNOWN
 
     @field_validator("ts", mode="before")
     @classmethod

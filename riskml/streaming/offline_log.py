@@ -39,7 +39,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -134,7 +134,18 @@ def arrow_schema() -> pa.Schema:
     )
 
 
-def event_row(event: Any, msg: Message, logged_at: dt.datetime) -> dict[str, Any]:
+class Delivered(Protocol):
+    """What a log row keeps of a delivered message (a broker :class:`Message` is one)."""
+
+    @property
+    def data(self) -> bytes: ...
+    @property
+    def stream_seq(self) -> int: ...
+    @property
+    def published_at(self) -> dt.datetime: ...
+
+
+def event_row(event: Any, msg: Delivered, logged_at: dt.datetime) -> dict[str, Any]:
     """One log row of a decoded event."""
     row: dict[str, Any] = {
         "event_id": event.event_id,
@@ -204,6 +215,49 @@ class _Target:
             os.close(fd)
         return str(path)
 
+    def sweep_partial(self, older_than_s: float) -> int:
+        """Remove the partial files (``.*.tmp``) a killed writer left, once older than
+        ``older_than_s`` (a live writer renames its own within one flush); how many. Readers
+        never see them (they read ``*.parquet``); this keeps the tree clean. Local roots only:
+        an object store has no partial objects."""
+        if not self.local or not (self.root / EVENTS_DIR).exists():
+            return 0
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for tmp in (self.root / EVENTS_DIR).rglob(".*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                if tmp.stat().st_mtime < cutoff:
+                    tmp.unlink()
+                    removed += 1
+        if removed:
+            log.info("offline log: removed %d partial files of an interrupted writer", removed)
+        return removed
+
+
+def write_rows(target: _Target | str | Path, rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Write log rows (:func:`event_row`'s) as the writer does: one zstd Parquet file per kind
+    and hour of event time, named by the stream sequences it holds; the files written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    target = target if isinstance(target, _Target) else _Target(target)
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        ts: dt.datetime = row["event_ts"].astimezone(dt.UTC)
+        key = (row["kind"], ts.strftime("%Y-%m-%d"), ts.strftime("%H"))
+        groups.setdefault(key, []).append(row)
+    schema = arrow_schema()
+    files = []
+    for (kind, date, hour), part in sorted(groups.items()):
+        table = pa.Table.from_pylist(part, schema=schema)
+        sink = io.BytesIO()
+        pq.write_table(table, sink, compression="zstd")
+        seqs = [r["stream_seq"] for r in part]
+        name = f"{min(seqs):012d}-{max(seqs):012d}-{uuid.uuid4().hex[:8]}.parquet"
+        relative = f"{EVENTS_DIR}/{kind}/date={date}/hour={hour}/{name}"
+        files.append(target.write(relative, sink.getvalue()))
+    return files
+
 
 @dataclass
 class _Buffered:
@@ -247,6 +301,8 @@ class OfflineLogWriter:
             cfg.durable, cfg.subjects, ack_wait_s=cfg.ack_wait_s, max_deliver=cfg.max_deliver
         )
         limit_s = cfg.max_skew_s
+        # a partial file older than the ack wait belongs to no live flush: its events came back
+        self.target.sweep_partial(cfg.ack_wait_s)
         try:
             while not self._stop.is_set():
                 if max_events is not None and self.events + len(self._buffer) >= max_events:
@@ -280,6 +336,7 @@ class OfflineLogWriter:
                             break
         finally:
             await self.flush()
+            self.target.sweep_partial(cfg.ack_wait_s)
         return self.events
 
     async def flush(self) -> list[str]:
@@ -314,25 +371,7 @@ class OfflineLogWriter:
         return files
 
     def _write(self, buffered: Sequence[_Buffered]) -> list[str]:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-        for b in buffered:
-            ts: dt.datetime = b.row["event_ts"].astimezone(dt.UTC)
-            key = (b.row["kind"], ts.strftime("%Y-%m-%d"), ts.strftime("%H"))
-            groups.setdefault(key, []).append(b.row)
-        schema = arrow_schema()
-        files = []
-        for (kind, date, hour), rows in sorted(groups.items()):
-            table = pa.Table.from_pylist(rows, schema=schema)
-            sink = io.BytesIO()
-            pq.write_table(table, sink, compression="zstd")
-            seqs = [r["stream_seq"] for r in rows]
-            name = f"{min(seqs):012d}-{max(seqs):012d}-{uuid.uuid4().hex[:8]}.parquet"
-            relative = f"{EVENTS_DIR}/{kind}/date={date}/hour={hour}/{name}"
-            files.append(self.target.write(relative, sink.getvalue()))
-        return files
+        return write_rows(self.target, [b.row for b in buffered])
 
     async def _dead_letter(self, msg: Message, kind: str, reason: str, detail: str) -> None:
         if not await publish_dead_letter(self.broker, msg, self.config.durable, reason, detail):
@@ -388,12 +427,15 @@ def read_events(
     return frame.sort("stream_seq").unique("event_id", keep="first", maintain_order=True)
 
 
-def labels_frame(root: str | Path, at: dt.datetime | None = None) -> pl.DataFrame:
-    """The logged labels known at ``at`` (label time ``<= at``): ``tx_id``, ``fraud``,
-    ``label_ts``, ``event_id`` (:func:`riskml.features.labels.effective_labels`' input)."""
+def labels_frame(
+    root: str | Path, at: dt.datetime | None = None, *, since: dt.datetime | None = None
+) -> pl.DataFrame:
+    """The logged labels known at ``at`` (label time ``<= at``; from ``since`` when given):
+    ``tx_id``, ``fraud``, ``label_ts``, ``event_id``
+    (:func:`riskml.features.labels.effective_labels`' input)."""
     import polars as pl
 
-    frame = read_events(root, "label")
+    frame = read_events(root, "label", start=since)
     if at is not None:
         frame = frame.filter(pl.col("label_ts") <= _utc(at))
     return frame.select(
@@ -473,6 +515,8 @@ class RebuiltState:
     customer_history: pl.DataFrame
     terminal_rows: pl.DataFrame
     device_rows: pl.DataFrame
+    #: the customers' own label-aware rows (view ``customer_stats``)
+    customer_rows: pl.DataFrame
 
 
 def rebuild_online_state(
@@ -486,9 +530,9 @@ def rebuild_online_state(
     """What the online store holds at ``at``, computed in batch from the log (and the batch
     ``history`` it was materialised from, with its labels known at ``history_known_at``):
     each customer's history state (its ``hist_terminal_risk`` the value serving folded with,
-    where a decision logged it), and the terminal and device rows of snapshot
-    ``snapshot_day`` with every label known at ``at``
-    (:func:`riskml.features.labels.risk_rows_as_of`). Also a way to rebuild a lost online
+    where a decision logged it), and the terminal, device and customer label-aware rows of
+    snapshot ``snapshot_day`` with every label known at ``at``
+    (:func:`riskml.features.labels.risk_rows_by_kind`). Also a way to rebuild a lost online
     store.
 
     A transaction has one label in the batch schema, so a reversal (genuine after fraud) of a
@@ -498,7 +542,7 @@ def rebuild_online_state(
     import polars as pl
 
     from riskml.features.batch import compute_features
-    from riskml.features.labels import risk_rows_as_of
+    from riskml.features.labels import risk_rows_by_kind
 
     frame = training_frame(root, at, history=history, history_known_at=history_known_at)
     tables = compute_features(frame, as_of=_utc(at) + dt.timedelta(microseconds=1))
@@ -514,8 +558,8 @@ def rebuild_online_state(
             )
             .alias("hist_terminal_risk")
         )
-    terminals, devices = risk_rows_as_of(frame, snapshot_day, at)
-    return RebuiltState(hist, terminals, devices)
+    rows = risk_rows_by_kind(frame, snapshot_day, at)
+    return RebuiltState(hist, rows["terminal"], rows["device"], rows["customer"])
 
 
 def _logged_risks(

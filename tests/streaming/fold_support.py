@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-import pytest
 
 from riskml.data.simulator import SimulationConfig
 from riskml.settings import get_settings
 from riskml.streaming.broker import NatsBroker
 from riskml.streaming.events import DeadLetter, LabelEvent, encode, subject_for
 from riskml.streaming.processor import fetch
+from tests.support.services import need
 
 #: ~8k transactions over 30 days, ~190 frauds (labels up to 60 days later)
 SIM = SimulationConfig(
@@ -75,8 +75,8 @@ def make_store(w: World, home: Path, online_store: str) -> Any:
 def store_over(w: World, home: Path, online_store: str) -> Iterator[Any]:
     """A fixture's body: a fresh store (:func:`make_store`; skips when Redis is wanted and not
     up), its Redis keys dropped afterwards."""
-    if online_store == "redis" and not redis_up():
-        pytest.skip("no Redis on localhost:6379")
+    if online_store == "redis":
+        need(redis_up(), f"no Redis at {TEST_REDIS}")
     cfg = make_store(w, home, online_store)
     yield cfg
     if online_store == "redis":

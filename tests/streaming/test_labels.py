@@ -1,6 +1,6 @@
-"""Label events fold into the online terminal and device risk at once, and the rows equal the
-batch features rebuilt at the same time (snapshot volumes, every label known by then), on
-SQLite and on Redis; idempotent, order-free, and safe with a materialisation or a second
+"""Label events fold into the online terminal, device and customer risk at once, and the rows
+equal the batch features rebuilt at the same time (snapshot volumes, every label known by
+then), on SQLite and on Redis; idempotent, order-free, and safe with a materialisation or a second
 writer in between."""
 
 from __future__ import annotations
@@ -16,25 +16,30 @@ import numpy as np
 import polars as pl
 import pytest
 
+from riskml.features.definitions import RISK_WINDOWS
 from riskml.features.labels import (
     APPLIED,
     DUPLICATE,
+    ENTITIES,
     LATE,
     UNMATCHED,
     Label,
     LabelFold,
     Ledger,
+    Target,
     apply_labels,
     effective_labels,
     fraud_at,
     label_of,
-    risk_rows_as_of,
+    resolve,
+    risk_rows_by_kind,
 )
 from riskml.features.online import OnlineFeatures
 from riskml.streaming.events import LabelEvent
 from tests.streaming.fold_support import (
     SNAPSHOT,
     SNAPSHOT_DAY,
+    TEST_REDIS,
     World,
     drop_redis_project,
     make_store,
@@ -42,6 +47,7 @@ from tests.streaming.fold_support import (
     store_over,
     world,
 )
+from tests.support.services import need
 
 US = 1_000_000
 #: the time the test's labels are folded at: 20 h after the snapshot
@@ -130,31 +136,34 @@ def label_frame(events: list[LabelEvent]) -> pl.DataFrame:
 
 def expected_rows(tx: pl.DataFrame, events: list[LabelEvent]) -> dict[tuple[str, str], Any]:
     frame = apply_labels(tx.filter(pl.col("ts") < SNAPSHOT), label_frame(events), AT)
-    term, dev = risk_rows_as_of(frame, SNAPSHOT_DAY, AT)
     out: dict[tuple[str, str], Any] = {}
-    for kind, rows, key, prefix in (
-        ("terminal", term, "terminal_id", "term_"),
-        ("device", dev, "device_id", "dev_"),
-    ):
+    for kind, rows in risk_rows_by_kind(frame, SNAPSHOT_DAY, AT).items():
+        _view, key, prefix = ENTITIES[kind]
         for row in rows.iter_rows(named=True):
-            out[kind, row[key]] = (
-                row[f"{prefix}cnt_30d"],
-                row[f"{prefix}fraud_known_30d"],
-                row[f"{prefix}risk_30d"],
-            )
+            out[kind, row[key]] = {
+                w: (
+                    row[f"{prefix}cnt_{w}"],
+                    row[f"{prefix}fraud_known_{w}"],
+                    row[f"{prefix}risk_{w}"],
+                )
+                for w in RISK_WINDOWS
+            }
     return out
 
 
 def mismatches(fold: LabelFold, expected: dict[tuple[str, str], Any]) -> list[str]:
+    """Every label-aware window (1/7/30 days, recent and lagged) of every entity (terminals,
+    devices, customers)."""
     got = fold.read_rows(list(expected))
     bad = []
-    for (kind, entity), (cnt, known, risk) in expected.items():
+    for (kind, entity), windows in expected.items():
         row = got[kind, entity]
-        prefix = "term_" if kind == "terminal" else "dev_"
+        prefix = ENTITIES[kind][2]
         assert row is not None, (kind, entity)
-        have = (row[f"{prefix}cnt_30d"], row[f"{prefix}fraud_known_30d"], row[f"{prefix}risk_30d"])
-        if have[:2] != (cnt, known) or not np.isclose(have[2], risk, rtol=1e-12, atol=0):
-            bad.append(f"{kind} {entity}: online {have} != batch {(cnt, known, risk)}")
+        for w, (cnt, known, risk) in windows.items():
+            have = tuple(row[f"{prefix}{f}_{w}"] for f in ("cnt", "fraud_known", "risk"))
+            if have[:2] != (cnt, known) or not np.isclose(have[2], risk, rtol=1e-12, atol=0):
+                bad.append(f"{kind} {entity} {w}: online {have} != batch {(cnt, known, risk)}")
     return bad
 
 
@@ -182,9 +191,37 @@ def test_latest_label_wins_by_label_time_not_arrival() -> None:
     assert dict(early.select("tx_id", "is_fraud").iter_rows()) == {"t1": False, "t2": True}
 
 
+def test_a_label_lands_on_its_terminal_device_and_customer(sim: World) -> None:
+    """From the customer's history state: terminal, device and customer; from the event alone
+    (the history no longer holds it): its time with its terminal and/or customer."""
+    from riskml.features.realtime import State
+
+    row = sim.tx.filter(pl.col("device_id") != "unknown").row(0, named=True)
+    tx_us = int(row["ts"].timestamp() * US)
+    state = State.from_lists(
+        {"hist_tx_id": [row["tx_id"]], "hist_ts": [tx_us], "hist_amount": [1.0],
+         "hist_terminal": [row["terminal_id"]], "hist_device": [row["device_id"]],
+         "hist_category": ["grocery"], "hist_channel": ["pos"], "hist_terminal_risk": [0.0]}
+    )  # fmt: skip
+    histories = {row["customer_id"]: (state, 1)}
+    label = Label("e", row["tx_id"], True, tx_us + 1, customer_id=row["customer_id"])
+    target = resolve(label, histories)
+    assert target == Target(tx_us, row["terminal_id"], row["device_id"], row["customer_id"])
+    assert target.entities() == [
+        ("terminal", row["terminal_id"]),
+        ("device", row["device_id"]),
+        ("customer", row["customer_id"]),
+    ]
+    gone = Label("e", "elsewhere", True, 9, customer_id="c", tx_us=5)
+    assert resolve(gone, histories) == Target(5, None, None, "c")
+    assert resolve(Label("e", "t", True, 9, terminal_id="m", tx_us=5), {}) == Target(5, "m", None)
+    assert resolve(Label("e", "t", True, 9, customer_id="c"), {}) is None  # no time
+
+
 def test_labels_update_risk_at_once_and_equal_the_batch_rebuild(sim: World, store: Any) -> None:
     events = label_events(sim.tx)
     expected = expected_rows(sim.tx, events)
+    assert {kind for kind, _ in expected} == set(ENTITIES)
     online = OnlineFeatures(store)
     fold = LabelFold(online, lateness_s=3600)
     before = fold.read_rows(list(expected))
@@ -195,13 +232,25 @@ def test_labels_update_risk_at_once_and_equal_the_batch_rebuild(sim: World, stor
     assert mismatches(fold, expected) == []
     changed = [k for k in expected if before[k] != fold.read_rows([k])[k]]
     assert len(changed) >= 5, "labels after the snapshot must move some online risk"
+    assert {kind for kind, _ in changed} == set(ENTITIES), changed
     # the served vector carries it: term_risk_30d of a changed terminal as the batch says
     kind, terminal = next(k for k in changed if k[0] == "terminal")
     vec, _flags = online.get(
         {"ts": AT, "customer_id": "nobody", "terminal_id": terminal, "device_id": "x",
          "amount": 1.0}
     )  # fmt: skip
-    assert vec["term_fraud_known_30d"] == expected[kind, terminal][1]
+    assert vec["term_fraud_known_30d"] == expected[kind, terminal]["30d"][1]
+    assert vec["term_fraud_known_7d_lag7"] == expected[kind, terminal]["7d_lag7"][1]
+    # and the customer's own fraud history of a changed customer
+    kind, customer = next(k for k in changed if k[0] == "customer")
+    vec, _flags = online.get(
+        {"ts": AT, "customer_id": customer, "terminal_id": "nowhere", "device_id": "x",
+         "amount": 1.0}
+    )  # fmt: skip
+    for w in RISK_WINDOWS:
+        _cnt, known, risk = expected[kind, customer][w]
+        assert vec[f"cust_lbl_fraud_known_{w}"] == known, w
+        assert vec[f"cust_lbl_risk_{w}"] == pytest.approx(risk, rel=1e-12), w
     # again, in another order: nothing changes, every event a duplicate
     random.Random(2).shuffle(shuffled)
     assert set(fold.fold_many([label_of(e) for e in shuffled])) == {DUPLICATE}
@@ -239,17 +288,18 @@ def test_a_materialisation_in_between_becomes_the_new_base(sim: World, store: An
     fold.fold_many([label_of(e) for e in last])
     ids = {e.tx_id for e in last}
     rows = sim.tx.filter(pl.col("tx_id").is_in(ids))
-    touched = {("terminal", t) for t in rows["terminal_id"]} | {
-        ("device", d) for d in rows["device_id"]
-    }
+    touched = (
+        {("terminal", t) for t in rows["terminal_id"]}
+        | {("device", d) for d in rows["device_id"]}
+        | {("customer", c) for c in rows["customer_id"]}
+    )
     full = expected_rows(sim.tx, events)
     assert mismatches(fold, {k: v for k, v in full.items() if k in touched}) == []
 
 
 @pytest.mark.redis
 def test_two_writers_on_redis_lose_no_label(sim: World, tmp_path: Path) -> None:
-    if not redis_up():
-        pytest.skip("no Redis on localhost:6379")
+    need(redis_up(), f"no Redis at {TEST_REDIS}")
     cfg = make_store(sim, tmp_path / "store", "redis")
     try:
         events = label_events(sim.tx)

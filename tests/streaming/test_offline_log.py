@@ -21,6 +21,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from riskml.features.definitions import RISK_WINDOWS
 from riskml.features.labels import LabelFold
 from riskml.features.online import OnlineFeatures
 from riskml.settings import get_settings
@@ -29,6 +30,7 @@ from riskml.streaming.events import DecisionEvent, LabelEvent, TransactionEvent,
 from riskml.streaming.offline_log import (
     OfflineLogConfig,
     OfflineLogWriter,
+    _Target,
     read_events,
     rebuild_online_state,
     training_frame,
@@ -151,18 +153,25 @@ def test_features_rebuilt_from_the_log_equal_the_online_state(
             if not np.allclose(state[key], np.asarray(row[col], dtype=float), rtol=0, atol=1e-12):
                 bad.append(f"{row['customer_id']} {key}")
     assert bad == []
-    # terminals and devices: the snapshot's volumes with every label known at AT
+    # terminals, devices and customers: the snapshot's volumes with every label known at AT,
+    # in every label-aware window
     fold = LabelFold(online)
     for kind, rows, key, prefix in (
         ("terminal", rebuilt.terminal_rows, "terminal_id", "term_"),
         ("device", rebuilt.device_rows, "device_id", "dev_"),
+        ("customer", rebuilt.customer_rows, "customer_id", "cust_lbl_"),
     ):
+        assert rows.height > 0, kind
         got = fold.read_rows([(kind, e) for e in rows[key]])
         for row in rows.iter_rows(named=True):
             have = got[kind, row[key]]
             assert have is not None
-            assert have[f"{prefix}fraud_known_30d"] == row[f"{prefix}fraud_known_30d"], row
-            assert np.isclose(have[f"{prefix}risk_30d"], row[f"{prefix}risk_30d"]), row
+            for w in RISK_WINDOWS:
+                known = f"{prefix}fraud_known_{w}"
+                assert have[known] == row[known], (kind, w, row)
+                assert np.isclose(have[f"{prefix}risk_{w}"], row[f"{prefix}risk_{w}"]), row
+        # labels arrived after the snapshot: the rows they changed are among those compared
+        assert sum(r[f"{prefix}fraud_known_30d"] > 0 for r in rows.iter_rows(named=True)), kind
 
 
 def test_training_frame_uses_only_labels_known_at_its_time(
@@ -245,3 +254,17 @@ def test_offline_log_killed_mid_stream_keeps_every_event_once(
                      "date=2024-03-01/hour=12", "date=2024-03-01/hour=13",
                      "date=2024-03-01/hour=14", "date=2024-03-01/hour=15"}  # fmt: skip
     assert not list(root.rglob(".*.tmp"))
+
+
+def test_a_restarted_writer_removes_partial_files_older_than_the_ack_wait(tmp_path: Path) -> None:
+    hour = tmp_path / "events" / "transaction" / "date=2024-03-01" / "hour=13"
+    hour.mkdir(parents=True)
+    stale, fresh = hour / ".000001-000002-aa.parquet.tmp", hour / ".000003-000004-bb.parquet.tmp"
+    kept = hour / "000001-000002-cc.parquet"
+    for path in (stale, fresh, kept):
+        path.write_bytes(b"x")
+    old = time.time() - 10
+    os.utime(stale, (old, old))
+    assert _Target(tmp_path).sweep_partial(5.0) == 1
+    assert not stale.exists() and fresh.exists() and kept.exists()
+    assert _Target(tmp_path / "elsewhere").sweep_partial(5.0) == 0

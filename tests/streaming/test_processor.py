@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from riskml.features.labels import LabelFold, apply_labels, risk_rows_as_of
+from riskml.features.labels import ENTITIES, LabelFold, apply_labels, risk_rows_by_kind
 from riskml.features.online import OnlineFeatures
 from riskml.features.realtime import STATE_FIELDS, State, fold_transaction
 from riskml.settings import get_settings
@@ -164,10 +164,10 @@ def risk_diff(fold: LabelFold, sim: World, labels: Sequence[LabelEvent], at: dt.
                 "label_ts": pl.Datetime("us", "UTC"), "event_id": pl.String},
     )  # fmt: skip
     history = sim.tx.filter(pl.col("ts") < SNAPSHOT)
-    term, dev = risk_rows_as_of(apply_labels(history, frame, at), SNAPSHOT_DAY, at)
+    by_kind = risk_rows_by_kind(apply_labels(history, frame, at), SNAPSHOT_DAY, at)
     bad = 0
-    for kind, rows, key, prefix in (("terminal", term, "terminal_id", "term_"),
-                                    ("device", dev, "device_id", "dev_")):  # fmt: skip
+    for kind, rows in by_kind.items():  # terminals, devices, customers
+        _view, key, prefix = ENTITIES[kind]
         online = fold.read_rows([(kind, e) for e in rows[key]])
         for row in rows.iter_rows(named=True):
             have = online[kind, row[key]]
