@@ -4,7 +4,9 @@ Two entry points share one set of plots, one number format and one page style:
 
 - :func:`write_report` — the prequential backtest (``riskml backtest``): ``<stem>.html`` next to
   ``<stem>.json``, plus ``<stem>_<plot>.png`` files. Plots pool the test windows of every fold
-  (each test day belongs to exactly one fold when ``step >= test days``).
+  (each test day belongs to exactly one fold when ``step >= test days``). Tables: the models
+  with the CP@k ceiling (a perfect ranking), the windows, each fold, raw vs calibrated scores,
+  the feature-group ablations (with ``--ablations``) and the recall per fraud scenario.
 - :func:`holdout_html` — the holdout evaluation of one bundle (the pipeline's ``backtest`` task,
   ``riskml demo``, the pipeline benchmark): the result of
   :func:`riskml.evaluation.holdout.evaluate_holdout`, optionally with the per-model scores of
@@ -523,12 +525,18 @@ def _backtest_html(report: dict[str, Any], images: dict[str, str], k: int) -> st
             text = f"{fmt(m['mean'][key], 'ratio')} ± {fmt(m['std'][key], 'ratio')}"
             cells.append(f"<b>{text}</b>" if m["mean"][key] == best[key] else text)
         rows.append(cells)
+    ceiling = report.get("cp_at_k_ceiling")
+    if ceiling is not None:
+        ceiling_text = f"{fmt(ceiling['mean'], 'ratio')} ± {fmt(ceiling['std'], 'ratio')}"
+        rows.append([f"perfect ranking (CP@{k} ceiling)", "–", "–", ceiling_text])
     body = [
         "<h2>Models, mean ± std over folds</h2>",
         "<p class='note'>Each fold trains on the past (with only the labels known by then) and "
         "tests on the following days; bold marks the best mean.</p>",
         _table(["model", *(label for _, label in metrics)], rows),
     ]
+    if ceiling is not None:
+        body.append(_ceiling_note(report, k))
     if "ensemble_beats_all_on_ap" in report:
         verdict = "yes" if report["ensemble_beats_all_on_ap"] else "no"
         body.append(
@@ -546,7 +554,7 @@ def _backtest_html(report: dict[str, Any], images: dict[str, str], k: int) -> st
             _figure(images["cp_at_k_per_day"], f"CP@{k} per day"),
         )
     )
-    fold_cols = (
+    fold_cols: tuple[tuple[str, str], ...] = (
         ("fold", "fold"),
         ("train_start", "train start"),
         ("train_end", "train end (gap start)"),
@@ -560,8 +568,19 @@ def _backtest_html(report: dict[str, Any], images: dict[str, str], k: int) -> st
         ("test_frauds", "test frauds"),
         ("excluded_known_card_rows", "excluded rows"),
     )
+    if any("cp_at_k_ceiling" in f for f in report.get("folds", [])):
+        fold_cols += (
+            ("cp_at_k_ceiling", f"CP@{k} ceiling"),
+            ("max_fraud_cards_per_day", "max fraud cards / day"),
+        )
     fold_rows = [
-        [fmt(f.get("fold")), *(_when_or_num(f.get(key)) for key, _ in fold_cols[1:])]
+        [
+            fmt(f.get("fold")),
+            *(
+                fmt(f.get(key), "ratio") if key == "cp_at_k_ceiling" else _when_or_num(f.get(key))
+                for key, _ in fold_cols[1:]
+            ),
+        ]
         for f in report.get("folds", [])
     ]
     body += [
@@ -583,12 +602,152 @@ def _backtest_html(report: dict[str, Any], images: dict[str, str], k: int) -> st
             ],
         ),
     ]
+    if report.get("calibration"):
+        body += _calibration_section(report["calibration"], k)
+    if report.get("ablations"):
+        body += _ablation_section(report["ablations"], k)
+    if report.get("scenarios", {}).get("recall"):
+        body += _scenario_section(report["scenarios"], k)
     folds = report.get("folds", [])
     sub = f"{len(report['models'])} models"
     if folds:
         sub += f" · {len(folds)} folds · tests {_when(folds[0]['test_start'])} → "
         sub += _when(folds[-1]["test_end"])
     return _page("Prequential backtest", e(sub), body)
+
+
+def _ceiling_note(report: Mapping[str, Any], k: int) -> str:
+    config = report.get("config", {})
+    text = (
+        f"The CP@{k} ceiling is the CP@{k} of a perfect ranking of the same test rows (the "
+        f"labels as scores): a day with fewer than {k} fraud cards cannot fill the {k} checks."
+    )
+    if config.get("exclude_known_cards"):
+        window = config.get("known_cards_window", "train")
+        where = {
+            "all": "anywhere in the history",
+            "train": "since the fold's training start",
+        }.get(str(window), f"in the {window} days before")
+        text += (
+            " Test rows of cards with a fraud already known at 00:00 of their day (a fraud "
+            f"{where}, its label available by then) are left out, which lowers the models' "
+            "CP@k and the ceiling alike."
+        )
+    return f"<p class='note'>{html.escape(text)}</p>"
+
+
+def _calibration_section(rows: Sequence[Mapping[str, Any]], k: int) -> list[str]:
+    distinct = [k for k in rows[0] if k.startswith("distinct_top") and k.endswith("_raw")]
+    top = distinct[0].removeprefix("distinct_top").removesuffix("_raw") if distinct else ""
+    table_rows = []
+    for r in rows:
+        cells = [html.escape(str(r["model"])), fmt(r["fold"])]
+        for key, unit in (("ap", "ratio"), ("cp", "ratio"), (f"distinct_top{top}", "")):
+            raw, cal = r.get(f"{key}_raw"), r.get(f"{key}_calibrated")
+            cells += [fmt(raw, unit), fmt(cal, unit)]
+        table_rows.append(cells)
+    return [
+        "<h2>Raw vs calibrated scores</h2>",
+        "<p class='note'>Each trained model's raw probabilities and its calibrated ones (what is "
+        f"served and compared above) on the same test rows. Calibration should keep the "
+        f"ranking: AP and CP@{k} equal, and as many distinct values among the "
+        f"{html.escape(top)} highest scores (ties make the top of the ranking arbitrary).</p>",
+        _table(
+            [
+                "model",
+                "fold",
+                "AP raw",
+                "AP calibrated",
+                f"CP@{k} raw",
+                f"CP@{k} calibrated",
+                f"distinct in top {top} raw",
+                f"distinct in top {top} calibrated",
+            ],
+            table_rows,
+            numeric_from=2,
+        ),
+    ]
+
+
+def _ablation_section(ablations: Mapping[str, Any], k: int) -> list[str]:
+    rows = ablations["folds"]
+    folds = sorted({int(r["fold"]) for r in rows})
+    reference = ablations.get("reference_ap", {})
+    model = html.escape(str(ablations.get("reference", "xgboost")))
+    table_rows = [
+        [
+            f"none (the full {model})",
+            "0",
+            *(fmt(v, "ratio") for v in reference.get("folds", [])),
+            fmt(reference.get("mean"), "ratio"),
+            "–",
+            "–",
+        ]
+    ]
+    top_drop = max(m["ap_drop"] for m in ablations["mean"].values())
+    for group, columns in ablations["groups"].items():
+        by_fold = {int(r["fold"]): r for r in rows if r["group"] == group}
+        mean = ablations["mean"][group]
+        drop = fmt(mean["ap_drop"], "ratio")
+        table_rows.append(
+            [
+                html.escape(group.replace("_", " ")),
+                fmt(len(columns)),
+                *(fmt(by_fold[f]["ap"], "ratio") if f in by_fold else "–" for f in folds),
+                fmt(mean["ap"], "ratio"),
+                f"<b>{drop}</b>" if mean["ap_drop"] == top_drop else drop,
+                fmt(mean["cp_at_k_drop"], "ratio"),
+            ]
+        )
+    return [
+        "<h2>Feature-group ablations</h2>",
+        "<p class='note'>XGBoost retrained on each fold without one group of features (its "
+        "columns removed), by the same training path; AP per fold, and the mean drop against "
+        "the full model (positive: the group helps; bold: the group it misses most).</p>",
+        _table(
+            [
+                "group removed",
+                "columns",
+                *(f"AP fold {f}" for f in folds),
+                "mean AP",
+                "mean AP drop",
+                f"mean CP@{k} drop",
+            ],
+            table_rows,
+        ),
+    ]
+
+
+def _scenario_label(name: str) -> str:
+    prefix = "xgboost_without_"
+    if name.startswith(prefix):
+        return f"xgboost without {name.removeprefix(prefix).replace('_', ' ')}"
+    if name == "perfect":
+        return "perfect ranking"
+    return name
+
+
+def _scenario_section(scenarios: Mapping[str, Any], k: int) -> list[str]:
+    recall = scenarios["recall"]
+    models = list(recall)
+    frauds = scenarios.get("frauds", {})
+    names = sorted({s for r in recall.values() for s in r})
+    table_rows = [
+        [
+            html.escape(name.replace("_", " ")),
+            fmt(frauds.get(name)),
+            *(fmt(recall[m].get(name), "ratio") for m in models),
+        ]
+        for name in names
+    ]
+    return [
+        "<h2>Recall per fraud scenario</h2>",
+        f"<p class='note'>At the alert budget of CP@{k}: the share of the scenario's fraud "
+        f"test rows (all folds) whose card is among the {k} cards alerted on the row's day, or "
+        "was detected on an earlier test day of the fold. Fraud rows without a scenario "
+        "(imported data) count as unlabelled.</p>",
+        _table(["fraud scenario", "fraud rows", *(_scenario_label(m) for m in models)], table_rows),
+    ]
 
 
 def _when(value: Any) -> str:

@@ -1,6 +1,6 @@
 """Batch feature computation: vectorised, point-in-time correct by construction.
 
-``compute_features(transactions)`` returns four tables (all polars):
+``compute_features(transactions)`` returns five tables (all polars):
 
 ``customer_tx``       one row per transaction (Feast entity ``transaction``, join key ``tx_id``,
                       ``event_timestamp = ts``): the exact per-transaction customer features,
@@ -10,6 +10,8 @@
                       changes): volumes over 1/7/30 d and label-delayed fraud risk, counting a
                       fraud only once ``label_available_at <= snapshot``.
 ``device_stats``      the same for devices: volume, distinct customers (ring signal), risk.
+``customer_stats``    the same for customers: the customer's own label-aware fraud history
+                      (``cust_lbl_*``: volumes, known frauds and risk per window).
 ``customer_history``  each customer's history state as of ``as_of`` (the online seed for the
                       request-time features, see :mod:`riskml.features.realtime`).
 
@@ -28,12 +30,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from riskml.features.definitions import (
+    CUSTOMER_RISK_PREFIX,
     CUSTOMER_WINDOWS,
     DISTINCT_WINDOW_S,
     LONG_WINDOW_S,
     NIGHT_END_HOUR,
     NO_PREVIOUS,
     RISK_WINDOW_S,
+    RISK_WINDOWS,
     SEQ_LEN,
     TERMINAL_WINDOWS,
     UNKNOWN_DEVICE,
@@ -53,9 +57,14 @@ SOURCES = {
     "customer_tx": "customer_tx.parquet",
     "terminal_stats": "terminal_stats.parquet",
     "device_stats": "device_stats.parquet",
+    "customer_stats": "customer_stats.parquet",
     "customer_history": "customer_history.parquet",
 }
 SUMMARY = "features.json"
+#: :class:`BuildSummary` fields left out of ``features.json``: where and how fast this build ran,
+#: not what it built, so the same dataset gives a byte-identical file (the returned summary
+#: keeps them).
+RUN_FIELDS = ("out_dir", "compute_seconds", "write_seconds", "timings")
 
 
 class FeatureBuildError(ValueError):
@@ -67,6 +76,7 @@ class FeatureTables:
     customer_tx: pl.DataFrame
     terminal_stats: pl.DataFrame
     device_stats: pl.DataFrame
+    customer_stats: pl.DataFrame
     customer_history: pl.DataFrame
     as_of: dt.datetime
     timings: dict[str, float] = field(default_factory=dict)
@@ -80,6 +90,7 @@ class BuildSummary:
     customers: int
     terminal_rows: int
     device_rows: int
+    customer_stats_rows: int
     history_rows: int
     start: str
     end: str
@@ -108,7 +119,7 @@ def build_features(
 
     ``out`` defaults to ``<RISKML_HOME>/features``. ``as_of`` is the cut-off of the customer
     history state (default: just after the last transaction). Returns a summary (also written
-    as ``features.json``).
+    as ``features.json``, without the run's timings and output path: :data:`RUN_FIELDS`).
     """
     from riskml.data.io import read_transactions
 
@@ -130,6 +141,7 @@ def build_features(
         customers=tables.customer_history.height,
         terminal_rows=tables.terminal_stats.height,
         device_rows=tables.device_stats.height,
+        customer_stats_rows=tables.customer_stats.height,
         history_rows=tables.customer_history.height,
         start=str(ts.min()),
         end=str(ts.max()),
@@ -138,7 +150,8 @@ def build_features(
         write_seconds=round(write_s, 3),
         timings={k: round(v, 3) for k, v in tables.timings.items()},
     )
-    (out / SUMMARY).write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+    record = {k: v for k, v in summary.to_dict().items() if k not in RUN_FIELDS}
+    (out / SUMMARY).write_text(json.dumps(record, indent=2) + "\n")
     return summary
 
 
@@ -149,7 +162,7 @@ def build_feature_sources(dataset: Path, out: Path) -> dict[str, Any]:
 
 
 def write_tables(tables: FeatureTables, out: Path) -> dict[str, Path]:
-    """Write the four sources (atomically per file) under ``out``."""
+    """Write every source of :data:`SOURCES` (atomically per file) under ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     for name, filename in SOURCES.items():
@@ -283,7 +296,7 @@ def compute_features(tx: pl.DataFrame, *, as_of: dt.datetime | None = None) -> F
         t = now
 
     ts_all = tx["ts"].dt.epoch("us").to_numpy().astype(np.int64)
-    c_all = _codes(tx["customer_id"])
+    c_all, cust_names = _codes_with_names(tx["customer_id"])
     order = _customer_order(c_all, ts_all, tx["tx_id"])  # sorted by (customer, ts, tx_id)
     cs = c_all[order]
     tss = ts_all[order]
@@ -360,7 +373,7 @@ def compute_features(tx: pl.DataFrame, *, as_of: dt.datetime | None = None) -> F
     feats["unknown_customer"] = (~has_prev).astype(np.int64)
     lap("night_newdevice")
 
-    # -- terminal / device daily snapshots (original row order from here on) -------------------
+    # -- terminal / device / customer daily snapshots (original row order from here on) --------
     day0 = int(ts_all.min() // DAY_US)
     last_day = int(ts_all.max() // DAY_US)
     n_snap = last_day - day0 + 2  # snapshots day0 .. last_day + 1 (00:00 UTC each)
@@ -368,7 +381,9 @@ def compute_features(tx: pl.DataFrame, *, as_of: dt.datetime | None = None) -> F
     label_us = tx["label_available_at"].dt.epoch("us").to_numpy().astype(np.int64)
     label_day = -(-label_us // DAY_US) - day0  # first snapshot at/after the label time
     fraud = tx["is_fraud"].to_numpy().astype(bool)
-    term_grid = _snapshot_grid(term_all, len(term_names), tx_day, label_day, fraud, n_snap)
+    term_grid = _snapshot_grid(
+        term_all, len(term_names), tx_day, label_day, fraud, n_snap, prefix="term_"
+    )
     known_dev = (tx["device_id"] != UNKNOWN_DEVICE).to_numpy()
     dev_grid = _snapshot_grid(
         dev_all[known_dev],
@@ -377,8 +392,11 @@ def compute_features(tx: pl.DataFrame, *, as_of: dt.datetime | None = None) -> F
         label_day[known_dev],
         fraud[known_dev],
         n_snap,
-        windows={"30d": 30},
+        prefix="dev_",
         customers=c_all[known_dev],
+    )
+    cust_grid = _snapshot_grid(
+        c_all, len(cust_names), tx_day, label_day, fraud, n_snap, prefix=CUSTOMER_RISK_PREFIX
     )
     lap("snapshots")
 
@@ -386,6 +404,7 @@ def compute_features(tx: pl.DataFrame, *, as_of: dt.datetime | None = None) -> F
     terminal_stats = _emit_on_change(term_grid, term_names, "terminal_id", day0)
     device_stats = _emit_on_change(dev_grid, dev_names, "device_id", day0)
     device_stats = device_stats.filter(pl.col("device_id") != UNKNOWN_DEVICE)
+    customer_stats = _emit_on_change(cust_grid, cust_names, "customer_id", day0)
     lap("emit")
 
     # rows stay in (customer, ts, tx_id) order: the features are already in that order
@@ -405,7 +424,15 @@ def compute_features(tx: pl.DataFrame, *, as_of: dt.datetime | None = None) -> F
     history = _history_state(tx, order, cs, tss, term_risk[order], cut_us)
     lap("history")
     as_of_dt = dt.datetime.fromtimestamp(cut_us / US, tz=dt.UTC)
-    return FeatureTables(customer_tx, terminal_stats, device_stats, history, as_of_dt, timings)
+    return FeatureTables(
+        customer_tx=customer_tx,
+        terminal_stats=terminal_stats,
+        device_stats=device_stats,
+        customer_stats=customer_stats,
+        customer_history=history,
+        as_of=as_of_dt,
+        timings=timings,
+    )
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
@@ -455,35 +482,41 @@ def _snapshot_grid(
     fraud: np.ndarray,
     n_snap: int,
     *,
-    windows: dict[str, int] | None = None,
+    prefix: str,
     customers: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Dense entity × snapshot-day features. Snapshot k (00:00 UTC of day0 + k) sees transactions
-    of days k-w .. k-1 and frauds whose label is available at or before it."""
+    """Dense entity × snapshot-day features named ``<prefix>...``. Snapshot k (00:00 UTC of
+    day0 + k) sees transactions of days k-w .. k-1 and frauds whose label is available at or
+    before it; ``customers`` (per transaction) adds the distinct customers over 30 days."""
     import numpy as np
 
-    if windows is None:
-        windows = {w: s // 86_400 for w, s in TERMINAL_WINDOWS.items()}
-    prefix = "term_" if customers is None else "dev_"
-    risk_days = RISK_WINDOW_S // 86_400
+    windows = {w: s // 86_400 for w, s in TERMINAL_WINDOWS.items()}
     width = n_snap + 1
     daily = _accumulate(ent, tx_day + 1, np.ones(len(ent), dtype=np.int64), n_ent, width)
     cum = np.cumsum(daily, axis=1)[:, :n_snap]  # cum[:, k] = tx on days < k
     out: dict[str, np.ndarray] = {}
     cols = np.arange(n_snap)
+
+    def volume(days: int, lag: int = 0) -> np.ndarray:
+        """Transactions of days [k - lag - days, k - lag) per snapshot k."""
+        hi = np.maximum(cols - lag, 0)
+        return cum[:, hi] - cum[:, np.maximum(hi - days, 0)]
+
     for name, days in windows.items():
-        back = np.maximum(cols - days, 0)
-        out[f"{prefix}cnt_{name}"] = cum - cum[:, back]
-    # label-delayed fraud: counts for snapshots max(d+1, label_day) .. d+risk_days
-    start = np.maximum(tx_day + 1, label_day)[fraud]
-    end = (tx_day + risk_days + 1)[fraud]
-    fent = ent[fraud]
-    known = _interval_counts(fent, start, end, n_ent, n_snap)
-    vol = out[f"{prefix}cnt_30d"]
+        out[f"{prefix}cnt_{name}"] = volume(days)
     if customers is not None:
         out[f"{prefix}customers_30d"] = _distinct_customers(ent, customers, tx_day, n_ent, n_snap)
-    out[f"{prefix}fraud_known_30d"] = known
-    out[f"{prefix}risk_30d"] = np.where(vol > 0, known / np.maximum(vol, 1), 0.0)
+    # label-aware fraud of window (days, lag): a fraud of day d counts at snapshots
+    # max(d + lag + 1, label_day) .. d + lag + days
+    fent, fday, flabel = ent[fraud], tx_day[fraud], label_day[fraud]
+    for name, (days, lag) in RISK_WINDOWS.items():
+        vol = out[f"{prefix}cnt_{name}"] if not lag else volume(days, lag)
+        if lag:
+            out[f"{prefix}cnt_{name}"] = vol
+        start = np.maximum(fday + lag + 1, flabel)
+        known = _interval_counts(fent, start, fday + lag + days + 1, n_ent, n_snap)
+        out[f"{prefix}fraud_known_{name}"] = known
+        out[f"{prefix}risk_{name}"] = np.where(vol > 0, known / np.maximum(vol, 1), 0.0)
     return out
 
 

@@ -1,28 +1,32 @@
-"""Label events folded into the online terminal and device risk, seconds after the label.
+"""Label events folded into the online terminal, device and customer risk, seconds after the
+label.
 
 A label says a past transaction was fraud (``chargeback``, ``confirmed_fraud``) or genuine
 (``confirmed_genuine``) as of its own time (``label_us``). The batch features count a fraud in
-a terminal's or device's ``*_fraud_known_30d`` / ``*_risk_30d`` from the first daily snapshot
-at or after its label (:mod:`riskml.features.batch`). Online, :class:`LabelFold` adds it at
-once, so the served row of an entity at time ``T`` is **its latest snapshot's volumes with every
-label known at ``T``**:
+its terminal's, device's and customer's (the customer's own fraud history, ``cust_lbl_*``)
+``*_fraud_known_<w>`` / ``*_risk_<w>`` from the first daily snapshot at or after its label
+(:mod:`riskml.features.batch`). Online, :class:`LabelFold` adds it at once, so the served row
+of an entity at time ``T`` is **its latest snapshot's volumes with every label known at
+``T``**:
 
-    known(T) = #{transactions of the snapshot's 30-day window whose latest label at or before T
-                 says fraud}
+    known_w(T) = #{transactions of the snapshot's window w whose latest label at or before T
+                   says fraud}
 
-which is what :func:`risk_rows_as_of` computes in batch (the parity tests compare the two).
+for every label-aware window ``w`` of :data:`~riskml.features.definitions.RISK_WINDOWS`
+(1, 7 and 30 days, recent and lagged by 7 days), which is what :func:`risk_rows_by_kind`
+computes in batch (the parity tests compare the two).
 Training is unchanged: a training row still sees only the labels of its snapshot (available at
 that point in time, never later ones).
 
 How: per entity, a *ledger* in the online store (every label of the transactions of the last
-~31 days: ``tx_id -> (tx time, [(label time, fraud, event id)])``) and the base it adjusts: the
-materialised snapshot's ``fraud_known`` for snapshot day ``k`` (the day of the last
+~38 days: ``tx_id -> (tx time, [(label time, fraud, event id)])``) and the base it adjusts: the
+materialised snapshot's ``fraud_known`` per window for snapshot day ``k`` (the day of the last
 materialisation's end, read from the Feast registry). The fold rewrites only the entity's
-``*_fraud_known_30d`` and ``*_risk_30d`` (never the row's event time, so materialisation
+``*_fraud_known_<w>`` and ``*_risk_<w>`` (never the row's event time, so materialisation
 still replaces it):
 
-    known = base_known + sum over tx in days [k-30, k-1] of fraud(latest label) - fraud(latest
-            label at or before the snapshot)
+    known_w = base_known_w + sum over tx in the days [k-lag-days, k-lag) of window w of
+              fraud(latest label) - fraud(latest label at or before the snapshot)
 
 A row that materialisation replaced since the last fold (its ``fraud_known`` is no longer the
 one written, or the snapshot day moved on) becomes the new base. Folds are idempotent (a label
@@ -46,7 +50,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from riskml.features.definitions import RISK_WINDOW_S, UNKNOWN_DEVICE
+from riskml.features.definitions import (
+    CUSTOMER_RISK_PREFIX,
+    RISK_HORIZON_DAYS,
+    RISK_WINDOWS,
+    UNKNOWN_DEVICE,
+)
 from riskml.features.errors import FeatureStoreError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -56,13 +65,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
 US = 1_000_000
 DAY_US = 86_400 * US
-RISK_DAYS = RISK_WINDOW_S // 86_400
+#: days a ledger keeps a transaction's labels: the furthest any risk window reaches back
+RISK_DAYS = RISK_HORIZON_DAYS
 #: label fold outcomes
 APPLIED, DUPLICATE, LATE, UNMATCHED = "applied", "duplicate", "late", "unmatched"
 #: entity kind -> (Feast view name, join key, feature prefix)
 ENTITIES: dict[str, tuple[str, str, str]] = {
     "terminal": ("terminal_stats", "terminal_id", "term_"),
     "device": ("device_stats", "device_id", "dev_"),
+    "customer": ("customer_stats", "customer_id", CUSTOMER_RISK_PREFIX),
 }
 #: SQLite: the ledgers' table, in the online store's database (same write transaction)
 LEDGER_TABLE = "riskml_label_ledger"
@@ -115,11 +126,22 @@ class Label:
 
 @dataclass(frozen=True)
 class Target:
-    """Where a label lands: the transaction's time, terminal and device (None: not known)."""
+    """Where a label lands: the transaction's time, terminal, device and customer (None: not
+    known)."""
 
     tx_us: int
     terminal_id: str | None
     device_id: str | None
+    customer_id: str | None = None
+
+    def entities(self) -> list[tuple[str, str]]:
+        """The ``(kind, entity id)`` rows the label adjusts."""
+        kinds = (
+            ("terminal", self.terminal_id),
+            ("device", self.device_id),
+            ("customer", self.customer_id),
+        )
+        return [(kind, entity) for kind, entity in kinds if entity is not None]
 
 
 @dataclass
@@ -129,8 +151,9 @@ class Ledger:
     #: tx_id -> [tx time, [[label time, fraud 0/1, event id], ...]]
     labels: dict[str, list[Any]] = field(default_factory=dict)
     base_day: int | None = None
-    base_known: int | None = None
-    wrote_known: int | None = None
+    #: window -> the snapshot's ``fraud_known`` this ledger adjusts / the value it wrote
+    base_known: dict[str, int] | None = None
+    wrote_known: dict[str, int] | None = None
     version: int = 0
 
     @classmethod
@@ -138,11 +161,19 @@ class Ledger:
         if not text:
             return cls()
         raw = json.loads(text)
+
+        def per_window(value: Any) -> dict[str, int] | None:
+            if value is None:
+                return None
+            if isinstance(value, int):  # a ledger written before the windows: 30 days only
+                return {"30d": value}
+            return {str(k): int(v) for k, v in value.items()}
+
         return cls(
             labels=raw.get("labels", {}),
             base_day=raw.get("base_day"),
-            base_known=raw.get("base_known"),
-            wrote_known=raw.get("wrote_known"),
+            base_known=per_window(raw.get("base_known")),
+            wrote_known=per_window(raw.get("wrote_known")),
             version=int(raw.get("version", 0)),
         )
 
@@ -185,10 +216,12 @@ def fraud_at(labels: Sequence[Sequence[Any]], at_us: int | None = None) -> bool:
     return bool(latest and latest[1])
 
 
-def known_delta(ledger: Ledger, day: int) -> int:
-    """Frauds the ledger adds to (or takes from) snapshot ``day``'s ``fraud_known``: labels
-    after the snapshot of transactions in its window ``[day - 30, day)``."""
-    lo, hi, snapshot = (day - RISK_DAYS) * DAY_US, day * DAY_US, day * DAY_US
+def known_delta(ledger: Ledger, day: int, window: str = "30d") -> int:
+    """Frauds the ledger adds to (or takes from) snapshot ``day``'s ``fraud_known`` of
+    ``window``: labels after the snapshot of transactions in the window's days
+    ``[day - lag - days, day - lag)``."""
+    days, lag = RISK_WINDOWS[window]
+    lo, hi, snapshot = (day - lag - days) * DAY_US, (day - lag) * DAY_US, day * DAY_US
     delta = 0
     for tx_us, labels in ledger.labels.values():
         if lo <= tx_us < hi:
@@ -196,28 +229,46 @@ def known_delta(ledger: Ledger, day: int) -> int:
     return delta
 
 
+def row_fields(prefix: str) -> list[str]:
+    """The fields of an entity's row a label fold reads: per window its volume, known frauds
+    and risk."""
+    return [f"{prefix}{f}_{w}" for w in RISK_WINDOWS for f in ("cnt", "fraud_known", "risk")]
+
+
 def adjusted(
     ledger: Ledger, row: Mapping[str, Any] | None, prefix: str, day: int | None
 ) -> dict[str, Any] | None:
-    """The entity's new ``fraud_known``/``risk`` values from its stored row and ledger (and
-    the ledger's base updated); None when there is no row or no snapshot to adjust."""
-    if row is None or day is None or row.get(f"{prefix}fraud_known_30d") is None:
+    """The entity's new ``fraud_known``/``risk`` values per window from its stored row and
+    ledger (and the ledger's base updated); None when there is no row or no snapshot to
+    adjust. A window the row lacks (a store materialised before that window existed) is
+    left alone."""
+    if row is None or day is None:
         return None
-    stored = int(row[f"{prefix}fraud_known_30d"])
+    stored = {
+        w: int(row[f"{prefix}fraud_known_{w}"])
+        for w in RISK_WINDOWS
+        if row.get(f"{prefix}fraud_known_{w}") is not None
+    }
+    if not stored:
+        return None
     if ledger.base_day != day or ledger.wrote_known != stored or ledger.base_known is None:
         ledger.base_day, ledger.base_known = day, stored  # a fresh snapshot row: the base
-    known = max(ledger.base_known + known_delta(ledger, day), 0)
-    volume = int(row.get(f"{prefix}cnt_30d") or 0)
-    ledger.wrote_known = known
-    return {
-        f"{prefix}fraud_known_30d": known,
-        f"{prefix}risk_30d": known / volume if volume > 0 else 0.0,
-    }
+    out: dict[str, Any] = {}
+    wrote: dict[str, int] = {}
+    for w in stored:
+        known = max(ledger.base_known.get(w, stored[w]) + known_delta(ledger, day, w), 0)
+        volume = int(row.get(f"{prefix}cnt_{w}") or 0)
+        wrote[w] = known
+        out[f"{prefix}fraud_known_{w}"] = known
+        out[f"{prefix}risk_{w}"] = known / volume if volume > 0 else 0.0
+    ledger.wrote_known = wrote
+    return out
 
 
 def resolve(label: Label, histories: Mapping[str, Any]) -> Target | None:
-    """The labelled transaction's time, terminal and device: from the customer's history state
-    when it still holds the transaction, else from the event (no device then)."""
+    """The labelled transaction's time, terminal, device and customer: from the customer's
+    history state when it still holds the transaction, else from the event's time with its
+    terminal and/or customer (no device then)."""
     if label.customer_id is not None and label.customer_id in histories:
         state = histories[label.customer_id][0]
         ids = state["hist_tx_id"].tolist()
@@ -228,9 +279,10 @@ def resolve(label: Label, histories: Mapping[str, Any]) -> Target | None:
                 int(state["hist_ts"][i]),
                 str(state["hist_terminal"][i]),
                 None if device == UNKNOWN_DEVICE else device,
+                label.customer_id,
             )
-    if label.tx_us is not None and label.terminal_id is not None:
-        return Target(label.tx_us, label.terminal_id, None)
+    if label.tx_us is not None and (label.terminal_id or label.customer_id) is not None:
+        return Target(label.tx_us, label.terminal_id, None, label.customer_id)
     return None
 
 
@@ -239,9 +291,10 @@ def _ledger_key(project: str, kind: str, entity: str) -> str:
 
 
 class LabelFold:
-    """Folds label events into the online terminal/device risk of an :class:`OnlineFeatures`
-    store (SQLite or Redis; module docstring). ``lateness_s``: how much older than the risk
-    window a labelled transaction may be and still be kept (older ones are ``late``)."""
+    """Folds label events into the online terminal/device/customer risk of an
+    :class:`OnlineFeatures` store (SQLite or Redis; module docstring). ``lateness_s``: how much
+    older than the risk window a labelled transaction may be and still be kept (older ones are
+    ``late``)."""
 
     def __init__(
         self, online: OnlineFeatures, *, lateness_s: float = 3600.0, snapshot_ttl_s: float = 30.0
@@ -327,8 +380,8 @@ class LabelFold:
 
     # -- fold ----------------------------------------------------------------------------------
     def fold_many(self, labels: Sequence[Label]) -> list[str]:
-        """Fold labels; each one's outcome: ``applied`` (recorded; the rows of its terminal and
-        device adjusted), ``duplicate`` (this event was folded before), ``late`` (its
+        """Fold labels; each one's outcome: ``applied`` (recorded; the rows of its terminal,
+        device and customer adjusted), ``duplicate`` (this event was folded before), ``late`` (its
         transaction is older than any risk window at the label's time plus the lateness) or
         ``unmatched`` (neither the customer's history nor the event says which transaction
         it is: it may not have been folded yet)."""
@@ -343,11 +396,11 @@ class LabelFold:
             if target is None:
                 outcomes[i] = UNMATCHED
                 continue
-            if target.tx_us < label.label_us - RISK_WINDOW_S * US - DAY_US - self.lateness_us:
+            if target.tx_us < label.label_us - RISK_DAYS * DAY_US - DAY_US - self.lateness_us:
                 outcomes[i] = LATE
                 continue
-            for kind, entity in (("terminal", target.terminal_id), ("device", target.device_id)):
-                if entity is not None:
+            for kind, entity in target.entities():
+                if self._view(kind) is not None:
                     work.setdefault((kind, entity), []).append((i, label, target.tx_us))
         day = self.snapshot_day()
         if work:
@@ -438,15 +491,24 @@ class LabelFold:
             ids = [e for k, e in entities if k == kind]
             if not ids:
                 continue
+            if self._view(kind) is None:  # a registry without the view: no rows
+                out.update({(kind, e): None for e in ids})
+                continue
             _view, key, prefix = ENTITIES[kind]
-            names = [f"{prefix}cnt_30d", f"{prefix}fraud_known_30d", f"{prefix}risk_30d"]
+            names = row_fields(prefix)
             got = self.online._read_views([(self._view(kind), key, ids, names)], conn)[0]
             for entity, row in zip(ids, got, strict=True):
                 out[kind, entity] = row
         return out
 
     def _view(self, kind: str) -> Any:
-        return self.online._terminal_fv if kind == "terminal" else self.online._device_fv
+        """The kind's Feast view (customer: None in a registry applied before it existed)."""
+        online = self.online
+        return {
+            "terminal": online._terminal_fv,
+            "device": online._device_fv,
+            "customer": online._customer_fv,
+        }[kind]
 
     # -- Redis -----------------------------------------------------------------------------------
     def _fold_redis(
@@ -525,8 +587,7 @@ class LabelFold:
         with online._redis_client.pipeline(transaction=False) as pipe:
             field_maps = []
             for kind, entity in entities:
-                prefix = ENTITIES[kind][2]
-                names = [f"{prefix}cnt_30d", f"{prefix}fraud_known_30d", f"{prefix}risk_30d"]
+                names = row_fields(ENTITIES[kind][2])
                 _n, requested, hkeys = online._hset_fields(self._view(kind), names)
                 fields = dict(zip(requested[: len(names)], hkeys[: len(names)], strict=True))
                 field_maps.append(fields)
@@ -682,10 +743,19 @@ def apply_labels(
 def risk_rows_as_of(
     transactions: pl.DataFrame, snapshot_day: int, at: dt.datetime
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Terminal and device rows as the online store serves them at ``at`` after label folds:
-    snapshot ``snapshot_day``'s volumes with every label known at ``at`` (the frame's
-    ``is_fraud``/``label_available_at`` already as of ``at``: :func:`apply_labels`). Computed
-    by the batch features, with the labels of ``(snapshot, at]`` moved to the snapshot."""
+    """Terminal and device rows of :func:`risk_rows_by_kind`."""
+    rows = risk_rows_by_kind(transactions, snapshot_day, at)
+    return rows["terminal"], rows["device"]
+
+
+def risk_rows_by_kind(
+    transactions: pl.DataFrame, snapshot_day: int, at: dt.datetime
+) -> dict[str, pl.DataFrame]:
+    """Rows of every entity kind (:data:`ENTITIES`: terminal, device, customer) as the online
+    store serves them at ``at`` after label folds: snapshot ``snapshot_day``'s volumes with
+    every label known at ``at`` (the frame's ``is_fraud``/``label_available_at`` already as of
+    ``at``: :func:`apply_labels`). Computed by the batch features, with the labels of
+    ``(snapshot, at]`` moved to the snapshot."""
     import polars as pl
 
     from riskml.features.batch import compute_features
@@ -699,15 +769,16 @@ def risk_rows_as_of(
         .alias("label_available_at")
     )
     tables = compute_features(moved)
-    out = []
-    for frame, key in ((tables.terminal_stats, "terminal_id"), (tables.device_stats, "device_id")):
-        out.append(
+    out = {}
+    for kind, (view, key, _prefix) in ENTITIES.items():
+        frame: pl.DataFrame = getattr(tables, view)
+        out[kind] = (
             frame.filter(pl.col("event_timestamp") <= snapshot)
             .sort("event_timestamp")
             .group_by(key, maintain_order=True)
             .last()
         )
-    return out[0], out[1]
+    return out
 
 
 def _utc(value: dt.datetime) -> dt.datetime:

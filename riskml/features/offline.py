@@ -10,6 +10,12 @@ group-by. Configure with ``offline_store: {type: riskml.features.offline.PolarsO
 
 Only ``FileSource``s with Parquet files (or directories) are supported; that is what
 :mod:`riskml.features.batch` writes.
+
+Two rows of one entity with the same event timestamp (and the same created timestamp, Feast's
+tie-breaker, where a source has one) are refused (:func:`check_same_time_rows`): Feast has no rule
+for which of them wins, and its materialisation and this join picked different ones, so a
+correction appended with the original's timestamp reached the training set but not the online
+store. A correction rewrites the row instead (docs/features.md, "Corrections").
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ from feast.infra.offline_stores.offline_utils import DEFAULT_ENTITY_DF_EVENT_TIM
 from feast.infra.registry.base_registry import BaseRegistry
 from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import FeastConfigBaseModel, RepoConfig
+
+from riskml.features.errors import FeatureStoreError
 
 STORE_TYPE = "riskml.features.offline.PolarsOfflineStore"
 #: Entity frames up to this size filter the sources to their own keys before joining.
@@ -141,16 +149,77 @@ def _utc_ts(lf: pl.LazyFrame, column: str) -> pl.LazyFrame:
     return lf.with_columns(pl.col(column).cast(pl.Datetime("us", "UTC")))
 
 
-def _pit_join(
-    left: pl.DataFrame, right: pl.DataFrame, ts_col: str, keys: list[str], ttl: Any
-) -> pl.DataFrame:
-    """Latest right row per key with ``__feature_ts <= left[ts_col]`` (within ``ttl``)."""
-    features = [c for c in right.columns if c not in (*keys, "__feature_ts")]
-    unique = (
+def check_same_time_rows(
+    lf: pl.LazyFrame | pl.DataFrame,
+    keys: list[str],
+    ts_field: str,
+    created: str | None = None,
+    *,
+    what: str,
+) -> None:
+    """Raise :class:`FeatureStoreError` when two rows of ``lf`` share their entity key and event
+    timestamp (and created timestamp, when the source has one).
+
+    Which of such rows Feast serves is unspecified: materialisation keeps one (pandas sort, not
+    stable), the point-in-time join another, so the online store and the training set disagree
+    without a word. ``what`` names the source in the message."""
+    cols = [*keys, ts_field, *([created] if created else [])]
+    dup = (
+        lf.lazy()
+        .group_by(cols)
+        .agg(pl.len().alias("__rows"))
+        .filter(pl.col("__rows") > 1)
+        .sort(cols)
+        .collect()
+    )
+    if dup.height == 0:
+        return
+    first = dup.row(0, named=True)
+    example = ", ".join(f"{k}={first[k]}" for k in keys)
+    raise FeatureStoreError(
+        f"{what}: {dup.height} entity/event-timestamp pair(s) have more than one row (e.g. "
+        f"{example} at {first[ts_field]}, {first['__rows']} rows); Feast would keep one of them "
+        "arbitrarily (online and offline may differ). Write a correction by rewriting the row "
+        "(rebuild the source: `riskml features build`), not by adding a second row with the "
+        "same event timestamp, then materialise in full (docs/features.md, Corrections)"
+    )
+
+
+def check_view_rows(fv: FeatureView, config: RepoConfig) -> None:
+    """:func:`check_same_time_rows` over the whole batch source of ``fv`` (materialisation)."""
+    src = fv.batch_source
+    if src is None:
+        return
+    check_same_time_rows(
+        _scan(src, config),
+        [c.name for c in fv.entity_columns],
+        src.timestamp_field,
+        src.created_timestamp_column or None,
+        what=f"feature view {fv.name} ({_source_path(src, config)})",
+    )
+
+
+def _keys_unique(right: pl.DataFrame, keys: list[str]) -> bool:
+    return bool(
         right.select(pl.col(keys[0]).n_unique()).item() == right.height
         if len(keys) == 1
         else right.select(pl.struct(keys).is_unique().all()).item()
     )
+
+
+def _pit_join(
+    left: pl.DataFrame,
+    right: pl.DataFrame,
+    ts_col: str,
+    keys: list[str],
+    ttl: Any,
+    *,
+    unique: bool | None = None,
+) -> pl.DataFrame:
+    """Latest right row per key with ``__feature_ts <= left[ts_col]`` (within ``ttl``)."""
+    features = [c for c in right.columns if c not in (*keys, "__feature_ts")]
+    if unique is None:
+        unique = _keys_unique(right, keys)
     if unique:
         # One row per key (e.g. per-transaction features): a hash join and a time check do the
         # same as an as-of join without grouping by millions of keys.
@@ -235,14 +304,22 @@ class PolarsOfflineStore(OfflineStore):
                     .rename(dict(zip(source_keys, keys, strict=True)))
                     .rename({ts_field: "__feature_ts"})
                     .sort(["__feature_ts", *sort_cols[1:]])
-                    .drop(sort_cols[1:])
-                    .rename(out_names)
                     .collect()
                 )
+                unique = _keys_unique(right, keys)
+                if not unique:
+                    check_same_time_rows(
+                        right,
+                        keys,
+                        "__feature_ts",
+                        sort_cols[1] if len(sort_cols) > 1 else None,
+                        what=f"feature view {fv.name} ({_source_path(src, config)})",
+                    )
+                right = right.drop(sort_cols[1:]).rename(out_names)
                 for k in keys:  # join keys compare as the entity frame's dtype
                     if right.schema[k] != left.schema[k]:
                         right = right.with_columns(pl.col(k).cast(left.schema[k]))
-                left = _pit_join(left, right, ts_col, keys, ttl)
+                left = _pit_join(left, right, ts_col, keys, ttl, unique=unique)
             return left.sort("__row").drop("__row")
 
         meta = RetrievalMetadata(

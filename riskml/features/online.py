@@ -1,9 +1,10 @@
 """Online features for serving: one transaction in, the full ``fraud_v1`` vector out.
 
 ``OnlineFeatures.get(request)`` reads the customer's history state and the terminal/device
-snapshots from the online store (SQLite or Redis) in one Feast call on the FeatureService
-``fraud_v1_online``; Feast runs the on-demand view ``customer_realtime`` (request-time customer
-windows, ratios, sequence: :func:`realtime_batch`). ``write_back(tx)`` folds the scored
+(and, from ``fraud_v2`` on, customer) snapshots from the online store (SQLite or Redis) in one
+Feast call on the FeatureService ``fraud_v1_online``; Feast runs the on-demand view
+``customer_realtime`` (request-time customer windows, ratios, sequence:
+:func:`realtime_batch`). ``write_back(tx)`` folds the scored
 transaction into the customer's history state and pushes it (push source
 ``customer_history_push``), idempotent by ``tx_id``.
 
@@ -22,7 +23,11 @@ state is written by a compare-and-set script that checks the version it was fold
 a customer another writer changed in between is read again and folded again. A write-back
 may start from the history its fetch read (:meth:`OnlineFeatures.fetch_many`, the transaction's
 ``history_base``): the version check above makes a stale one cost a re-read, never a lost or
-doubled transaction.
+doubled transaction. A long-lived folder (the stream processor) may keep the histories it wrote
+(:meth:`OnlineFeatures.cache_states`) under the same rule: a batch reads only the customers it
+does not hold, every write is checked against the stored version, and a fold from a held copy
+that changes nothing (a duplicate) is confirmed by a read. On Redis a history is written as the
+bytes Feast's own write makes (:class:`_StateEncoder`), so Feast's online reads read it.
 """
 
 from __future__ import annotations
@@ -31,11 +36,14 @@ import contextlib
 import datetime as dt
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from riskml.features.definitions import (
+    CUSTOMER_RISK_FEATURES,
     DEVICE_FEATURES,
+    FEATURE_SERVICES,
     ONLINE_FEATURE_SERVICE,
     SEQ_FIELDS,
     SEQ_LEN,
@@ -62,6 +70,8 @@ REQUEST_KEYS: tuple[str, ...] = ("ts", "customer_id", "terminal_id", "device_id"
 FLAGS: tuple[str, ...] = ("unknown_customer", "unknown_terminal", "unknown_device")
 #: Redis write-backs: reads + folds of a customer whose state other writers keep changing
 CAS_ATTEMPTS = 5
+#: Redis keys of entities remembered per :class:`OnlineFeatures` (cleared when full)
+KEY_CACHE = 100_000
 #: :meth:`OnlineFeatures.fold_many` outcome of a transaction too far in the future to fold
 FUTURE = "future"
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -141,6 +151,67 @@ def _py(value: Any) -> Any:
         return None
     got = getattr(value, which)
     return list(got.val) if which.endswith("_list_val") else got
+
+
+_PARSER: Any = None
+
+
+def _value_parser() -> Any:
+    """``ValueProto.FromString`` (imported once, not at module import)."""
+    global _PARSER
+    if _PARSER is None:
+        from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+
+        _PARSER = ValueProto.FromString
+    return _PARSER
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+class _StateEncoder:
+    """A history state's fields as the ``ValueProto`` bytes Feast's ``online_write_batch``
+    writes (``_proto(...).SerializeToString()``, byte for byte): float64 lists packed straight
+    from the array's bytes, the other lists through one protobuf message each."""
+
+    def __init__(self) -> None:
+        from feast.protos.feast.types import Value_pb2 as pb
+
+        from riskml.features.realtime import STATE_FIELDS
+        from riskml.features.repo import HISTORY_FIELDS
+
+        self.pb = pb
+        dtypes = dict(HISTORY_FIELDS)
+        self.fields = [(k, dtypes[k]) for k in STATE_FIELDS]
+        number = pb.Value.DESCRIPTOR.fields_by_name["double_list_val"].number
+        self.double_tag = _varint(number << 3 | 2)
+
+    def encode(self, state: Any, version: int) -> dict[str, bytes]:
+        pb = self.pb
+        out: dict[str, bytes] = {}
+        for key, dtype in self.fields:
+            values = state[key]
+            if dtype == "float64[]":
+                # DoubleList: field 1, packed little-endian doubles (absent when empty)
+                raw = values.astype("<f8", copy=False).tobytes()
+                inner = b"\n" + _varint(len(raw)) + raw if raw else b""
+                out[key] = self.double_tag + _varint(len(inner)) + inner
+            elif dtype == "string[]":
+                val = pb.Value(string_list_val=pb.StringList(val=values.tolist()))
+                out[key] = val.SerializeToString()
+            elif dtype == "int64[]":
+                val = pb.Value(int64_list_val=pb.Int64List(val=values.tolist()))
+                out[key] = val.SerializeToString()
+            else:  # pragma: no cover - HISTORY_FIELDS has no other list type
+                out[key] = _proto(values.tolist(), dtype).SerializeToString()
+        out["hist_event_us"] = pb.Value(int64_val=int(version)).SerializeToString()
+        return out
 
 
 def _proto(value: Any, dtype: str) -> Any:
@@ -243,25 +314,57 @@ class OnlineFeatures:
         *,
         store: FeatureStore | None = None,
         redis_retries: int = 1,
+        feature_service: str | None = None,
     ) -> None:
         """``redis_retries``: retries (5-50 ms backoff) before a Redis call gives up and raises
         :class:`FeatureStoreUnavailable` — serving fails fast instead of redis-py's default
-        ~7 s of backoff."""
-        from riskml.features.repo import DEVICE_VIEW, HISTORY_VIEW, TERMINAL_VIEW
+        ~7 s of backoff. ``feature_service``: the contract version to serve (``fraud_v1`` or
+        its ``_online`` twin for a model trained on v1; default the current one)."""
+        from riskml.features.repo import (
+            CUSTOMER_STATS_VIEW,
+            DEVICE_VIEW,
+            HISTORY_VIEW,
+            TERMINAL_VIEW,
+        )
         from riskml.features.store import get_store
         from riskml.settings import get_settings
 
         self.store = store or get_store(config)
+        service = (feature_service or ONLINE_FEATURE_SERVICE).removesuffix("_online")
+        if service not in FEATURE_SERVICES:
+            raise FeatureStoreError(
+                f"unknown feature service {feature_service!r}; known: {', '.join(FEATURE_SERVICES)}"
+            )
+        self.feature_service = FEATURE_SERVICES[service]
+        self._names = [name for name, _ in feature_contract(service)]
+        #: the customer's label-aware fraud history this contract reads (fraud_v2 on)
+        self._customer_risk = [n for n, _ in CUSTOMER_RISK_FEATURES if n in self._names]
         try:
-            self._service = self.store.get_feature_service(ONLINE_FEATURE_SERVICE)
+            self._service = self.store.get_feature_service(self.feature_service)
             self._history_fv = self.store.get_feature_view(HISTORY_VIEW)
             self._terminal_fv = self.store.get_feature_view(TERMINAL_VIEW)
             self._device_fv = self.store.get_feature_view(DEVICE_VIEW)
         except Exception as exc:
             raise FeatureStoreError(
-                f"feature service {ONLINE_FEATURE_SERVICE!r} not registered in project "
+                f"feature service {self.feature_service!r} not registered in project "
                 f"{self.store.project!r}: run `riskml features apply` first ({exc})"
             ) from exc
+        #: view ``customer_stats``; None in a registry applied before it existed (a contract
+        #: without the customer's risk, fraud_v1, still serves there; label folds skip it)
+        self._customer_fv: Any = None
+        try:
+            self._customer_fv = self.store.get_feature_view(CUSTOMER_STATS_VIEW)
+        except Exception as exc:
+            if self._customer_risk:
+                raise FeatureStoreError(
+                    f"feature view {CUSTOMER_STATS_VIEW!r} of {self.feature_service!r} not "
+                    f"registered in project {self.store.project!r}: run `riskml features "
+                    f"apply` first ({exc})"
+                ) from exc
+        #: read whole (on SQLite a feature filter costs more than the few extra fields)
+        self._customer_fields = (
+            [f.name for f in self._customer_fv.features] if self._customer_risk else []
+        )
         self._provider = self.store._get_provider()
         #: Feast's Redis store when one pipeline can read several views (:meth:`_redis_read`)
         self._redis: Any = None
@@ -271,7 +374,13 @@ class OnlineFeatures:
         self._atomic_writes: str | None = None
         self._redis_client: Any = None
         self._hset_keys: dict[tuple[str, tuple[str, ...]], tuple[str, list[str], list[Any]]] = {}
-        self._names = [name for name, _ in feature_contract()]
+        self._key_cache: dict[tuple[str, str], bytes] = {}
+        self._encoder: _StateEncoder | None = None
+        #: Redis: the histories this process wrote or read last, by customer (state, version),
+        #: least recently used first; off (0) unless :meth:`cache_states` sized it
+        self._state_cache: OrderedDict[str, tuple[Any, int | None]] = OrderedDict()
+        self._state_cache_size = 0
+        self._cache_lock = threading.Lock()
         #: how far ahead of the clock a folded transaction may be (``stream_max_skew_s``)
         self.max_skew_s = get_settings().stream_max_skew_s
         #: Tabular feature names in contract order (the keys of ``get``'s vector, sequence aside).
@@ -339,34 +448,36 @@ class OnlineFeatures:
         self, reads: Sequence[tuple[Any, str, Sequence[str], list[str]]], conn: Any = None
     ) -> list[list[dict[str, Any] | None]]:
         """Rows of several views, ``(view, join key, ids, features)`` each, in one store round
-        trip where the store allows it (Redis: every view's HMGETs in one pipeline, keys and
-        values encoded and decoded by Feast's own Redis store; SQLite: one statement over
-        every view's table, :class:`_Sqlite`; ``conn``: inside a write-back's transaction),
-        else one ``online_read`` per view. ``None`` for an entity the view does not have."""
+        trip where the store allows it (Redis: every view's HMGETs in one pipeline, Feast's
+        keys and hash fields, values decoded from their ``ValueProto`` bytes; SQLite: one
+        statement over every view's table, :class:`_Sqlite`; ``conn``: inside a write-back's
+        transaction), else one ``online_read`` per view. ``None`` for an entity the view does
+        not have (SQLite; Redis and Feast's ``online_read``: a row of None values)."""
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
         from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
         from riskml.features.store import raise_if_unavailable
 
         config = self.store.config
-        keyed = [
-            (
-                fv,
-                [
-                    EntityKeyProto(join_keys=[key], entity_values=[ValueProto(string_val=str(i))])
-                    for i in ids
-                ],
-                features,
-            )
-            for fv, key, ids, features in reads
-        ]
         try:
+            if self._redis is not None and self._sqlite is None:
+                return self._redis_read(reads)
+            keyed = [
+                (
+                    fv,
+                    [
+                        EntityKeyProto(
+                            join_keys=[key], entity_values=[ValueProto(string_val=str(i))]
+                        )
+                        for i in ids
+                    ],
+                    features,
+                )
+                for fv, key, ids, features in reads
+            ]
             if self._sqlite is not None:
                 return self._sqlite.read(config, keyed, conn)
-            if self._redis is None:
-                got = [self._provider.online_read(config, fv, k, list(f)) for fv, k, f in keyed]
-            else:
-                got = self._redis_read(keyed)
+            got = [self._provider.online_read(config, fv, k, list(f)) for fv, k, f in keyed]
         except Exception as exc:
             raise_if_unavailable(exc, self.store)
             raise
@@ -375,23 +486,62 @@ class OnlineFeatures:
             for rows in got
         ]
 
-    def _redis_read(self, keyed: Sequence[tuple[Any, list[Any], list[str]]]) -> list[list[Any]]:
-        """:meth:`_read_views` on Redis: Feast's ``RedisOnlineStore.online_read`` steps for
-        every view, with one ``_read_hash_fields`` call (one pipeline) for all of them. A
-        request reads three views: two round trips fewer per decision."""
+    def _redis_read(
+        self, reads: Sequence[tuple[Any, str, Sequence[str], list[str]]]
+    ) -> list[list[dict[str, Any] | None]]:
+        """:meth:`_read_views` on Redis: the HMGETs of every view in one ``_read_hash_fields``
+        call (one pipeline; a request reads three views: two round trips fewer per decision),
+        Feast's keys and hash fields, and each value decoded straight from its ``ValueProto``
+        bytes (what Feast's ``online_read`` returns, without its per-entity timestamp and
+        ``ValueProto`` objects). An entity the view does not have: every feature None."""
         store, config = self._redis, self.store.config
         commands: list[tuple[bytes, list[Any]]] = []
         spans = []
-        for fv, entity_keys, features in keyed:
-            name, requested, hset_keys = self._hset_fields(fv, features)
-            keys = store._generate_redis_keys_for_entities(config, entity_keys)
-            spans.append((len(commands), len(keys), name, requested))
+        for fv, key, ids, features in reads:
+            _name, requested, hset_keys = self._hset_fields(fv, features)
+            keys = self._redis_keys(key, ids)
+            # Feast's `_ts:<view>` field last: read as Feast reads it, not decoded
+            spans.append((len(commands), len(keys), requested[:-1]))
             commands.extend((k, hset_keys) for k in keys)
         values = store._read_hash_fields(config, commands) if commands else []
+        parse = _value_parser()
         return [
-            store._convert_redis_values_to_protobuf(values[at : at + n], name, list(requested))
-            for at, n, name, requested in spans
+            [
+                {n: None if b is None else _py(parse(b)) for n, b in zip(names, row, strict=False)}
+                for row in values[at : at + n]
+            ]
+            for at, n, names in spans
         ]
+
+    def _redis_keys(self, join_key: str, ids: Sequence[Any]) -> list[bytes]:
+        """Feast's Redis keys of entities (serialized entity key + project), cached per id."""
+        cache = self._key_cache
+        names = [str(i) for i in ids]
+        keys: dict[str, bytes] = {}
+        missing: list[str] = []
+        for name in names:
+            got = cache.get((join_key, name))
+            if got is not None:
+                keys[name] = got
+            elif name not in keys:
+                keys[name] = b""
+                missing.append(name)
+        if missing:
+            from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+            from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+
+            made = self._redis._generate_redis_keys_for_entities(
+                self.store.config,
+                [
+                    EntityKeyProto(join_keys=[join_key], entity_values=[ValueProto(string_val=n)])
+                    for n in missing
+                ],
+            )
+            if len(cache) + len(missing) > KEY_CACHE:
+                cache.clear()
+            for name, key in zip(missing, made, strict=True):
+                keys[name] = cache[(join_key, name)] = bytes(key)
+        return [keys[name] for name in names]
 
     def _hset_fields(self, fv: Any, features: Sequence[str]) -> tuple[str, list[str], list[Any]]:
         """A view's name in Redis, the requested fields with Feast's ``_ts:<view>`` last, and
@@ -441,28 +591,30 @@ class OnlineFeatures:
         rows = [self._entity_row(r) for r in requests]
         if not rows:
             return []
-        hist, terms, devs = self._read_views(
-            [
-                (
-                    self._history_fv,
-                    "customer_id",
-                    [r["customer_id"] for r in rows],
-                    [*STATE_FIELDS, "hist_event_us"],
-                ),
-                (
-                    self._terminal_fv,
-                    "terminal_id",
-                    [r["terminal_id"] for r in rows],
-                    [n for n, _ in TERMINAL_FEATURES],
-                ),
-                (
-                    self._device_fv,
-                    "device_id",
-                    [r["device_id"] for r in rows],
-                    [n for n, _ in DEVICE_FEATURES],
-                ),
-            ]
-        )
+        reads: list[tuple[Any, str, Sequence[str], list[str]]] = [
+            (
+                self._history_fv,
+                "customer_id",
+                [r["customer_id"] for r in rows],
+                [*STATE_FIELDS, "hist_event_us"],
+            ),
+            (
+                self._terminal_fv,
+                "terminal_id",
+                [r["terminal_id"] for r in rows],
+                [n for n, _ in TERMINAL_FEATURES],
+            ),
+            (
+                self._device_fv,
+                "device_id",
+                [r["device_id"] for r in rows],
+                [n for n, _ in DEVICE_FEATURES],
+            ),
+        ]
+        if self._customer_risk:  # the same round trip (one statement / pipeline)
+            ids = [r["customer_id"] for r in rows]
+            reads.append((self._customer_fv, "customer_id", ids, self._customer_fields))
+        hist, terms, devs, *custs = self._read_views(reads)
         inputs: dict[str, list[Any]] = {
             k: [None if h is None else h.get(k) for h in hist] for k in STATE_FIELDS
         }
@@ -471,8 +623,13 @@ class OnlineFeatures:
         inputs["req_device_id"] = [r["req_device_id"] for r in rows]
         computed, states = realtime_with_states(inputs)
         raw: dict[str, list[Any]] = dict(computed)
-        for spec, got in ((TERMINAL_FEATURES, terms), (DEVICE_FEATURES, devs)):
-            for name, _ in spec:
+        snapshots = [
+            ([n for n, _ in TERMINAL_FEATURES], terms),
+            ([n for n, _ in DEVICE_FEATURES], devs),
+            *((self._customer_risk, got) for got in custs),
+        ]
+        for names, got in snapshots:
+            for name in names:
                 raw[name] = [None if g is None else g.get(name) for g in got]
         bases = [HistoryBase(state, _version(h)) for state, h in zip(states, hist, strict=True)]
         return [
@@ -678,26 +835,74 @@ class OnlineFeatures:
         customers: list[str],
         bases: Mapping[str, tuple[Any, int | None]],
     ) -> list[str]:
+        """Fold and compare-and-set; a customer refused (changed since its state was read) is
+        read and folded again. States come from ``bases``, else the state cache
+        (:meth:`cache_states`), else one read of the rest. A cached state is trusted only
+        through the compare-and-set: a customer whose fold from it changed nothing (all
+        duplicates or late) is read and folded again, so no outcome rests on a stale copy."""
         results: list[str] = [""] * len(entries)
         pending = list(range(len(entries)))
+        cache = self._state_cache
         for _attempt in range(CAS_ATTEMPTS):
             # the fetched histories first; the compare-and-set refuses a stale one
-            states = self._states(customers, bases)
+            states: dict[str, tuple[Any, int | None]] = {}
+            cached: set[str] = set()
+            unread: list[str] = []
+            for customer in customers:
+                got = bases.get(customer)
+                if got is None and self._state_cache_size:
+                    got = cache.get(customer)
+                    if got is not None:
+                        cached.add(customer)
+                if got is None:
+                    unread.append(customer)
+                else:
+                    states[customer] = got
+            if unread:
+                states.update(self._histories(unread))
             bases = {}
-            got, changed = _fold(states, [entries[i] for i in pending])
+            got_results, changed = _fold(states, [entries[i] for i in pending])
             with self._guarded():
                 lost = self._redis_cas(changed, {c: states[c][1] for c in changed})
-            for i, result in zip(pending, got, strict=True):
-                if entries[i][0] not in lost:
+            # folded from a cached copy and nothing to write: not proven current, read again
+            again = lost | {c for c in cached if c not in changed}
+            if self._state_cache_size:
+                self._remember(
+                    {c: changed.get(c, states[c]) for c in customers if c not in again},
+                    forget=again,
+                )
+            for i, result in zip(pending, got_results, strict=True):
+                if entries[i][0] not in again:
                     results[i] = result
-            pending = [i for i in pending if entries[i][0] in lost]
+            pending = [i for i in pending if entries[i][0] in again]
             if not pending:
                 return results
-            customers = sorted(lost)
+            customers = sorted(again)
         raise FeatureStoreError(
             f"write_back: the history of {len(customers)} customer(s) changed under every one "
             f"of {CAS_ATTEMPTS} attempts (first: {customers[0]})"
         )
+
+    def cache_states(self, size: int) -> None:
+        """Keep the last ``size`` customers' histories this process read or wrote (Redis
+        write-backs; 0: off, the default). A batch then reads only the customers it does not
+        hold: the compare-and-set still checks every write against the stored version, so a
+        copy another writer made stale costs a read, never a lost or doubled transaction."""
+        self._state_cache_size = max(0, int(size))
+        with self._cache_lock:
+            while len(self._state_cache) > self._state_cache_size:
+                self._state_cache.popitem(last=False)
+
+    def _remember(self, states: Mapping[str, tuple[Any, int | None]], *, forget: set[str]) -> None:
+        cache, size = self._state_cache, self._state_cache_size
+        with self._cache_lock:
+            for customer in forget:
+                cache.pop(customer, None)
+            for customer, state in states.items():
+                cache[customer] = state
+                cache.move_to_end(customer)
+            while len(cache) > size:
+                cache.popitem(last=False)
 
     @contextlib.contextmanager
     def _guarded(self) -> Iterator[None]:
@@ -769,7 +974,8 @@ class OnlineFeatures:
     ) -> set[str]:
         """Write each customer's new state if its stored ``hist_event_us`` is still
         ``expected[customer]`` (absent for ``None``), all in one pipeline; the customers whose
-        state changed since (written by nobody here) come back."""
+        state changed since (written by nobody here) come back. The fields and timestamp are
+        those Feast's ``online_write_batch`` writes (:class:`_StateEncoder`)."""
         from feast.protos.feast.types.Value_pb2 import Value as ValueProto
         from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -781,16 +987,17 @@ class OnlineFeatures:
         fields = dict(zip(requested, hset_keys, strict=True))
         ts_field = hset_keys[-1]  # Feast's `_ts:<view>`
         ttl = int(getattr(config.online_store, "key_ttl_seconds", None) or 0)
-        rows = self._rows(states)
+        if self._encoder is None:
+            self._encoder = _StateEncoder()
+        encode = self._encoder.encode
         customers = list(states)
-        keys = self._redis._generate_redis_keys_for_entities(config, [k for k, *_ in rows])
+        keys = self._redis_keys("customer_id", customers)
         with self._redis_client.pipeline(transaction=False) as pipe:
-            for customer, redis_key, (_key, values, event, _now) in zip(
-                customers, keys, rows, strict=True
-            ):
+            for customer, redis_key in zip(customers, keys, strict=True):
+                state, event_us = states[customer]
                 was = expected[customer]
-                ts = Timestamp()
-                ts.FromDatetime(event)
+                seconds, micros = divmod(int(event_us), US)
+                ts = Timestamp(seconds=seconds, nanos=micros * 1000)
                 args: list[Any] = [
                     fields["hist_event_us"],
                     b"" if was is None else ValueProto(int64_val=was).SerializeToString(),
@@ -798,8 +1005,8 @@ class OnlineFeatures:
                     ts_field,
                     ts.SerializeToString(),
                 ]
-                for feature, value in values.items():
-                    args += [fields[feature], value.SerializeToString()]
+                for feature, value in encode(state, event_us).items():
+                    args += [fields[feature], value]
                 # EVAL with the script's text: a registered Script in a pipeline costs a SCRIPT
                 # EXISTS round trip per execution (redis-py); Redis caches the compiled script
                 pipe.eval(_CAS_LUA, 1, redis_key, *args)

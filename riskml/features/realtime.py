@@ -24,6 +24,7 @@ from riskml.features.definitions import (
     CUSTOMER_WINDOWS,
     DISTINCT_WINDOW_S,
     LONG_WINDOW_S,
+    MAX_AMOUNT_RATIO,
     NIGHT_END_HOUR,
     NO_PREVIOUS,
     NO_RATIO,
@@ -246,7 +247,9 @@ def request_features(
         cnt = np.asarray(cnt, dtype=np.int64)
         mean = np.asarray(mean, dtype=np.float64)
         ok = (cnt > 0) & (mean > 0)
-        return np.where(ok, amount / np.where(ok, mean, 1.0), NO_RATIO)
+        with np.errstate(over="ignore"):
+            value = np.minimum(amount / np.where(ok, mean, 1.0), MAX_AMOUNT_RATIO)
+        return np.where(ok, value, NO_RATIO)
 
     hour = (ts_us // HOUR_US) % 24
     return {

@@ -14,14 +14,21 @@ Views:
                        ``customer_history_push`` (write-back) and by materialisation.
 ``terminal_stats``     daily snapshots (entity ``terminal``), online + offline.
 ``device_stats``       daily snapshots (entity ``device``), online + offline.
+``customer_stats``     daily snapshots (entity ``customer``), online + offline: the customer's
+                       own label-aware fraud history (``cust_lbl_*``).
 ``tx_features``        on-demand (pandas): request-time features for training, from the request
                        (``amount``, ``ts_us``) and ``customer_tx``.
 ``customer_realtime``  on-demand (python): every customer + request-time feature and the
                        sequence, from the request and ``customer_history`` — the serving side.
 
-Services: ``fraud_v1`` = customer_tx + tx_features + terminal_stats + device_stats (training);
-``fraud_v1_online`` = customer_realtime + terminal_stats + device_stats (serving). Both yield
-the same feature names and dtypes (:func:`riskml.features.definitions.feature_contract`).
+Services: ``fraud_v2`` = customer_tx + tx_features + terminal_stats + device_stats +
+customer_stats (training); ``fraud_v2_online`` = customer_realtime + terminal_stats +
+device_stats + customer_stats (serving). Both yield the same feature names and dtypes
+(:func:`riskml.features.definitions.feature_contract`); ``customer_stats`` is projected to the
+contract's ``cust_lbl_*`` features (its recent volumes stay in the view for the label fold).
+``fraud_v1`` / ``fraud_v1_online`` are kept: the same views projected to the 30-day risk of
+contract v1 (no ``customer_stats``), so a model trained on v1 can still get its training set
+and its online vector.
 """
 
 from __future__ import annotations
@@ -31,14 +38,19 @@ from typing import Any
 
 from riskml.features.definitions import (
     CUSTOMER_FEATURES,
+    CUSTOMER_RISK_FEATURES,
+    CUSTOMER_STATS_FIELDS,
     DEVICE_FEATURES,
+    DEVICE_FEATURES_V1,
     FEATURE_SERVICE,
+    FEATURE_SERVICES,
     ONLINE_FEATURE_SERVICE,
     REQUEST_FEATURES,
     SEQ_FIELDS,
     SEQ_LEN,
     SEQUENCE_FEATURE,
     TERMINAL_FEATURES,
+    TERMINAL_FEATURES_V1,
 )
 
 #: Names of the Feast objects (used by store/online code).
@@ -49,6 +61,7 @@ HISTORY_VIEW = "customer_history"
 CUSTOMER_TX_VIEW = "customer_tx"
 TERMINAL_VIEW = "terminal_stats"
 DEVICE_VIEW = "device_stats"
+CUSTOMER_STATS_VIEW = "customer_stats"
 TX_FEATURES_ODFV = "tx_features"
 REALTIME_ODFV = "customer_realtime"
 
@@ -186,6 +199,16 @@ def feature_objects(source_dir: Path) -> list[Any]:
         description="Daily 00:00 UTC snapshots: volume, distinct customers, fraud risk.",
         tags={"granularity": "snapshot-1d"},
     )
+    customer_stats = FeatureView(
+        name=CUSTOMER_STATS_VIEW,
+        entities=[customer],
+        ttl=forever,
+        schema=_fields(CUSTOMER_STATS_FIELDS),
+        source=file_source("customer_stats", "customer_stats.parquet"),
+        online=True,
+        description="Daily 00:00 UTC snapshots: the customer's own label-aware fraud history.",
+        tags={"granularity": "snapshot-1d"},
+    )
     tx_request = RequestSource(name=REQUEST_SOURCE, schema=_fields(REQUEST_FIELDS))
     tx_request_online = RequestSource(
         name=ONLINE_REQUEST_SOURCE, schema=_fields(ONLINE_REQUEST_FIELDS)
@@ -234,17 +257,33 @@ def feature_objects(source_dir: Path) -> list[Any]:
 
         return realtime_batch(inputs)
 
+    v1_terminal = terminal_stats[[n for n, _ in TERMINAL_FEATURES_V1]]
+    v1_device = device_stats[[n for n, _ in DEVICE_FEATURES_V1]]
     fraud_v1 = FeatureService(
-        name=FEATURE_SERVICE,
-        features=[customer_tx, tx_features, terminal_stats, device_stats],
-        description="Fraud model feature contract v1 (training side).",
+        name="fraud_v1",
+        features=[customer_tx, tx_features, v1_terminal, v1_device],
+        description="Fraud model feature contract v1 (training side): 30-day label-aware risk.",
         tags={"version": "1", "side": "training"},
     )
     fraud_v1_online = FeatureService(
-        name=ONLINE_FEATURE_SERVICE,
-        features=[customer_realtime, terminal_stats, device_stats],
+        name=FEATURE_SERVICES["fraud_v1"],
+        features=[customer_realtime, v1_terminal, v1_device],
         description="Fraud model feature contract v1 (serving side, same names and dtypes).",
         tags={"version": "1", "side": "serving"},
+    )
+    v2_customer = customer_stats[[n for n, _ in CUSTOMER_RISK_FEATURES]]
+    fraud_v2 = FeatureService(
+        name=FEATURE_SERVICE,
+        features=[customer_tx, tx_features, terminal_stats, device_stats, v2_customer],
+        description="Fraud model feature contract v2 (training side): label-aware terminal, "
+        "device and customer risk over 1, 7 and 30 days, recent and 7 days lagged.",
+        tags={"version": "2", "side": "training"},
+    )
+    fraud_v2_online = FeatureService(
+        name=ONLINE_FEATURE_SERVICE,
+        features=[customer_realtime, terminal_stats, device_stats, v2_customer],
+        description="Fraud model feature contract v2 (serving side, same names and dtypes).",
+        tags={"version": "2", "side": "serving"},
     )
     return [
         transaction,
@@ -256,10 +295,13 @@ def feature_objects(source_dir: Path) -> list[Any]:
         customer_history,
         terminal_stats,
         device_stats,
+        customer_stats,
         tx_request,
         tx_request_online,
         tx_features,
         customer_realtime,
         fraud_v1,
         fraud_v1_online,
+        fraud_v2,
+        fraud_v2_online,
     ]

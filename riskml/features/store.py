@@ -461,8 +461,17 @@ def materialize(
     since ``start`` (default: the epoch); ``incremental`` continues from the last materialised
     time per view. Raises :class:`FeatureStoreUnavailable` when the online store cannot be
     reached, :class:`FeatureStoreAuthError` when it refuses the credentials.
+
+    Corrections (docs/features.md): a source holding two rows of one entity with the same event
+    timestamp is refused (:class:`FeatureStoreError`; Feast would keep either one). A full
+    materialisation writes the snapshot views' rows even where the online row has the same
+    event timestamp, so a rebuilt (corrected) snapshot replaces the old one on Redis too
+    (Feast's Redis store skips such a row); the customer history keeps Feast's check (serving's
+    write-backs are newer than its batch state). An incremental one never revisits earlier
+    timestamps.
     """
-    from riskml.features.repo import CUSTOMER_TX_VIEW
+    from riskml.features.offline import check_view_rows
+    from riskml.features.repo import CUSTOMER_TX_VIEW, HISTORY_VIEW
 
     read_summary(config)  # clear error when nothing was built
     store = get_store(config)
@@ -472,12 +481,28 @@ def materialize(
         fv.name for fv in store.list_feature_views() if fv.online and fv.name != CUSTOMER_TX_VIEW
     ]
     views = views or online_views
+    for name in views:
+        check_view_rows(store.get_feature_view(name), store.config)
+    online = store.config.online_store
     try:
         if incremental:
             store.materialize_incremental(end_date=end, feature_views=views)
         else:
             begin = _utc(start) if start is not None else dt.datetime(1970, 1, 2, tzinfo=dt.UTC)
-            store.materialize(start_date=begin, end_date=end, feature_views=views)
+            overwrite = [v for v in views if v != HISTORY_VIEW]
+            if online.type == "redis" and overwrite and not online.skip_dedup:
+                # Feast's Redis store skips a row whose event timestamp is not newer than the
+                # stored one: a corrected snapshot (same timestamp) would never be written.
+                online.skip_dedup = True
+                try:
+                    store.materialize(start_date=begin, end_date=end, feature_views=overwrite)
+                finally:
+                    online.skip_dedup = False
+                views_left = [v for v in views if v not in overwrite]
+            else:
+                views_left = views
+            if views_left:
+                store.materialize(start_date=begin, end_date=end, feature_views=views_left)
     except Exception as exc:
         raise_if_unavailable(exc, store)
         raise
@@ -598,10 +623,12 @@ def training_set(
     config: StoreConfig | None = None,
     sequences: bool = False,
     store: FeatureStore | None = None,
+    feature_service: str = FEATURE_SERVICE,
 ) -> pl.DataFrame:
     """Point-in-time training set for transactions with ``start <= ts < end``.
 
-    Retrieved with ``get_historical_features`` on the FeatureService ``fraud_v1``. Columns:
+    Retrieved with ``get_historical_features`` on the FeatureService ``feature_service``
+    (default the current version; older ones stay registered). Columns:
     ``BASE_COLUMNS`` then :func:`feature_contract` (in order, nulls replaced by the documented
     defaults, ``unknown_terminal``/``unknown_device`` flags set). With ``sequences=True`` a
     ``cust_seq`` column holds each row's ``SEQ_LEN x len(SEQ_FIELDS)`` float32 sequence
@@ -615,7 +642,7 @@ def training_set(
     if entities.height == 0:
         raise FeatureStoreError(f"no transactions in [{start}, {end}) of {dataset}")
     store = store or get_store(config)
-    service = store.get_feature_service(FEATURE_SERVICE)
+    service = store.get_feature_service(feature_service)
     request = entities.select(
         "tx_id", "customer_id", "terminal_id", "device_id", "event_timestamp", "amount", "ts_us"
     )
@@ -632,12 +659,14 @@ def training_set(
     assert isinstance(got, pl.DataFrame)
     if got.height != entities.height:
         raise FeatureStoreError(f"retrieval returned {got.height} rows for {entities.height}")
-    contract = [name for name, _ in feature_contract()]
+    contract = [name for name, _ in feature_contract(feature_service)]
     got = got.with_columns(pl.col("tx_id").cast(pl.String))
     if not got["tx_id"].equals(entities["tx_id"]):  # PolarsOfflineStore keeps the order
         got = entities.select("tx_id").join(got, on="tx_id", how="left")
     present = [c for c in got.columns if c in contract]
-    frame = finalize_features(entities.select(*BASE_COLUMNS).hstack(got.select(present)))
+    frame = finalize_features(
+        entities.select(*BASE_COLUMNS).hstack(got.select(present)), feature_service
+    )
     if sequences:
         seq = training_sequences(frame, config)
         frame = frame.with_columns(pl.Series("cust_seq", seq.reshape(len(seq), -1)))
@@ -650,10 +679,12 @@ def _polars_config() -> type:
     return PolarsOfflineStoreConfig
 
 
-def finalize_features(frame: pl.DataFrame) -> pl.DataFrame:
-    """Flags for missing terminal/device rows, documented defaults, contract dtypes and order."""
+def finalize_features(frame: pl.DataFrame, service: str = FEATURE_SERVICE) -> pl.DataFrame:
+    """Flags for missing terminal/device rows, documented defaults, contract dtypes and order
+    (of FeatureService ``service``)."""
     import polars as pl
 
+    contract = feature_contract(service)
     flags = {
         "unknown_terminal": pl.col("term_cnt_30d").is_null().cast(pl.Int64),
         "unknown_device": pl.col("dev_cnt_30d").is_null().cast(pl.Int64),
@@ -661,16 +692,16 @@ def finalize_features(frame: pl.DataFrame) -> pl.DataFrame:
     frame = frame.with_columns(**flags)
     flag_names = {name for name, _ in ENTITY_FLAGS}
     casts = []
-    for name, dtype in feature_contract():
+    for name, dtype in contract:
         pl_type = pl.Int64 if dtype == "int64" else pl.Float64
         expr = pl.col(name)
         if name not in flag_names:
             expr = expr.fill_null(default_value(name))
         casts.append(expr.cast(pl_type).alias(name))
     base = [c for c in BASE_COLUMNS if c in frame.columns]
-    rest = [c for c in frame.columns if c not in base and c not in dict(feature_contract())]
+    rest = [c for c in frame.columns if c not in base and c not in dict(contract)]
     keep_rest = [c for c in rest if c == "cust_seq"]
-    return frame.with_columns(casts).select(*base, *(n for n, _ in feature_contract()), *keep_rest)
+    return frame.with_columns(casts).select(*base, *(n for n, _ in contract), *keep_rest)
 
 
 def training_sequences(

@@ -8,14 +8,17 @@ Layout (all JSON, UBJSON or safetensors; no pickle)::
         models/xgb.ubj           XGBoost booster (UBJSON)
         models/sequence.safetensors  torch weights (+ normalisation buffers)
         models/sequence.json     sequence model architecture
-        calibration.json         per-model calibrators (isotonic breakpoints / Platt coefficients)
+        calibration.json         per-model calibrators (isotonic breakpoints / Platt or beta
+                                 coefficients; strictly increasing)
         blend.json               ensemble weights or stacking coefficients
         metrics.json             validation / test metrics
         training_config.json     the configuration that produced it
 
 :func:`load_bundle` refuses a bundle whose files differ from the manifest in any way (missing,
-extra, or changed bytes) with :class:`BundleIntegrityError`. :func:`score` is the one in-process
-scoring function; serving calls it (or :func:`score_inputs`) so training and serving agree.
+extra, or changed bytes), whose manifest names a model file it does not verify, or whose model
+bytes do not parse as UBJSON / safetensors, with :class:`BundleIntegrityError`. :func:`score` is
+the one in-process scoring function; serving calls it (or :func:`score_inputs`) so training and
+serving agree.
 """
 
 from __future__ import annotations
@@ -45,6 +48,16 @@ MANIFEST = "manifest.json"
 XGB_FILE = "models/xgb.ubj"
 SEQ_WEIGHTS = "models/sequence.safetensors"
 SEQ_ARCH = "models/sequence.json"
+#: The reference profile the monitor compares the decision log with (riskml.monitoring.profile).
+PROFILE_FILE = "reference_profile.json"
+#: Files every bundle has (:func:`load_bundle` reads them by these names).
+REQUIRED_FILES = (
+    "feature_contract.json",
+    "calibration.json",
+    "blend.json",
+    "metrics.json",
+    "training_config.json",
+)
 
 
 class BundleIntegrityError(ValueError):
@@ -63,6 +76,8 @@ class ModelArtifacts:
     seq_architecture: dict[str, Any] | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    #: the reference profile (riskml.monitoring.profile.ReferenceProfile as JSON), if built
+    profile: dict[str, Any] | None = None
 
 
 @dataclass
@@ -105,20 +120,20 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _finite(value: Any) -> Any:
+def finite_json(value: Any) -> Any:
     """Strict JSON: NaN/inf become null (metrics can be undefined, e.g. no fraud in a slice)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {str(k): _finite(v) for k, v in value.items()}
+        return {str(k): finite_json(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
+        return [finite_json(v) for v in value]
     return value
 
 
 def _write_json(path: Path, payload: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(_finite(payload), indent=2, sort_keys=True, allow_nan=False)
+    text = json.dumps(finite_json(payload), indent=2, sort_keys=True, allow_nan=False)
     path.write_text(text + "\n")
 
 
@@ -169,6 +184,8 @@ def save_bundle(
         _write_json(tmp / "blend.json", artifacts.blend.to_json())
         _write_json(tmp / "metrics.json", artifacts.metrics)
         _write_json(tmp / "training_config.json", artifacts.config)
+        if artifacts.profile is not None:
+            _write_json(tmp / PROFILE_FILE, artifacts.profile)
         files = {
             p.relative_to(tmp).as_posix(): sha256_file(p)
             for p in sorted(tmp.rglob("*"))
@@ -256,6 +273,18 @@ def verify_bundle(path: Path | str, *, digest: str | None = None) -> dict[str, A
     content = hashlib.sha256(json.dumps(expected, sort_keys=True).encode()).hexdigest()
     if manifest.get("content_sha256") != content:
         raise BundleIntegrityError(f"{path}: content digest does not match the file list")
+    if absent := [f for f in REQUIRED_FILES if f not in expected]:
+        raise BundleIntegrityError(f"{path}: the manifest does not list {absent}")
+    # every file a model entry names is one of the verified files (no path outside them)
+    models = manifest.get("models", {})
+    if not isinstance(models, dict) or not all(isinstance(e, dict) for e in models.values()):
+        raise BundleIntegrityError(f"{mpath}: 'models' is not a mapping of model entries")
+    named = [v for entry in models.values() for k, v in entry.items() if k != "kind"]
+    unverified = sorted({str(v) for v in named if not isinstance(v, str) or v not in expected})
+    if unverified:
+        raise BundleIntegrityError(
+            f"{path}: the manifest's models name files it does not verify: {unverified}"
+        )
     return dict(manifest)
 
 
@@ -279,15 +308,23 @@ def load_bundle(
         if m not in models or m not in calibrators:
             raise BundleIntegrityError(f"{path}: blend uses {m!r} but it is not in the bundle")
     bundle = Bundle(path, manifest, spec, calibrators, blend, metrics)
+    # UBJSON and safetensors only (never pickle); bytes that do not parse refuse the bundle
     if "xgb" in models:
         from riskml.models.xgb import from_ubj
 
-        bundle.booster = from_ubj((path / models["xgb"]["file"]).read_bytes(), nthread=nthread)
+        try:
+            bundle.booster = from_ubj((path / models["xgb"]["file"]).read_bytes(), nthread=nthread)
+        except Exception as exc:
+            raise BundleIntegrityError(f"{path}: the XGBoost model does not load ({exc})") from exc
     if "sequence" in models:
         from riskml.models.sequence import load_model
 
-        arch = json.loads((path / models["sequence"]["architecture"]).read_text())
-        bundle.seq_model = load_model(arch, (path / models["sequence"]["weights"]).read_bytes())
+        try:
+            arch = json.loads((path / models["sequence"]["architecture"]).read_text())
+            weights = (path / models["sequence"]["weights"]).read_bytes()
+            bundle.seq_model = load_model(arch, weights)
+        except Exception as exc:
+            raise BundleIntegrityError(f"{path}: the sequence model does not load ({exc})") from exc
     return bundle
 
 

@@ -35,6 +35,12 @@ class SequenceParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     encoder: Literal["gru", "transformer"] = "gru"
+    steps: int | None = Field(
+        default=None,
+        ge=1,
+        description="The most recent N transactions of the sequence feature the model reads "
+        "(its length; None: every step the feature has).",
+    )
     hidden: int = Field(default=32, ge=4, le=1024)
     layers: int = Field(default=1, ge=1, le=8)
     heads: int = Field(default=2, ge=1, le=16, description="Transformer attention heads.")
@@ -64,6 +70,8 @@ class Architecture(BaseModel):
     n_tabular: int = Field(ge=0)
     n_sequence: int = Field(ge=1)
     seq_len: int = Field(ge=1)
+    #: the most recent steps the model reads (None: all ``seq_len``); older bundles lack it
+    steps: int | None = Field(default=None, ge=1)
     encoder: Literal["gru", "transformer"]
     hidden: int
     layers: int
@@ -75,10 +83,15 @@ class Architecture(BaseModel):
     def from_params(
         cls, params: SequenceParams, *, n_tabular: int, n_sequence: int, seq_len: int
     ) -> Architecture:
+        if params.steps is not None and params.steps > seq_len:
+            raise ValueError(
+                f"steps={params.steps} exceeds the sequence feature's length {seq_len}"
+            )
         return cls(
             n_tabular=n_tabular,
             n_sequence=n_sequence,
             seq_len=seq_len,
+            steps=None if params.steps in (None, seq_len) else params.steps,
             encoder=params.encoder,
             hidden=params.hidden,
             layers=params.layers,
@@ -119,7 +132,7 @@ def build_model(arch: Architecture) -> nn.Module:
                 if a.hidden % a.heads:
                     raise ValueError(f"hidden={a.hidden} must be divisible by heads={a.heads}")
                 self.step_proj = nn.Linear(step_in, a.hidden)
-                self.pos = nn.Parameter(torch.zeros(1, a.seq_len, a.hidden))
+                self.pos = nn.Parameter(torch.zeros(1, a.steps or a.seq_len, a.hidden))
                 layer = nn.TransformerEncoderLayer(
                     a.hidden,
                     a.heads,
@@ -139,6 +152,8 @@ def build_model(arch: Architecture) -> nn.Module:
             )
 
         def forward(self, tab: torch.Tensor, seq: torch.Tensor) -> torch.Tensor:
+            if self.arch.steps is not None:  # the most recent steps (the sequence ends at now)
+                seq = seq[:, -self.arch.steps :]
             valid = torch.isfinite(seq).any(dim=-1)  # (B, L)
             s = (seq - self.seq_mean) / self.seq_std
             s = torch.nan_to_num(s, nan=0.0, posinf=CLAMP, neginf=-CLAMP).clamp(-CLAMP, CLAMP)

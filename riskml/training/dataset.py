@@ -22,15 +22,16 @@ class TrainingSetError(ValueError):
     """A training set cannot be built or read; the message says why."""
 
 
-def model_feature_spec() -> Any:
-    """The model's FeatureSpec for the ``fraud_v1`` FeatureService (the feature contract plus
-    the behavioural sequence, one ``seq_<field>`` column per field)."""
+def model_feature_spec(service: str | None = None) -> Any:
+    """The model's FeatureSpec for a FeatureService version (default the current one): its
+    feature contract plus the behavioural sequence, one ``seq_<field>`` column per field."""
     from riskml.features.definitions import FEATURE_SERVICE, SEQ_FIELDS, SEQ_LEN, feature_contract
     from riskml.models.features import FeatureSpec
 
-    contract = feature_contract()
+    service = service or FEATURE_SERVICE
+    contract = feature_contract(service)
     return FeatureSpec(
-        feature_service=FEATURE_SERVICE,
+        feature_service=service,
         tabular=tuple(name for name, _ in contract),
         sequence=tuple(f"{SEQ_PREFIX}{f}" for f in SEQ_FIELDS),
         seq_len=SEQ_LEN,

@@ -36,19 +36,22 @@ from riskml.models.sequence import (
     weights_to_safetensors,
 )
 from riskml.training.runtime import (
+    CKPT_STATE,
     RayConfig,
     cpus_per_worker,
     ensure_ray,
+    latest_checkpoint,
     put_shards,
     run_config,
     run_name,
     scaling_config,
+    training_failed,
+    write_checkpoint,
 )
 
 CKPT_WEIGHTS = "model.safetensors"
 CKPT_BEST = "best.safetensors"
 CKPT_OPT = "optimizer.safetensors"
-CKPT_STATE = "state.json"
 
 
 @dataclass
@@ -159,10 +162,12 @@ def run_sequence_loop(config: dict[str, Any], *, report: Any, checkpoint: Any) -
         with tempfile.TemporaryDirectory() as d:
             ckpt_dir = None
             if rank == 0:
-                Path(d, CKPT_WEIGHTS).write_bytes(weights_to_safetensors(model))
-                Path(d, CKPT_BEST).write_bytes(best_weights)
-                Path(d, CKPT_OPT).write_bytes(optimizer_to_safetensors(optimizer))
-                Path(d, CKPT_STATE).write_text(json.dumps(state))
+                files = {
+                    CKPT_WEIGHTS: weights_to_safetensors(model),
+                    CKPT_BEST: best_weights,
+                    CKPT_OPT: optimizer_to_safetensors(optimizer),
+                }
+                write_checkpoint(d, files, state)
                 ckpt_dir = d
             report({**metrics, "resumed_from": float(resumed_from)}, ckpt_dir)
         if stop:
@@ -199,7 +204,8 @@ def _torch_worker(config: dict[str, Any]) -> dict[str, Any]:
         ckpt = ray.train.Checkpoint.from_directory(ckpt_dir) if ckpt_dir else None
         ray.train.report(metrics, checkpoint=ckpt)
 
-    checkpoint = ray.train.get_checkpoint()
+    # the most advanced complete checkpoint, registered by Ray's controller or not
+    checkpoint = latest_checkpoint("epoch")
     if checkpoint is None:
         return run_sequence_loop(cfg, report=report, checkpoint=None)
     with checkpoint.as_directory() as d:
@@ -240,6 +246,7 @@ def train_sequence(
     ray_config: RayConfig | None = None,
 ) -> SequenceTrainResult:
     """Train the sequence model with ``TorchTrainer`` on ``ray_config.num_workers`` workers."""
+    from ray.train import TrainingFailedError
     from ray.train.torch import TorchTrainer
 
     params = params or SequenceParams()
@@ -281,7 +288,10 @@ def train_sequence(
         run_config=run_config(cfg, name),
     )
     t_fit = time.time()
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    except TrainingFailedError as exc:
+        raise training_failed("Sequence-model", name, cfg, "epoch", exc) from exc
     t_end = time.time()
     out = getattr(result, "return_value", None)
     if not out:

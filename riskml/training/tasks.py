@@ -22,10 +22,10 @@ from typing import Any
 
 from riskml.console import write_json
 
-#: Training configuration the pipelines start from (a :class:`TrainConfig` document): labels of
-#: the last 10 days before the cut-off are mostly not in yet, so those rows stay out of training.
+#: Training configuration the pipelines start from (a :class:`TrainConfig` document). The label
+#: maturity is TrainConfig's one default (``LABEL_MATURITY_DAYS``): labels of the last 10 days
+#: before the cut-off are mostly not in yet, so those rows stay out of training.
 DEFAULT_TRAIN_CONFIG: dict[str, Any] = {
-    "split": {"label_maturity_days": 10},
     "xgb": {"num_boost_round": 200, "early_stopping_rounds": 20},
     "sequence": {"epochs": 3},
     "ray": {"num_workers": 1},

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -171,7 +172,10 @@ def _xgb_trial(config: dict[str, Any], data: dict[str, Any], setup: dict[str, An
         nthread=setup["threads"],
         use_gpu=setup["use_gpu"],
         init_model=init_model,
-        callbacks=[sparse_report_callback(setup["report_every"], report)],
+        callbacks=[
+            sparse_report_callback(setup["report_every"], report),
+            *setup.get("callbacks", ()),
+        ],
     )
 
 
@@ -242,6 +246,7 @@ def tune_model(
     settings: TuneSettings,
     *,
     base_params: XGBParams | SequenceParams | None = None,
+    callbacks: Sequence[Any] = (),
 ) -> TuneOutcome:
     """Run (or resume) a tuning experiment.
 
@@ -249,7 +254,10 @@ def tune_model(
     y_train, tab_valid, seq_valid, y_valid`` (sequence model). The experiment lives at
     ``<storage>/<name>`` (``settings.storage_path``, else ``<RISKML_STORAGE_URI>/tune``: a
     local path or a URI, see :func:`~riskml.training.runtime.ray_storage`); with ``resume`` an
-    existing one is restored from there and continued.
+    existing one is restored from there (``Tuner.restore``: unfinished trials continue from
+    their latest checkpoint, errored ones too) and continued. ``callbacks`` are extra XGBoost
+    callbacks every XGBoost trial runs (picklable), as in
+    :func:`~riskml.training.xgboost_train.train_xgboost`.
     """
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -262,6 +270,8 @@ def tune_model(
     missing = [k for k in needed if k not in data]
     if missing:
         raise ValueError(f"tuning {settings.model} needs arrays {missing}")
+    if callbacks and settings.model != "xgb":
+        raise ValueError("callbacks are XGBoost callbacks: only model 'xgb' takes them")
     if base_params is None:
         base_params = XGBParams() if settings.model == "xgb" else SequenceParams()
     space = settings.space()
@@ -279,6 +289,7 @@ def tune_model(
         fn = _sequence_trial
     setup = {
         "base": base_params.model_dump(mode="json"),
+        "callbacks": list(callbacks),
         "threads": settings.cpus_per_trial,
         "use_gpu": settings.gpus_per_trial > 0,
         "report_every": settings.report_every,
@@ -305,6 +316,11 @@ def tune_model(
         )
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
+        # the generator limits concurrency itself: Tune ignores TuneConfig's
+        # max_concurrent_trials with a SearchGenerator such as this one (it logs a warning)
+        search = BasicVariantGenerator(
+            random_state=settings.seed, max_concurrent=settings.max_concurrent_trials or 0
+        )
         tuner = tune.Tuner(
             trainable,
             param_space={k: d.to_tune() for k, d in space.items()},
@@ -312,10 +328,9 @@ def tune_model(
                 metric=metric,
                 mode=settings.mode,
                 scheduler=scheduler,
-                search_alg=BasicVariantGenerator(random_state=settings.seed),
+                search_alg=search,
                 num_samples=settings.num_samples,
                 time_budget_s=settings.time_budget_s,
-                max_concurrent_trials=settings.max_concurrent_trials,
             ),
             run_config=tune.RunConfig(
                 name=settings.name,

@@ -23,17 +23,20 @@ import numpy as np
 
 from riskml.models.xgb import XGBParams, fit_booster, from_ubj, sparse_report_callback, to_ubj
 from riskml.training.runtime import (
+    CKPT_STATE,
     RayConfig,
     cpus_per_worker,
     ensure_ray,
+    latest_checkpoint,
     put_shards,
     run_config,
     run_name,
     scaling_config,
+    training_failed,
+    write_checkpoint,
 )
 
 CKPT_MODEL = "model.ubj"
-CKPT_STATE = "state.json"
 
 
 @dataclass
@@ -66,7 +69,8 @@ def _xgb_worker(config: dict[str, Any]) -> dict[str, Any]:
 
     init_model = None
     state: dict[str, Any] = {"history": [], "attempts": 0, "resumed_from": 0}
-    checkpoint = ray.train.get_checkpoint()
+    # the most advanced complete checkpoint, registered by Ray's controller or not
+    checkpoint = latest_checkpoint("rounds")
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             init_model = from_ubj(Path(d, CKPT_MODEL).read_bytes())
@@ -83,8 +87,11 @@ def _xgb_worker(config: dict[str, Any]) -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as d:
             ckpt = None
             if rank == 0:
-                booster.save_model(str(Path(d, CKPT_MODEL)))
-                Path(d, CKPT_STATE).write_text(json.dumps({**state, "history": history}))
+                write_checkpoint(
+                    d,
+                    {CKPT_MODEL: to_ubj(booster)},
+                    {**state, "rounds": done, "history": history},
+                )
                 ckpt = ray.train.Checkpoint.from_directory(d)
             ray.train.report(payload, checkpoint=ckpt)
 
@@ -117,6 +124,30 @@ def _xgb_worker(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+#: The tree methods XGBoost's distributed training supports (the ``exact`` updater,
+#: ``grow_colmaker``, fails under a collective communicator: "Updater `grow_colmaker` or `exact`
+#: tree method doesn't support distributed training", XGBoost 3.2; ``xgboost.spark`` refuses it
+#: up front too).
+DISTRIBUTED_TREE_METHODS = ("hist", "approx")
+
+
+def check_distributed_tree_method(params: XGBParams, num_workers: int) -> None:
+    """ValueError, before Ray starts, for a tree method Ray Train cannot run.
+
+    Ray Train's ``XGBoostTrainer`` wraps every worker in XGBoost's collective communicator, so
+    XGBoost counts even a single worker as distributed: ``exact`` fails with any number of
+    workers (measured: 1 worker, XGBoost 3.2, Ray 2.60). Train it in process instead.
+    """
+    if params.tree_method not in DISTRIBUTED_TREE_METHODS:
+        raise ValueError(
+            f"tree_method={params.tree_method!r} does not support XGBoost's distributed "
+            f"training, which Ray Train uses ({num_workers} worker"
+            f"{'s' if num_workers != 1 else ''} requested; XGBoost refuses it even on one): use "
+            f"tree_method 'hist' or 'approx' with Ray Train, or train in process "
+            f"(fit_models(..., in_process=True), as the backtest and riskml select do)"
+        )
+
+
 def train_xgboost(
     x_train: np.ndarray,
     y_train: np.ndarray,
@@ -134,10 +165,12 @@ def train_xgboost(
     weight is computed here from the whole training set. ``extra_callbacks`` are extra XGBoost
     callbacks run in every worker (they must be picklable).
     """
+    from ray.train import TrainingFailedError
     from ray.train.xgboost import XGBoostTrainer
 
     params = params or XGBParams()
     cfg = ray_config or RayConfig()
+    check_distributed_tree_method(params, cfg.num_workers)
     if len(y_train) == 0 or y_train.min() == y_train.max():
         raise ValueError("training labels need both classes")
     if x_train.shape[0] != len(y_train):
@@ -169,7 +202,10 @@ def train_xgboost(
         run_config=run_config(cfg, name),
     )
     t_fit = time.time()
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    except TrainingFailedError as exc:
+        raise training_failed("XGBoost", name, cfg, "rounds", exc) from exc
     t_end = time.time()
     out = getattr(result, "return_value", None)
     if not out:

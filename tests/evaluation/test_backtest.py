@@ -103,15 +103,6 @@ def test_config_rejects_bad_input_and_expands_baselines() -> None:
 
 
 # -- end to end ---------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from riskml.data.simulator import SimulationConfig, simulate
-
-    out = tmp_path_factory.mktemp("bt") / "tiny"
-    simulate(SimulationConfig(n_customers=400, n_terminals=200, days=30, seed=3), out)
-    return out
-
-
 ARGS = [
     "--test-start", "2024-01-21", "--folds", "2", "--step-days", "4", "--test-days", "4",
     "--delay-days", "3", "--k", "20", "--sequence-epochs", "1",
@@ -144,12 +135,25 @@ def test_cli_end_to_end_report_html_and_plots(tiny_dataset: Path, tmp_path: Path
     # delayed labels: training knows at most the true frauds, and fewer on fold 0's recent days
     assert all(f["train_frauds_known"] <= f["train_frauds_true"] for f in folds)
     assert any(f["train_frauds_known"] < f["train_frauds_true"] for f in folds)
+    for i, f in enumerate(folds):
+        assert 0.0 < f["cp_at_k_ceiling"] <= 1.0
+        assert all(
+            m["folds"][i]["cp_at_k"] <= f["cp_at_k_ceiling"] for m in report["models"].values()
+        )
+    assert {(r["fold"], r["model"]) for r in report["calibration"]} == {
+        (f, m) for f in range(2) for m in ("xgboost", "sequence")
+    }
+    assert "ablations" not in report  # off by default
+    assert report["config"]["known_cards_window"] == "train"
+    assert sum(report["scenarios"]["frauds"].values()) == sum(f["test_frauds"] for f in folds)
     html = out.with_suffix(".html")
-    assert html.exists() and "Prequential backtest" in html.read_text()
+    page = html.read_text()
+    assert "Prequential backtest" in page and "Raw vs calibrated scores" in page
+    assert "Recall per fraud scenario" in page and "Feature-group ablations" not in page
     for plot in ("pr_curves", "calibration", "cp_at_k_per_day"):
         png = out.parent / f"REPORT_{plot}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "backtest mean" in res.output
+    assert "backtest mean" in res.output and "perfect (ceiling)" in res.output
 
 
 @pytest.mark.slow
@@ -190,6 +194,11 @@ def test_external_csv_without_optional_columns_via_mapping(
     assert set(report["models"]) == {"xgboost", "logreg", "xgboost_default"}
     assert report["data"]["rows"] == tx.height
     assert all(f["excluded_known_card_rows"] > 0 for f in report["folds"][1:])
+    # no --train-days: the default 'train' window is the whole history, as 'all'
+    assert report["config"]["known_cards_window"] == "train"
+    # no scenario column: every fraud is 'unlabelled'
+    test_frauds = sum(f["test_frauds"] for f in report["folds"])
+    assert report["scenarios"]["frauds"] == {"unlabelled": test_frauds}
     assert report["models"]["xgboost"]["mean"]["auc"] > 0.6
 
 

@@ -136,6 +136,120 @@ def test_backtest_report_writes_html_and_plots(tmp_path: Path) -> None:
     assert len(re.findall(r"src='data:image/png;base64,", page)) == 3
     for name in ("pr_curves", "calibration", "cp_at_k_per_day"):
         assert paths[name].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # a report without the quality sections (an older JSON) has none of their tables
+    for title in ("Raw vs calibrated", "Feature-group ablations", "Recall per fraud scenario"):
+        assert title not in page
+
+
+def _cells(page: str, title: str) -> list[list[str]]:
+    """The text of each row of the first table after the heading ``title``."""
+    section = page.split(f"<h2>{title}</h2>", 1)[1]
+    table = section.split("<table>", 1)[1].split("</table>", 1)[0]
+    return [
+        [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row)]
+        for row in table.split("</tr>")
+        if row
+    ]
+
+
+def test_backtest_report_quality_tables(tmp_path: Path) -> None:
+    s = synthetic(n=2000)
+    shared = {k: s[k] for k in ("y", "day", "card")}
+    pooled = {"xgboost": {**shared, "score": s["models"]["blend"]}}
+    folds = [{"fold": f, "auc": 0.9, "ap": 0.5 + f / 10, "cp_at_k": 0.3} for f in range(2)]
+    groups = {"terminal": ["term_cnt_1d", "term_risk_30d"], "device": ["dev_cnt_30d"]}
+    report = {
+        "config": {"k": 20, "exclude_known_cards": True, "known_cards_window": "train"},
+        "models": {
+            "xgboost": {
+                "mean": {"auc": 0.9, "ap": 0.55, "cp_at_k": 0.3},
+                "std": {"auc": 0.0, "ap": 0.05, "cp_at_k": 0.0},
+                "folds": folds,
+            }
+        },
+        "folds": [
+            {
+                "fold": f,
+                "test_start": f"2024-02-0{5 + f}T00:00:00+00:00",
+                "cp_at_k_ceiling": 0.45,
+                "max_fraud_cards_per_day": 12,
+                "test_end": "2024-02-12T00:00:00+00:00",
+            }
+            for f in range(2)
+        ],
+        "cp_at_k_ceiling": {"mean": 0.45, "std": 0.0},
+        "calibration": [
+            {
+                "fold": f,
+                "model": "xgboost",
+                "ap_raw": 0.52,
+                "ap_calibrated": 0.5,
+                "cp_raw": 0.31,
+                "cp_calibrated": 0.3,
+                "distinct_top2000_raw": 2000,
+                "distinct_top2000_calibrated": 37,
+            }
+            for f in range(2)
+        ],
+        "ablations": {
+            "reference": "xgboost",
+            "reference_ap": {"folds": [0.5, 0.6], "mean": 0.55, "std": 0.05},
+            "groups": groups,
+            "folds": [
+                {
+                    "fold": f,
+                    "group": g,
+                    "ap": 0.4 + f / 10,
+                    "ap_drop": 0.1,
+                    "cp_at_k": 0.2,
+                    "cp_at_k_drop": 0.1 if g == "terminal" else 0.0,
+                }
+                for f in range(2)
+                for g in groups
+            ],
+            "mean": {
+                "terminal": {"ap": 0.45, "ap_drop": 0.1, "cp_at_k": 0.2, "cp_at_k_drop": 0.1},
+                "device": {"ap": 0.53, "ap_drop": 0.02, "cp_at_k": 0.3, "cp_at_k_drop": 0.0},
+            },
+        },
+        "scenarios": {
+            "frauds": {"card_testing": 40, "unlabelled": 3},
+            "recall": {
+                "xgboost": {"card_testing": 0.5, "unlabelled": 1 / 3},
+                "perfect": {"card_testing": 1.0, "unlabelled": 1.0},
+                "xgboost_without_terminal": {"card_testing": 0.25, "unlabelled": 0.0},
+            },
+        },
+    }
+    page = write_report(report, pooled, tmp_path / "REPORT.json")["html"].read_text()
+    assert not E_NOTATION.search(_text(page))
+    models = _cells(page, "Models, mean ± std over folds")
+    assert models[-1] == ["perfect ranking (CP@20 ceiling)", "–", "–", "0.450 ± 0.000"]
+    assert "since the fold&#x27;s training start" in page
+    windows = _cells(page, "Windows and label cut-offs")
+    assert windows[0][-2:] == ["CP@20 ceiling", "max fraud cards / day"]
+    assert windows[1][-2:] == ["0.450", "12"]
+    calibration = _cells(page, "Raw vs calibrated scores")
+    assert calibration[0][-2:] == ["distinct in top 2000 raw", "distinct in top 2000 calibrated"]
+    assert calibration[1] == ["xgboost", "0", "0.520", "0.500", "0.310", "0.300", "2,000", "37"]
+    ablations = _cells(page, "Feature-group ablations")
+    per_fold = ["AP fold 0", "AP fold 1"]
+    assert ablations[0] == [
+        "group removed",
+        "columns",
+        *per_fold,
+        "mean AP",
+        "mean AP drop",
+        "mean CP@20 drop",
+    ]
+    assert ablations[1] == ["none (the full xgboost)", "0", "0.500", "0.600", "0.550", "–", "–"]
+    assert ablations[2] == ["terminal", "2", "0.400", "0.500", "0.450", "0.100", "0.100"]
+    assert "<b>0.100</b>" in page  # the group the model misses most
+    scenarios = _cells(page, "Recall per fraud scenario")
+    models_shown = ["xgboost", "perfect ranking", "xgboost without terminal"]
+    assert scenarios[0] == ["fraud scenario", "fraud rows", *models_shown]
+    assert scenarios[1] == ["card testing", "40", "0.500", "1.000", "0.250"]
+    assert scenarios[2] == ["unlabelled", "3", "0.333", "1.000", "0.000"]
 
 
 # -- the page in a real browser ---------------------------------------------------------------

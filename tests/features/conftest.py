@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +71,14 @@ def redis_available(url: str = TEST_REDIS) -> bool:
         return bool(redis.Redis(host=host, port=port, socket_connect_timeout=1).ping())
     except redis.exceptions.RedisError:
         return False
+
+
+@pytest.fixture()
+def fresh_redis(make_store: Callable[..., Any]) -> Iterator[Any]:
+    """A Redis store of its own (module stores may have had the replay day written back)."""
+    from riskml.features.store import get_store
+
+    need(redis_available(), f"no Redis at {TEST_REDIS}")
+    cfg = make_store("redis")
+    yield cfg
+    get_store(cfg).teardown()

@@ -69,7 +69,8 @@ def random_frame(
             "device_id": "unknown" if rng.random() < 0.05 else f"d{rng.integers(0, devices)}",
             "amount": float(np.round(rng.lognormal(3, 1), 2)),
             "merchant_category": ["grocery", "fuel", "travel"][rng.integers(0, 3)],
-            "channel": ["pos", "ecom", "atm", "weird"][rng.integers(0, 4)],
+            # "unknown": the schema's out-of-vocabulary channel (code 6, like any unknown one)
+            "channel": ["pos", "ecom", "atm", "unknown"][rng.integers(0, 4)],
             "is_fraud": fraud[i],
             "label_available_at": dt.datetime.fromtimestamp(
                 (ts[i] + (delay[i] if fraud[i] else 0)) / US, tz=dt.UTC

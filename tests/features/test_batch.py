@@ -16,12 +16,14 @@ from riskml.data.io import write_day
 from riskml.features.batch import FeatureBuildError, build_features, compute_features
 from riskml.features.definitions import (
     CUSTOMER_FEATURES,
+    CUSTOMER_RISK_FEATURES,
     REQUEST_FEATURES,
     SEQ_FIELDS,
     SEQ_LEN,
     category_code,
     channel_code,
     feature_contract,
+    feature_groups,
 )
 from riskml.features.realtime import (
     State,
@@ -110,9 +112,88 @@ def test_label_delay_is_honoured_by_terminal_and_device_risk() -> None:
     assert first["event_timestamp"] == T0 + D
     assert (first["dev_customers_30d"], first["dev_cnt_30d"], first["dev_risk_30d"]) == (2, 2, 0.0)
     assert dev.filter(pl.col("event_timestamp") == T0 + 5 * D)["dev_risk_30d"].item() == 0.5
-    # 31 days after day 0 the window is empty again: a zero row closes the device's history
+    # 38 days after day 0 the last window (30 days lagged by 7) is empty again: a zero row
+    # closes the device's history
     last = dev.row(-1, named=True)
-    assert last["event_timestamp"] == T0 + 31 * D and last["dev_customers_30d"] == 0
+    assert last["event_timestamp"] == T0 + 38 * D and last["dev_customers_30d"] == 0
+    assert last["dev_cnt_30d_lag7"] == 0 and last["dev_fraud_known_30d_lag7"] == 0
+    # label-aware windows: the recent 7 days see f from snapshot 5 (its label) to 7 (its day
+    # leaves the window); 1 day never (the label came on day 4); the 1 day lagged by 7 covers
+    # day 0 at snapshot 8: f and g, f known
+    assert (snap(5)["term_fraud_known_7d"], snap(5)["term_risk_7d"]) == (1, pytest.approx(1 / 3))
+    assert snap(8)["term_fraud_known_7d"] == 0 and snap(5)["term_fraud_known_1d"] == 0
+    assert (snap(7)["term_cnt_1d_lag7"], snap(7)["term_fraud_known_1d_lag7"]) == (0, 0)
+    s8 = snap(8)
+    assert (s8["term_cnt_1d_lag7"], s8["term_fraud_known_1d_lag7"], s8["term_risk_1d_lag7"]) == (
+        2,
+        1,
+        0.5,
+    )
+    assert (snap(9)["term_cnt_7d_lag7"], snap(9)["term_fraud_known_7d_lag7"]) == (2, 1)
+
+
+def test_customer_fraud_history_counts_only_labels_available_at_the_snapshot() -> None:
+    """The customer's own label-aware fraud history (``cust_lbl_*``) is the terminal risk's
+    computation keyed by customer: volumes of the window's days, frauds whose label is
+    available at the snapshot, across terminals and devices."""
+    label_at = T0 + 4 * D + 12 * H  # fraud known on day 4 at noon
+    tx = frame(
+        [
+            {"tx_id": "f", "ts": T0 + H, "customer_id": "c1", "terminal_id": "m1",
+             "is_fraud": 1, "label_available_at": label_at},
+            {"tx_id": "g", "ts": T0 + 2 * H, "customer_id": "c1", "terminal_id": "m2"},
+            {"tx_id": "h", "ts": T0 + D + H, "customer_id": "c1", "terminal_id": "m3",
+             "device_id": "unknown", "is_fraud": 1, "label_available_at": T0 + 50 * D},
+            {"tx_id": "p", "ts": T0 + 4 * D + 13 * H, "customer_id": "c1"},
+            {"tx_id": "o", "ts": T0 + 2 * H, "customer_id": "c2", "terminal_id": "m1"},
+            {"tx_id": "z", "ts": T0 + 40 * D, "customer_id": "c9", "terminal_id": "m9"},
+        ]
+    )  # fmt: skip
+    tables = compute_features(tx)
+    cust = tables.customer_stats.filter(pl.col("customer_id") == "c1")
+
+    def snap(day: int) -> dict:
+        rows = cust.filter(pl.col("event_timestamp") <= T0 + day * D)
+        return rows.sort("event_timestamp").row(-1, named=True)
+
+    assert (snap(1)["cust_lbl_cnt_1d"], snap(1)["cust_lbl_fraud_known_1d"]) == (2, 0)
+    assert snap(4)["cust_lbl_fraud_known_30d"] == 0  # 00:00 of day 4: label not yet available
+    s5 = snap(5)
+    assert (s5["cust_lbl_cnt_30d"], s5["cust_lbl_fraud_known_30d"]) == (4, 1)  # f; h not yet
+    assert s5["cust_lbl_risk_30d"] == pytest.approx(1 / 4)
+    assert (s5["cust_lbl_fraud_known_7d"], s5["cust_lbl_fraud_known_1d"]) == (1, 0)
+    s8 = snap(8)  # day 0 in the 1 day lagged by 7: f and g, f known
+    assert (s8["cust_lbl_cnt_1d_lag7"], s8["cust_lbl_fraud_known_1d_lag7"]) == (2, 1)
+    assert s8["cust_lbl_risk_1d_lag7"] == 0.5
+    assert (snap(9)["cust_lbl_cnt_7d_lag7"], snap(9)["cust_lbl_fraud_known_7d_lag7"]) == (3, 1)
+    # another customer at the same terminal shares the terminal's risk, never c1's history
+    term = tables.terminal_stats.filter(pl.col("terminal_id") == "m1")
+    assert term.filter(pl.col("event_timestamp") == T0 + 5 * D)["term_fraud_known_30d"].item() == 1
+    other = tables.customer_stats.filter(pl.col("customer_id") == "c2")
+    assert other.height > 0 and other["cust_lbl_fraud_known_30d"].max() == 0
+    # the same numbers as the terminal computation on a frame keyed by customer
+    as_terminal = compute_features(tx.with_columns(terminal_id=pl.col("customer_id")))
+    for row in cust.iter_rows(named=True):
+        t_row = as_terminal.terminal_stats.filter(
+            (pl.col("terminal_id") == "c1") & (pl.col("event_timestamp") == row["event_timestamp"])
+        ).row(0, named=True)
+        for name, value in row.items():
+            if name.startswith("cust_lbl_"):
+                assert t_row[name.replace("cust_lbl_", "term_")] == value, name
+
+
+def test_contract_versions_and_groups() -> None:
+    """fraud_v2 adds the customer's own label-aware fraud history (15 features, a group of its
+    own) to the terminal/device windows; fraud_v1 keeps its 40; no name collides."""
+    v1, v2 = feature_contract("fraud_v1"), feature_contract()
+    assert len(v1) == 40 and len(v2) == 83
+    assert [n for n, _ in v2 if n.startswith("cust_lbl_")] == [n for n, _ in CUSTOMER_RISK_FEATURES]
+    assert not any(n.startswith("cust_lbl_") for n, _ in v1)
+    assert len({n for n, _ in v2}) == len(v2)
+    groups = feature_groups()
+    assert groups["customer_label_risk"] == tuple(n for n, _ in CUSTOMER_RISK_FEATURES)
+    assert sorted(n for g in groups.values() for n in g) == sorted(n for n, _ in v2)
+    assert feature_groups("fraud_v1")["customer_label_risk"] == ()
 
 
 def test_unknown_device_never_gets_device_features() -> None:
@@ -205,6 +286,12 @@ def test_request_features_values() -> None:
     assert out["cust_amount_ratio_30d"][0] == -1.0  # no history: documented default
     assert (out["tx_hour"][0], out["tx_dow"][0], out["tx_is_night"][0]) == (2, 4, 1)
     assert {n for n, _ in REQUEST_FEATURES} == set(out)
+    # valid but absurd amounts (the API takes any amount in [0, 1e9]): the ratio stays finite
+    # as the models' float32 (1.0 after a 1e-300 mean was inf, and XGBoost refused the batch)
+    tiny = request_features(np.array([1.0, 1e9]), np.r_[ts, ts], [1, 3], [1e-300, 5e-324], [0, 0],
+                            [0.0, 0.0])  # fmt: skip
+    assert tiny["cust_amount_ratio_7d"].tolist() == [1e6, 1e6]
+    assert np.isfinite(tiny["cust_amount_ratio_7d"].astype(np.float32)).all()
     assert category_code("grocery") == category_code("grocery") != 0
     assert channel_code("pos") == 1 and channel_code("weird") == 6
 
@@ -246,7 +333,7 @@ def test_no_leakage_from_the_future_or_from_unavailable_labels(seed: int, cut: f
     base = compute_features(tx)
     pert = compute_features(_perturb(tx, t, seed))
     past = pl.col("event_timestamp") <= t
-    for name in ("customer_tx", "terminal_stats", "device_stats"):
+    for name in ("customer_tx", "terminal_stats", "device_stats", "customer_stats"):
         a, b = getattr(base, name).filter(past), getattr(pert, name).filter(past)
         key = a.columns[0]
         assert a.height > 0 or name != "customer_tx"
@@ -259,7 +346,8 @@ def test_build_features_writes_sources_and_summary(tmp_path: Path) -> None:
         write_day(tmp_path / "ds", day[0], part)
     summary = build_features(tmp_path / "ds", tmp_path / "features")
     assert summary.rows == 300
-    for name in ("customer_tx", "terminal_stats", "device_stats", "customer_history"):
+    for name in ("customer_tx", "terminal_stats", "device_stats", "customer_stats",
+                 "customer_history"):  # fmt: skip
         assert (tmp_path / "features" / f"{name}.parquet").exists()
     assert (tmp_path / "features" / "features.json").exists()
     ctx = pl.read_parquet(tmp_path / "features" / "customer_tx.parquet")

@@ -55,9 +55,9 @@ def test_training_online_parity_redis(redis_store: StoreConfig) -> None:
 def test_views_read_in_one_pipeline_match_feast_per_view_reads(
     redis_store: StoreConfig, features_dir: Path
 ) -> None:
-    """get_many reads the history, terminal and device views in one Redis pipeline (Feast's
-    own key encoding and decoding): the rows equal Feast's per-view ``online_read``, unknown
-    entities included, and a request costs one pipeline, not three."""
+    """get_many reads the history, terminal, device and customer views in one Redis pipeline
+    (Feast's own key encoding and decoding): the rows equal Feast's per-view ``online_read``,
+    unknown entities included, and a request costs one pipeline, not four."""
     materialize(REPLAY_DAY, config=redis_store)
     online = OnlineFeatures(redis_store)
     assert online._redis is not None
@@ -69,6 +69,7 @@ def test_views_read_in_one_pipeline_match_feast_per_view_reads(
         (online._history_fv, "customer_id", customers, ["hist_ts", "hist_amount"]),
         (online._terminal_fv, "terminal_id", terms, ["term_cnt_30d", "term_risk_30d"]),
         (online._device_fv, "device_id", ["no-device"], ["dev_cnt_30d"]),
+        (online._customer_fv, "customer_id", customers, ["cust_lbl_cnt_30d_lag7"]),
     ]
     one = online._read_views(reads)
     redis = online._redis
@@ -83,6 +84,7 @@ def test_views_read_in_one_pipeline_match_feast_per_view_reads(
         return row is None or all(v is None for v in row.values())
 
     assert unknown(one[0][-1]) and unknown(one[1][-1]) and unknown(one[2][0])
+    assert unknown(one[3][-1]) and any(not unknown(row) for row in one[3][:-1])
     assert all(row is not None and len(row["hist_ts"]) > 0 for row in one[0][:-1])
     assert one[1][0] is not None and set(one[1][0]) >= {"term_cnt_30d", "term_risk_30d"}
 
@@ -100,7 +102,8 @@ def test_views_read_in_one_pipeline_match_feast_per_view_reads(
         online.get_many([request, {**request, "customer_id": customers[1]}])
     finally:
         del redis._read_hash_fields
-    assert calls == [6]  # one pipeline: 2 customers + 2 terminals + 2 devices
+    # one pipeline: 2 histories + 2 terminals + 2 devices + 2 customers' label-aware risk
+    assert calls == [8]
 
 
 def test_materialize_twice_identical_redis(
@@ -160,15 +163,6 @@ def test_unreachable_redis_raises_typed_error(
         if proc.poll() is None:
             proc.terminate()
             proc.wait(timeout=10)
-
-
-@pytest.fixture()
-def fresh_redis(make_store: Callable[..., StoreConfig]) -> Iterator[StoreConfig]:
-    """A store of its own: the module's store has had the replay day written back already."""
-    need(redis_available(), f"no Redis at {TEST_REDIS}")
-    cfg = make_store("redis")
-    yield cfg
-    get_store(cfg).teardown()
 
 
 @pytest.fixture()

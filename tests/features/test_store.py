@@ -79,10 +79,12 @@ def test_training_set_is_point_in_time(
     assert frame.columns[: len(frame.columns) - len(feature_contract()) - 1][:2] == ["tx_id", "ts"]
     assert frame.select(n for n, _ in feature_contract()).null_count().sum_horizontal().item() == 0
     # Independent check: pandas merge_asof of the snapshot sources, latest row at or before ts.
-    left = frame.select("tx_id", "ts", "terminal_id", "device_id").to_pandas().sort_values("ts")
+    left = frame.select("tx_id", "ts", "terminal_id", "device_id", "customer_id")
+    left = left.to_pandas().sort_values("ts")
     for source, key, col in (
         ("terminal_stats", "terminal_id", "term_risk_30d"),
         ("device_stats", "device_id", "dev_customers_30d"),
+        ("customer_stats", "customer_id", "cust_lbl_fraud_known_30d_lag7"),
     ):
         right = pd.read_parquet(features_dir / f"{source}.parquet").sort_values("event_timestamp")
         merged = pd.merge_asof(
@@ -92,6 +94,9 @@ def test_training_set_is_point_in_time(
         expected = dict(zip(merged["tx_id"], merged[col].fillna(0), strict=True))
         got = dict(zip(frame["tx_id"], frame[col], strict=True))
         assert got == pytest.approx(expected), source
+    # the customer's own known frauds reach some of the day's transactions (recent and lagged)
+    for col in ("cust_lbl_fraud_known_30d", "cust_lbl_fraud_known_30d_lag7"):
+        assert frame.filter(pl.col(col) > 0).height > 0, col
     ctx = pl.read_parquet(features_dir / "customer_tx.parquet")
     joined = frame.join(ctx, on="tx_id", suffix="_src")
     assert joined.height == frame.height
@@ -132,6 +137,7 @@ def _dump(cfg: StoreConfig, features_dir: Path) -> dict[str, list[Any]]:
         (online._history_fv, "customer_id", "customer_history"),
         (online._terminal_fv, "terminal_id", "terminal_stats"),
         (online._device_fv, "device_id", "device_stats"),
+        (online._customer_fv, "customer_id", "customer_stats"),
     ):
         ids = sorted(pl.read_parquet(features_dir / f"{source}.parquet")[key].unique())
         names = [f.name for f in fv.features]

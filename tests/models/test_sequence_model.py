@@ -43,6 +43,38 @@ def test_forward_handles_padding_and_empty_history(encoder: str) -> None:
     assert torch.isfinite(out).all()
 
 
+@pytest.mark.parametrize("encoder", ["gru", "transformer"])
+def test_steps_reads_only_the_most_recent_transactions(encoder: str) -> None:
+    """``steps`` (the model's length, selected by ``riskml select --model sequence``) reads the
+    last N steps of the full-length feature, so serving passes the same 16-step sequence."""
+    params = SequenceParams(encoder=encoder, steps=3, hidden=8, tab_hidden=8)
+    arch = Architecture.from_params(params, n_tabular=2, n_sequence=2, seq_len=6)
+    assert arch.steps == 3 and arch.seq_len == 6
+    model = build_model(arch).eval()
+    if encoder == "transformer":
+        assert tuple(model.pos.shape) == (1, 3, 8)  # positions only for the steps it reads
+    tab, seq = torch.randn(5, 2), torch.randn(5, 6, 2)
+    older = seq.clone()
+    older[:, :3] = torch.randn(5, 3, 2) * 10  # change only the three oldest steps
+    recent = seq.clone()
+    recent[:, -1] += 5.0  # change the newest step
+    with torch.no_grad():
+        out, out_older, out_recent = model(tab, seq), model(tab, older), model(tab, recent)
+    torch.testing.assert_close(out, out_older, rtol=0, atol=0)
+    assert not torch.allclose(out, out_recent)
+    # all steps, or as many as the feature has: the plain model (older bundles' architecture)
+    full = Architecture.from_params(SequenceParams(steps=6), n_tabular=2, n_sequence=2, seq_len=6)
+    assert (
+        full.steps is None
+        and Architecture.model_validate(
+            {k: v for k, v in full.model_dump().items() if k != "steps"}
+        )
+        == full
+    )
+    with pytest.raises(ValueError, match="steps=7 exceeds the sequence feature's length 6"):
+        Architecture.from_params(SequenceParams(steps=7), n_tabular=2, n_sequence=2, seq_len=6)
+
+
 def test_predict_proba_one_pass_equals_the_batched_path_and_reads_read_only_arrays() -> None:
     """Serving's few-rows path (one forward pass) gives the batched path's probabilities, and
     read-only arrays (Ray's object store) are read without a warning and left unchanged."""

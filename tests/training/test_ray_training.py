@@ -3,7 +3,9 @@ killed mid-run that recovers from its last checkpoint, and a resumable Ray Tune 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import signal
 import threading
@@ -47,6 +49,8 @@ def test_entrypoint_trains_both_models_on_two_workers(
         "test_data": str(test),
         "feature_spec": json.loads(spec.model_dump_json()),
         "config": {
+            # the synthetic labels arrive within 3 days: rows older than that have theirs
+            "split": {"label_maturity_days": 3},
             "xgb": {"num_boost_round": 60, "early_stopping_rounds": 20},
             "sequence": {"epochs": 2, "batch_size": 128, "hidden": 16, "tab_hidden": 16},
             "ray": {"num_workers": 2, "cpus_per_worker": 1, "checkpoint_every": 20},
@@ -82,85 +86,151 @@ def test_entrypoint_trains_both_models_on_two_workers(
     assert "bundle/manifest.json" in listed
 
 
-def _throttle(pid_file: Path, seconds: float) -> Any:
-    """An XGBoost callback that slows rounds down and records the worker's pid (by value)."""
+def _throttle(progress: Path, seconds: float) -> Any:
+    """An XGBoost callback that slows rounds down and writes ``"<worker pid> <rounds done>"``
+    to ``progress`` after every round (defined here, so Ray pickles it by value)."""
     import xgboost as xgb
 
     class Throttle(xgb.callback.TrainingCallback):
         def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
-            if not getattr(self, "_wrote", False):
-                pid_file.write_text(str(os.getpid()))
-                self._wrote = True
+            tmp = progress.with_suffix(".tmp")
+            tmp.write_text(f"{os.getpid()} {epoch + 1}")
+            tmp.replace(progress)  # atomic: the killer never reads half a line
             time.sleep(seconds)
             return False
 
     return Throttle()
 
 
-def _registered_checkpoints(run_dir: Path) -> int:
-    """Checkpoints Ray Train's controller has registered, read from its manager snapshot."""
-    from ray.train.v2._internal.constants import CHECKPOINT_MANAGER_SNAPSHOT_FILENAME
-
-    snapshot = run_dir / CHECKPOINT_MANAGER_SNAPSHOT_FILENAME
+def _read_progress(progress: Path) -> tuple[int, int] | None:
     try:
-        return len(json.loads(snapshot.read_text()).get("checkpoint_results") or [])
-    except (FileNotFoundError, json.JSONDecodeError):  # not written yet, or mid-write
-        return 0
+        pid, done = progress.read_text().split()
+    except (FileNotFoundError, ValueError):
+        return None
+    return int(pid), int(done)
 
 
-def test_killed_worker_resumes_from_last_checkpoint(
-    local_ray: None, frame: Any, spec: FeatureSpec, tmp_path: Path
-) -> None:
-    from riskml.models.xgb import XGBParams, from_ubj, predict
+def _kill_worker_at(progress: Path, round_: int, killed: dict[str, int]) -> threading.Thread:
+    """A thread that SIGKILLs the training worker once it has boosted ``round_`` rounds and
+    records its pid and the rounds it had done (``killed``)."""
+
+    def killer() -> None:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            seen = _read_progress(progress)
+            if seen is not None and seen[1] >= round_:
+                os.kill(seen[0], signal.SIGKILL)
+                killed.update(pid=seen[0], round=seen[1])
+                return
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    return thread
+
+
+#: The worker-kill tests: 100 throttled rounds, a checkpoint every 10, the kill mid-interval at
+#: ~50 % (round 55), so resuming from the last checkpoint written (round 50) loses 5 rounds.
+ROUNDS, EVERY, KILL_AT = 100, 10, 55
+
+
+def _train_killed(
+    frame: Any,
+    spec: FeatureSpec,
+    tmp_path: Path,
+    max_failures: int,
+    killed: dict[str, int],
+    kill_at: int | None = KILL_AT,
+) -> Any:
+    """``train_xgboost`` on one worker (run ``kill-test``), SIGKILLed at round ``kill_at``."""
+    from riskml.models.xgb import XGBParams
     from riskml.training.runtime import RayConfig
     from riskml.training.xgboost_train import train_xgboost
 
     inp = extract_inputs(frame, spec)
     assert inp.y is not None
-    storage, pid_file = tmp_path / "ray", tmp_path / "worker.pid"
+    progress = tmp_path / "worker.progress"
     cfg = RayConfig(
         num_workers=1,
         cpus_per_worker=1,
-        max_failures=1,
-        checkpoint_every=10,
-        storage_path=storage,
+        max_failures=max_failures,
+        checkpoint_every=EVERY,
+        storage_path=tmp_path / "ray",
         run_name="kill-test",
     )
+    thread = _kill_worker_at(progress, kill_at, killed) if kill_at is not None else None
+    try:
+        return train_xgboost(
+            inp.tabular[:5000],
+            inp.y[:5000],
+            inp.tabular[5000:],
+            inp.y[5000:],
+            params=XGBParams(num_boost_round=ROUNDS, early_stopping_rounds=None, max_depth=3),
+            ray_config=cfg,
+            extra_callbacks=[_throttle(progress, 0.05)],
+        )
+    finally:
+        if thread is not None:
+            thread.join(timeout=5)
+
+
+def test_killed_worker_resumes_from_last_checkpoint(
+    local_ray: None, frame: Any, spec: FeatureSpec, tmp_path: Path
+) -> None:
+    """A worker SIGKILLed at ~50 % with max_failures=2 finishes the run from the last checkpoint
+    it wrote — registered by Ray's controller or not — losing at most one checkpoint interval."""
+    from riskml.models.xgb import from_ubj, predict
+
     killed: dict[str, int] = {}
-
-    def killer() -> None:
-        deadline = time.time() + 300
-        while time.time() < deadline and not killed:
-            # kill only once the controller has *registered* a checkpoint (its snapshot file):
-            # a checkpoint directory on disk may still sit unpolled in the dying worker's queue
-            if _registered_checkpoints(storage / "kill-test") >= 1 and pid_file.exists():
-                pid = int(pid_file.read_text())
-                os.kill(pid, signal.SIGKILL)
-                killed["pid"] = pid
-                return
-            time.sleep(0.2)
-
-    thread = threading.Thread(target=killer, daemon=True)
-    thread.start()
-    res = train_xgboost(
-        inp.tabular[:5000],
-        inp.y[:5000],
-        inp.tabular[5000:],
-        inp.y[5000:],
-        params=XGBParams(num_boost_round=100, early_stopping_rounds=None, max_depth=3),
-        ray_config=cfg,
-        extra_callbacks=[_throttle(pid_file, 0.05)],
+    t0 = time.monotonic()
+    res = _train_killed(frame, spec, tmp_path, 2, killed)
+    print(
+        f"\nkill round {killed.get('round')}, resumed_from {res.resumed_from}, attempts "
+        f"{res.attempts}, {time.monotonic() - t0:.1f} s"
     )
-    thread.join(timeout=5)
     assert killed, "the worker was never killed"
-    assert int(pid_file.read_text()) != killed["pid"]  # a new worker process finished the run
+    seen = _read_progress(tmp_path / "worker.progress")
+    assert seen is not None and seen[0] != killed["pid"]  # a new worker finished the run
     assert res.attempts == 2
-    assert 10 <= res.resumed_from < 100 and res.resumed_from % 10 == 0
-    assert res.rounds == 100
-    rounds = [h["round"] for h in res.history]
-    assert rounds == sorted(set(rounds)) and rounds[-1] == 100
+    # resumed from the last checkpoint before the kill: at most one interval lost
+    assert res.resumed_from % EVERY == 0
+    assert killed["round"] - EVERY <= res.resumed_from <= killed["round"]
+    assert res.rounds == ROUNDS
+    # the history is continuous: every checkpoint interval once, none repeated or skipped
+    assert [h["round"] for h in res.history] == [float(r) for r in range(EVERY, ROUNDS + 1, EVERY)]
+    inp = extract_inputs(frame, spec)
     p = predict(from_ubj(res.booster_ubj), inp.tabular[5000:])
     assert p.shape == (1000,) and np.isfinite(p).all()
+
+
+def test_killed_worker_without_retries_fails_clearly(
+    local_ray: None, frame: Any, spec: FeatureSpec, tmp_path: Path
+) -> None:
+    """The control: the same kill with max_failures=0 ends the run with an error that names the
+    run, why it was not retried and where it can resume; re-running the run name resumes."""
+    from ray.train import WorkerGroupError
+
+    from riskml.training.runtime import TrainingRunError
+
+    killed: dict[str, int] = {}
+    t0 = time.monotonic()
+    with pytest.raises(TrainingRunError) as info:
+        _train_killed(frame, spec, tmp_path, 0, killed)
+    err = info.value
+    print(f"\nkill round {killed.get('round')}, {time.monotonic() - t0:.1f} s: {err}")
+    assert killed, "the worker was never killed"
+    assert isinstance(err.__cause__, WorkerGroupError)  # Ray's own error stays the cause
+    message = str(err)
+    assert message.startswith("XGBoost training run 'kill-test' failed")
+    assert "ray.max_failures=0 allows no more worker-group restarts" in message
+    assert err.resume_from is not None and err.resume_from % EVERY == 0
+    assert killed["round"] - EVERY <= err.resume_from <= killed["round"]
+    assert f"(rounds {err.resume_from:g}) is under {tmp_path / 'ray' / 'kill-test'}" in message
+    assert "ray.run_name='kill-test'" in message
+    # what the message says works: the same run name resumes from that checkpoint
+    res = _train_killed(frame, spec, tmp_path, 0, killed, kill_at=None)
+    print(f"re-run: resumed_from {res.resumed_from}, attempts {res.attempts}")
+    assert res.resumed_from == err.resume_from and res.attempts == 2 and res.rounds == ROUNDS
 
 
 def test_tune_asha_with_budget_and_restore(
@@ -180,6 +250,7 @@ def test_tune_asha_with_budget_and_restore(
     from riskml.training.tune import TuneSettings, tune_model
 
     inp = extract_inputs(frame, spec)
+    assert inp.y is not None
     data = {
         "x_train": inp.tabular[:4500],
         "y_train": inp.y[:4500],
@@ -222,3 +293,131 @@ def test_tune_asha_with_budget_and_restore(
         TuneSettings(
             search_space={"learning_speed": {"type": "uniform", "low": 0, "high": 1}}
         ).space()
+
+
+def test_tune_driver_killed_then_restored(
+    local_ray: None,
+    frame: Any,
+    spec: FeatureSpec,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A tuning driver process SIGKILLed mid-run, then ``tune_model`` in another process (this
+    one) restores the experiment from RISKML_STORAGE_URI (``Tuner.restore``): every trial
+    finishes, and trials that had checkpointed continue from a checkpoint, not from scratch."""
+    import subprocess
+    import sys
+
+    import ray
+    from ray.tune import ExperimentAnalysis
+
+    from riskml.models.xgb import XGBParams
+    from riskml.settings import get_settings
+    from riskml.training.tune import TuneSettings, tune_model
+    from tests.training.tune_driver import progress_callback, read_progress
+
+    inp = extract_inputs(frame, spec)
+    assert inp.y is not None
+    data = {
+        "x_train": inp.tabular[:4500],
+        "y_train": inp.y[:4500],
+        "x_valid": inp.tabular[4500:],
+        "y_valid": inp.y[4500:],
+    }
+    arrays = tmp_path / "arrays.npz"
+    with arrays.open("wb") as f:  # the driver process reads them
+        np.savez(f, allow_pickle=False, **data)
+    settings = TuneSettings.model_validate(
+        {
+            "model": "xgb",
+            "num_samples": 3,
+            "max_concurrent_trials": 2,
+            "time_budget_s": 600,
+            "report_every": 10,
+            "name": "killed-driver",
+            "search_space": {"max_depth": {"type": "randint", "low": 2, "high": 5}},
+        }
+    )
+    base = XGBParams(num_boost_round=60, early_stopping_rounds=None)
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({"tune": settings.model_dump(), "base": base.model_dump()}))
+    shared = tmp_path / "shared"
+    before, after = tmp_path / "progress-before", tmp_path / "progress-after"
+    before.mkdir()
+    after.mkdir()
+    env = {**os.environ, "RISKML_STORAGE_URI": shared.as_uri()}
+    env["RISKML_HOME"] = str(tmp_path / "driver-home")
+    # the driver joins this test's Ray, as a RayJob's driver joins its cluster: killing it
+    # kills its trial actors, the cluster lives on
+    env["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
+    root = Path(__file__).resolve().parents[2]
+    args = [str(arrays), str(job), str(before), "0.1"]
+    log = tmp_path / "driver.log"
+    t0 = time.monotonic()
+    with log.open("wb") as out:
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "tests.training.tune_driver", *args],
+            cwd=root,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, cleaned up below
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and driver.poll() is None:
+            seen = read_progress(before)
+            # a trial past its second checkpoint (rounds 10, 20) and still running
+            if any(25 <= p["rounds"] < base.num_boost_round for p in seen.values()):
+                break
+            time.sleep(0.05)
+        assert driver.poll() is None, f"the driver ended first: {log.read_text()[-3000:]}"
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=30)
+        killed_at = time.monotonic() - t0
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(driver.pid, signal.SIGKILL)  # anything the driver left
+    at_kill = read_progress(before)
+    assert at_kill, "no trial trained before the kill"
+
+    monkeypatch.setenv("RISKML_STORAGE_URI", shared.as_uri())
+    monkeypatch.setenv("RISKML_HOME", str(tmp_path / "restored-home"))  # another pod
+    get_settings.cache_clear()
+    t1 = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="ray.tune"):
+        outcome = tune_model(
+            data, settings, base_params=base, callbacks=[progress_callback(after, 0.0)]
+        )
+    restored_s = time.monotonic() - t1
+    rerun = read_progress(after)
+    print(
+        f"\nkilled after {killed_at:.1f} s with trials at {at_kill}; restored in "
+        f"{restored_s:.1f} s, re-run trials {rerun}"
+    )
+    assert outcome.restored and outcome.path == str(shared / "tune" / "killed-driver")
+    # max_concurrent_trials reaches Tune (it ignores TuneConfig's with a SearchGenerator)
+    assert "will be ignored" not in caplog.text
+    # every trial reached a terminal state with results
+    analysis = ExperimentAnalysis(outcome.path)
+    statuses = {t.trial_id: t.status for t in analysis.trials}
+    assert len(statuses) == settings.num_samples
+    assert set(statuses.values()) == {"TERMINATED"}, statuses
+    assert {r["trial"] for r in outcome.table} == set(statuses)
+    assert all(r["status"] == "ok" and np.isfinite(r["valid_aucpr"]) for r in outcome.table)
+    # each trial trained in the killed driver, the restored one or both
+    assert set(statuses) == set(at_kill) | set(rerun)
+    every = settings.report_every
+    for trial, now in rerun.items():
+        had = at_kill.get(trial, {}).get("rounds", 0)
+        # from a checkpoint it had written (or from scratch), never ahead of it
+        assert now["first"] % every == 0 and now["first"] <= had, (trial, had, now)
+        if had >= 2 * every:  # a trial past its second checkpoint continued from one
+            assert now["first"] >= every, (trial, had, now)
+    assert any(now["first"] > 0 for now in rerun.values()), "no trial resumed"
+    # no trial's results started over: one report per iteration, boosting rounds in order
+    for trial, frame_ in analysis.trial_dataframes.items():
+        iterations, rounds = list(frame_["training_iteration"]), list(frame_["rounds"])
+        assert iterations == list(range(1, len(iterations) + 1)), (trial, iterations)
+        assert rounds == sorted(rounds) and rounds[0] == every, (trial, rounds)
