@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1.7
 #
 # The one riskml runtime image: kfp components, KubeRay RayJobs (training) and the RayService
-# (scoring) all run it. The Ray base image must carry the same Ray as requirements.lock
+# (scoring) all run it. The Ray base image must carry the same Ray as the locks
 # (ray==2.60.0); tests/k8s check RAY_VERSION against the installed Ray and the overlays' tags.
 #
 #   docker build -t riskml:0.1.0-ray2.60.0 .                                    # CPU
@@ -15,8 +15,8 @@ FROM rayproject/ray:${RAY_VERSION}-${PYTHON_TAG}-${VARIANT}
 
 ARG RAY_VERSION
 ARG VARIANT=cpu
-# The lock pins the CPU build of PyTorch (torch==X+cpu from the PyTorch CPU index). The GPU
-# variant swaps that single pin for the CUDA build of the same version from PyPI.
+# requirements.runtime.lock pins the CPU build of PyTorch (torch==X+cpu, from the PyTorch CPU
+# index); requirements.runtime-gpu.lock pins the CUDA build of the same version from PyPI.
 ARG TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu
 
 # The Ray base image runs as the non-root user `ray` (uid 1000, gid 100) with conda under
@@ -33,26 +33,30 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     XDG_CACHE_HOME=/tmp/.cache \
     MPLCONFIGDIR=/tmp/.matplotlib
 
-# 1) Third-party dependencies from the lock only (cached until the lock changes).
-COPY --chown=1000:100 requirements.lock ./
+# 1) Third-party dependencies from the runtime lock of the variant only (no dev tools; cached
+#    until the locks change). Every file is checked against the lock's sha256 (--require-hashes;
+#    an index, the extra one included, can only serve the exact files locked). Each lock is the
+#    whole resolved set (`make lock`), so pip installs it as it is (--no-deps) instead of
+#    resolving again.
+COPY --chown=1000:100 requirements.runtime.lock requirements.runtime-gpu.lock ./
 RUN set -eux; \
     if [ "${VARIANT}" = "gpu" ]; then \
-      sed -E 's/^(torch==[0-9.]+)\+cpu$/\1/' requirements.lock > /tmp/requirements.txt; \
-      pip install -r /tmp/requirements.txt; \
+      pip install --require-hashes --no-deps -r requirements.runtime-gpu.lock; \
     else \
-      pip install --extra-index-url "${TORCH_CPU_INDEX}" -r requirements.lock; \
+      pip install --require-hashes --no-deps --extra-index-url "${TORCH_CPU_INDEX}" \
+        -r requirements.runtime.lock; \
     fi; \
-    rm -f /tmp/requirements.txt; \
     python -c "import ray; assert ray.__version__ == '${RAY_VERSION}', ray.__version__"
 
-# 2) The project itself, without touching the resolved dependency set.
+# 2) The project itself, without touching the resolved dependency set, built with the lock's
+#    setuptools (no build isolation: nothing unpinned is downloaded to build it).
 COPY --chown=1000:100 pyproject.toml README.md ./
 COPY --chown=1000:100 riskml ./riskml
 COPY --chown=1000:100 serving ./serving
 COPY --chown=1000:100 components ./components
 COPY --chown=1000:100 pipelines ./pipelines
 COPY --chown=1000:100 feature_repo ./feature_repo
-RUN pip install --no-deps . && python -m riskml version
+RUN pip install --no-deps --no-build-isolation . && python -m riskml version
 
 # Runtime writes go to /tmp only (the pods mount emptyDirs there and keep the root filesystem
 # read-only). KubeRay supplies the command (`ray start ...`); kfp supplies its own.

@@ -21,6 +21,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
 
 from riskml.settings import Settings
+from serving.admission import Problem
 
 #: The OpenAPI security scheme; ``auto_error=False``: a missing or malformed header reaches
 #: :meth:`Authenticator.role` (a 401 with our body, not FastAPI's 403).
@@ -32,7 +33,11 @@ bearer = HTTPBearer(
 
 #: What the protected routes declare in the OpenAPI document beside their own answers.
 UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing or invalid API key (`Authorization: Bearer <key>`)."}
+    401: {
+        "model": Problem,
+        "description": "Missing or invalid API key (`Authorization: Bearer <key>`).",
+        "headers": {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}},
+    }
 }
 OPEN_WARNING = "decision API is open: no RISKML_API_KEYS"
 

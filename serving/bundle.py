@@ -62,12 +62,19 @@ def _one_thread() -> None:
 class FeastFeatureSource:
     """:class:`riskml.decision.protocols.FeatureSource` over the Feast online store."""
 
-    def __init__(self, store: Mapping[str, Any] | None = None, redis_retries: int = 1) -> None:
+    def __init__(
+        self,
+        store: Mapping[str, Any] | None = None,
+        redis_retries: int = 1,
+        feature_service: str | None = None,
+    ) -> None:
         from riskml.features.online import OnlineFeatures
         from riskml.features.store import StoreConfig
 
         self.config = StoreConfig.model_validate(dict(store or {})).resolved()
-        self.online = OnlineFeatures(self.config, redis_retries=redis_retries)
+        self.online = OnlineFeatures(
+            self.config, redis_retries=redis_retries, feature_service=feature_service
+        )
         self.feature_names: list[str] = list(self.online.feature_names)
 
     def get_many(self, requests: Sequence[Mapping[str, Any]]) -> list[FeatureRow]:
@@ -204,6 +211,7 @@ def bundle_app_args(args: Mapping[str, Any]) -> dict[str, Any]:
     ``model_uri`` (the registry: ``models:/fraud@champion`` or a pinned ``models:/fraud/7``) or
     its ``bundle_dir`` (a local folder). The bundle is fetched and verified here, before anything
     is deployed; an alias is resolved once, so every replica loads the same pinned version."""
+    from riskml.features.definitions import FEATURE_SERVICES
     from riskml.models.bundle import verify_bundle
 
     out = dict(args)
@@ -227,7 +235,12 @@ def bundle_app_args(args: Mapping[str, Any]) -> dict[str, Any]:
         store["online_store"] = out["online_store"]
     version = str(manifest["version"])
     kw = {"bundle_dir": bundle_dir, "digest": digest}
-    source = {"factory": "serving.bundle:FeastFeatureSource", "kwargs": {"store": store}}
+    # the online twin of the FeatureService the bundle was trained on (an older contract
+    # version is still served from the same views)
+    source_kw: dict[str, Any] = {"store": store}
+    if manifest.get("feature_service") in FEATURE_SERVICES:
+        source_kw["feature_service"] = str(manifest["feature_service"])
+    source = {"factory": "serving.bundle:FeastFeatureSource", "kwargs": source_kw}
     out.setdefault("feature_source", source)
     if not out.get("tabular_models"):
         out["tabular_models"] = {version: {"factory": "serving.bundle:BundleXGBoost", "kwargs": kw}}

@@ -46,6 +46,90 @@ class SequenceBatching(BaseModel):
     )
 
 
+#: Serve ``max_ongoing_requests`` of an Ingress replica above what its admission lets work or
+#: wait (``max_in_flight + max_waiting``): requests being shed or still sending their body hold a
+#: Serve slot too, and Serve must not queue a request before the Ingress has timed its arrival.
+SHED_HEADROOM = 32
+
+
+class AdmissionArgs(BaseModel):
+    """Backpressure of the decision API (``serving.admission``), per Ingress replica, and the
+    Serve limits around it. A request past what the replica works on and lets wait is answered
+    503 with ``Retry-After`` at once, before its body is parsed; a body over its route's limit
+    is a 413 before it is read in full."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_in_flight: int = Field(
+        default=8,
+        ge=1,
+        le=10_000,
+        description="Decisions an Ingress replica works on at once (single and batch requests "
+        "alike). Twice the Ingress autoscaling target (target_ongoing_requests 4): bursts the "
+        "autoscaler has not caught up with are shed, not queued past their deadline.",
+    )
+    max_waiting: int = Field(
+        default=8,
+        ge=0,
+        le=10_000,
+        description="Requests that may wait for one of those slots (first come, first served); "
+        "one waits at most until its deadline leaves less than min_budget_ms. 0: none wait.",
+    )
+    min_budget_ms: float = Field(
+        default=5.0,
+        ge=0,
+        le=60_000,
+        allow_inf_nan=False,
+        description="A waiting request starts only while at least this much of its deadline is "
+        "left; else it is shed (503) rather than decided by a fallback nobody waits for.",
+    )
+    retry_after_s: int = Field(
+        default=1,
+        ge=0,
+        le=3_600,
+        description="The Retry-After (seconds) of a shed request (ours and Serve's).",
+    )
+    max_body_bytes: int = Field(
+        default=64 << 10,
+        ge=1_024,
+        le=64 << 20,
+        description="Largest body of POST /v1/score (a transaction is under 1 KiB).",
+    )
+    max_batch_body_bytes: int = Field(
+        default=2 << 20,
+        ge=1_024,
+        le=256 << 20,
+        description="Largest body of POST /v1/score/batch (1,024 transactions fit).",
+    )
+    max_ongoing_requests: int | None = Field(
+        default=None,
+        ge=1,
+        description="Serve's max_ongoing_requests of the Ingress; None: max_in_flight + "
+        f"max_waiting + {SHED_HEADROOM}. Keep it above max_in_flight + max_waiting, or Serve "
+        "queues requests (out of sight of the deadline) before the admission sees them.",
+    )
+    max_queued_requests: int = Field(
+        default=32,
+        ge=-1,
+        description="Serve's max_queued_requests of the Ingress: requests each proxy (or "
+        "handle) holds while every Ingress replica is at max_ongoing_requests; beyond, Serve "
+        "answers 503 with the same Retry-After. -1: no limit (not recommended: they wait out of "
+        "sight of the deadline, up to the proxy's request_timeout_s).",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> AdmissionArgs:
+        if self.max_queued_requests == 0:
+            raise ValueError("admission.max_queued_requests must be -1 (no limit) or >= 1")
+        return self
+
+    @property
+    def serve_max_ongoing_requests(self) -> int:
+        if self.max_ongoing_requests is not None:
+            return self.max_ongoing_requests
+        return self.max_in_flight + self.max_waiting + SHED_HEADROOM
+
+
 class AppArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -88,6 +172,7 @@ class AppArgs(BaseModel):
     )
     ingress_config: IngressConfig | None = None
     decider_config: DeciderConfig | None = None
+    admission: AdmissionArgs = Field(default_factory=AdmissionArgs)
     deployment_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @model_validator(mode="before")

@@ -15,8 +15,9 @@ behavioural model, the Decider's policy with its config under the Ingress ``user
 when a model needs its own resources (a GPU) or its own scaling.
 
 Either way the Ingress runs :class:`riskml.decision.ladder.Ladder` over its stages; each stage is
-abandoned when its share of the deadline runs out. Deployment names are the contract with
-``serving/serve_config.yaml``.
+abandoned when its share of the deadline runs out. The deadline runs from the request's arrival
+at the Ingress (:mod:`serving.admission`: bounded admission, body limits, the client's
+``X-Request-Timeout-Ms``). Deployment names are the contract with ``serving/serve_config.yaml``.
 """
 
 import asyncio
@@ -28,34 +29,41 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from fastapi import FastAPI, HTTPException, Request, Security
+from fastapi import FastAPI, Header, HTTPException, Request, Security
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
+from pydantic import WithJsonSchema
 from ray import serve
 from ray.serve.handle import DeploymentHandle
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from riskml.decision.config import DeciderConfig, IngressConfig
 from riskml.decision.ladder import Ladder, LadderResult, Stages, TabularResult
 from riskml.decision.policy import Calibrator, DecisionPolicy, ModelScores, Verdict
 from riskml.decision.protocols import FeatureRow, FeatureSourceUnavailable, check_model_contracts
 from riskml.settings import get_settings
+from serving.admission import ARRIVED, LIMITED, TIMEOUT_HEADER, Admission, AdmissionMiddleware
 from serving.auth import UNAUTHORIZED, Authenticator, Role, bearer, parse_keys
 from serving.components import build
 from serving.config import AppArgs
 from serving.decision_log import DecisionLog
 from serving.inprocess import LocalComponents, write_back_counts
 from serving.schemas import (
+    MAX_BATCH,
     BatchRequest,
     BatchResponse,
+    Conflict,
     DecisionLogStats,
     DecisionResponse,
     HealthResponse,
     ModelInfo,
     TransactionRequest,
+    TxIdConflict,
     to_response,
 )
 from serving.scorers import tabular_result
@@ -66,8 +74,36 @@ log = logging.getLogger("ray.serve")
 #: cores. serve_config.yaml sets real per-deployment resources and replica counts.
 NO_CPU = {"num_cpus": 0}
 MAX_ONGOING = 100
+#: How long a graceful shutdown waits for the write-backs in flight (Serve's own graceful
+#: shutdown timeout is 20 s by default).
+WRITE_BACK_DRAIN_S = 5.0
 #: The ``Authorization: Bearer`` header of a request, when it has one (serving.auth).
 Credentials = HTTPAuthorizationCredentials | None
+#: The client's deadline (serving.admission): validated here, so the OpenAPI document declares it.
+#: Declared as a number (an absent header is None): a header has no JSON null to send.
+RequestTimeout = Annotated[
+    float | None,
+    WithJsonSchema({"type": "number"}),
+    Header(
+        alias=TIMEOUT_HEADER,
+        allow_inf_nan=False,
+        description="Milliseconds the client waits for the answer, from when the request "
+        "reaches the service (time it waits for admission counts). Shortens the configured "
+        "deadline (deadline_ms, batch_deadline_ms), never lengthens it; <= 0: already passed, "
+        "answered at once with the default decision (fallback_reason deadline_expired).",
+    ),
+]
+#: Every answer a scoring route may give beyond its 200 and 422.
+SCORE_RESPONSES = {**UNAUTHORIZED, **LIMITED}
+#: ... and the batch route's beyond those.
+BATCH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **SCORE_RESPONSES,
+    409: {
+        "model": Conflict,
+        "description": "The batch holds different transactions under one tx_id (the same "
+        "transaction repeated is decided once). Nothing was decided.",
+    },
+}
 
 
 def settle_heap() -> None:
@@ -235,6 +271,31 @@ class Decider:
         return self.policy.verdicts(items)
 
 
+def _arrived(request: Request) -> float:
+    """When the request reached this replica (``time.perf_counter()``; serving.admission), or
+    now when nothing timed it."""
+    arrived = getattr(request.state, ARRIVED, None)
+    return float(arrived) if arrived is not None else time.perf_counter()
+
+
+def _check_serve_limits(admission: Admission) -> None:
+    """Warn when Serve's ``max_ongoing_requests`` of this replica would queue requests (out of
+    sight of their deadline) before the admission sees them."""
+    try:
+        ongoing = serve.get_replica_context()._deployment_config.max_ongoing_requests
+    except Exception:  # pragma: no cover - outside a replica
+        return
+    limits = admission.limits
+    if isinstance(ongoing, int) and ongoing < limits.max_in_flight + limits.max_waiting:
+        log.warning(
+            "Ingress max_ongoing_requests %d < admission max_in_flight %d + max_waiting %d: "
+            "Serve queues requests before their deadline starts; raise max_ongoing_requests",
+            ongoing,
+            limits.max_in_flight,
+            limits.max_waiting,
+        )
+
+
 def without_security(doc: dict[str, Any]) -> dict[str, Any]:
     """``doc`` with no security scheme and no 401 (a copy)."""
     import copy
@@ -254,11 +315,25 @@ class DecisionApi(FastAPI):
     configured (an open local app) it declares no security scheme and no 401."""
 
     def openapi(self) -> dict[str, Any]:
-        doc = super().openapi()
+        import copy
+
+        doc = copy.deepcopy(super().openapi())
+        batch = doc["components"]["schemas"]["BatchRequest"]["properties"]["transactions"]
+        batch["maxItems"] = _batch_limit()
         settings = get_settings()
         if parse_keys(settings.api_keys) or parse_keys(settings.admin_api_keys):
             return doc
         return without_security(doc)
+
+
+def _batch_limit() -> int:
+    """The largest batch this replica decides now (``max_batch_size``, live through
+    reconfigure); :data:`~serving.schemas.MAX_BATCH` outside a replica."""
+    try:
+        ingress: Any = serve.get_replica_context().servable_object
+        return min(MAX_BATCH, int(ingress.ladder.config.max_batch_size))
+    except Exception:  # outside a replica, or before its constructor has run
+        return MAX_BATCH
 
 
 api = DecisionApi(
@@ -266,6 +341,8 @@ api = DecisionApi(
     version="1",
     description="Real-time fraud decisions: approve / review / decline within a deadline.",
 )
+# before @serve.ingress(api) freezes the app: the outermost code of every request
+api.add_middleware(AdmissionMiddleware)
 
 
 def _json_safe(value: Any, depth: int = 0) -> Any:
@@ -291,6 +368,23 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
         for err in exc.errors()
     ]
     return JSONResponse(status_code=422, content={"detail": errors})
+
+
+@api.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    """FastAPI's own answers, but one: a body it cannot decode as JSON text (not UTF-8, nested
+    past the parser's recursion limit) is a bare 400 there where malformed JSON is a 422; here
+    it is the 422 (``json_invalid``) every other body that is not a request gets."""
+    cause = exc.__cause__
+    if exc.status_code == 400 and isinstance(cause, ValueError | RecursionError):
+        error = {
+            "type": "json_invalid",
+            "loc": ["body"],
+            "msg": "JSON decode error",
+            "ctx": {"error": _json_safe(str(cause))},
+        }
+        return JSONResponse(status_code=422, content={"detail": [error]})
+    return await http_exception_handler(request, exc)
 
 
 class HandleBackend:
@@ -382,7 +476,8 @@ class ColocatedBackend:
 @serve.ingress(api)
 class Ingress:
     """``Ingress.bind(features, xgboost, decider, sequence, champion)`` (distributed) or
-    ``Ingress.bind(champion=..., colocated=component_specs)`` (colocated)."""
+    ``Ingress.bind(champion=..., colocated=component_specs)`` (colocated); ``admission``: the
+    :class:`serving.config.AdmissionArgs` of the replica (defaults when absent)."""
 
     async def __init__(  # type: ignore[misc]  # Serve supports async constructors
         self,
@@ -392,6 +487,7 @@ class Ingress:
         sequence: DeploymentHandle | None = None,
         champion: str | None = None,
         colocated: Mapping[str, Any] | None = None,
+        admission: Mapping[str, Any] | None = None,
     ) -> None:
         from serving.metrics import DecisionMetrics
 
@@ -416,9 +512,20 @@ class Ingress:
             feature_names=self.feature_names,
         )
         self.metrics = DecisionMetrics()
+        ladder = self.ladder
+        #: serving.admission finds it here (AdmissionMiddleware): slots, waiting, body limits
+        self.admission = Admission(
+            admission,
+            budget_ms=lambda batch, requested: ladder.budget_ms(2 if batch else 1, requested),
+            on_reject=lambda reason: self.metrics.rejected.inc(tags={"reason": reason}),
+        )
+        _check_serve_limits(self.admission)
         self._background: set[asyncio.Task[Any]] = set()
         self._wb_queue: list[dict[str, Any]] = []
         self._wb_timer_armed = False
+        #: write-back flushes not finished yet (a graceful shutdown waits for them)
+        self._wb_flushes: set[asyncio.Task[Any]] = set()
+        self._wb_timer: asyncio.Task[Any] | None = None
         try:
             self.replica = serve.get_replica_context().replica_id.unique_id
         except Exception:  # pragma: no cover - outside a replica
@@ -434,8 +541,26 @@ class Ingress:
         settle_heap()
 
     async def __del__(self) -> None:
-        """Serve's graceful shutdown (after in-flight requests): drain the decision log."""
+        """Serve's graceful shutdown (after in-flight requests): write back what is queued,
+        wait for the write-backs in flight, then drain the decision log."""
+        await self.drain_write_backs()
         await self.decision_log.close()
+
+    async def drain_write_backs(self, timeout_s: float = WRITE_BACK_DRAIN_S) -> int:
+        """Flush the queued write-backs now and wait (at most ``timeout_s``) for every flush
+        in flight: a stop or a redeploy must not drop the decisions of its last
+        ``write_back_interval_ms``. The number of flushes still running at the timeout."""
+        if self._wb_timer is not None:  # its batch goes now: no need to wait out the timer
+            self._wb_timer.cancel()
+        if self._wb_queue:
+            self._spawn_flush(self._flush_write_backs())
+        pending = {t for t in self._wb_flushes if not t.done() and t is not self._wb_timer}
+        if not pending:
+            return 0
+        _done, late = await asyncio.wait(pending, timeout=timeout_s)
+        if late:
+            log.warning("%d write-back flush(es) still running at shutdown", len(late))
+        return len(late)
 
     def reconfigure(self, user_config: Mapping[str, Any]) -> None:
         """IngressConfig fields; colocated, also ``decider`` (the DeciderConfig). Everything is
@@ -456,22 +581,31 @@ class Ingress:
             backend.components.policy.reconfigure(policy)
 
     # -- routes --------------------------------------------------------------------------------
-    @api.post("/v1/score", response_model=DecisionResponse, responses=UNAUTHORIZED)
+    @api.post("/v1/score", response_model=DecisionResponse, responses=SCORE_RESPONSES)
     async def score(
-        self, tx: TransactionRequest, credentials: Credentials = Security(bearer)
+        self,
+        tx: TransactionRequest,
+        request: Request,
+        credentials: Credentials = Security(bearer),
+        timeout_ms: RequestTimeout = None,
     ) -> DecisionResponse:
         self.auth.role(credentials)
-        t0 = time.perf_counter()
+        t0 = _arrived(request)
+        budget_ms = self.ladder.budget_ms(1, timeout_ms)
         txs = [tx.model_dump()]
-        result = await self.ladder.decide(txs)
+        result = await self.ladder.decide(txs, arrived=t0, budget_ms=budget_ms)
         self._after(txs, result)
         if self.decision_log.enabled:
-            await self.decision_log.record([tx], result, deadline=self._deadline(t0, 1))
+            await self.decision_log.record([tx], result, deadline=t0 + budget_ms / 1e3)
         return to_response(result.outcomes[0], self.ladder.config.default_decision)
 
-    @api.post("/v1/score/batch", response_model=BatchResponse, responses=UNAUTHORIZED)
+    @api.post("/v1/score/batch", response_model=BatchResponse, responses=BATCH_RESPONSES)
     async def score_batch(
-        self, batch: BatchRequest, credentials: Credentials = Security(bearer)
+        self,
+        batch: BatchRequest,
+        request: Request,
+        credentials: Credentials = Security(bearer),
+        timeout_ms: RequestTimeout = None,
     ) -> BatchResponse:
         self.auth.role(credentials)
         limit = self.ladder.config.max_batch_size
@@ -486,16 +620,23 @@ class Ingress:
                     }
                 ],
             )
-        t0 = time.perf_counter()
-        txs = [t.model_dump() for t in batch.transactions]
-        result = await self.ladder.decide(txs)
+        try:
+            unique, where = batch.distinct()  # a transaction repeated is decided once
+        except TxIdConflict as exc:
+            detail = [e.model_dump() for e in exc.errors]
+            raise HTTPException(status_code=409, detail=detail) from None
+        t0 = _arrived(request)
+        txs = [t.model_dump() for t in unique]
+        budget_ms = self.ladder.budget_ms(len(txs), timeout_ms)
+        result = await self.ladder.decide(txs, arrived=t0, budget_ms=budget_ms)
         self._after(txs, result)
         if self.decision_log.enabled:
-            deadline = self._deadline(t0, len(txs))
-            await self.decision_log.record(batch.transactions, result, deadline=deadline)
+            deadline = t0 + budget_ms / 1e3
+            await self.decision_log.record(unique, result, deadline=deadline)
         default = self.ladder.config.default_decision
+        decisions = [to_response(o, default) for o in result.outcomes]
         return BatchResponse(
-            decisions=[to_response(o, default) for o in result.outcomes],
+            decisions=[decisions[j] for j in where],
             latency_ms={"total": round((time.perf_counter() - t0) * 1e3, 3)},
         )
 
@@ -530,11 +671,6 @@ class Ingress:
         """This replica's decision-log counts (published, outboxed, flushed, dropped, ...)."""
         self.auth.role(credentials)
         return DecisionLogStats.model_validate(self.decision_log.stats())
-
-    def _deadline(self, t0: float, n: int) -> float:
-        """The request's deadline (``time.perf_counter()``): the ladder's budget from ``t0``."""
-        cfg = self.ladder.config
-        return t0 + (cfg.deadline_ms if n <= 1 else cfg.batch_deadline_ms) / 1e3
 
     async def _export_decision_log(self) -> None:
         """Every second: connect the decision log once it is enabled (before the first request
@@ -578,10 +714,19 @@ class Ingress:
         self._wb_queue.extend(txs)
         cfg = self.ladder.config
         if len(self._wb_queue) >= cfg.write_back_batch:
-            self._spawn(self._flush_write_backs())
+            self._spawn_flush(self._flush_write_backs())
         elif not self._wb_timer_armed:
             self._wb_timer_armed = True
-            self._spawn(self._flush_write_backs(delay_s=cfg.write_back_interval_ms / 1e3))
+            delay_s = cfg.write_back_interval_ms / 1e3
+            self._wb_timer = self._spawn_flush(self._flush_write_backs(delay_s=delay_s))
+
+    def _spawn_flush(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        self._wb_flushes.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._wb_flushes.discard)
+        return task
 
     async def _flush_write_backs(self, delay_s: float = 0.0) -> None:
         if delay_s:

@@ -20,7 +20,9 @@ class DecisionMetrics:
 
         self.stage_latency = Histogram(
             "riskml_stage_latency_ms",
-            description="Decision latency by stage (ms); stage 'total' is the whole ladder.",
+            description="Decision latency by stage (ms): 'admission' from the request's "
+            "arrival to the ladder (body, waiting for a slot, parsing), 'total' from its "
+            "arrival to its decision.",
             boundaries=LATENCY_BOUNDARIES_MS,
             tag_keys=("stage",),
         )
@@ -70,6 +72,13 @@ class DecisionMetrics:
             "riskml_decision_log_publish_ms",
             description="Time a request spent publishing its decision events (ms).",
             boundaries=LATENCY_BOUNDARIES_MS,
+        )
+        self.rejected = Counter(
+            "riskml_rejected_requests",
+            description="Scoring requests turned away before any work (serving.admission), by "
+            "reason: overloaded (503: no slot, nowhere to wait), deadline (503: no slot freed "
+            "up in time), body_too_large (413).",
+            tag_keys=("reason",),
         )
         self.decision_log_pending = Gauge(
             "riskml_decision_log_pending",

@@ -7,13 +7,21 @@ requests are bounded: a request that would exceed ``max_in_flight`` is not sent 
 error (``client_overload``), so an overloaded server shows up as errors instead of a silently
 lower rate. Retries (``retries``) resend on connection errors and 5xx answers — safe because
 decisions and write-backs are idempotent by ``tx_id``. Only loopback addresses are accepted.
+
+Several URLs (the Ingress replicas' own, with Serve direct ingress) are used round robin, a
+retry going to the next one. As a load balancer in front of the replicas would, the client can
+follow a changing set of targets (``base_url`` a callable returning the current URLs, e.g.
+:func:`serving.local.ingress_urls` polled by the caller) and skip a target whose connection
+failed (refused or dropped: a replica that died) for ``eject_s`` seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import math
+import random
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -23,7 +31,25 @@ from urllib.parse import urlsplit
 
 from riskml.data.schema import TRANSACTION_COLUMNS
 
-RETRY_STATUSES = frozenset({500, 502, 503, 504})
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: First retry delay (doubling per attempt, with jitter in [0.5, 1.5)); a 503 or 429 that says
+#: ``Retry-After`` waits that long instead, at most :data:`MAX_RETRY_WAIT_S` (a decision a
+#: second late is as good as none).
+RETRY_BACKOFF_S = 0.05
+MAX_RETRY_WAIT_S = 0.5
+
+
+def retry_wait_s(attempt: int, retry_after: str | None, jitter: float) -> float:
+    """Seconds before retry ``attempt + 1``: exponential backoff with ``jitter`` (a factor in
+    [0.5, 1.5)), or the server's ``Retry-After`` (delta-seconds), both capped at
+    :data:`MAX_RETRY_WAIT_S`."""
+    wait = RETRY_BACKOFF_S * 2**attempt * jitter
+    if retry_after is not None:
+        with contextlib.suppress(ValueError):  # an HTTP date: keep the backoff
+            wait = max(wait, float(retry_after))
+    return min(wait, MAX_RETRY_WAIT_S)
+
+
 T = TypeVar("T")
 
 
@@ -91,8 +117,11 @@ class ReplayReport:
         return out
 
 
+Targets = str | Sequence[str] | Callable[[], Sequence[str]]
+
+
 async def replay_async(
-    base_url: str | Sequence[str],
+    base_url: Targets,
     transactions: Sequence[Mapping[str, Any]],
     rps: float,
     *,
@@ -103,9 +132,13 @@ async def replay_async(
     keep_responses: bool = False,
     on_sent: Callable[[int], None] | None = None,
     api_key: str | None = None,
+    eject_s: float = 0.0,
 ) -> ReplayReport:
     """``api_key``: sent as ``Authorization: Bearer`` (default: the first of RISKML_API_KEYS,
-    if set; :func:`serving.auth.client_key`)."""
+    if set; :func:`serving.auth.client_key`). ``base_url``: one URL, several (round robin), or
+    a callable giving the current ones (asked at each send: keep it cheap). ``eject_s`` > 0: a
+    URL whose connection failed (refused, reset: not a timeout) is skipped for that long while
+    another is left."""
     import aiohttp
 
     from riskml.settings import get_settings
@@ -113,13 +146,20 @@ async def replay_async(
 
     if rps <= 0 or not math.isfinite(rps):
         raise ValueError("rps must be a positive number")
-    if max_in_flight < 1 or retries < 0:
-        raise ValueError("max_in_flight must be >= 1 and retries >= 0")
-    bases = [base_url] if isinstance(base_url, str) else list(base_url)
-    if not bases:
-        raise ValueError("no URL to replay against")
-    # several URLs (the Ingress replicas' own, with Serve direct ingress): round robin
-    urls = [ensure_loopback(b).rstrip("/") + path for b in bases]
+    if max_in_flight < 1 or retries < 0 or eject_s < 0:
+        raise ValueError("max_in_flight must be >= 1, retries and eject_s >= 0")
+    current = _targets(base_url, path)
+    current()  # checked before the first send
+    ejected: dict[str, float] = {}  # URL -> time.perf_counter() until which it is skipped
+
+    def pick(i: int, attempt: int) -> str:
+        urls = current()
+        if ejected:
+            now = time.perf_counter()
+            urls = [u for u in urls if ejected.get(u, 0.0) <= now] or urls
+        return urls[(i + attempt) % len(urls)]
+
+    rng = random.Random(0)  # retry jitter: reproducible runs
     report = ReplayReport(target_rps=rps)
     status: Counter[str] = Counter()
     decisions: Counter[str] = Counter()
@@ -148,20 +188,26 @@ async def replay_async(
             start = max(scheduled, now)
             try:
                 for attempt in range(retries + 1):
+                    retry_after = None
                     try:
                         # a retry goes to the next replica's URL (if there are several)
-                        url = urls[(i + attempt) % len(urls)]
+                        url = pick(i, attempt)
                         async with client.post(url, json=dict(tx)) as r:
                             code = str(r.status)
                             body = await r.json() if r.status == 200 else None
+                            retry_after = r.headers.get("Retry-After")
                     except (aiohttp.ClientError, TimeoutError) as exc:
                         code = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
+                        dead = isinstance(exc, aiohttp.ClientConnectionError)
+                        if eject_s and dead and not isinstance(exc, TimeoutError):
+                            ejected[url] = time.perf_counter() + eject_s
                     else:
                         if r.status not in RETRY_STATUSES:
                             break
                     if attempt < retries:
                         report.retries += 1
-                        await asyncio.sleep(0.005 * (attempt + 1))
+                        wait = retry_wait_s(attempt, retry_after, 0.5 + rng.random())
+                        await asyncio.sleep(wait)
                 latency = (time.perf_counter() - start) * 1e3
                 status[code] += 1
                 if code == "200":
@@ -177,12 +223,25 @@ async def replay_async(
                             stages.setdefault(stage, []).append(ms)
                     if keep_responses:
                         report.responses.append(
-                            {"t": scheduled - t0, "latency_ms": latency, "body": body}
+                            {
+                                "t": scheduled - t0,
+                                "latency_ms": latency,
+                                "body": body,
+                                "attempts": attempt + 1,
+                            }
                         )
                 else:
                     report.errors += 1
                     if keep_responses:
-                        report.responses.append({"t": scheduled - t0, "status": code})
+                        report.responses.append(
+                            {
+                                "t": scheduled - t0,
+                                "status": code,
+                                "latency_ms": latency,
+                                "attempts": attempt + 1,
+                                "tx_id": str(tx.get("tx_id")),
+                            }
+                        )
             finally:
                 in_flight -= 1
 
@@ -216,6 +275,29 @@ async def replay_async(
     return report
 
 
+def _targets(base_url: Targets, path: str) -> Callable[[], list[str]]:
+    """The URLs to send ``path`` to, as of now (loopback only, checked once per URL)."""
+    checked: dict[str, str] = {}
+
+    def url(base: str) -> str:
+        out = checked.get(base)
+        if out is None:
+            out = checked[base] = ensure_loopback(base).rstrip("/") + path
+        return out
+
+    def now() -> list[str]:
+        got = base_url() if callable(base_url) else base_url
+        bases = [got] if isinstance(got, str) else list(got)
+        if not bases:
+            raise ValueError("no URL to replay against")
+        return [url(b) for b in bases]
+
+    if callable(base_url):
+        return now
+    fixed = now()
+    return lambda: fixed
+
+
 def run_loop(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` on uvloop, the event loop Ray's own actors (so Serve's replicas) run on.
 
@@ -230,7 +312,7 @@ def run_loop(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def replay(
-    base_url: str | Sequence[str],
+    base_url: Targets,
     transactions: Sequence[Mapping[str, Any]],
     rps: float,
     **kwargs: Any,

@@ -11,7 +11,7 @@ import datetime as dt
 import logging
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from riskml.settings import get_settings
 from riskml.streaming.events import ReasonCode, Transaction
@@ -50,6 +50,12 @@ class TransactionRequest(Transaction):
         },
     )
 
+    ts: AwareDatetime = Field(
+        description="Authorisation time, ISO 8601 with a UTC offset: from 2000-01-01 up to "
+        "2100-01-01 (UTC), and at most RISKML_STREAM_MAX_SKEW_S (300 s) after this server's "
+        "clock when it arrives (a 422 naming ts otherwise)."
+    )
+
     @field_validator("ts")
     @classmethod
     def _ts_not_in_future(cls, value: dt.datetime) -> dt.datetime:
@@ -65,20 +71,67 @@ class TransactionRequest(Transaction):
 
 
 class BatchRequest(BaseModel):
+    """Transactions decided together. A ``tx_id`` names one transaction: repeated with the same
+    fields (a client's retry inside a batch) it is decided once and that decision answered at
+    each of its places; repeated with other fields it is a conflict (409, see
+    :meth:`distinct`)."""
+
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    transactions: list[TransactionRequest] = Field(min_length=1, max_length=MAX_BATCH)
+    transactions: list[TransactionRequest] = Field(
+        min_length=1,
+        max_length=MAX_BATCH,
+        description="At most the Ingress's max_batch_size (this document's maxItems). A "
+        "tx_id may repeat only with the same fields: it is decided once.",
+    )
 
-    @field_validator("transactions")
-    @classmethod
-    def _unique_ids(cls, value: list[TransactionRequest]) -> list[TransactionRequest]:
-        seen: set[str] = set()
-        dup: set[str] = set()
-        for t in value:
-            (dup if t.tx_id in seen else seen).add(t.tx_id)
-        if dup:
-            raise ValueError(f"duplicate tx_id in batch: {sorted(dup)[:5]}")
-        return value
+    def distinct(self) -> tuple[list[TransactionRequest], list[int]]:
+        """The transactions once each, and for each item of the batch the index of its
+        transaction among them. :class:`TxIdConflict` when a ``tx_id`` comes with different
+        fields."""
+        unique: list[TransactionRequest] = []
+        first: dict[str, tuple[int, int]] = {}  # tx_id -> (index in unique, its first item)
+        where: list[int] = []
+        conflicts: list[ErrorDetail] = []
+        for i, tx in enumerate(self.transactions):
+            j, at = first.setdefault(tx.tx_id, (len(unique), i))
+            if j == len(unique):
+                unique.append(tx)
+            elif unique[j] != tx:
+                conflicts.append(
+                    ErrorDetail(
+                        loc=["body", "transactions", i, "tx_id"],
+                        msg=f"tx_id {tx.tx_id!r} is the id of transactions[{at}] too, with "
+                        "other fields: one id, one transaction",
+                        type="tx_id_conflict",
+                    )
+                )
+            where.append(j)
+        if conflicts:
+            raise TxIdConflict(conflicts)
+        return unique, where
+
+
+class ErrorDetail(BaseModel):
+    """One problem of a request (the shape of a 422's items)."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Conflict(BaseModel):
+    """The body of a 409: the items whose ``tx_id`` names another transaction in the batch."""
+
+    detail: list[ErrorDetail]
+
+
+class TxIdConflict(ValueError):
+    """A batch holds different transactions under one ``tx_id``."""
+
+    def __init__(self, errors: list[ErrorDetail]) -> None:
+        super().__init__("; ".join(e.msg for e in errors))
+        self.errors = errors
 
 
 class DecisionResponse(BaseModel):

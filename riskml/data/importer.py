@@ -28,6 +28,12 @@ Rules, in one place:
 * Timestamps: ``ts_format`` (a chrono/strftime format, or ``epoch_s``/``epoch_ms``/``epoch_us``)
   or, without one, ISO 8601 with ``T`` or space, optional fraction, optional ``Z``/offset, or a
   bare date. Naive timestamps are in ``timezone`` (default UTC); everything is stored in UTC.
+* Values follow the schema's value rules (:data:`riskml.data.schema.VALUE_RULES`, shared with
+  the decision API and the event stream): ids 1-128 characters of ``A-Z a-z 0-9 _ . : -``,
+  ``currency`` three upper-case letters, ``merchant_category`` 1-64 characters of the id
+  characters and space, ``channel`` one of ``pos contactless ecom moto atm unknown``. A non-blank
+  value that breaks its rule quarantines the row as ``bad_<column>`` (never rewritten: no
+  trimming, no case folding); a default that breaks it is a bad mapping.
 * Duplicate ``tx_id``: among rows that pass every other check, the first occurrence in source
   order (files sorted by path, then row order) is accepted; later ones are quarantined as
   ``duplicate_tx_id``. A row that fails another check does not claim its ``tx_id``.
@@ -51,7 +57,10 @@ from riskml.data.schema import (
     COLUMN_NAMES,
     LEGIT,
     REQUIRED_COLUMNS,
+    VALUE_RULES,
     SchemaError,
+    is_valid_value,
+    rule_message,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -74,8 +83,11 @@ QUARANTINE_COLUMNS = ("reason", "source_file", "source_row")
 #: Row-level reason codes, in the order they appear in ``reason``.
 REASONS: dict[str, str] = {
     "missing_tx_id": "tx_id is null or empty",
+    "bad_tx_id": rule_message("tx_id"),
     "missing_customer_id": "customer_id is null or empty",
+    "bad_customer_id": rule_message("customer_id"),
     "missing_terminal_id": "terminal_id is null or empty",
+    "bad_terminal_id": rule_message("terminal_id"),
     "missing_ts": "ts is null or empty",
     "bad_ts": "ts cannot be parsed (or does not exist in the source time zone)",
     "missing_amount": "amount is null or empty",
@@ -84,6 +96,10 @@ REASONS: dict[str, str] = {
     "negative_amount": "amount is negative",
     "missing_is_fraud": "is_fraud is null or empty",
     "bad_is_fraud": "is_fraud is not 0/1 (or true/false)",
+    "bad_device_id": rule_message("device_id"),
+    "bad_currency": rule_message("currency"),
+    "bad_merchant_category": rule_message("merchant_category"),
+    "bad_channel": rule_message("channel"),
     "bad_label_available_at": "label_available_at cannot be parsed",
     "label_before_ts": "label_available_at is before ts",
     "duplicate_tx_id": "tx_id already seen in an earlier accepted row",
@@ -183,6 +199,13 @@ class ImportMapping(BaseModel):
         blank = sorted(k for k, v in value.items() if k != "is_fraud" and not str(v).strip())
         if blank:
             raise ValueError(f"empty default for {blank}")
+        broken = [
+            f"defaults.{k} {v!r}: {rule_message(k)}"
+            for k, v in value.items()
+            if k in VALUE_RULES and not is_valid_value(k, str(v))
+        ]
+        if broken:
+            raise ValueError("; ".join(broken))
         return value
 
     @classmethod
@@ -484,6 +507,16 @@ def _to_utc(s: pl.Series, timezone: str) -> pl.Series:
     return s.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
 
 
+def _breaks_rule(s: pl.Series) -> pl.Series:
+    """True where a (string) value breaks its column's value rule; False where it is null."""
+    import polars as pl
+
+    rule = VALUE_RULES[s.name]
+    if rule.column_ok(s):  # the cheap whole-column check first: most columns are clean
+        return _const(False, len(s), pl.Boolean, s.name)
+    return s.to_frame().select(rule.invalid(s.name).fill_null(False)).to_series()
+
+
 def _parse_fraud(s: pl.Series) -> pl.Series:
     """Source ``is_fraud`` -> Int8 0/1, null where not a recognised 0/1 value."""
     import polars as pl
@@ -594,6 +627,7 @@ def load(
         col = src_col(name)
         problems[f"missing_{name}"] = _blank(col)
         parsed[name] = _as_string(col)
+        problems[f"bad_{name}"] = ~problems[f"missing_{name}"] & _breaks_rule(parsed[name])
 
     ts_raw = src_col("ts")
     ts = parse_datetime(ts_raw, mapping.ts_format, mapping.timezone)
@@ -647,6 +681,8 @@ def load(
         else:
             fill = _const(str(defaults[name]), n, pl.String)
         parsed[name] = col.set(blank, None).fill_null(fill) if n else col
+        if name in VALUE_RULES:
+            problems[f"bad_{name}"] = _breaks_rule(parsed[name])
 
     delay_us = round(delay * 86_400 * 1_000_000)
     label_default = pl.select(

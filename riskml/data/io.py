@@ -71,7 +71,11 @@ def transaction_files(path: Path) -> list[Path]:
 def scan_transactions(
     path: Path, start: dt.datetime | None = None, end: dt.datetime | None = None
 ) -> pl.LazyFrame:
-    """A lazy scan of a dataset, optionally restricted to ``start <= ts < end`` (UTC)."""
+    """A lazy scan of a dataset, optionally restricted to ``start <= ts < end`` (UTC).
+
+    The scan enforces the columns and their types; the row checks (value rules, nulls, ...)
+    need the rows, so they run in :func:`read_transactions`, not here.
+    """
     import polars as pl
 
     lf = pl.scan_parquet(transaction_files(path), schema=polars_schema())
@@ -87,16 +91,29 @@ def read_transactions(
     start: dt.datetime | None = None,
     end: dt.datetime | None = None,
     *,
-    validate: bool = False,
+    validate: bool = True,
 ) -> pl.DataFrame:
-    """Read a dataset into memory, sorted by ts (stable)."""
+    """Read a dataset into memory, sorted by ts (stable), and check it against the schema.
+
+    ``validate`` (the default) runs :func:`~riskml.data.schema.validate_transactions` on what
+    was read: a file that does not hold the schema's columns and types, or rows with nulls, ids /
+    channels / currencies / merchant categories that break the schema's value rules, bad amounts
+    or labels, or repeated ``tx_id``, raise :class:`SchemaError` naming the column and a bad
+    value. Vectorised: about 0.1-0.3 s on 1.8M rows. ``validate=False`` skips the row checks
+    (the columns and types are still enforced by the scan).
+    """
     try:
         df = scan_transactions(path, start, end).collect().sort("ts", maintain_order=True)
     except Exception as exc:  # polars raises several types on schema drift
         if isinstance(exc, FileNotFoundError):
             raise
         raise SchemaError(f"{path}: not a riskml transactions dataset ({exc})") from exc
-    return validate_transactions(df) if validate else df
+    if not validate:
+        return df
+    try:
+        return validate_transactions(df)
+    except SchemaError as exc:
+        raise SchemaError(f"{path}: {exc}") from exc
 
 
 def _utc(value: dt.datetime) -> dt.datetime:

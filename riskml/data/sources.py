@@ -19,9 +19,15 @@ class SourceError(ValueError):
 
 
 def simulate_data(
-    out: Path, *, size: str = "tiny", seed: int = 7, start_date: str | None = None
+    out: Path,
+    *,
+    size: str = "tiny",
+    seed: int = 7,
+    start_date: str | None = None,
+    drift: str = "",
 ) -> dict[str, Any]:
-    """Simulate a dataset of a named size into ``out``."""
+    """Simulate a dataset of a named size into ``out``; ``drift``: drift items in the
+    ``riskml simulate --drift`` syntax, separated by ``;`` (riskml.data.simulator.parse_drift)."""
     from riskml.data.simulator import SimulationConfig, simulate
 
     if size not in SIZES:
@@ -29,7 +35,12 @@ def simulate_data(
     overrides: dict[str, Any] = {**SIZES[size], "seed": seed}
     if start_date:
         overrides["start_date"] = dt.date.fromisoformat(start_date)
-    manifest = simulate(SimulationConfig(**overrides), Path(out))
+    items = [d.strip() for d in drift.split(";") if d.strip()]
+    try:
+        config = SimulationConfig(**overrides, drift=items)
+    except ValueError as exc:
+        raise SourceError(f"cannot simulate {size!r} with drift {drift!r}: {exc}") from None
+    manifest = simulate(config, Path(out))
     return {
         "source": "simulate",
         "size": size,
@@ -68,8 +79,9 @@ def load_data(
     seed: int = 7,
     start_date: str | None = None,
     mapping: dict[str, Any] | None = None,
+    drift: str = "",
 ) -> dict[str, Any]:
-    """Import ``source_uri`` when given, else simulate ``size`` data."""
+    """Import ``source_uri`` when given, else simulate ``size`` data (with ``drift``)."""
     if source_uri:
         return import_data(Path(source_uri), out, mapping=mapping)
-    return simulate_data(out, size=size, seed=seed, start_date=start_date)
+    return simulate_data(out, size=size, seed=seed, start_date=start_date, drift=drift)

@@ -8,7 +8,9 @@ Rungs, best first::
     default       something unexpected: the configured default decision
 
 Every stage runs under ``min(stage timeout, time left before the deadline - reserve)``; the
-reserve keeps time for the rules rung, which needs no I/O. A circuit breaker stops calling a
+reserve keeps time for the rules rung, which needs no I/O. The deadline runs from when the
+request reached the service (time it waited for admission counts), and a caller may shorten it
+(never lengthen it). A circuit breaker stops calling a
 feature store that failed or was late several times in a row, for a while
 (``IngressConfig.feature_breaker``).
 Stages are async callables, so the same ladder runs on Ray Serve ``DeploymentHandle`` calls
@@ -21,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -156,26 +159,55 @@ class Ladder:
         return choose_arm(str(tx[exp.unit]), exp.arms, exp.salt)
 
     # -- the ladder --------------------------------------------------------------------------
-    async def decide(self, txs: Sequence[Mapping[str, Any]]) -> LadderResult:
-        """Decide every transaction. Never raises; always within the deadline + a few ms."""
-        t0 = time.perf_counter()
+    def budget_ms(self, n: int, requested_ms: float | None = None) -> float:
+        """The deadline (ms) of a request of ``n`` transactions: the configured one
+        (``deadline_ms``, or ``batch_deadline_ms`` for a batch), or the caller's own
+        ``requested_ms`` when that is shorter (never longer; <= 0: already expired)."""
+        limit = self.config.deadline_ms if n <= 1 else self.config.batch_deadline_ms
+        if requested_ms is None or not math.isfinite(requested_ms):
+            return limit
+        return max(0.0, min(float(requested_ms), limit))
+
+    async def decide(
+        self,
+        txs: Sequence[Mapping[str, Any]],
+        *,
+        arrived: float | None = None,
+        budget_ms: float | None = None,
+    ) -> LadderResult:
+        """Decide every transaction. Never raises; always within the deadline + a few ms.
+
+        The deadline is :meth:`budget_ms` (``budget_ms``: the caller's, capped by the configured
+        one) from ``arrived``, the ``time.perf_counter()`` at which the request reached the
+        service (default: now): time it spent before the ladder (receiving its body, waiting
+        for a slot, parsing) counts against it, reported as stage ``admission``. A deadline
+        already passed answers every transaction
+        with the default decision at once (``deadline_expired``), calling no stage."""
+        now = time.perf_counter()
+        t0 = now if arrived is None else min(arrived, now)
         batch = [dict(tx) for tx in txs]
-        budget_ms = self.config.deadline_ms if len(batch) <= 1 else self.config.batch_deadline_ms
+        deadline = t0 + self.budget_ms(len(batch), budget_ms) / 1e3
+        lat: dict[str, float] = {}
+        if arrived is not None:
+            lat["admission"] = (now - t0) * 1e3
+        if deadline <= now:
+            return LadderResult(self._default_all(batch, t0, "deadline_expired", lat))
         try:
             # asyncio.timeout, not wait_for: no extra task, so no extra event-loop turn per call
-            async with asyncio.timeout(budget_ms / 1e3 + GRACE_S):
-                return await self._run(batch, t0, budget_ms)
+            async with asyncio.timeout(deadline - now + GRACE_S):
+                return await self._run(batch, t0, deadline, lat)
         except TimeoutError:
-            return LadderResult(self._default_all(batch, t0, "deadline_exceeded"))
+            return LadderResult(self._default_all(batch, t0, "deadline_exceeded", lat))
         except Exception:
             log.exception("decision ladder failed; answering with the default decision")
-            return LadderResult(self._default_all(batch, t0, "internal_error"))
+            return LadderResult(self._default_all(batch, t0, "internal_error", lat))
 
-    async def _run(self, txs: list[dict[str, Any]], t0: float, budget_ms: float) -> LadderResult:
+    async def _run(
+        self, txs: list[dict[str, Any]], t0: float, deadline: float, lat: dict[str, float]
+    ) -> LadderResult:
         import numpy as np
 
         cfg = self.config
-        deadline = t0 + budget_ms / 1e3
         reserve = cfg.reserve_ms / 1e3
 
         def left(limit_ms: float) -> float:
@@ -183,17 +215,23 @@ class Ladder:
 
         versions = [self.assign(tx) for tx in txs]
         local_velocity = [self._observe(tx) for tx in txs]
-        lat: dict[str, float] = {}
+        lat = dict(lat)
 
+        full_budget = True
         if self.breaker_open():
             fetched = _Stage(None, "breaker_open", 0.0)
         else:
-            fetched = await _guard(partial(self.stages.fetch, txs), left(cfg.timeouts.features_ms))
+            budget = left(cfg.timeouts.features_ms)
+            full_budget = budget >= cfg.timeouts.features_ms / 1e3
+            fetched = await _guard(partial(self.stages.fetch, txs), budget)
             lat["features"] = fetched.ms
         rows: list[FeatureRow] | None = fetched.value
         if fetched.error is None and (rows is None or len(rows) != len(txs)):
             fetched.error, rows = "error", None
-        self._count_fetch(fetched.error)
+        # a fetch cut short by this request's own deadline (a caller's short timeout) says
+        # nothing about the store: it must not open the breaker for every other caller
+        if fetched.error != "timeout" or full_budget:
+            self._count_fetch(fetched.error)
         if fetched.error is not None or rows is None:
             reason = (
                 "feature_timeout" if fetched.error == "timeout" else "feature_store_unavailable"
@@ -371,14 +409,20 @@ class Ladder:
             latency_ms=_finish(lat, t0),
         )
 
-    def _default_all(self, txs: list[dict[str, Any]], t0: float, reason: str) -> list[Outcome]:
+    def _default_all(
+        self,
+        txs: list[dict[str, Any]],
+        t0: float,
+        reason: str,
+        lat: Mapping[str, float] | None = None,
+    ) -> list[Outcome]:
         out = []
         for tx in txs:
             try:
                 version = self.assign(tx)
             except Exception:
                 version = self.champion
-            out.append(self._default(tx, version, reason, {}, t0))
+            out.append(self._default(tx, version, reason, dict(lat or {}), t0))
         return out
 
     # -- champion / challenger ----------------------------------------------------------------

@@ -24,6 +24,9 @@ from riskml.settings import REPO_ROOT
 K8S_DIR = REPO_ROOT / "k8s"
 #: The deployable environments (one kustomize overlay each).
 OVERLAYS: tuple[str, ...] = ("staging", "prod")
+#: The overlays a release deploys with every image pinned by digest (``riskml k8s pin-digests``,
+#: checked by ``riskml k8s validate --release``).
+RELEASE_OVERLAYS: tuple[str, ...] = ("prod",)
 #: Ray Serve config file; the RayService's serveConfigV2 is this document verbatim.
 SERVE_CONFIG_PATH = REPO_ROOT / "serving" / "serve_config.yaml"
 #: The RayService manifest holding the serveConfigV2 copy.

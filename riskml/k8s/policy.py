@@ -12,7 +12,8 @@ Policies:
 - Ray writable dirs: with a read-only root, Ray containers get emptyDirs at /tmp (or /tmp/ray)
   and a memory-backed /dev/shm; every volumeMount names a volume that exists;
 - images: explicit tags, never ``latest``; the riskml images carry the Ray version in their
-  tag and every ``rayVersion`` equals it;
+  tag and every ``rayVersion`` equals it; for a release (prod) every image is also pinned by
+  digest (:func:`check_image_digests`, outside :func:`run_policies`);
 - RBAC: no wildcards or escalation verbs, no cluster-wide grants to app service accounts; a
   cross-namespace grant only to a Role whose every rule names its objects (``resourceNames``)
   and allows no more than get/patch (the pipeline's deploy of the one RayService);
@@ -34,6 +35,7 @@ from dataclasses import dataclass, field
 from ipaddress import ip_address, ip_network
 from typing import Any
 
+from riskml.k8s.digests import DIGEST_RE
 from riskml.k8s.manifests import (
     PodTemplate,
     api_group_version,
@@ -223,19 +225,24 @@ def split_image(image: str) -> tuple[str, str | None, str | None]:
     return image, None, digest
 
 
+def _images(obj: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``(path, image)`` of every container of ``obj`` and of the autoscaler KubeRay injects."""
+    images: list[tuple[str, str]] = []
+    for template in iter_pod_templates(obj):
+        for sub, container in iter_containers(template.spec):
+            images.append((f"{template.path}.{sub}.image", str(container.get("image", ""))))
+    for where, options in _autoscaler_options(obj):
+        if options.get("image"):
+            images.append((f"{where}.image", str(options["image"])))
+    return images
+
+
 def check_images(docs: Docs, ray_version: str | None = None) -> list[str]:
     """Every image pinned (tag or digest, never ``latest``); with ``ray_version``: project
     images carry ``ray<version>`` in their tag and every rayVersion equals it."""
     out: list[str] = []
     for obj in docs:
-        images: list[tuple[str, str]] = []
-        for template in iter_pod_templates(obj):
-            for sub, container in iter_containers(template.spec):
-                images.append((f"{template.path}.{sub}.image", str(container.get("image", ""))))
-        for where, options in _autoscaler_options(obj):
-            if options.get("image"):
-                images.append((f"{where}.image", str(options["image"])))
-        for where, image in images:
+        for where, image in _images(obj):
             repo, tag, digest = split_image(image)
             if not image:
                 out.append(_v(obj, where, "no image"))
@@ -256,6 +263,23 @@ def check_images(docs: Docs, ray_version: str | None = None) -> list[str]:
                             f"{spec.get('rayVersion')!r} != {ray_version!r}",
                         )
                     )
+    return out
+
+
+def check_image_digests(docs: Docs) -> list[str]:
+    """One line per image reference not pinned by digest (``@sha256:<64 hex>``), naming it and
+    where it runs. Not part of :func:`run_policies`: a release overlay must pass it
+    (``riskml k8s validate --release``; the digests come from ``riskml k8s pin-digests``)."""
+    where_used: dict[str, list[str]] = {}
+    for obj in docs:
+        for where, image in _images(obj):
+            digest = split_image(image)[2]
+            if digest is None or not DIGEST_RE.match(digest):
+                where_used.setdefault(image, []).append(f"{resource_id(obj)}: {where}")
+    out = []
+    for image, places in sorted(where_used.items()):
+        more = f" and {len(places) - 1} more" if len(places) > 1 else ""
+        out.append(f"{image!r} is not pinned by digest ({places[0]}{more})")
     return out
 
 

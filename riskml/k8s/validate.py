@@ -3,11 +3,14 @@
 - Core kinds (Namespace, NetworkPolicy, Role, StatefulSet, ...): kubernetes-validate in strict
   mode (unknown fields are errors) against :data:`K8S_VERSION`.
 - Custom resources (RayService, RayJob, RayCluster, NodePool, EC2NodeClass, ...): the
-  ``openAPIV3Schema`` of their CRDs, found through ``RISKML_CRD_DIR`` (settings.crd_dir),
-  converted to JSON Schema with the API server's structural-schema semantics: unknown fields
-  are rejected unless ``x-kubernetes-preserve-unknown-fields``, ``x-kubernetes-int-or-string``
-  accepts both, ``nullable`` admits null. CEL rules (``x-kubernetes-validations``) need a CEL
-  engine and are not evaluated here; :func:`crd_cel_rule_count` reports how many exist.
+  ``openAPIV3Schema`` of their CRDs, found through ``RISKML_CRD_DIR`` (settings.crd_dir) plus
+  the CRDs the repository vendors under ``k8s/crds/`` (:data:`VENDORED_CRD_DIR`: kinds the
+  shared set lacks, e.g. prometheus-operator's PrometheusRule; ``RISKML_CRD_DIR`` wins for a
+  kind both hold), converted to JSON Schema with the API server's structural-schema semantics:
+  unknown fields are rejected unless ``x-kubernetes-preserve-unknown-fields``,
+  ``x-kubernetes-int-or-string`` accepts both, ``nullable`` admits null. CEL rules
+  (``x-kubernetes-validations``) need a CEL engine and are not evaluated here;
+  :func:`crd_cel_rule_count` reports how many exist.
 - skaffold.yaml: the skaffold JSON schema found through ``RISKML_SCHEMA_DIR``.
 - The Serve config: ``ray.serve.schema.ServeDeploySchema``, plus a strict unknown-key check
   (Ray's schema silently ignores misspelt keys).
@@ -23,6 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from riskml.k8s import manifests
 from riskml.k8s.manifests import api_group_version, format_path, load_yaml_documents, resource_id
 from riskml.settings import get_settings
 
@@ -31,6 +35,9 @@ K8S_VERSION = "1.32.0"
 #: The skaffold config schema version skaffold.yaml is written for.
 SKAFFOLD_SCHEMA = "skaffold-v4beta14.json"
 SKAFFOLD_API_VERSION = "skaffold/v4beta14"
+#: CRDs vendored in the repository, relative to ``k8s/`` (``k8s/crds/<project>-<version>/``,
+#: sources in ``k8s/crds/README.md``), loaded next to ``RISKML_CRD_DIR``'s.
+VENDORED_CRD_DIR = Path("crds")
 
 GVK = tuple[str, str, str]
 
@@ -145,8 +152,11 @@ def _load_crd_schemas_cached(crd_dir: str) -> dict[GVK, dict[str, Any]]:
     return schemas
 
 
-def load_crd_schemas(crd_dir: Path | str | None = None) -> dict[GVK, dict[str, Any]]:
-    """``{(group, version, kind): JSON Schema}`` for every served CRD version under ``crd_dir``.
+def load_crd_schemas(
+    crd_dir: Path | str | None = None, *, vendored: bool = True
+) -> dict[GVK, dict[str, Any]]:
+    """``{(group, version, kind): JSON Schema}`` for every served CRD version under ``crd_dir``
+    and (``vendored``) under ``k8s/crds/``; ``crd_dir``'s win for a kind both hold.
 
     ``crd_dir`` defaults to settings.crd_dir (``RISKML_CRD_DIR``). Cached per directory.
     """
@@ -157,7 +167,18 @@ def load_crd_schemas(crd_dir: Path | str | None = None) -> dict[GVK, dict[str, A
     path = Path(crd_dir)
     if not path.is_dir():
         raise ValueError(f"CRD directory {path} does not exist (RISKML_CRD_DIR)")
-    return _load_crd_schemas_cached(str(path.resolve()))
+    schemas = _load_crd_schemas_cached(str(path.resolve()))
+    if not vendored:
+        return schemas
+    vendored_dir = vendored_crd_dir()
+    if not vendored_dir.is_dir() or vendored_dir.resolve() == path.resolve():
+        return schemas
+    return {**_load_crd_schemas_cached(str(vendored_dir.resolve())), **schemas}
+
+
+def vendored_crd_dir() -> Path:
+    """``k8s/crds`` of the checkout (the CRDs the repository vendors)."""
+    return manifests.K8S_DIR / VENDORED_CRD_DIR
 
 
 def crd_cel_rule_count(crd_dir: Path | str) -> dict[GVK, int]:
@@ -342,7 +363,7 @@ def validate_serve_config(doc: Mapping[str, Any]) -> Any:
     Returns the parsed schema object; raises ValueError otherwise.
     """
     from pydantic import ValidationError
-    from ray.serve.config import AutoscalingConfig
+    from ray.serve.config import AutoscalingConfig, BackpressureConfig
     from ray.serve.schema import (
         DeploymentSchema,
         HTTPOptionsSchema,
@@ -364,6 +385,7 @@ def validate_serve_config(doc: Mapping[str, Any]) -> Any:
         },
         "DeploymentSchema": {
             "autoscaling_config": AutoscalingConfig,
+            "backpressure_config": BackpressureConfig,
             "ray_actor_options": RayActorOptionsSchema,
             "logging_config": LoggingConfig,
         },

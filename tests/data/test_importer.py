@@ -42,7 +42,7 @@ def schema_frame() -> pl.DataFrame:
     ts = [T0 + dt.timedelta(hours=7 * i, microseconds=i) for i in range(8)]
     fraud = [0, 1, 0, 0, 1, 0, 0, 1]
     delays = [dt.timedelta(days=2.5), dt.timedelta(days=1, seconds=3), dt.timedelta(days=30)]
-    label = []
+    label: list[dt.datetime] = []
     for t, f in zip(ts, fraud, strict=True):
         label.append(t + delays[len(label) % 3] if f else t)
     return pl.DataFrame(
@@ -103,7 +103,8 @@ def write_mapping(path: Path, **fields: Any) -> Path:
 # --- round trips ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_round_trip_simulated_rename_import_is_identical(tmp_path: Path, fmt: str) -> None:
-    sim = pytest.importorskip("riskml.data.simulator")
+    from riskml.data import simulator as sim
+
     sim.simulate(
         sim.SimulationConfig(n_customers=50, n_terminals=50, days=3, seed=1), tmp_path / "sim"
     )

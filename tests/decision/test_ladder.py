@@ -111,6 +111,37 @@ def test_feature_breaker_skips_a_failing_store_then_probes_it(
     assert o.decision_source == "ensemble" and len(calls) == 3
 
 
+def test_a_callers_short_deadline_never_opens_the_breaker_for_the_others(
+    reference: dict[str, Any], txs: list
+) -> None:
+    """A fetch cut short by the request's own tight deadline (a client's X-Request-Timeout-Ms)
+    falls back for that request only: the store was never given its feature timeout, so the
+    breaker counts nothing and the next caller with the full budget gets the models."""
+    app = make_app(
+        reference,
+        deadline_ms=500.0,
+        timeouts={"features_ms": 200.0},  # room for a loaded machine: the point is the breaker
+        feature_breaker={"failures": 2, "open_ms": 5_000},
+    )
+    ladder = app.ladder
+    ladder.stages.fetch = slow(ladder.stages.fetch, 0.005)  # a healthy store, 5 ms away
+    before = dict(ladder.breaker_counts)
+
+    async def tight(tx: dict[str, Any]) -> Any:
+        return (await ladder.decide([tx], budget_ms=6.0)).outcomes[0]
+
+    short = [asyncio.run(tight(tx)) for tx in txs[:6]]
+    assert {(o.decision_source, o.fallback_reason) for o in short} == {("rules", "feature_timeout")}
+    assert ladder.breaker_counts == before and not ladder.breaker_open()
+    (o,), _ = run(app, txs[6:7])
+    assert o.decision_source == "ensemble"
+    # the same late fetch with the whole feature timeout is the store's fault: it counts
+    ladder.stages.fetch = slow(ladder.stages.fetch, 1.0)
+    late = [run(app, [tx])[0][0] for tx in txs[7:9]]
+    assert {o.fallback_reason for o in late} == {"feature_timeout"}
+    assert ladder.breaker_counts["timeout"] == before["timeout"] + 2 and ladder.breaker_open()
+
+
 def test_slow_feature_store_times_out_within_the_deadline(
     reference: dict[str, Any], txs: list
 ) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from riskml.k8s.manifests import OVERLAYS, find_kubectl, overlay_path, render_overlay
 from riskml.settings import Settings
+from tests.support.services import need
 
 Doc = dict[str, Any]
 
@@ -18,8 +19,8 @@ Doc = dict[str, Any]
 @pytest.fixture(scope="session")
 def kubectl() -> str:
     path = find_kubectl()
-    if path is None:
-        pytest.skip("kubectl is not on PATH (needed for `kubectl kustomize`)")
+    need(path is not None, "kubectl is not on PATH (needed for `kubectl kustomize`)")
+    assert path is not None
     return path
 
 
@@ -42,16 +43,22 @@ def mutable(rendered: dict[str, list[Doc]]) -> Callable[[str], list[Doc]]:
 @pytest.fixture(scope="session")
 def crd_dir() -> Path:
     path = Settings().crd_dir
-    if path is None or not Path(path).is_dir():
-        pytest.skip(f"CRD directory unset or missing (RISKML_CRD_DIR={path}); point it at the CRDs")
+    need(
+        path is not None and Path(path).is_dir(),
+        f"CRD directory unset or missing (RISKML_CRD_DIR={path}); point it at the CRDs",
+    )
+    assert path is not None
     return Path(path)
 
 
 @pytest.fixture(scope="session")
 def schema_dir() -> Path:
     path = Settings().schema_dir
-    if path is None or not (Path(path) / "skaffold-v4beta14.json").is_file():
-        pytest.skip(f"skaffold schema unset or missing (RISKML_SCHEMA_DIR={path})")
+    need(
+        path is not None and (Path(path) / "skaffold-v4beta14.json").is_file(),
+        f"skaffold schema unset or missing (RISKML_SCHEMA_DIR={path})",
+    )
+    assert path is not None
     return Path(path)
 
 

@@ -30,6 +30,10 @@ def test_validate_command_passes_and_writes_json(
     assert report["prod"]["schema"] == []
     assert all(v == [] for v in report["prod"]["policy"].values())
     assert report["prod"]["objects"] > 30
+    # the shipped overlay pins tags; without --release the missing digests are only reported
+    assert len(report["prod"]["unpinned_images"]) == 3
+    said = " ".join(result.output.split())
+    assert "not pinned by digest" in said and "riskml k8s pin-digests" in said
 
 
 def test_validate_command_rejects_unknown_overlays(crd_dir: Path) -> None:

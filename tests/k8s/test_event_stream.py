@@ -191,6 +191,14 @@ def test_stream_processor_and_offline_log(rendered: dict[str, list[Doc]]) -> Non
         offline = find(docs, "Deployment", "riskml-offline-log", PLATFORM)
         assert processor["spec"]["replicas"] == 2  # one durable consumer, work shared
         assert offline["spec"]["replicas"] == 1
+        # the stream's copies: one per NATS server of the overlay (prod's three-server cluster)
+        expected = "3" if overlay == "prod" else "1"
+        for deployment in (processor, offline):
+            env = {e["name"]: e for e in _container(deployment)["env"]}
+            ref = env["RISKML_STREAM_REPLICAS"]["valueFrom"]["configMapKeyRef"]
+            assert ref["name"].startswith("riskml-stream")  # kustomize's hashed name
+            stream_cm = find(docs, "ConfigMap", ref["name"], PLATFORM)
+            assert stream_cm["data"][ref["key"]] == expected
         assert offline["spec"]["strategy"]["type"] == "Recreate"  # never two writers
 
         run, log = _container(processor), _container(offline)

@@ -51,7 +51,13 @@ def test_every_rendered_object_validates(rendered: dict[str, list[Doc]], crd_sch
     for docs in rendered.values():
         assert validate_manifests(docs, crd_schemas) == []
         custom = [d for d in docs if is_custom_resource(d, crd_schemas)]
-        assert {d["kind"] for d in custom} == {"RayService", "RayJob", "NodePool", "EC2NodeClass"}
+        assert {d["kind"] for d in custom} == {
+            "RayService",
+            "RayJob",
+            "NodePool",
+            "EC2NodeClass",
+            "PrometheusRule",
+        }
         assert len(custom) < len(docs)  # the rest went through kubernetes-validate
 
 

@@ -54,6 +54,11 @@ def test_serve_config_contract() -> None:
     assert list(deployments) == DEPLOYMENTS
     autoscaling = deployments["Ingress"].autoscaling_config
     assert 2 <= autoscaling["min_replicas"] < autoscaling["max_replicas"]
+    # backpressure: a bounded proxy queue, shed with 503 + Retry-After (docs/serving.md)
+    ingress = deployments["Ingress"]
+    assert ingress.max_queued_requests >= 1
+    assert ingress.backpressure_config.status_code == 503
+    assert ingress.backpressure_config.retry_after_s >= 1
     decider = deployments["Ingress"].user_config["decider"]
     assert decider["thresholds"] == {"review": 0.3, "decline": 0.7}
     assert sum(decider["blend_weights"].values()) == pytest.approx(1.0)
@@ -80,6 +85,18 @@ def test_serve_config_contract() -> None:
             r"max_replicas \(12\) must be greater than or equal to min_replicas \(20\)",
         ),
         (lambda c: c["applications"][0].pop("import_path"), r"import_path"),
+        (
+            lambda c: c["applications"][0]["deployments"][0]["backpressure_config"].update(
+                retry_after=1
+            ),
+            r"unknown keys: applications\[0\]\.deployments\[0\]\.backpressure_config\.retry_after",
+        ),
+        (
+            lambda c: c["applications"][0]["deployments"][0]["backpressure_config"].update(
+                status_code=500
+            ),
+            r"status_code",
+        ),
     ],
 )
 def test_invalid_serve_configs_fail(edit: Any, expected: str) -> None:

@@ -10,7 +10,6 @@ so later packages (training starts its own Ray) never meet them. The CLI lifecyc
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -20,9 +19,8 @@ import pytest
 from riskml.training.runtime import SERVE_REPLICA_ENV
 from tests.serving.helpers import (
     KEY_PREFIX,
-    REPO,
     RedisServer,
-    free_port,
+    local_serve,
     seed_store,
 )
 
@@ -56,35 +54,12 @@ def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSer
 def serve_instance() -> Iterator[SimpleNamespace]:
     """A local Ray with Serve listening on a free loopback port; Ray metrics on another."""
     import ray
-    from ray import serve
 
     if ray.is_initialized():  # pragma: no cover - an earlier package left a driver connected
         ray.shutdown()
-    http_port, metrics_port = free_port(), free_port()
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        logging_level="ERROR",
-        _metrics_export_port=metrics_port,
-        _system_config={"metrics_report_interval_ms": 1000},
-        runtime_env={
-            "env_vars": {
-                # tests.support (stand-in sources and models) must be importable by the replicas
-                "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-                "OMP_NUM_THREADS": "1",
-                **SERVE_REPLICA_ENV,  # as every Serve cluster riskml runs
-            }
-        },
-    )
-    try:
-        serve.start(http_options={"host": "127.0.0.1", "port": http_port, "request_timeout_s": 30})
-        yield SimpleNamespace(
-            url=f"http://127.0.0.1:{http_port}", metrics_url=f"http://127.0.0.1:{metrics_port}"
-        )
-    finally:
-        serve.shutdown()
-        ray.shutdown()
+    # SERVE_REPLICA_ENV: as every Serve cluster riskml runs
+    with local_serve(SERVE_REPLICA_ENV, request_timeout_s=30) as instance:
+        yield instance
 
 
 def app_args(reference: dict[str, Any], redis: RedisServer, prefix: str, **extra: Any) -> dict:

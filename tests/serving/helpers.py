@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.services import need
 from tests.support.traffic import live_transactions
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,6 +51,60 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextmanager
+def local_serve(
+    env: dict[str, str], *, num_cpus: int = 2, address: str | None = None, **http: Any
+) -> Iterator[SimpleNamespace]:
+    """A local Ray with Serve on a free loopback port (Ray metrics on another), its replicas
+    started with ``env`` (also set in this process for the run: Serve's controller reads it)
+    and at riskml's local worker niceness (Ray's default 15 lets any other process on the
+    machine take their CPU first: deadlines then fail for no reason); ``tests.support`` is
+    importable by the replicas. Everything is shut down and the environment restored after."""
+    import logging
+    import os
+
+    import ray
+    from ray import serve
+
+    from riskml.training.runtime import LOCAL_WORKER_NICENESS
+
+    env = {"RAY_worker_niceness": LOCAL_WORKER_NICENESS, **env}
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    http_port, metrics_port = free_port(), free_port()
+    try:
+        ray.init(
+            address=address,
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.ERROR,
+            _metrics_export_port=metrics_port,
+            _system_config={"metrics_report_interval_ms": 1000},
+            runtime_env={
+                "env_vars": {
+                    "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+                    "OMP_NUM_THREADS": "1",
+                    **env,
+                }
+            },
+        )
+        try:
+            serve.start(http_options={"host": "127.0.0.1", "port": http_port, **http})
+            yield SimpleNamespace(
+                url=f"http://127.0.0.1:{http_port}", metrics_url=f"http://127.0.0.1:{metrics_port}"
+            )
+        finally:
+            serve.shutdown()
+            ray.shutdown()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def one_per_customer(txs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -102,8 +157,8 @@ class RedisServer:
 
     def start(self) -> None:
         exe = shutil.which("redis-server")
-        if exe is None:
-            pytest.skip("redis-server is not installed")
+        need(exe is not None, "redis-server not installed")
+        assert exe is not None
         self.proc = subprocess.Popen(
             [
                 exe,

@@ -17,7 +17,7 @@ from riskml.decision.config import DeciderConfig, IngressConfig
 from riskml.registry.store import RegistryError
 from riskml.settings import REPO_ROOT
 from serving.components import import_attr
-from serving.config import TOPOLOGIES, AppArgs
+from serving.config import TOPOLOGIES, AdmissionArgs, AppArgs
 
 #: A component spec (validated, never built here).
 SOURCE = {"factory": "tests.support.serving_standins:InMemoryFeatureSource"}
@@ -39,6 +39,10 @@ def test_serve_config_names_the_apps_deployments_and_valid_user_configs() -> Non
     decider = DeciderConfig.model_validate(user_config.pop("decider"))
     ingress = IngressConfig.model_validate(user_config)
     assert ingress.deadline_ms > 0 and decider.thresholds.review <= decider.thresholds.decline
+    # Serve's slots stay above the admission's, or Serve queues out of sight of the deadline
+    admission = AdmissionArgs.model_validate(app["args"].get("admission", {}))
+    ongoing = deployments["Ingress"]["max_ongoing_requests"]
+    assert ongoing >= admission.max_in_flight + admission.max_waiting
 
 
 def test_serve_config_args_name_the_registry_champion_resolved_before_deploying(

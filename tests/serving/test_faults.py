@@ -1,154 +1,279 @@
-"""Fault tests on a real local Ray Serve over HTTP, with a private redis-server as the online
-store: a model sleeping past the deadline, the feature store stopped mid-run, and an Ingress
-replica killed under load with client retries."""
+"""Fault targets of issue #21 on the real decision service: a Ray Serve app over HTTP serving
+the package's model bundle on the production feature source (``FeastFeatureSource`` over a Feast
+online store on a private redis-server), with ``serving/serve_config.yaml``'s Ingress
+``user_config`` (deadline 50 ms, feature timeout 20 ms) and admission (8 + 8 per replica),
+2 Ingress replicas:
+
+* the feature store stopped: 1,000 requests at 200/s, every one answered from the rules rung,
+  e2e p99 <= 50 ms, the ``ray_riskml_fallbacks`` counter on Ray's metrics endpoint up by
+  exactly 1,000;
+* every request routed to a model version that sleeps 500 ms: 1,000 requests at 100/s,
+  answered by a rung below the models within the deadline + 10 ms, none hung;
+* one Ingress replica killed under load (100/s for 15 s, killed at 5 s: the bounded version of
+  the benchmark's 200/s for 60 s killed at 20 s): with 2 client retries (idempotent by
+  ``tx_id``) no request fails, no transaction is written back twice, and the p99 while Serve
+  restores the replica shows no stall (:data:`RECOVERY_P99_BOUND_MS`; the 2x-before target is
+  the benchmark's figure); without retries at most the killed replica's admission cap
+  (16) fails; either way the replicas are back within 40 s.
+
+The scenarios (:mod:`tests.support.faults`, shared with ``benchmarks/faults.py``, which runs them
+at the target sizes) run once for this module in a process of their own with a Ray of its own:
+direct ingress (the Ingress replicas' own ports, what riskml's local clusters serve on) is a
+setting of a whole Serve instance, which the package's ``serve_instance`` does not turn on, and
+Serve's proxy alone costs 5-6 ms CPU per request here (2 cores saturate near 100 rps through
+it: benchmarks/README.md). Each test asserts on its scenario's figures.
+
+Where a target is a bound on *every* request's latency, this module asserts it on the server's
+clock (``latency_ms.total``, from the request's arrival at the Ingress: the deadline's own clock)
+and bounds the client's tail; the client-side count against the target is in the figures and in
+the benchmark's pass/fail (benchmarks/README.md#faults).
+"""
 
 from __future__ import annotations
 
-import threading
+import json
+import os
+import subprocess
+import sys
 import time
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from serving.replay import replay
-from tests.serving.helpers import (
-    APP,
-    INGRESS,
-    reconfigured,
-    seed_store,
-    wait_for,
-)
-from tests.support.traffic import live_transactions
+from tests.serving.helpers import REPO
+from tests.support.faults import TARGETS
+from tests.support.services import need
+from tests.support.world import World
 
-pytestmark = [
-    pytest.mark.serve,
-    pytest.mark.integration,
-    pytest.mark.ray,
-    pytest.mark.slow,
-]
 
-DEADLINE_MS = 150.0
-TIGHT = {
-    **INGRESS,
-    "deadline_ms": DEADLINE_MS,
-    "timeouts": {"features_ms": 80, "xgboost_ms": 60, "sequence_ms": 60, "decider_ms": 40},
+def fault_test(fn: Any) -> Any:
+    """The scenarios' tests: a real Ray Serve app, Redis, ~2.5 min on 2 cores."""
+    for mark in (pytest.mark.serve, pytest.mark.integration, pytest.mark.ray, pytest.mark.slow):
+        fn = mark(fn)
+    return fn
+
+
+#: Bounded sizes for CI: the targets' 1,000 requests (the slow model at 100/s: at 200/s the
+#: 2 cores run the replicas, the client and Redis near saturation, and the tail measures that:
+#: the benchmark's figures), the kill for 15 s at 100/s.
+SIZES = {
+    "requests": 1_000,
+    "rate": 200.0,
+    "slow-rate": 100.0,
+    "rps": 100.0,
+    "duration-s": 15.0,
+    "kill-at-s": 5.0,
+    "retries": 2,
+    "replicas": 2,
+    "slow-ms": 500.0,
 }
+
+#: The kill's p99 while Serve restores the replica: the target (2x the p99 before) is the
+#: benchmark's figure (benchmarks/faults.py reports it with its pass/fail); this test bounds a
+#: *stall*. On a quiet 2-core machine the recovery p99 was 2.1-2.8x the p99 before (25-46 ms
+#: against 9-22 ms), once 70 ms in a full CI run; a CI machine under other load measured 470 ms
+#: (0 failed, the client's own send lag p99 285 ms: the replacement replica's start, ~8
+#: CPU-seconds importing its libraries, took the 2 cores the client, Redis and the survivor
+#: share; on Kubernetes it has CPUs of its own). A stall is different in kind: requests held
+#: at the dead replica until Serve notices it (2-7 s here) or until the client's 10 s timeout.
+#: So the bound is one second: a recovery that stalls still fails it, CPU starvation does not.
+RECOVERY_P99_BOUND_MS = 1_000.0
 
 
 @pytest.fixture(scope="module")
-def app(decision_app: SimpleNamespace) -> SimpleNamespace:
-    return decision_app
+def figures(world: World, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    import shutil
+
+    need(shutil.which("redis-server") is not None, "redis-server not installed")
+    tmp = tmp_path_factory.mktemp("faults")
+    day, out = tmp / "day.parquet", tmp / "faults.json"
+    world.day.write_parquet(day)
+    cmd = [
+        sys.executable,
+        "-m",
+        "tests.support.faults",
+        "--world-root",
+        str(world.root),
+        "--features-dir",
+        str(world.features_dir),
+        "--bundle",
+        str(world.bundle),
+        "--replay-day",
+        world.replay_day.isoformat(),
+        "--day",
+        str(day),
+        "--out",
+        str(out),
+        *(f"--{k}={v}" for k, v in SIZES.items()),
+    ]
+    t = time.perf_counter()
+    proc = subprocess.run(
+        cmd, cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=540
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    results: dict[str, Any] = json.loads(out.read_text())
+    print(f"\nfault scenarios ran in {time.perf_counter() - t:.0f} s")
+    return results
 
 
+def _show(name: str, f: dict[str, Any]) -> str:
+    return f"{name}: " + json.dumps({k: v for k, v in f.items() if k != "failed_at_s"})
+
+
+@fault_test
+def test_feature_store_down_every_request_is_answered_by_the_rules_within_the_deadline(
+    figures: dict[str, Any],
+) -> None:
+    f = figures["store_down"]
+    print("\n" + _show("store_down", f))
+    target = TARGETS["store_down"]
+    assert f["requests"] == target["requests"] == 1_000
+    assert f["answered"] == f["requests"], f["status"]
+    assert f["feature_timeout_ms"] <= target["feature_timeout_ms"]
+    assert f["e2e_p99_ms"] <= target["e2e_p99_ms"], f
+    # every answer from the rules rung, none later than the deadline on the server's clock
+    assert set(f["decided_by"]) <= {
+        "rules/feature_store_unavailable",
+        "rules/feature_timeout",
+    }, f["decided_by"]
+    assert f["server_total_max_ms"] <= f["deadline_ms"] + 10, f
+    # the Prometheus counter of the app counted each fallback once, no more, no less
+    assert f["fallback_counter_delta"] == f["requests"], f
+    # and the store is used again once it is back
+    assert f["store_back_to_models_s"] is not None and f["store_back_to_models_s"] < 30
+
+
+@fault_test
 def test_a_model_sleeping_past_the_deadline_is_answered_by_the_next_rung(
-    app: SimpleNamespace,
+    figures: dict[str, Any],
 ) -> None:
-    txs = live_transactions(12, seed=91, prefix="sleepy")
-    out, client_ms = [], []
-    with reconfigured(
-        app, ingress={**TIGHT, "experiment": {"enabled": True, "arms": {"slow": 1.0}}}
-    ):
-        for tx in txs:
-            t = time.perf_counter()
-            r = app.client.post("/v1/score", json=tx)
-            client_ms.append((time.perf_counter() - t) * 1e3)
-            assert r.status_code == 200
-            out.append(r.json())
-    for o in out:
-        assert (o["decision_source"], o["fallback_reason"]) == ("rules", "xgboost_timeout")
-        assert o["model_version"] == "slow"
-        assert o["latency_ms"]["total"] <= DEADLINE_MS + 10, o["latency_ms"]
-    # seen from the client: the 1 s model never holds the answer back
-    assert sorted(client_ms)[len(client_ms) // 2] <= DEADLINE_MS + 60, client_ms
-    assert max(client_ms) < 1000, client_ms
+    f = figures["slow_model"]
+    print("\n" + _show("slow_model", f))
+    assert f["requests"] == TARGETS["slow_model"]["requests"] == 1_000
+    assert f["slow_ms"] == TARGETS["slow_model"]["slow_ms"] == 500
+    assert f["versions"] == ["slow"]  # every request went to the sleeping model
+    assert f["answered"] == f["requests"] and f["hung"] == 0, f
+    # a rung below the models decided each one (xgboost_timeout; a feature fetch late on a busy
+    # machine sends a request down before the model is asked, and 3 in a row open the breaker)
+    assert f["passed"]["fallback"], f["decided_by"]
+    # within the deadline + 10 ms on the deadline's clock, every one
+    assert f["server_within_deadline_plus_10"] == f["requests"], f
+    # seen from the client: the 500 ms model never holds an answer back
+    assert f["e2e_p99_ms"] <= f["deadline_ms"] + 10, f
+    assert f["e2e_max_ms"] < f["slow_ms"], f
+    assert f["fallback_counter_delta"] == f["requests"], f
 
 
-def test_feature_store_stopped_mid_run_still_answers_every_request(
-    app: SimpleNamespace, reference: dict[str, Any]
-) -> None:
-    private_redis = app.redis
-    txs = live_transactions(160, seed=93, prefix="redis-down")
-    stop_at = 1.5
-    stopped: dict[str, float] = {}
-
-    def stopper() -> None:
-        time.sleep(stop_at)
-        private_redis.stop()
-        stopped["t"] = time.perf_counter()
-
-    thread = threading.Thread(target=stopper)
-    try:
-        with reconfigured(app, ingress=TIGHT):
-            t0 = time.perf_counter()
-            thread.start()
-            report = replay(app.url, txs, rps=40, retries=0, timeout_s=5, keep_responses=True)
-    finally:
-        if thread.ident is not None:
-            thread.join()
-        private_redis.start()
-        seed_store(private_redis, reference)
-    assert report.errors == 0 and report.ok == len(txs), report.status
-    after = [
-        r
-        for r in report.responses
-        if r["t"] >= stopped["t"] - t0 + 0.25  # sent once it was down
-    ]
-    assert len(after) > 60
-    bad = [
-        (
-            round(r["t"], 3),
-            r["body"]["decision_source"],
-            r["body"]["fallback_reason"],
-            r["body"]["latency_ms"],
-        )
-        for r in after
-        if (r["body"]["decision_source"], r["body"]["fallback_reason"])
-        != ("rules", "feature_store_unavailable")
-        or r["body"]["latency_ms"]["total"] > DEADLINE_MS
-    ]
-    assert not bad, (len(bad), bad[:5])
-    before = [r["body"] for r in report.responses if r["t"] < stop_at - 0.2]
-    assert before and {b["decision_source"] for b in before} & {"ensemble", "xgboost_only"}
-    # the service recovers once the store is back
-    recovered = wait_for(
-        lambda: app.client.post("/v1/score", json=txs[0]).json()["decision_source"] != "rules",
-        timeout_s=30,
-    )
-    assert recovered
-
-
+@fault_test
 def test_killing_a_replica_under_load_loses_no_request_with_client_retries(
-    app: SimpleNamespace,
+    figures: dict[str, Any],
 ) -> None:
-    import ray
+    f = figures["replica_kill_retries"]
+    print("\n" + _show("replica_kill_retries", f))
+    target = TARGETS["replica_kill"]
+    assert f["replicas"] >= target["replicas"] and f["retries_allowed"] <= target["retries"]
+    assert f["requests"] == SIZES["rps"] * SIZES["duration-s"]
+    assert f["failed"] == 0, (f["status"], f["failed_at_s"])
+    assert f["replicas_back_s"] is not None, "Serve never restored the killed replica"
+    assert f["replicas_back_s"] <= target["replicas_back_s"], f
+    assert f["recovery_window_requests"] > 0
+    # no stall while Serve restores the replica (the 2x target is the benchmark's figure: see
+    # RECOVERY_P99_BOUND_MS)
+    assert f["p99_recovery_ms"] <= RECOVERY_P99_BOUND_MS, f
+    # retried transactions were decided again but folded into their customer's state once
+    assert f["requests_retried"] > 0, "no request was in flight at the killed replica"
+    assert f["written_back_twice"] == 0, f
 
-    def ingress_replicas() -> list[str]:
-        return sorted(
-            a["name"]
-            for a in ray.util.list_named_actors(all_namespaces=True)
-            if f"{APP}#Ingress#" in a["name"]
-        )
 
-    replicas = ingress_replicas()
-    assert len(replicas) == 2, replicas
-    txs = live_transactions(240, seed=97, prefix="kill")
-    killed: list[str] = []
+@fault_test
+def test_killing_a_replica_without_retries_loses_at_most_its_in_flight_cap(
+    figures: dict[str, Any],
+) -> None:
+    f = figures["replica_kill_control"]
+    print("\n" + _show("replica_kill_control", f))
+    assert f["retries_allowed"] == 0
+    assert f["failed"] <= f["killed_replica_cap"] == 16, (f["status"], f["failed_at_s"])
+    assert f["replicas_back_s"] is not None
+    assert f["replicas_back_s"] <= TARGETS["replica_kill"]["replicas_back_s"], f
 
-    def killer() -> None:
-        time.sleep(2.0)
-        ray.kill(ray.get_actor(replicas[0], namespace="serve"), no_restart=True)
-        killed.append(replicas[0])
 
-    thread = threading.Thread(target=killer)
-    thread.start()
-    try:
-        report = replay(app.url, txs, rps=40, retries=3, timeout_s=10)
-    finally:
-        thread.join()
-    assert killed
-    assert report.errors == 0 and report.ok == len(txs), (report.status, report.retries)
-    # Serve replaced the dead replica
-    assert wait_for(
-        lambda: len(ingress_replicas()) == 2 and killed[0] not in ingress_replicas(), 120
-    )
+class _Echo:
+    """A stand-in replica: answers every score with a fixed decision, counting what it got."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler
+
+        from tests.support.fake_http import FakeHttpServer
+
+        echo = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                tx = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                echo.got.append(tx["tx_id"])
+                body = json.dumps(
+                    {
+                        "tx_id": tx["tx_id"],
+                        "decision": "approve",
+                        "decision_source": "ensemble",
+                        "fallback_reason": None,
+                        "latency_ms": {"total": 0.1},
+                    }
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        class Server(FakeHttpServer):
+            def _handler(self) -> type[BaseHTTPRequestHandler]:
+                return Handler
+
+        self.got: list[str] = []
+        self.server = Server()
+
+
+def test_the_replay_client_skips_a_dead_replica_and_follows_the_replicas_serve_runs() -> None:
+    """What the kill scenario's client does with Serve direct ingress, as a load balancer in
+    front of the replicas would: a target whose connection failed is skipped (``eject_s``), and
+    a callable target list is followed as it changes."""
+    from serving.replay import replay
+    from tests.serving.helpers import free_port
+    from tests.support.traffic import live_transactions
+
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there: a replica that died
+    txs = live_transactions(40, seed=5, prefix="lb")
+    first, second = _Echo(), _Echo()
+    with first.server, second.server:
+        plain = replay([dead, first.server.host], txs[:20], rps=200, timeout_s=5)
+        assert plain.errors == 10  # round robin: every other request to the dead one
+        ejecting = replay([dead, first.server.host], txs[:20], rps=200, timeout_s=5, eject_s=5)
+        assert ejecting.errors == 1 and ejecting.ok == 19, ejecting.status
+        # the target list changes mid-run (a replica replaced): followed from the next send
+        targets = [[first.server.host]]
+
+        def switch(i: int) -> None:
+            if i == 9:
+                targets[0] = [second.server.host]
+
+        moved = replay(lambda: targets[0], txs[20:], rps=200, timeout_s=5, on_sent=switch)
+        assert moved.ok == 20 and moved.errors == 0
+        # request 9 was scheduled, then the list changed, then it was sent: to the new one
+        assert sorted(second.got) == [t["tx_id"] for t in txs[29:]]
+
+
+def test_client_retries_back_off_and_honour_retry_after() -> None:
+    """A retry waits 50 ms doubling per attempt (jittered), or the shed answer's Retry-After,
+    never more than half a second: retried at once, a saturated survivor sheds it again."""
+    from serving.replay import MAX_RETRY_WAIT_S, retry_wait_s
+
+    assert retry_wait_s(0, None, 1.0) == 0.05 and retry_wait_s(1, None, 1.0) == 0.1
+    assert 0.025 <= retry_wait_s(0, None, 0.5) < retry_wait_s(0, None, 1.49) < 0.075
+    assert retry_wait_s(0, "1", 1.0) == MAX_RETRY_WAIT_S == 0.5  # Retry-After: 1, capped
+    assert retry_wait_s(0, "0.2", 1.0) == 0.2
+    assert retry_wait_s(0, "Wed, 21 Oct 2026 07:28:00 GMT", 1.0) == 0.05  # a date: backoff
+    assert retry_wait_s(5, None, 1.4) == MAX_RETRY_WAIT_S

@@ -1,15 +1,23 @@
 """The decision app on a real local Ray Serve, over HTTP (stand-in features on a real
 redis-server): equivalence with in-process scoring, input validation (explicit cases, >= 1,000
-hypothesis-generated bad requests, schemathesis on the OpenAPI document), live reconfiguration,
-experiments, shadow scoring, write-back, metrics, the replay CLI."""
+hypothesis-generated bad requests), >= 1,000 generated valid requests each answered with a score
+or a named fallback, ``schemathesis run --checks all`` against the OpenAPI document (open, and
+with API keys), live reconfiguration, experiments, shadow scoring, write-back, metrics, the
+replay CLI."""
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import json
 import math
+import os
+import subprocess
+import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -22,9 +30,12 @@ from serving.schemas import MAX_BATCH
 from tests.serving.helpers import (
     DECIDER,
     INGRESS,
+    OPTIONS,
+    REPO,
     assert_matches_in_process,
     one_per_customer,
     reconfigured,
+    user_configs,
     wait_for,
 )
 from tests.support.serving_standins import FEATURE_NAMES
@@ -53,7 +64,7 @@ def test_http_decisions_match_in_process_scoring(app: SimpleNamespace) -> None:
     assert_matches_in_process(app, seed=21)
 
 
-def _post_raw(client: httpx.Client, path: str, body: str) -> httpx.Response:
+def _post_raw(client: httpx.Client, path: str, body: str | bytes) -> httpx.Response:
     return client.post(path, content=body, headers={"content-type": "application/json"})
 
 
@@ -98,8 +109,10 @@ def valid_tx() -> dict[str, Any]:
         ("/v1/score", json.dumps({k: v for k, v in valid_tx().items() if k != "tx_id"}), "tx_id"),
         ("/v1/score", '{"tx_id": "a", ', None),
         ("/v1/score", "[]", None),
+        # not UTF-8, and nested past the JSON parser's recursion limit: FastAPI's bare 400
+        ("/v1/score", b'{"tx_id": "\xff\xfe"}', "body"),
+        ("/v1/score/batch", "[" * 50_000, "body"),
         ("/v1/score/batch", json.dumps({"transactions": []}), "transactions"),
-        ("/v1/score/batch", json.dumps({"transactions": [valid_tx(), valid_tx()]}), "transactions"),
         (
             "/v1/score/batch",
             json.dumps(
@@ -116,7 +129,7 @@ def valid_tx() -> dict[str, Any]:
     ],
 )
 def test_bad_requests_are_422_with_a_clear_message(
-    app: SimpleNamespace, path: str, body: str, field: str | None
+    app: SimpleNamespace, path: str, body: str | bytes, field: str | None
 ) -> None:
     r = _post_raw(app.client, path, body)
     assert r.status_code == 422, r.text
@@ -209,36 +222,302 @@ def test_at_least_1000_generated_bad_requests_never_get_a_5xx(app: SimpleNamespa
     assert len(statuses) >= 1000 and max(statuses) < 500
 
 
-def test_schemathesis_finds_no_server_errors(app: SimpleNamespace) -> None:
-    import schemathesis
+def test_a_repeated_transaction_is_decided_once_a_conflicting_one_is_409(
+    app: SimpleNamespace,
+) -> None:
+    """A tx_id names one transaction: sent twice in a batch with the same fields (the same
+    instant in another UTC offset too) it is one decision, answered at both places; with other
+    fields it is a 409 naming the item, and nothing is decided."""
+    a, b = live_transactions(2, seed=23, prefix="dup")
+    plus_two = dt.timezone(dt.timedelta(hours=2))
+    again = dict(a, ts=dt.datetime.fromisoformat(a["ts"]).astimezone(plus_two).isoformat())
+    r = app.client.post("/v1/score/batch", json={"transactions": [a, b, again]})
+    assert r.status_code == 200, r.text
+    first, other, repeat = r.json()["decisions"]
+    assert (first["tx_id"], other["tx_id"]) == (a["tx_id"], b["tx_id"])
+    assert repeat == first  # the same decision, not a second one
+
+    conflict = dict(a, amount=a["amount"] + 1)
+    r = app.client.post("/v1/score/batch", json={"transactions": [a, b, conflict]})
+    assert r.status_code == 409, r.text
+    (detail,) = r.json()["detail"]
+    assert detail["loc"] == ["body", "transactions", 2, "tx_id"]
+    assert detail["type"] == "tx_id_conflict" and "transactions[0]" in detail["msg"]
+
+
+def test_openapi_states_what_the_app_answers(app: SimpleNamespace) -> None:
+    doc = app.client.get("/openapi.json").json()
+    batch = doc["components"]["schemas"]["BatchRequest"]["properties"]["transactions"]
+    assert batch["maxItems"] == INGRESS["max_batch_size"]  # the live limit, not MAX_BATCH
+    (header,) = doc["paths"]["/v1/score"]["post"]["parameters"]
+    assert header["name"] == "X-Request-Timeout-Ms" and header["schema"]["type"] == "number"
+    responses = doc["paths"]["/v1/score/batch"]["post"]["responses"]
+    assert {"200", "409", "413", "422", "503"} <= set(responses)
+    assert "Retry-After" in responses["503"]["headers"]
+    assert "401" not in responses  # an open app: no keys, no 401
+    with reconfigured(app, ingress={**INGRESS, "max_batch_size": 16}):
+        doc = app.client.get("/openapi.json").json()
+        batch = doc["components"]["schemas"]["BatchRequest"]["properties"]["transactions"]
+        assert batch["maxItems"] == 16
+
+
+#: Transactions the service accepts whatever else is drawn (schema rules, riskml.data.schema).
+ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-"
+
+
+@pytest.mark.slow
+def test_1000_valid_requests_each_get_a_score_or_a_named_fallback(app: SimpleNamespace) -> None:
+    """>= 1,000 generated valid requests over HTTP (single and batch, some with a short or an
+    expired deadline): every one is a 200 answering each transaction once, in order, with the
+    served model version, and either a finite score in [0, 1] or a named fallback source
+    with its reason."""
     from hypothesis import HealthCheck, given, settings
-    from schemathesis import GenerationMode
+    from hypothesis import strategies as st
 
-    schema = schemathesis.openapi.from_url(f"{app.url}/openapi.json", timeout=30)
-    seen: dict[str, int] = {}
+    from tests.support.schemathesis_hooks import accepted_date_times
 
-    def run(mode: GenerationMode, examples: int) -> None:
-        @settings(
-            max_examples=examples,
-            deadline=None,
-            database=None,
-            derandomize=True,
-            suppress_health_check=list(HealthCheck),
+    versions = set(app.client.get("/v1/model").json()["versions"])
+    ids = st.text(ID_ALPHABET, min_size=1, max_size=128)
+    counter = iter(range(10**9))
+
+    @st.composite
+    def transaction(draw: Any) -> dict[str, Any]:
+        tx: dict[str, Any] = {
+            "tx_id": f"pv-{next(counter)}-{draw(st.text(ID_ALPHABET, max_size=8))}",
+            "ts": draw(accepted_date_times()),
+            # a few customers of their own (a history builds up) or any valid id
+            "customer_id": draw(st.one_of(st.integers(0, 30).map("pv-c{}".format), ids)),
+            "terminal_id": draw(st.one_of(st.integers(0, 99).map("t{}".format), ids)),
+            "amount": draw(
+                st.one_of(
+                    st.floats(0, 1e9, allow_nan=False, allow_infinity=False),
+                    st.floats(0, 500).map(lambda v: round(v, 2)),
+                    st.sampled_from([0.0, 1e9]),
+                )
+            ),
+        }
+        optional = {
+            "device_id": ids,
+            "currency": st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=3, max_size=3),
+            "merchant_category": st.text(ID_ALPHABET + " ", min_size=1, max_size=64),
+            "channel": st.sampled_from(["pos", "contactless", "ecom", "moto", "atm", "unknown"]),
+        }
+        for name, values in optional.items():
+            if draw(st.booleans()):
+                tx[name] = draw(values)
+        return tx
+
+    timeouts = st.one_of(
+        st.none(), st.none(), st.none(), st.sampled_from([-5.0, 0.0]), st.floats(0.5, 20)
+    )
+    requests = st.tuples(
+        st.one_of(transaction(), st.lists(transaction(), min_size=1, max_size=5)), timeouts
+    )
+    seen: collections.Counter[str] = collections.Counter()
+
+    def check(decision: dict[str, Any], tx: dict[str, Any]) -> None:
+        assert decision["tx_id"] == tx["tx_id"]
+        assert decision["decision"] in ("approve", "review", "decline")
+        assert decision["model_version"] in versions
+        source, reason, score = (
+            decision["decision_source"],
+            decision["fallback_reason"],
+            decision["score"],
         )
-        @given(case=schema.as_strategy(generation_mode=mode))
-        def check(case: Any) -> None:
-            response = case.call(base_url=app.url, timeout=30)
-            key = f"{case.method} {case.path}"
-            seen[key] = seen.get(key, 0) + 1
-            assert response.status_code < 500, (case.body, response.text[:300])
-            if mode is GenerationMode.POSITIVE and response.status_code == 200:
-                case.validate_response(response)  # the answer conforms to the schema
+        if score is not None:
+            assert math.isfinite(score) and 0.0 <= score <= 1.0, decision
+            assert source in ("ensemble", "xgboost_only"), decision
+        else:
+            assert source in ("rules", "default"), decision
+        if source == "ensemble":
+            assert reason is None, decision
+        else:
+            assert isinstance(reason, str) and reason, decision  # a named fallback, and why
+        seen[source] += 1
+        seen[f"{source}: {reason}"] += 1
 
-        check()
+    @settings(
+        max_examples=1000,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(requests)
+    def post(request: tuple[dict[str, Any] | list[dict[str, Any]], float | None]) -> None:
+        body, timeout_ms = request
+        headers = {} if timeout_ms is None else {"X-Request-Timeout-Ms": str(timeout_ms)}
+        if isinstance(body, dict):
+            r = app.client.post("/v1/score", json=body, headers=headers)
+            assert r.status_code == 200, (body, r.status_code, r.text[:500])
+            check(r.json(), body)
+        else:
+            r = app.client.post("/v1/score/batch", json={"transactions": body}, headers=headers)
+            assert r.status_code == 200, (body, r.status_code, r.text[:500])
+            decisions = r.json()["decisions"]
+            assert len(decisions) == len(body)
+            for decision, tx in zip(decisions, body, strict=True):
+                check(decision, tx)
+        seen["requests"] += 1
 
-    run(GenerationMode.POSITIVE, 120)
-    run(GenerationMode.NEGATIVE, 200)
-    assert {"POST /v1/score", "POST /v1/score/batch", "GET /healthz", "GET /v1/model"} <= set(seen)
+    post()
+    print(dict(seen))
+    assert seen["requests"] >= 1000
+    # both branches of the property were exercised: scored answers and named fallbacks
+    assert seen["ensemble"] > 0 and seen["default"] + seen["rules"] + seen["xgboost_only"] > 0
+
+
+# -- schemathesis: the OpenAPI document against what the app does --------------------------------
+#: Cases per operation that has inputs, per phase, in the run a user makes (``--mode all``: the
+#: fuzzing phase draws mostly positive cases, the coverage phase mostly negative ones).
+MAX_EXAMPLES = 200
+#: ... and in a second run, fuzzing in negative mode only.
+NEGATIVE_EXAMPLES = 100
+
+
+def schemathesis_run(url: str, out: Path, *extra: str) -> dict[str, collections.Counter[str]]:
+    """``schemathesis run <url>/openapi.json --checks all`` as a user runs it (every phase, both
+    generation modes), then its fuzzing phase once more in negative mode, both with the
+    repository's schemathesis.toml (its hooks: tests.support.schemathesis_hooks); fails with
+    the CLI's own report unless each found nothing. The cases of each operation by mode, and
+    of every check by status, from their NDJSON reports."""
+    counts: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    runs = {
+        "all": ["--mode=all", f"--max-examples={MAX_EXAMPLES}"],
+        "negative": ["--phases=fuzzing", "--mode=negative", f"--max-examples={NEGATIVE_EXAMPLES}"],
+    }
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    path = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    env.update(PYTHONPATH=path, NO_COLOR="1")
+    for name, options in runs.items():
+        report = out / f"schemathesis-{name}.ndjson"
+        cmd = [
+            str(Path(sys.executable).with_name("schemathesis")),
+            # the repository's config (its hooks), what a bare run from the root picks up
+            f"--config-file={REPO / 'schemathesis.toml'}",
+            "run",
+            f"{url}/openapi.json",
+            "--checks=all",
+            *options,
+            "--seed=21",
+            "--workers=1",
+            "--continue-on-failure",
+            "--request-timeout=30",
+            "--report=ndjson",
+            f"--report-ndjson-path={report}",
+            *extra,
+        ]
+        # in tmp_path: the CLI keeps its cache (.schemathesis/) in its working directory
+        run = subprocess.run(cmd, cwd=out, env=env, capture_output=True, text=True, timeout=400)
+        assert run.returncode == 0, run.stdout[-8000:] + run.stderr[-2000:]
+        for line in report.read_text().splitlines():
+            event = json.loads(line)
+            if "ScenarioFinished" not in event:
+                continue
+            recorder = event["ScenarioFinished"]["recorder"]
+            for case_id, case in recorder.get("cases", {}).items():
+                mode = case["value"]["meta"]["generation"]["mode"]
+                counts[recorder["label"]][mode] += 1
+                for check in recorder["checks"].get(case_id, []):
+                    counts["checks"][f"{check['name']}:{check['status']}"] += 1
+    return counts
+
+
+def assert_found_nothing(counts: dict[str, collections.Counter[str]]) -> None:
+    checks = counts.pop("checks")
+    assert not [c for c in checks if not c.endswith((":success", ":skip"))], checks
+    ran = {c.split(":")[0] for c in checks if c.endswith(":success")}
+    assert {
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_headers_conformance",
+        "response_schema_conformance",
+        "negative_data_rejection",
+        "positive_data_acceptance",
+        "unsupported_method",
+    } <= ran, ran
+    assert set(counts) == {
+        "POST /v1/score",
+        "POST /v1/score/batch",
+        "GET /healthz",
+        "GET /v1/model",
+        "GET /v1/decision-log",
+    }
+    for op in ("POST /v1/score", "POST /v1/score/batch"):
+        assert counts[op]["positive"] >= 100 and counts[op]["negative"] >= 100, (op, counts[op])
+    # the GETs take no input: one request each, plus the coverage phase's other methods
+    for op in ("GET /healthz", "GET /v1/model", "GET /v1/decision-log"):
+        assert counts[op]["positive"] >= 1, (op, counts[op])
+
+
+@pytest.mark.slow
+def test_schemathesis_all_checks_find_nothing(app: SimpleNamespace, tmp_path: Path) -> None:
+    counts = schemathesis_run(app.url, tmp_path)
+    print({op: dict(c) for op, c in counts.items() if op != "checks"})
+    assert_found_nothing(counts)
+
+
+@contextmanager
+def beside(
+    app: SimpleNamespace,
+    name: str,
+    ingress: dict[str, Any],
+    env: dict[str, str] | None = None,
+) -> Iterator[str]:
+    """The same app beside the module's, colocated, one replica, with its own Ingress config
+    (and environment); its URL. Serve's declarative set names both (the module's unchanged:
+    not restarted); leaving the block deletes it (a graceful shutdown of its replica)."""
+    from serving.local import app_config, deploy_config, wait_running
+
+    shared = app_config(
+        app.args,
+        name=app.name,
+        route_prefix=app.prefix,
+        user_configs=user_configs(app.topology, INGRESS, DECIDER),
+        options=OPTIONS,
+    )
+    other = app_config(
+        app.args,
+        name=name,
+        route_prefix=f"/{name}",
+        user_configs={"Ingress": {**INGRESS, **ingress, "decider": DECIDER}},
+        options={"Ingress": {"num_replicas": 1}},
+    )
+    if env:
+        other["runtime_env"] = {"env_vars": env}
+    deploy_config({"applications": [shared, other]})
+    try:
+        wait_running(name)
+        yield app.url.removesuffix(app.prefix) + f"/{name}"
+    finally:
+        deploy_config({"applications": [shared]})
+
+
+@contextmanager
+def keyed_app(app: SimpleNamespace, key: str, admin_key: str) -> Iterator[str]:
+    """:func:`beside` with API keys (no write-back)."""
+    env = {"RISKML_API_KEYS": key, "RISKML_ADMIN_API_KEYS": admin_key}
+    with beside(app, "riskml-keyed", {"write_back": False}, env) as url:
+        yield url
+
+
+@pytest.mark.slow
+def test_schemathesis_all_checks_find_nothing_with_api_keys(
+    app: SimpleNamespace, tmp_path: Path
+) -> None:
+    """With keys the document declares the bearer scheme and a 401 (with its body and
+    WWW-Authenticate) on every route but /healthz; schemathesis' auth checks send requests
+    without a key and with a wrong one."""
+    with keyed_app(app, "client-key-5e1", "admin-key-0c4") as url:
+        doc = httpx.get(f"{url}/openapi.json", timeout=30, trust_env=False).json()
+        unauthorized = doc["paths"]["/v1/score/batch"]["post"]["responses"]["401"]
+        assert "WWW-Authenticate" in unauthorized["headers"]
+        assert "application/json" in unauthorized["content"]
+        assert httpx.post(f"{url}/v1/score", json=valid_tx(), trust_env=False).status_code == 401
+        counts = schemathesis_run(url, tmp_path, "--header=Authorization: Bearer client-key-5e1")
+    print({op: dict(c) for op, c in counts.items() if op != "checks"})
+    assert_found_nothing(counts)
 
 
 def test_thresholds_change_live_through_reconfigure(app: SimpleNamespace) -> None:
@@ -304,6 +583,31 @@ def test_write_back_updates_online_state_once_per_tx(app: SimpleNamespace) -> No
     (row,) = app.source.get_many([nxt])  # what the service will read for the next one
     assert row.flags["unknown_customer"] == 0
     assert row.tabular[FEATURE_NAMES.index("cust_cnt_1h")] == 1.0
+
+
+def test_a_graceful_shutdown_writes_back_what_its_replica_still_held(
+    app: SimpleNamespace,
+) -> None:
+    """Write-backs wait up to ``write_back_interval_ms`` to be batched; a stop or a redeploy
+    (Serve's graceful shutdown, ``Ingress.__del__``) flushes them and waits for the flushes in
+    flight, so the decisions of the replica's last moments still reach the online state."""
+    from ray import serve
+
+    txs = [
+        dict(tx, customer_id=f"drain-{uuid.uuid4().hex[:6]}")
+        for tx in live_transactions(4, seed=67, prefix="drain")
+    ]
+    keys = [f"{app.source.prefix}:c:{tx['customer_id']}" for tx in txs]
+    held = {"write_back": True, "write_back_interval_ms": 10_000, "write_back_batch": 1_024}
+    with beside(app, "riskml-drain", held) as url:
+        for tx in txs:
+            r = httpx.post(f"{url}/v1/score", json=tx, timeout=30, trust_env=False)
+            assert r.status_code == 200, r.text
+        time.sleep(0.5)
+        assert [app.source._redis.llen(k) for k in keys] == [0, 0, 0, 0]  # still queued
+    # leaving the block deleted the app: its replica shut down gracefully
+    assert wait_for(lambda: "riskml-drain" not in serve.status().applications, timeout_s=60)
+    assert [app.source._redis.llen(k) for k in keys] == [1, 1, 1, 1]
 
 
 def test_prometheus_metrics_are_exported_next_to_serve_metrics(app: SimpleNamespace) -> None:

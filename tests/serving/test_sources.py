@@ -13,6 +13,7 @@ import pytest
 
 from riskml.decision.protocols import FeatureSource, FeatureSourceUnavailable
 from tests.serving.helpers import free_port
+from tests.support.services import need
 from tests.support.serving_standins import (
     FEATURE_NAMES,
     InMemoryFeatureSource,
@@ -24,11 +25,13 @@ from tests.support.traffic import live_transactions
 
 @pytest.fixture
 def redis_source() -> Any:
-    redis = pytest.importorskip("redis")
+    import redis
+
     try:
-        redis.Redis(socket_connect_timeout=0.5).ping()
+        up = bool(redis.Redis(socket_connect_timeout=0.5).ping())
     except redis.ConnectionError:
-        pytest.skip("no Redis on localhost:6379")
+        up = False
+    need(up, "no Redis on localhost:6379")
     source = RedisFeatureSource(prefix=f"riskml-test:{uuid.uuid4().hex[:8]}")
     yield source
     source.clear()
@@ -72,7 +75,6 @@ def test_sources_agree_and_write_back_is_idempotent(
 
 
 def test_unreachable_stores_raise_the_typed_error(tmp_path: Path) -> None:
-    pytest.importorskip("redis")
     tx = live_transactions(1, seed=1, prefix="down")[0]
     dead = RedisFeatureSource(url=f"redis://127.0.0.1:{free_port()}/0")
     with pytest.raises(FeatureSourceUnavailable, match="unreachable"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from serving.bundle import BundleXGBoost
 from serving.scorers import XGBoostFileScorer
 from tests.support.serving_standins import InMemoryFeatureSource
 
@@ -22,6 +23,27 @@ class SlowScorer(XGBoostFileScorer):
         return super().predict(x)
 
     def explain(self, x: Any, *, exact: bool = False) -> Any:  # serving's one-pass path
+        time.sleep(self.delay_s)
+        return super().explain(x, exact=exact)
+
+
+class SlowBundleXGBoost(BundleXGBoost):
+    """A model bundle's own booster that sleeps ``delay_ms`` before answering: the production
+    scorer past its deadline (the fault tests on the bundle app, :mod:`tests.support.faults`)."""
+
+    def __init__(self, bundle_dir: str, version: str, delay_ms: float) -> None:
+        super().__init__(bundle_dir, version)
+        self.delay_s = delay_ms / 1e3
+
+    def predict(self, x: Any) -> Any:
+        time.sleep(self.delay_s)
+        return super().predict(x)
+
+    def contributions(self, x: Any, *, exact: bool = False) -> Any:
+        time.sleep(self.delay_s)
+        return super().contributions(x, exact=exact)
+
+    def explain(self, x: Any, *, exact: bool = False) -> Any:
         time.sleep(self.delay_s)
         return super().explain(x, exact=exact)
 

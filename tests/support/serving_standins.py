@@ -23,6 +23,7 @@ import numpy as np
 
 from riskml.decision.ladder import epoch_seconds
 from riskml.decision.protocols import FeatureRow, FeatureSourceUnavailable
+from riskml.features.definitions import MAX_AMOUNT_RATIO
 
 FEATURE_NAMES: tuple[str, ...] = (
     "tx_log_amount",
@@ -76,7 +77,7 @@ def compute_row(
         float(cnt_1h),
         float(len(day)),
         mean_1d,
-        amount / mean_1d if mean_1d > 0 else -1.0,
+        min(amount / mean_1d, MAX_AMOUNT_RATIO) if mean_1d > 0 else -1.0,
         DEFAULT_TERMINAL_RISK if terminal_risk is None else float(terminal_risk),
         1.0 if history is None else 0.0,
     ]
