@@ -8,15 +8,18 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 FIND_LINKS := $(foreach d,$(PIP_FIND_LINKS),--find-links $(d))
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test bench bench-serving lint render render-serve-config lock clean
+.PHONY: setup demo test bench bench-serving bench-faults bench-monitor bench-quality lint render render-serve-config lock clean
 
 setup: $(VENV)/.installed
 
+# Every file the lock names is checked against its sha256 (--require-hashes); the project itself
+# is built with the lock's setuptools (no build isolation: nothing unpinned is fetched for it).
 $(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade uv
-	$(UV) pip install -q --python $(PY) --compile-bytecode $(FIND_LINKS) -r requirements.lock
-	$(UV) pip install -q --python $(PY) --no-deps -e .
+	$(UV) pip install -q --python $(PY) --compile-bytecode --require-hashes $(FIND_LINKS) \
+	  -r requirements.lock
+	$(UV) pip install -q --python $(PY) --no-deps --no-build-isolation -e .
 	touch $@
 
 demo: setup
@@ -42,9 +45,26 @@ bench: setup
 	$(PY) -m benchmarks.write_back --out out/bench/write_back.json
 	$(PY) -m benchmarks.streaming --out out/bench/streaming.json
 
+# ~30 min on 2 cores: the benchmark preset backtested twice (before/after #25) and a six-column import
+bench-quality: setup
+	mkdir -p out/bench
+	$(PY) -m benchmarks.model_quality --out out/bench/model_quality.json
+
 bench-serving: setup
 	mkdir -p out/bench
 	$(PY) -m benchmarks.serving --rps 100 --duration 30 --out out/bench/serving.json
+
+# ~10 min: the serving fault targets of #21 (store down, a slow model, a replica killed at
+# 200 rps for 60 s, with and without retries), through direct ingress and through the proxy
+bench-faults: setup
+	mkdir -p out/bench
+	$(PY) -m benchmarks.faults --routes direct,proxy --out out/bench/faults.json
+
+# ~10 min (#22): the monitor's cost per 10,000 logged decisions against reading the same log,
+# and the Serve app's latency alone vs beside a monitor loop (nice 0 and nice 10)
+bench-monitor: setup
+	mkdir -p out/bench
+	$(PY) -m benchmarks.monitor --out out/bench/monitor.json
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -61,9 +81,23 @@ render: setup
 render-serve-config: setup
 	$(PY) -m riskml k8s sync-serve-config
 
-# Re-resolve the pinned dependency set after editing pyproject.toml.
+# Re-resolve the pinned, hashed dependency sets after editing pyproject.toml. Pins already in a
+# lock are kept (uv prefers its output file's versions); LOCK_ARGS=--upgrade (or
+# --upgrade-package NAME) moves them. Three locks, one set of versions:
+#   requirements.lock              dev + runtime, CPU PyTorch (.venv, CI)
+#   requirements.runtime.lock      runtime only, constrained to requirements.lock (the CPU image)
+#   requirements.runtime-gpu.lock  runtime only with PyPI's CUDA PyTorch of the same version and
+#                                  its CUDA wheels; every other pin as in the runtime lock (GPU image)
+LOCK_ARGS ?=
+LOCK_OPTS = --python-version 3.11 --generate-hashes --custom-compile-command "make lock" -q $(LOCK_ARGS)
 lock: setup
-	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 $(FIND_LINKS) -q -o requirements.lock
+	$(UV) pip compile pyproject.toml --extra dev $(LOCK_OPTS) $(FIND_LINKS) -o requirements.lock
+	$(UV) pip compile pyproject.toml $(LOCK_OPTS) $(FIND_LINKS) -c requirements.lock \
+	  -o requirements.runtime.lock
+	set -o pipefail; \
+	sed -nE 's/^([A-Za-z0-9][A-Za-z0-9._-]*==[^ ]+).*/\1/p' requirements.runtime.lock \
+	  | grep -v '^torch==' \
+	  | $(UV) pip compile pyproject.toml $(LOCK_OPTS) -c - -o requirements.runtime-gpu.lock
 
 clean:
 	rm -rf $(VENV) .riskml out .pytest_cache .mypy_cache .ruff_cache

@@ -68,6 +68,7 @@ def merge_asof_baseline(dataset: Path, features: Path) -> int:
         ("customer_tx", "tx_id", ["customer_id"]),
         ("terminal_stats", "terminal_id", []),
         ("device_stats", "device_id", []),
+        ("customer_stats", "customer_id", []),
     ):
         right = pd.read_parquet(features / f"{source}.parquet").drop(columns=drop)
         right = right.rename(columns={"event_timestamp": "_feature_ts"}).sort_values("_feature_ts")

@@ -66,6 +66,19 @@ class Load:
         return self.world.store(store, self.redis_url if store == "redis" else None)
 
 
+def build_world_apart(path: Path, *, customers: int, seed: int) -> Any:
+    """:func:`tests.support.world.build_world` (as many terminals as customers) in a child
+    process: the caller is the load generator, and a heap holding the world's training objects
+    (~500k of them) gives it 0.1-0.6 s GC pauses, i.e. bursts that measure the client, not the
+    service."""
+    from tests.support.world import build_world
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(
+            build_world, path, customers=customers, terminals=customers, seed=seed
+        ).result()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -348,22 +361,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import ray
     from ray import serve
 
-    from tests.support.world import build_world
-
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="riskml-bench-serving-") as tmp:
         t0 = time.perf_counter()
-        # built in a child process: this process is the load generator, and a heap holding the
-        # world's training objects (~500k of them) gives it 0.1-0.6 s GC pauses, i.e. bursts
-        # that measure the client, not the service
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            world = pool.submit(
-                build_world,
-                Path(tmp) / "world",
-                customers=a.customers,
-                terminals=a.customers,
-                seed=a.seed,
-            ).result()
+        world = build_world_apart(Path(tmp) / "world", customers=a.customers, seed=a.seed)
         txs = world.requests()[: a.warmup + int(a.rps * a.duration)]
         results["world"] = {
             "bundle": world.bundle.name,

@@ -13,9 +13,11 @@ def load_data(
     source_uri: str = "",
     start_date: str = "",
     mapping_json: str = "",
+    drift: str = "",
 ) -> None:
     """Import ``source_uri`` (CSV/Parquet file or directory) when given, else simulate ``size``
-    (tiny | demo) data with ``seed`` starting at ``start_date``."""
+    (tiny | demo) data with ``seed`` starting at ``start_date`` (``drift``: the simulator's
+    drift items, ``;``-separated, e.g. ``new_pattern@day=20``)."""
     import json
     from pathlib import Path
 
@@ -28,6 +30,7 @@ def load_data(
         seed=seed,
         start_date=start_date or None,
         mapping=json.loads(mapping_json) if mapping_json else None,
+        drift=drift,
     )
     dataset.metadata.update(summary)
     print(json.dumps(summary))

@@ -4,10 +4,16 @@
                 tune XGBoost -> train XGBoost || train sequence model -> calibrate + blend (bundle)
                 -> backtest -> gate vs champion -> register -> [If gate == deploy] deploy
 ``retraining``: the same without tuning (the configured parameters), on a new data window.
+``monitoring``: check the decision log against the champion's reference profile (drift with
+                alarms sized to the window, recorded in MLflow with its reason) -> [If broad
+                drift holds: the score, or 3 series at once] retraining on the data window
+                ending now -> gate -> register ->
+                [If gate == deploy] deploy. Scheduled as a recurring run
+                (``python -m pipelines submit --pipeline monitoring --recurring "0 6 * * *"``).
 
-Retries on the training and materialisation tasks; caching off for the tasks whose result depends
-on the world rather than on their inputs (load-data re-reads its source, materialise, gate,
-register, deploy).
+Retries, with exponential backoff, on the materialisation and on every Ray step (tuning or not,
+training); caching off for the tasks whose result depends on the world rather than on their
+inputs (load-data re-reads its source, materialise, gate, register, deploy).
 
 The ``cluster`` flavour runs every task as the platform's pipeline pod (k8s/base/training, through
 kfp-kubernetes): the label the NetworkPolicies select (``app.kubernetes.io/component=pipeline``),
@@ -30,6 +36,7 @@ from components.base import GPU_BASE_IMAGE
 from components.data import load_data
 from components.evaluation import backtest, gate
 from components.features import build_features, feast_materialize, training_sets
+from components.monitoring import monitor_decisions, retrain_window
 from components.registry import deploy, register
 from components.training import calibrate_ensemble, train_sequence, train_xgb, tune_xgb
 from riskml.registry.gate import DEFAULT_GATE_METRIC
@@ -37,7 +44,7 @@ from riskml.training.tasks import DEFAULT_TRAIN_CONFIG
 
 Flavour = Literal["local", "cluster"]
 FLAVOURS: tuple[str, ...] = ("local", "cluster")
-PIPELINES: tuple[str, ...] = ("training", "retraining")
+PIPELINES: tuple[str, ...] = ("training", "retraining", "monitoring")
 
 #: Retries of training / materialisation tasks: (count, first backoff; factor 2).
 TRAIN_RETRIES = (2, "30s")
@@ -130,9 +137,17 @@ def _gpu(task: Any) -> Any:
 
 
 def _features(
-    flavour: Flavour, size: Any, seed: Any, source_uri: Any, start_date: Any, test_days: Any
+    flavour: Flavour,
+    size: Any,
+    seed: Any,
+    source_uri: Any,
+    start_date: Any,
+    test_days: Any,
+    drift: Any = "",
 ) -> Any:
-    data = load_data(size=size, seed=seed, source_uri=source_uri, start_date=start_date)
+    data = load_data(
+        size=size, seed=seed, source_uri=source_uri, start_date=start_date, drift=drift
+    )
     # the same source URI may hold new data: a retraining run must read it again
     data.set_display_name("data").set_caching_options(False)
     _platform(data, flavour)
@@ -243,19 +258,12 @@ def build_training(flavour: Flavour = "local") -> Callable[..., Any]:
         ray_mode: str = "",
     ) -> PipelineOutputs:
         sets = _features(flavour, size, seed, source_uri, start_date, test_days)
-        tune = tune_xgb(
-            train_set=sets.outputs["train_set"],
-            num_samples=tune_samples,
-            time_budget_s=tune_budget_s,
-            train_config_json=train_config_json,
-            ray_mode=ray_mode,
-        ).set_display_name("tune-xgboost")
-        _retry(tune, TRAIN_RETRIES)
-        _platform(tune, flavour, "ray")
-        return _train_and_release(
+        return _tune_and_release(
             flavour,
             sets,
-            tune.outputs["best_params"],
+            num_samples=tune_samples,
+            time_budget_s=tune_budget_s,
+            display_name="tune-xgboost",
             train_config_json=train_config_json,
             ray_mode=ray_mode,
             gate_margin=gate_margin,
@@ -288,17 +296,9 @@ def build_retraining(flavour: Flavour = "local") -> Callable[..., Any]:
         ray_mode: str = "",
     ) -> PipelineOutputs:
         sets = _features(flavour, size, seed, source_uri, start_date, test_days)
-        params = tune_xgb(
-            train_set=sets.outputs["train_set"],
-            num_samples=0,  # no tuning: the configured parameters
-            train_config_json=train_config_json,
-            ray_mode=ray_mode,
-        ).set_display_name("xgboost-params")
-        _platform(params, flavour, "ray")
-        return _train_and_release(
+        return _retrain(
             flavour,
             sets,
-            params.outputs["best_params"],
             train_config_json=train_config_json,
             ray_mode=ray_mode,
             gate_margin=gate_margin,
@@ -307,6 +307,111 @@ def build_retraining(flavour: Flavour = "local") -> Callable[..., Any]:
         )
 
     return retraining
+
+
+def _tune_and_release(
+    flavour: Flavour,
+    sets: Any,
+    *,
+    num_samples: Any,
+    display_name: str,
+    train_config_json: Any,
+    ray_mode: Any,
+    gate_margin: Any,
+    gate_metric: Any,
+    deploy_target: Any,
+    time_budget_s: Any = None,
+) -> Any:
+    """XGBoost's parameters (Ray Tune trials, or ``num_samples=0``: the configured ones), then
+    training, gate, register and the conditional deploy."""
+    budget = {} if time_budget_s is None else {"time_budget_s": time_budget_s}
+    tune = tune_xgb(
+        train_set=sets.outputs["train_set"],
+        num_samples=num_samples,
+        train_config_json=train_config_json,
+        ray_mode=ray_mode,
+        **budget,
+    ).set_display_name(display_name)
+    # a Ray step (Jobs API / RayJob in the cluster), tuning or not: retried like training
+    _retry(tune, TRAIN_RETRIES)
+    _platform(tune, flavour, "ray")
+    return _train_and_release(
+        flavour,
+        sets,
+        tune.outputs["best_params"],
+        train_config_json=train_config_json,
+        ray_mode=ray_mode,
+        gate_margin=gate_margin,
+        gate_metric=gate_metric,
+        deploy_target=deploy_target,
+    )
+
+
+def _retrain(flavour: Flavour, sets: Any, **release: Any) -> Any:
+    """The retraining path: no tuning (the configured parameters)."""
+    return _tune_and_release(flavour, sets, num_samples=0, display_name="xgboost-params", **release)
+
+
+def build_monitoring(flavour: Flavour = "local") -> Callable[..., Any]:
+    """Monitor the decision log; retrain (and let the gate decide) when a drift alarm holds."""
+    _check(flavour)
+    target_default = "cluster" if flavour == "cluster" else "local"
+
+    @dsl.pipeline(
+        name="riskml-monitoring" if flavour == "local" else "riskml-monitoring-cluster",
+        description="Decision log vs the champion's reference -> [drift holds] retrain on the "
+        "window ending now -> gate -> register -> deploy if better.",
+    )
+    def monitoring(
+        log_uri: str,
+        model_uri: str = "models:/fraud@champion",
+        lookback_days: float = 7.0,
+        every_s: float = 86_400.0,
+        hold_windows: int = 3,
+        retrain_min_held: int = 3,
+        alpha: float = 0.01,
+        at: str = "",
+        window_days: int = 42,
+        size: str = "tiny",
+        seed: int = 13,
+        source_uri: str = "",
+        drift: str = "",
+        test_days: int = 7,
+        train_config_json: str = DEFAULT_CONFIG_JSON,
+        gate_margin: float = 0.002,
+        gate_metric: str = DEFAULT_GATE_METRIC,
+        deploy_target: str = target_default,
+        ray_mode: str = "",
+    ) -> None:
+        check = monitor_decisions(
+            log_uri=log_uri,
+            model_uri=model_uri,
+            lookback_days=lookback_days,
+            every_s=every_s,
+            hold_windows=hold_windows,
+            retrain_min_held=retrain_min_held,
+            alpha=alpha,
+            at=at,
+        ).set_display_name("monitor")
+        # reads the log and the registry now, and records the check: never from cache
+        check.set_caching_options(False)
+        _platform(check, flavour)
+        with dsl.If(check.outputs["Output"] == "retrain", name="drift-holds"):
+            start = retrain_window(days=window_days, at=at).set_display_name("data-window")
+            start.set_caching_options(False)
+            _platform(start, flavour)
+            sets = _features(flavour, size, seed, source_uri, start.output, test_days, drift=drift)
+            _retrain(
+                flavour,
+                sets,
+                train_config_json=train_config_json,
+                ray_mode=ray_mode,
+                gate_margin=gate_margin,
+                gate_metric=gate_metric,
+                deploy_target=deploy_target,
+            )
+
+    return monitoring
 
 
 def _check(flavour: str) -> None:
@@ -319,4 +424,6 @@ def get_pipeline(name: str, flavour: Flavour = "local") -> Callable[..., Any]:
         return build_training(flavour)
     if name == "retraining":
         return build_retraining(flavour)
+    if name == "monitoring":
+        return build_monitoring(flavour)
     raise ValueError(f"unknown pipeline {name!r}; choose from {', '.join(PIPELINES)}")

@@ -27,7 +27,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from riskml.settings import get_settings
+from riskml.settings import get_settings, home_at
 
 
 @contextmanager
@@ -144,7 +144,8 @@ def run_local(
 
     Returns ``{"pipeline", "wall_s", "run_dir", "bundle", "model_uri", "registered", "report",
     "decision", "dashboard_url", "ray_address", "ray_kept"}`` (``bundle``: a verified copy of the
-    registered version, fetched from the registry).
+    registered version, fetched from the registry; None for a pipeline without outputs, e.g.
+    ``monitoring``, whose tasks' outputs are read from ``run_dir`` with :func:`task_outputs`).
     """
     from pipelines.definitions import get_pipeline
     from riskml.data.sources import SIZES
@@ -152,55 +153,56 @@ def run_local(
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; choose from {', '.join(SIZES)}")
     fn = get_pipeline(pipeline, "local")
-    saved_home = os.environ.get("RISKML_HOME")
     # the component subprocesses inherit an absolute RISKML_HOME
-    os.environ["RISKML_HOME"] = str(get_settings().home.resolve())
-    get_settings.cache_clear()
-    try:
-        with shared_ray(ray_address, keep=keep_ray) as ray_info:
-            if announce is not None:
-                announce(ray_info)
-            root = init_local(pipeline_root)
-            before = set(root.iterdir())
-            events = TaskEvents(on_task, lambda: _new_run(root, before)) if on_task else None
+    with home_at(get_settings().home), shared_ray(ray_address, keep=keep_ray) as ray_info:
+        if announce is not None:
+            announce(ray_info)
+        root = init_local(pipeline_root)
+        before = set(root.iterdir())
+        events = TaskEvents(on_task, lambda: _new_run(root, before)) if on_task else None
+        if events is not None:
+            logging.getLogger().addFilter(events)
+        t0 = time.perf_counter()
+        isolate = fresh_task_homes(task_homes) if task_homes else nullcontext()
+        try:
+            with isolate:
+                task = fn(size=size, **(arguments or {}))
+        except BaseException:
             if events is not None:
-                logging.getLogger().addFilter(events)
-            t0 = time.perf_counter()
-            isolate = fresh_task_homes(task_homes) if task_homes else nullcontext()
-            try:
-                with isolate:
-                    task = fn(size=size, **(arguments or {}))
-            except BaseException:
-                if events is not None:
-                    events.failed()
-                raise
-            finally:
-                if events is not None:
-                    logging.getLogger().removeFilter(events)
-            wall = time.perf_counter() - t0
-    finally:
-        if saved_home is None:
-            os.environ.pop("RISKML_HOME", None)
-        else:
-            os.environ["RISKML_HOME"] = saved_home
-        get_settings.cache_clear()
+                events.failed()
+            raise
+        finally:
+            if events is not None:
+                logging.getLogger().removeFilter(events)
+        wall = time.perf_counter() - t0
     run_dir = _new_run(root, before)
-    registered = json.loads(Path(task.outputs["bundle"].path).read_text())
+    result: dict[str, Any] = {
+        "pipeline": pipeline,
+        "wall_s": round(wall, 2),
+        "run_dir": str(run_dir or root),
+        "bundle": None,
+        "model_uri": None,
+        "registered": None,
+        "report": None,
+        "decision": None,
+        "dashboard_url": ray_info["dashboard_url"],
+        "ray_address": ray_info["address"],
+        "ray_kept": bool(keep_ray and ray_info["head"] is not None),
+    }
+    outputs = (getattr(task, "outputs", None) or {}) if task is not None else {}
+    if "bundle" not in outputs:  # monitoring: what ran is in run_dir (task_outputs)
+        return result
+    registered = json.loads(Path(outputs["bundle"].path).read_text())
     from riskml.registry.store import ModelRef, fetch
 
     ref = ModelRef.from_record(registered)
     return {
-        "pipeline": pipeline,
-        "wall_s": round(wall, 2),
-        "run_dir": str(run_dir or root),
+        **result,
         "bundle": str(fetch(ref)),  # a verified copy from the registry
         "model_uri": ref.model_uri,
         "registered": registered,
-        "report": task.outputs["report"].path,
-        "decision": task.outputs["decision"],
-        "dashboard_url": ray_info["dashboard_url"],
-        "ray_address": ray_info["address"],
-        "ray_kept": bool(keep_ray and ray_info["head"] is not None),
+        "report": outputs["report"].path,
+        "decision": outputs["decision"],
     }
 
 

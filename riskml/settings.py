@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -105,6 +107,14 @@ class Settings(BaseSettings):
         default="riskml-events",
         pattern=r"^[A-Za-z0-9_-]+$",
         description="JetStream stream of the events (subjects riskml.events.<kind>).",
+    )
+    stream_replicas: int = Field(
+        default=1,
+        ge=1,
+        le=5,
+        description="Copies of the stream JetStream keeps (3 on a three-server cluster: losing "
+        "one server loses nothing). A consumer's ensure_stream raises a stream's replicas to "
+        "this, never lowers them.",
     )
     stream_max_skew_s: float = Field(
         default=300.0,
@@ -333,3 +343,21 @@ class _SecretFiles(PydanticBaseSettingsSource):
 def get_settings() -> Settings:
     """The process-wide settings, read from the environment on first use."""
     return Settings()
+
+
+@contextmanager
+def home_at(path: Path | str) -> Iterator[Path]:
+    """``RISKML_HOME`` set to ``path`` (made absolute: subprocesses inherit it) while active,
+    the settings re-read on entry and on exit; the previous value (or none) restored."""
+    home = Path(path).resolve()
+    saved = os.environ.get("RISKML_HOME")
+    os.environ["RISKML_HOME"] = str(home)
+    get_settings.cache_clear()
+    try:
+        yield home
+    finally:
+        if saved is None:
+            os.environ.pop("RISKML_HOME", None)
+        else:
+            os.environ["RISKML_HOME"] = saved
+        get_settings.cache_clear()

@@ -22,6 +22,17 @@ from tests.support.services import (  # noqa: F401  (fixtures)
 )
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under CI=true, stop at once when a test prerequisite (redis-server, Redis, nats-server,
+    NATS, kubectl, CRDs, skaffold schema, PostgreSQL, chromium, ...) is missing, naming every
+    one; locally, warn about what will be skipped (tests/support/prerequisites.py)."""
+    from tests.support.prerequisites import session_check
+
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    warn = (lambda m: reporter.write_line(f"warning: {m}", yellow=True)) if reporter else None
+    session_check(warn=warn)
+
+
 @pytest.fixture(autouse=True)
 def riskml_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     home = tmp_path / "riskml-home"

@@ -47,6 +47,10 @@ def _register() -> None:
 
     app.command("backtest")(evaluation_cli.backtest)
 
+    from riskml.cli import selection as selection_cli
+
+    app.command("select")(selection_cli.select)
+
     from riskml.cli import k8s as k8s_cli
 
     app.add_typer(k8s_cli.k8s_app, name="k8s")
@@ -54,6 +58,10 @@ def _register() -> None:
     from riskml.cli import stream as stream_cli
 
     app.add_typer(stream_cli.stream_app, name="stream")
+
+    from riskml.cli import monitor as monitor_cli
+
+    app.add_typer(monitor_cli.monitor_app, name="monitor")
 
     from riskml import serving_cli
 

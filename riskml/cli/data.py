@@ -27,17 +27,29 @@ def simulate(
         str | None, typer.Option(help="First day, YYYY-MM-DD [2024-01-01].")
     ] = None,
     seed: Annotated[int | None, typer.Option(min=0, help="Random seed [RISKML_SEED].")] = None,
+    drift: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--drift",
+            metavar="KIND@KEY=VALUE,...",
+            help="Inject drift from a day (0-based); repeatable. KIND: new_pattern, amount_shift, "
+            "terminal_outage, e.g. new_pattern@day=20 | amount_shift@day=20,sd=0.2 | "
+            "terminal_outage@day=20,days=3,share=0.05. Lists are +-separated.",
+        ),
+    ] = None,
 ) -> None:
     """Generate a synthetic payments dataset (one Parquet file per day + manifest).
 
     Deterministic by seed; replaces any dataset already at --out.
+
+    --drift changes the world from a given day on; earlier days are as without drift.
     """
     import datetime as dt
 
     from pydantic import ValidationError
 
     from riskml.console import print_table, progress
-    from riskml.data.simulator import PRESETS, SimulationConfig
+    from riskml.data.simulator import PRESETS, SimulationConfig, parse_drift
     from riskml.data.simulator import simulate as run_simulation
     from riskml.settings import get_settings
 
@@ -52,10 +64,16 @@ def simulate(
     for key, value in (("n_customers", customers), ("n_terminals", terminals), ("days", days)):
         if value is not None:
             overrides[key] = value
+    if drift:
+        try:
+            overrides["drift"] = [parse_drift(spec) for spec in drift]
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--drift") from None
     try:
         config = SimulationConfig.preset(preset, **overrides)
     except ValidationError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        raise typer.BadParameter(reasons) from None
     out = out if out is not None else get_settings().data_dir / preset
 
     with progress("simulating days", total=config.days) as advance:

@@ -219,6 +219,10 @@ def fetch(
     return target
 
 
+#: Tries at taking the deploy lock (a holder may release it between our create and our read).
+LOCK_ATTEMPTS = 5
+
+
 @contextmanager
 def _deploy_lock(name: str, ttl_s: float = LOCK_TTL_S) -> Iterator[None]:
     """Exclusive across every process that reaches the registry: creating a registered model is
@@ -227,7 +231,8 @@ def _deploy_lock(name: str, ttl_s: float = LOCK_TTL_S) -> Iterator[None]:
     c = client()
     lock = f"{name}.deploy-lock"
     holder = json.dumps({"pid": os.getpid(), "host": os.uname().nodename, "at": time.time()})
-    for attempt in range(2):
+    broken = False
+    for _ in range(LOCK_ATTEMPTS):
         try:
             c.create_registered_model(lock, description=holder)
             break
@@ -238,14 +243,24 @@ def _deploy_lock(name: str, ttl_s: float = LOCK_TTL_S) -> Iterator[None]:
                 held = json.loads(c.get_registered_model(lock).description or "{}")
             except (ValueError, TypeError):
                 held = {}
+            except Exception as gone:
+                if _code(gone) == "RESOURCE_DOES_NOT_EXIST":
+                    continue  # released between our create and our read: try again
+                raise
             age = time.time() - float(held.get("at", 0.0))
-            if attempt == 0 and age > ttl_s:
+            if not broken and age > ttl_s:
+                broken = True
                 c.delete_registered_model(lock)
                 continue
             raise RegistryError(
                 f"another deploy of {name!r} holds the registry lock ({held or 'unknown holder'}, "
                 f"{age:.0f} s old); try again when it has finished"
             ) from None
+    else:
+        raise RegistryError(
+            f"the registry lock of {name!r} changed hands {LOCK_ATTEMPTS} times while taking it; "
+            "try again"
+        )
     try:
         yield
     finally:

@@ -19,6 +19,7 @@ from riskml.orchestration.deploy import (
 )
 from riskml.settings import get_settings
 from tests.orchestration.fake_k8s import FakeKube, ServeOutcome
+from tests.support.services import need
 
 pytestmark = pytest.mark.k8s
 
@@ -295,8 +296,7 @@ def test_health_judgement() -> None:
 
 
 def _crd_schema() -> dict[str, Any]:
-    if get_settings().crd_dir is None:
-        pytest.skip("no CRD directory (RISKML_CRD_DIR)")
+    need(get_settings().crd_dir is not None, "no CRD directory (RISKML_CRD_DIR)")
     from riskml.k8s.validate import load_crd_schemas
 
     return load_crd_schemas()[("ray.io", "v1", "RayService")]

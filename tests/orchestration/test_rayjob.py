@@ -19,6 +19,7 @@ from riskml.orchestration.rayjob import (
 )
 from riskml.settings import get_settings
 from tests.orchestration.fake_k8s import TOKEN, FakeKube
+from tests.support.services import need
 
 pytestmark = pytest.mark.k8s
 
@@ -41,8 +42,7 @@ def _build(template: dict[str, Any], **opts: Any) -> dict[str, Any]:
 
 
 def test_built_rayjob_validates_against_the_kuberay_crd(template: dict[str, Any]) -> None:
-    if get_settings().crd_dir is None:
-        pytest.skip("no CRD directory (RISKML_CRD_DIR)")
+    need(get_settings().crd_dir is not None, "no CRD directory (RISKML_CRD_DIR)")
     obj = _build(template, env_vars={"RISKML_SEED": "3"})
     assert validate_rayjob(obj) is True
     spec = obj["spec"]
@@ -63,8 +63,7 @@ def test_built_rayjob_validates_against_the_kuberay_crd(template: dict[str, Any]
 
 
 def test_a_broken_rayjob_is_rejected_by_the_crd_schema(template: dict[str, Any]) -> None:
-    if get_settings().crd_dir is None:
-        pytest.skip("no CRD directory (RISKML_CRD_DIR)")
+    need(get_settings().crd_dir is not None, "no CRD directory (RISKML_CRD_DIR)")
     obj = _build(template)
     obj["spec"]["entrypointt"] = "typo"  # unknown field
     with pytest.raises(ValueError, match="riskml-train-0a1b2c3d"):

@@ -44,6 +44,8 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[st
     out = tmp_path_factory.mktemp("ir")
     paths = compile_all(out)
     assert sorted(p.name for p in paths) == [
+        "monitoring-cluster.yaml",
+        "monitoring.yaml",
         "retraining-cluster.yaml",
         "retraining.yaml",
         "training-cluster.yaml",
@@ -107,6 +109,36 @@ def test_retraining_skips_tuning(compiled: dict[str, list[dict[str, Any]]]) -> N
     params = ir["root"]["inputDefinitions"]["parameters"]
     assert params["gate_margin"]["defaultValue"] == 0.002
     assert "tune_samples" not in params
+
+
+def test_monitoring_retrains_only_when_a_drift_alarm_holds(
+    compiled: dict[str, list[dict[str, Any]]],
+) -> None:
+    for name in ("monitoring", "monitoring-cluster"):
+        ir = compiled[name][0]
+        tasks = _tasks(ir)
+        assert set(tasks) == {"monitor-decisions", "condition-1"}
+        # the check reads the log and the registry now and records itself: never cached
+        assert tasks["monitor-decisions"]["cachingOptions"].get("enableCache", False) is False
+        cond = tasks["condition-1"]
+        assert cond["triggerPolicy"]["condition"] == (
+            "inputs.parameter_values['pipelinechannel--monitor-decisions-Output'] == 'retrain'"
+        )
+        inner = ir["components"]["comp-condition-1"]["dag"]["tasks"]
+        # the retraining path (no tuning) on the data window the check dates
+        assert set(inner) == (TRAINING_TASKS - {"condition-1"}) | {"retrain-window", "condition-2"}
+        assert (
+            inner["tune-xgb"]["inputs"]["parameters"]["num_samples"]["runtimeValue"]["constant"]
+            == 0
+        )
+        start = inner["load-data"]["inputs"]["parameters"]["start_date"]
+        assert start["taskOutputParameter"]["producerTask"] == "retrain-window"
+        deploy = ir["components"]["comp-condition-2"]["dag"]["tasks"]
+        assert set(deploy) == {"deploy"}
+        params = ir["root"]["inputDefinitions"]["parameters"]
+        assert "defaultValue" not in params["log_uri"]  # required
+        assert params["model_uri"]["defaultValue"] == "models:/fraud@champion"
+        assert params["hold_windows"]["defaultValue"] == 3
 
 
 def test_one_pinned_image_and_no_runtime_pip(compiled: dict[str, list[dict[str, Any]]]) -> None:

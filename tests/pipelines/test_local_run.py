@@ -5,12 +5,14 @@ head, Feast on SQLite, MLflow embedded (SQLite store + its Model Registry) — t
    task (inside ``dsl.If``) moves the registry's ``champion`` alias to the new version.
 2. ``retraining`` on a later window with an unreachable gate margin: the gate reads the champion
    from the registry and says ``keep``, the deploy task does not run and the champion stays.
+3. ``monitoring`` on a decision log of a world with drift injected: the alarm holds, the check is
+   recorded in MLflow with its reason, the retraining branch runs and the gate decides.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,13 +32,10 @@ def trained(
 ) -> Iterator[dict[str, Any]]:
     """One real run of the training pipeline on a fresh RISKML_HOME (shared by the tests)."""
     from pipelines.local import run_local
-    from riskml.settings import get_settings
+    from riskml.settings import home_at
 
     home = tmp_path_factory.mktemp("pipeline-home")
-    saved = os.environ.get("RISKML_HOME")
-    os.environ["RISKML_HOME"] = str(home)
-    get_settings.cache_clear()
-    try:
+    with home_at(home):
         result = run_local(
             "training",
             size="tiny",
@@ -48,12 +47,6 @@ def trained(
             ray_address=ray_head.gcs_address,
         )
         yield {**result, "home": home}
-    finally:
-        if saved is None:
-            os.environ.pop("RISKML_HOME", None)
-        else:
-            os.environ["RISKML_HOME"] = saved
-        get_settings.cache_clear()
 
 
 def _use_home(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
@@ -136,3 +129,64 @@ def test_retraining_keeps_the_champion_when_the_gate_says_so(
     versions = client().search_model_versions("name='fraud'")
     decisions = {str(v.version): v.tags.get("riskml.gate_decision") for v in versions}
     assert decisions == {before.version: "deploy", out["registered"]["version"]: "keep"}
+
+
+#: The drift the monitoring run's world carries from its day 30 (of 42): genuine amounts up by
+#: half a standard deviation of log(amount), and a card-not-present fraud pattern never seen.
+DRIFT = ("amount_shift@day=30,sd=0.5", "new_pattern@day=30")
+
+
+@pytest.mark.timeout(1800)
+def test_monitoring_drift_alarm_triggers_retraining_and_the_gate_decides(
+    trained: dict[str, Any],
+    ray_head: RayHead,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """Injected drift -> the monitor's alarm holds -> the retraining branch runs on the data
+    window ending at the check -> the gate decides; the check is recorded with its reason."""
+    from pipelines.local import run_local, task_outputs
+    from riskml.evaluation.monitoring import drifted_log
+    from riskml.registry.store import champion, client
+    from riskml.registry.triggers import checks
+
+    _use_home(monkeypatch, trained["home"])
+    before = champion()
+    assert before is not None
+    log = drifted_log(tmp_path / "world", Path(trained["bundle"]), drift=DRIFT, log_days=7)
+    assert log["decisions"] > 5_000 and log["labels"] > 0
+    out = run_local(
+        "monitoring",
+        size="tiny",
+        arguments={
+            "log_uri": log["log"],
+            "at": log["end"],
+            "lookback_days": 7.0,
+            "drift": ";".join(DRIFT),
+            "train_config_json": json.dumps(FAST_CONFIG),
+            "gate_margin": 0.0,
+        },
+        ray_address=ray_head.gcs_address,
+    )
+    run_dir = Path(out["run_dir"])
+    check = task_outputs(run_dir, "monitor-decisions")
+    assert check["parameters"]["Output"] == "retrain"
+    reason = check["artifacts"]["metrics"]["reason"]
+    # seven daily windows, the shifted amount alarming in each: held after three
+    assert "tx_log_amount" in reason and "3 consecutive windows" in reason
+    recorded = checks("retrain")
+    assert recorded and recorded[0]["reason"] == reason
+    assert "tx_log_amount" in recorded[0]["held"] and recorded[0]["model_uri"] == before.model_uri
+    assert recorded[0]["metrics"]["windows"] == 7.0
+    # the retraining branch ran on the window ending at the check, and the gate decided
+    window = task_outputs(run_dir, "retrain-window")["parameters"]["Output"]
+    assert (
+        window == (dt.datetime.fromisoformat(log["end"]).date() - dt.timedelta(days=42)).isoformat()
+    )
+    gate = _metrics(run_dir, "gate")
+    assert gate["deploy"] in (0.0, 1.0) and gate["champion_version"] == before.version
+    versions = {str(v.version): v for v in client().search_model_versions("name='fraud'")}
+    newest = versions[str(max(int(v) for v in versions))]
+    expected = "deploy" if gate["deploy"] == 1.0 else "keep"
+    assert newest.tags.get("riskml.gate_decision") == expected
+    assert (champion() != before) == (expected == "deploy")

@@ -164,3 +164,33 @@ def test_bad_model_uris_are_clear_errors() -> None:
             store.parse_model_uri(bad)
     with pytest.raises(RegistryError, match="no such model version"):
         store.resolve("models:/fraud/41")
+
+
+def test_a_lock_released_between_create_and_read_is_taken_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under load a loser's read of the holder can come after the holder released the lock:
+    the loser tries again and takes it, instead of failing with MLflow's not-found."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_NOT_EXIST
+
+    class Registry:
+        def __init__(self) -> None:
+            self.creates, self.deletes = 0, 0
+
+        def create_registered_model(self, name: str, description: str) -> None:
+            self.creates += 1
+            if self.creates == 1:  # the other deploy holds it...
+                raise MlflowException("exists", error_code=RESOURCE_ALREADY_EXISTS)
+
+        def get_registered_model(self, name: str) -> Any:  # ...and released it meanwhile
+            raise MlflowException("gone", error_code=RESOURCE_DOES_NOT_EXIST)
+
+        def delete_registered_model(self, name: str) -> None:
+            self.deletes += 1
+
+    fake = Registry()
+    monkeypatch.setattr(store, "client", lambda: fake)
+    with store._deploy_lock("fraud"):
+        assert fake.creates == 2
+    assert fake.deletes == 1  # released once, by us
