@@ -30,6 +30,7 @@ import math
 import platform
 import shutil
 import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -50,7 +51,10 @@ SEQ_WEIGHTS = "models/sequence.safetensors"
 SEQ_ARCH = "models/sequence.json"
 #: The reference profile the monitor compares the decision log with (riskml.monitoring.profile).
 PROFILE_FILE = "reference_profile.json"
-#: Files every bundle has (:func:`load_bundle` reads them by these names).
+#: The product line a bundle without a ``line`` field belongs to (every bundle before there were
+#: other lines); its loader is :func:`load_bundle`.
+FRAUD_LINE = "fraud"
+#: Files every fraud bundle has (:func:`load_bundle` reads them by these names).
 REQUIRED_FILES = (
     "feature_contract.json",
     "calibration.json",
@@ -159,10 +163,8 @@ def save_bundle(
         artifacts.seq_weights is None or artifacts.seq_architecture is None
     ):
         raise ValueError("blend uses 'sequence' but no sequence weights/architecture were given")
-    root = Path(root)
-    (root / name).mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".bundle-", dir=root / name))
-    try:
+
+    def fill(tmp: Path) -> dict[str, Any]:
         models: dict[str, Any] = {}
         if artifacts.xgb_ubj is not None:
             (tmp / XGB_FILE).parent.mkdir(parents=True, exist_ok=True)
@@ -186,6 +188,61 @@ def save_bundle(
         _write_json(tmp / "training_config.json", artifacts.config)
         if artifacts.profile is not None:
             _write_json(tmp / PROFILE_FILE, artifacts.profile)
+        return {
+            "feature_service": artifacts.spec.feature_service,
+            "models": models,
+            "blend": artifacts.blend.models,
+        }
+
+    return _write_bundle(root, name, version, fill)
+
+
+def save_line_bundle(
+    root: Path | str,
+    name: str,
+    *,
+    line: str,
+    files: Mapping[str, bytes | Mapping[str, Any] | list[Any]],
+    models: Mapping[str, Mapping[str, str]] | None = None,
+    required: Sequence[str] = (),
+    version: str | None = None,
+) -> Path:
+    """Write a bundle of another product line (credit, disputes) under
+    ``<root>/<name>/<version>/``, atomically, with the same manifest, digests and checks as a
+    fraud bundle: ``files`` maps relative paths to bytes or JSON-able values; ``models`` names
+    each model's files (``{"pd": {"kind": "xgboost", "file": "models/pd.ubj"}}``); ``required``
+    are the files the line's loader needs (checked by :func:`verify_bundle`)."""
+    if line == FRAUD_LINE:
+        raise ValueError("fraud bundles are written by save_bundle")
+    if missing := sorted(set(required) - set(files)):
+        raise ValueError(f"required files not given: {missing}")
+
+    def fill(tmp: Path) -> dict[str, Any]:
+        for rel, content in files.items():
+            target = tmp / rel
+            if isinstance(content, bytes | bytearray):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(bytes(content))
+            else:
+                _write_json(target, content)
+        return {"line": line, "models": dict(models or {}), "required": sorted(required)}
+
+    return _write_bundle(root, name, version, fill)
+
+
+def _write_bundle(
+    root: Path | str,
+    name: str,
+    version: str | None,
+    fill: Callable[[Path], dict[str, Any]],
+) -> Path:
+    """Fill a temporary directory beside the target, write the manifest over every file it
+    holds (sha256 each), and rename it into place: a bundle is whole or absent."""
+    root = Path(root)
+    (root / name).mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".bundle-", dir=root / name))
+    try:
+        fields = fill(tmp)
         files = {
             p.relative_to(tmp).as_posix(): sha256_file(p)
             for p in sorted(tmp.rglob("*"))
@@ -200,9 +257,7 @@ def save_bundle(
             "name": name,
             "version": version,
             "created_at": now.isoformat(),
-            "feature_service": artifacts.spec.feature_service,
-            "models": models,
-            "blend": artifacts.blend.models,
+            **fields,
             "versions": _versions(),
             "content_sha256": digest,
             "files": files,
@@ -273,7 +328,11 @@ def verify_bundle(path: Path | str, *, digest: str | None = None) -> dict[str, A
     content = hashlib.sha256(json.dumps(expected, sort_keys=True).encode()).hexdigest()
     if manifest.get("content_sha256") != content:
         raise BundleIntegrityError(f"{path}: content digest does not match the file list")
-    if absent := [f for f in REQUIRED_FILES if f not in expected]:
+    line = manifest.get("line", FRAUD_LINE)
+    required = REQUIRED_FILES if line == FRAUD_LINE else manifest.get("required", [])
+    if not isinstance(required, list | tuple) or not all(isinstance(f, str) for f in required):
+        raise BundleIntegrityError(f"{mpath}: 'required' is not a list of paths")
+    if absent := [f for f in required if f not in expected]:
         raise BundleIntegrityError(f"{path}: the manifest does not list {absent}")
     # every file a model entry names is one of the verified files (no path outside them)
     models = manifest.get("models", {})
@@ -288,13 +347,22 @@ def verify_bundle(path: Path | str, *, digest: str | None = None) -> dict[str, A
     return dict(manifest)
 
 
+def verify_line_bundle(path: Path | str, line: str, *, digest: str | None = None) -> dict[str, Any]:
+    """:func:`verify_bundle`, and the bundle is one of ``line``'s (a credit bundle handed to
+    the fraud loader is refused by name, not by a missing file)."""
+    manifest = verify_bundle(path, digest=digest)
+    if (actual := manifest.get("line", FRAUD_LINE)) != line:
+        raise BundleIntegrityError(f"{path}: a {actual} bundle, not a {line} bundle")
+    return manifest
+
+
 def load_bundle(
     path: Path | str, *, nthread: int | None = None, digest: str | None = None
 ) -> Bundle:
     """Verify (against ``digest`` too, when given) and load a bundle (XGBoost booster and torch
     module included)."""
     path = Path(path)
-    manifest = verify_bundle(path, digest=digest)
+    manifest = verify_line_bundle(path, FRAUD_LINE, digest=digest)
     try:
         spec = FeatureSpec.from_contract(json.loads((path / "feature_contract.json").read_text()))
         cal_payload = json.loads((path / "calibration.json").read_text())

@@ -30,6 +30,8 @@ def release(
     target: str = "local",
     rayservice: str = "riskml-scoring",
     namespace: str = "riskml-serving",
+    app: str = "riskml",
+    uri_arg: str = "model_uri",
     timeout_s: float = 600.0,
     poll_s: float = 5.0,
     api_client: Any = None,
@@ -37,7 +39,9 @@ def release(
     """Release ``ref`` (a :class:`ModelRef` or its record) if the champion is still
     ``expected`` (the gate's ``champion_version``; None: there was none). ``target``: ``local``
     (the alias only: local serving loads ``models:/<name>@champion``), ``cluster`` (also the
-    RayService), ``none`` (verify and promote, touch no service)."""
+    RayService's Serve app ``app``: its ``uri_arg`` to the pinned version and
+    ``<uri_arg minus _uri>_digest`` to its digest; other lines' apps name their own args),
+    ``none`` (verify and promote, touch no service)."""
     from riskml.registry.store import fetch, promote, restore
 
     if target not in TARGETS:
@@ -57,9 +61,10 @@ def release(
 
         try:
             out["rayservice"] = rollout_rayservice(
-                {"model_uri": ref.model_uri, "model_digest": ref.digest},
+                {uri_arg: ref.model_uri, f"{uri_arg.removesuffix('_uri')}_digest": ref.digest},
                 name=rayservice,
                 namespace=namespace,
+                app=app,
                 timeout_s=timeout_s,
                 poll_s=poll_s,
                 api_client=api_client,

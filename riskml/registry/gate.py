@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,29 @@ def gate(
     version compared against (None: none): deploy goes ahead only if it is still the champion."""
     from riskml.evaluation.holdout import scores_on
     from riskml.metrics import evaluate
+
+    def value(bundle_dir: Path) -> float:
+        y, score, _ = scores_on(bundle_dir, test_dir)
+        return float(evaluate(y, score)[metric])
+
+    return compare_with_champion(name, value(challenger_dir), value, metric=metric, margin=margin)
+
+
+def compare_with_champion(
+    name: str,
+    challenger: float,
+    champion_value: Callable[[Path], float],
+    *,
+    metric: str,
+    margin: float = 0.0,
+) -> dict[str, Any]:
+    """The gate's decision for any product line: ``challenger`` (the challenger's ``metric`` on
+    the holdout) vs ``champion_value(<the champion's fetched bundle dir>)`` on the same holdout;
+    higher is better. ``deploy`` when there is no champion of ``name`` or the challenger beats
+    it by more than ``margin``, else ``keep``; ``champion_version`` is what deploy must still
+    find as the champion."""
     from riskml.registry.store import champion, fetch
 
-    y, score, _ = scores_on(challenger_dir, test_dir)
-    challenger = float(evaluate(y, score)[metric])
     current = champion(name)
     out: dict[str, Any] = {"metric": metric, "margin": margin, "challenger": challenger}
     if current is None:
@@ -34,8 +54,7 @@ def gate(
             decision="deploy", champion=None, champion_version=None, reason="no champion yet"
         )
         return out
-    cy, cscore, _ = scores_on(fetch(current), test_dir)
-    incumbent = float(evaluate(cy, cscore)[metric])
+    incumbent = float(champion_value(fetch(current)))
     better = challenger > incumbent + margin
     out.update(
         decision="deploy" if better else "keep",

@@ -435,3 +435,28 @@ def test_loading_a_bundle_never_unpickles(
     scores = score(loaded, later_frame.head(50))
     assert scores.shape == (50,)
     assert unpickled == [] and no_unpickling == []
+
+
+def test_a_line_bundle_is_verified_like_a_fraud_bundle_and_refused_by_the_fraud_loader(
+    tmp_path: Path,
+) -> None:
+    from riskml.models.bundle import load_bundle, save_line_bundle, verify_line_bundle
+
+    path = save_line_bundle(
+        tmp_path, "credit-pd", line="credit", version="v1",
+        files={"models/pd.ubj": b"\x00\x01", "pd.json": {"grades": ["A", "B"]}},
+        models={"pd": {"kind": "xgboost", "file": "models/pd.ubj"}},
+        required=["pd.json"],
+    )  # fmt: skip
+    manifest = verify_line_bundle(path, "credit")
+    assert manifest["line"] == "credit" and manifest["required"] == ["pd.json"]
+    assert set(manifest["files"]) == {"models/pd.ubj", "pd.json"}
+    with pytest.raises(BundleIntegrityError, match="a credit bundle, not a fraud bundle"):
+        load_bundle(path)
+    (path / "pd.json").unlink()
+    with pytest.raises(BundleIntegrityError, match="missing"):
+        verify_line_bundle(path, "credit")
+    with pytest.raises(ValueError, match="required files not given"):
+        save_line_bundle(tmp_path, "credit-pd", line="credit", files={}, required=["pd.json"])
+    with pytest.raises(ValueError, match="save_bundle"):
+        save_line_bundle(tmp_path, "x", line="fraud", files={})
