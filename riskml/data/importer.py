@@ -223,7 +223,9 @@ class ImportMapping(BaseModel):
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
-            raise ImportSchemaError(f"invalid mapping file {path}: {_pydantic_msg(exc)}") from exc
+            raise ImportSchemaError(
+                f"invalid mapping file {path}: {pydantic_message(exc)}"
+            ) from exc
 
     def with_overrides(
         self,
@@ -248,7 +250,7 @@ class ImportMapping(BaseModel):
         try:
             return ImportMapping.model_validate(data)
         except ValidationError as exc:
-            raise ImportSchemaError(f"invalid import options: {_pydantic_msg(exc)}") from exc
+            raise ImportSchemaError(f"invalid import options: {pydantic_message(exc)}") from exc
 
 
 def parse_map_options(items: list[str]) -> dict[str, str]:
@@ -311,7 +313,7 @@ def source_files(src: Path) -> list[Path]:
     return files
 
 
-def _read_file(path: Path) -> pl.DataFrame:
+def read_file(path: Path) -> pl.DataFrame:
     import polars as pl
 
     try:
@@ -335,10 +337,10 @@ def _read_file(path: Path) -> pl.DataFrame:
     )
 
 
-def _read_sources(files: list[Path]) -> pl.DataFrame:
+def read_sources(files: list[Path]) -> pl.DataFrame:
     import polars as pl
 
-    frames = [_read_file(p) for p in files]
+    frames = [read_file(p) for p in files]
     if len(frames) == 1:
         return frames[0]
     names = [set(f.columns) for f in frames]
@@ -386,7 +388,7 @@ def resolve_mapping(source_columns: list[str], mapping: ImportMapping) -> dict[s
     return {name: resolved[name] for name in COLUMN_NAMES if name in resolved}
 
 
-def _kind(dtype: pl.DataType) -> str:
+def dtype_kind(dtype: pl.DataType) -> str:
     import polars as pl
 
     if dtype == pl.Null:
@@ -418,7 +420,7 @@ def _check_types(df: pl.DataFrame, resolved: dict[str, str], ts_format: str | No
     bad: list[str] = []
     targets: list[str] = []
     for target, source in resolved.items():
-        kind = _kind(df.schema[source])
+        kind = dtype_kind(df.schema[source])
         if kind not in allowed[target]:
             hint = ""
             if target in ("ts", "label_available_at") and kind in ("int", "float"):
@@ -433,7 +435,7 @@ def _check_types(df: pl.DataFrame, resolved: dict[str, str], ts_format: str | No
 
 
 # --- row-level parsing ---------------------------------------------------------------------------
-def _blank(s: pl.Series) -> pl.Series:
+def is_blank(s: pl.Series) -> pl.Series:
     """True where a value is null or (for strings) empty/whitespace."""
     import polars as pl
 
@@ -442,13 +444,13 @@ def _blank(s: pl.Series) -> pl.Series:
     return s.is_null()
 
 
-def _const(value: Any, n: int, dtype: Any, name: str = "") -> pl.Series:
+def const_series(value: Any, n: int, dtype: Any, name: str = "") -> pl.Series:
     import polars as pl
 
     return pl.select(pl.repeat(value, n, dtype=dtype)).to_series().alias(name)
 
 
-def _as_string(s: pl.Series) -> pl.Series:
+def as_string(s: pl.Series) -> pl.Series:
     import polars as pl
 
     return s if s.dtype == pl.String else s.cast(pl.String)
@@ -459,9 +461,9 @@ def parse_datetime(s: pl.Series, ts_format: str | None, timezone: str) -> pl.Ser
     import polars as pl
 
     out_dtype = pl.Datetime("us", "UTC")
-    kind = _kind(s.dtype)
+    kind = dtype_kind(s.dtype)
     if kind == "null":
-        return _const(None, len(s), out_dtype, s.name)
+        return const_series(None, len(s), out_dtype, s.name)
     if kind in ("datetime", "date"):
         s = s.cast(pl.Datetime("us")) if kind == "date" else s.dt.cast_time_unit("us")
         return _to_utc(s, timezone)
@@ -472,7 +474,7 @@ def parse_datetime(s: pl.Series, ts_format: str | None, timezone: str) -> pl.Ser
         micros = micros.round(0).cast(pl.Int64, strict=False)
         return pl.from_epoch(micros, time_unit="us").dt.replace_time_zone("UTC").alias(s.name)
     text = s.str.strip_chars()
-    result = _const(None, len(s), out_dtype, s.name)
+    result = const_series(None, len(s), out_dtype, s.name)
     for fmt in (ts_format,) if ts_format else _sniff_formats(text):
         todo = (result.is_null() & text.is_not_null()).arg_true()
         if len(todo) == 0:
@@ -507,23 +509,23 @@ def _to_utc(s: pl.Series, timezone: str) -> pl.Series:
     return s.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
 
 
-def _breaks_rule(s: pl.Series) -> pl.Series:
+def breaks_rule(s: pl.Series) -> pl.Series:
     """True where a (string) value breaks its column's value rule; False where it is null."""
     import polars as pl
 
     rule = VALUE_RULES[s.name]
     if rule.column_ok(s):  # the cheap whole-column check first: most columns are clean
-        return _const(False, len(s), pl.Boolean, s.name)
+        return const_series(False, len(s), pl.Boolean, s.name)
     return s.to_frame().select(rule.invalid(s.name).fill_null(False)).to_series()
 
 
-def _parse_fraud(s: pl.Series) -> pl.Series:
+def parse_flag(s: pl.Series) -> pl.Series:
     """Source ``is_fraud`` -> Int8 0/1, null where not a recognised 0/1 value."""
     import polars as pl
 
-    kind = _kind(s.dtype)
+    kind = dtype_kind(s.dtype)
     if kind == "null":
-        return _const(None, len(s), pl.Int8, s.name)
+        return const_series(None, len(s), pl.Int8, s.name)
     if kind == "bool":
         return s.cast(pl.Int8)
     if kind == "string":
@@ -545,15 +547,15 @@ def _parse_fraud(s: pl.Series) -> pl.Series:
     return num.set(~num.is_in([0.0, 1.0]).fill_null(False), None).cast(pl.Int8)
 
 
-def _parse_amount(s: pl.Series) -> pl.Series:
+def parse_number(s: pl.Series) -> pl.Series:
     import polars as pl
 
-    if _kind(s.dtype) == "string":
+    if dtype_kind(s.dtype) == "string":
         return s.str.strip_chars().cast(pl.Float64, strict=False)
     return s.cast(pl.Float64)
 
 
-def _quarantine_frame(
+def quarantine_frame(
     raw: pl.DataFrame, source_cols: list[str], mask: pl.Series, reason: pl.Series
 ) -> pl.DataFrame:
     import polars as pl
@@ -610,7 +612,7 @@ def load(
         )
     else:
         files = source_files(Path(src))
-        raw = _read_sources(files)
+        raw = read_sources(files)
     source_cols = [c for c in raw.columns if c not in QUARANTINE_COLUMNS]
     resolved = resolve_mapping(source_cols, mapping)
     _check_types(raw, resolved, mapping.ts_format)
@@ -621,25 +623,25 @@ def load(
 
     problems: dict[str, pl.Series] = {}
     parsed: dict[str, pl.Series] = {}
-    false = _const(False, n, pl.Boolean)
+    false = const_series(False, n, pl.Boolean)
 
     for name in ("tx_id", "customer_id", "terminal_id"):
         col = src_col(name)
-        problems[f"missing_{name}"] = _blank(col)
-        parsed[name] = _as_string(col)
-        problems[f"bad_{name}"] = ~problems[f"missing_{name}"] & _breaks_rule(parsed[name])
+        problems[f"missing_{name}"] = is_blank(col)
+        parsed[name] = as_string(col)
+        problems[f"bad_{name}"] = ~problems[f"missing_{name}"] & breaks_rule(parsed[name])
 
     ts_raw = src_col("ts")
     ts = parse_datetime(ts_raw, mapping.ts_format, mapping.timezone)
-    problems["missing_ts"] = _blank(ts_raw)
+    problems["missing_ts"] = is_blank(ts_raw)
     problems["bad_ts"] = ~problems["missing_ts"] & ts.is_null()
     parsed["ts"] = ts
     if ts_window is not None:
-        _check_ts_window(ts_raw, ts, resolved["ts"], raw, ts_window)
+        check_ts_window(ts_raw, ts, resolved["ts"], raw, ts_window)
 
     amount_raw = src_col("amount")
-    amount = _parse_amount(amount_raw)
-    problems["missing_amount"] = _blank(amount_raw)
+    amount = parse_number(amount_raw)
+    problems["missing_amount"] = is_blank(amount_raw)
     problems["bad_amount"] = ~problems["missing_amount"] & amount.is_null()
     problems["nonfinite_amount"] = (~amount.is_finite()).fill_null(False)
     problems["negative_amount"] = (amount < 0).fill_null(False)
@@ -652,37 +654,37 @@ def load(
 
     if "is_fraud" in resolved:
         fraud_raw = src_col("is_fraud")
-        fraud = _parse_fraud(fraud_raw)
-        problems["missing_is_fraud"] = _blank(fraud_raw)
+        fraud = parse_flag(fraud_raw)
+        problems["missing_is_fraud"] = is_blank(fraud_raw)
         problems["bad_is_fraud"] = ~problems["missing_is_fraud"] & fraud.is_null()
     elif "fraud_scenario" in resolved:
-        scen = _as_string(src_col("fraud_scenario")).str.strip_chars()
-        fraud = (~(_blank(scen) | (scen == LEGIT).fill_null(False))).cast(pl.Int8)
+        scen = as_string(src_col("fraud_scenario")).str.strip_chars()
+        fraud = (~(is_blank(scen) | (scen == LEGIT).fill_null(False))).cast(pl.Int8)
         problems["missing_is_fraud"] = problems["bad_is_fraud"] = false
     else:
         defaulted.append("is_fraud")
-        fraud = _const(int(defaults["is_fraud"]), n, pl.Int8)
+        fraud = const_series(int(defaults["is_fraud"]), n, pl.Int8)
         problems["missing_is_fraud"] = problems["bad_is_fraud"] = false
     parsed["is_fraud"] = fraud.alias("is_fraud")
     is_fraud = (fraud == 1).fill_null(False)
 
     for name in ("device_id", "currency", "merchant_category", "channel", "fraud_scenario"):
         if name in resolved:
-            col = _as_string(src_col(name))
-            blank = _blank(col)
+            col = as_string(src_col(name))
+            blank = is_blank(col)
         else:
             defaulted.append(name)
-            col = _const(None, n, pl.String, name)
+            col = const_series(None, n, pl.String, name)
             blank = ~false
         if name == "fraud_scenario":
             fill = pl.select(
                 pl.when(pl.lit(is_fraud)).then(pl.lit(str(defaults[name]))).otherwise(pl.lit(LEGIT))
             ).to_series()
         else:
-            fill = _const(str(defaults[name]), n, pl.String)
+            fill = const_series(str(defaults[name]), n, pl.String)
         parsed[name] = col.set(blank, None).fill_null(fill) if n else col
         if name in VALUE_RULES:
-            problems[f"bad_{name}"] = _breaks_rule(parsed[name])
+            problems[f"bad_{name}"] = breaks_rule(parsed[name])
 
     delay_us = round(delay * 86_400 * 1_000_000)
     label_default = pl.select(
@@ -693,7 +695,7 @@ def load(
     if "label_available_at" in resolved:
         label_raw = src_col("label_available_at")
         label = parse_datetime(label_raw, mapping.ts_format, mapping.timezone)
-        label_blank = _blank(label_raw)
+        label_blank = is_blank(label_raw)
         problems["bad_label_available_at"] = ~label_blank & label.is_null()
         label = label.fill_null(label_default) if n else label
     else:
@@ -723,7 +725,7 @@ def load(
     if not accepted.get_column("ts").is_sorted():
         accepted = accepted.sort("ts", maintain_order=True)
     accepted = validate_transactions(accepted)
-    quarantined = _quarantine_frame(raw, source_cols, bad, reason)
+    quarantined = quarantine_frame(raw, source_cols, bad, reason)
     if accepted.height + quarantined.height != n:  # the invariant, checked at run time too
         raise AssertionError(f"row accounting broke: {n} != {accepted.height}+{quarantined.height}")
     counts = {code: int(m.sum()) for code, m in problems.items() if n}
@@ -773,14 +775,16 @@ def _utc(value: dt.datetime) -> dt.datetime:
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
-def _check_ts_window(
+def check_ts_window(
     ts_raw: pl.Series,
     ts: pl.Series,
     source: str,
     raw: pl.DataFrame,
     window: tuple[dt.datetime, dt.datetime],
+    target: str = "ts",
 ) -> None:
-    """Raise :class:`ImportSchemaError` when any parsed ``ts`` lies outside ``window``."""
+    """Raise :class:`ImportSchemaError` when any parsed timestamp of column ``target`` lies
+    outside ``window`` (every importer's plausibility check: transactions, loans, disputes)."""
     lo, hi = window
     outside = ((ts < lo) | (ts > hi)).fill_null(False)
     count = int(outside.sum())
@@ -790,10 +794,10 @@ def _check_ts_window(
     value = ts_raw[first]
     where = f"{raw.get_column('source_file')[first]} row {raw.get_column('source_row')[first]}"
     raise ImportSchemaError(
-        f"ts <- {source!r}: {count} of {len(ts)} rows outside the plausible window "
+        f"{target} <- {source!r}: {count} of {len(ts)} rows outside the plausible window "
         f"{lo.isoformat()} .. {hi.isoformat()}; first raw value {str(value)!r} ({where}); "
         "check --ts-format (epoch_s/epoch_ms/epoch_us) or widen with --min-ts/--max-ts",
-        ("ts",),
+        (target,),
     )
 
 
@@ -877,7 +881,7 @@ def verify_dataset(
         raise ImportSchemaError(f"written dataset failed verification: {exc}") from exc
 
 
-def _swap_into_place(new: Path, out: Path) -> None:
+def swap_into_place(new: Path, out: Path) -> None:
     """Make ``new`` (a sibling of ``out``) the dataset at ``out``, with renames only.
 
     ``out`` absent or empty: one rename. Otherwise: ``out`` is renamed aside, ``new`` renamed
@@ -913,7 +917,7 @@ def import_transactions(
     dataset unless ``overwrite``, and into a directory holding anything else at all.
 
     Atomic: the dataset is written into a temporary sibling directory of ``out``, read back and
-    verified (:func:`verify_dataset`), then renamed into place (see :func:`_swap_into_place`).
+    verified (:func:`verify_dataset`), then renamed into place (see :func:`swap_into_place`).
     Any failure (file-level problem, ``ts`` outside ``ts_window`` — default
     :func:`default_ts_window` —, I/O error) raises, removes the temporary directory and leaves
     whatever was at ``out`` untouched. ``progress`` is an optional callable ``advance(n)`` called
@@ -976,7 +980,7 @@ def import_transactions(
         verify_dataset(
             staging, rows=acc.height, quarantined=loaded.quarantined.height, window=window
         )
-        _swap_into_place(staging, target)
+        swap_into_place(staging, target)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
@@ -995,7 +999,7 @@ def import_transactions(
     )
 
 
-def _pydantic_msg(exc: ValidationError) -> str:
+def pydantic_message(exc: ValidationError) -> str:
     return "; ".join(
         f"{'.'.join(str(p) for p in e['loc']) or 'mapping'}: {e['msg']}" for e in exc.errors()
     )

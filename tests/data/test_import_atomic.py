@@ -118,7 +118,7 @@ def _fail_on_call(n: int, real: Callable[..., Any], exc: Exception) -> Callable[
         # while reading the source
         (
             importer,
-            "_read_file",
+            "read_file",
             lambda real: _fail_on_call(1, real, OSError("disk gone")),
             "disk gone",
         ),
