@@ -1,0 +1,1161 @@
+"""Evidence documents as real PDFs (reportlab), clean or scanned.
+
+:func:`render_document` draws one merchant evidence document of a :data:`DOC_TYPES` type from
+*facts* (an :class:`~riskml.data.disputes.evidence.Evidence`: what is true about the order) and
+the parties (:class:`Merchant`, :class:`Customer`), and returns a :class:`RenderedDocument`
+whose ``truth`` is exactly the facts the page shows: the fields of :data:`DOC_FIELDS` for its
+type that are set in ``facts`` (a layout may leave one out, e.g. a carrier's page without the
+merchant's order reference). ``truth`` is the ground truth extraction is scored against.
+
+Document types (:data:`DOC_TYPES`) and the fields they can show (:data:`DOC_FIELDS`):
+
+``receipt``                 order id, merchant, amount + currency (the total of the line
+                            items), order date; the customer's name, email, address, masked card.
+``shipping_confirmation``   order id, merchant, order date, ship date, carrier, tracking number,
+                            whether the ship-to address is the billing address.
+``delivery_confirmation``   the carrier's page: carrier, tracking number, status, delivery date,
+                            ship date (pick-up event), the merchant's order reference.
+``refund_policy``           the refund/cancellation policy text and the checkout acceptance
+                            record: order id, merchant, order date, policy accepted,
+                            subscription cancellation date.
+``correspondence``          an e-mail thread with the customer: order id in the subject; the
+                            customer acknowledging receipt (or saying it never came),
+                            cancelling, the merchant's refund (amount, date) or its refusal.
+``login_record``            the checkout session and authorisation: order id, order date,
+                            amount, IP address, device id, AVS and CVV results; some layouts add
+                            a table of earlier sessions (other IPs/devices: distractors).
+``refund_receipt``          a credit note: order id, merchant, refund issued, amount, date.
+
+Variants (the ``variant`` knob, 0-5): each changes the labels (``"Order #"``, ``"Order
+number:"``, ``"Ref"``...), the date format (``2024-03-05``, ``05 Mar 2024``, ``03/05/2024``...),
+the amount format (``$1,234.50``, ``USD 1234.50``...), the font and the layout (label lines,
+a bordered two-column table, ``|``-separated compact lines). :data:`DEVELOPMENT_VARIANTS`
+(0-3) are the ones extraction rules may be written on; :data:`HELD_OUT_VARIANTS` (4-5) use
+labels, date and amount formats and wording no development variant uses, so a held-out corpus
+(these variants, other seeds) measures how the rules generalise.
+
+Scans (:func:`scan_pdf`): each page rendered to an image with pypdfium2 (200 dpi), slightly
+rotated, blurred, contrast-reduced and speckled with PIL/numpy, and written as an image-only PDF
+(no text layer: extraction needs OCR). Rendering a clean document takes a few milliseconds; a
+scan about a few hundred.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+from riskml.data.disputes.evidence import Evidence
+
+if TYPE_CHECKING:  # pragma: no cover
+    from reportlab.pdfgen.canvas import Canvas
+
+DocType = Literal[
+    "receipt",
+    "shipping_confirmation",
+    "delivery_confirmation",
+    "refund_policy",
+    "correspondence",
+    "login_record",
+    "refund_receipt",
+]
+DOC_TYPES: tuple[str, ...] = get_args(DocType)
+
+#: Fields each document type can show (its truth is the subset set in the facts).
+DOC_FIELDS: dict[str, tuple[str, ...]] = {
+    "receipt": ("order_id", "merchant_name", "transaction_date", "amount", "currency"),
+    "shipping_confirmation": (
+        "order_id",
+        "merchant_name",
+        "transaction_date",
+        "shipping_date",
+        "carrier",
+        "tracking_number",
+        "shipping_address_matches",
+    ),
+    "delivery_confirmation": (
+        "carrier",
+        "tracking_number",
+        "order_id",
+        "shipping_date",
+        "delivery_status",
+        "delivery_date",
+    ),
+    "refund_policy": (
+        "order_id",
+        "merchant_name",
+        "transaction_date",
+        "policy_accepted",
+        "cancellation_date",
+    ),
+    "correspondence": (
+        "order_id",
+        "merchant_name",
+        "customer_acknowledged",
+        "cancellation_date",
+        "refund_issued",
+        "refund_amount",
+        "refund_date",
+        "currency",
+    ),
+    "login_record": (
+        "order_id",
+        "transaction_date",
+        "amount",
+        "currency",
+        "ip_address",
+        "device_id",
+        "avs_result",
+        "cvv_result",
+    ),
+    "refund_receipt": (
+        "order_id",
+        "merchant_name",
+        "refund_issued",
+        "refund_amount",
+        "refund_date",
+        "currency",
+    ),
+}
+
+N_VARIANTS = 6
+#: Variants extraction rules may be developed on.
+DEVELOPMENT_VARIANTS: tuple[int, ...] = (0, 1, 2, 3)
+#: Variants kept for held-out evaluation (labels, formats and wording no development one uses).
+HELD_OUT_VARIANTS: tuple[int, ...] = (4, 5)
+
+Layout = Literal["lines", "table", "compact"]
+
+
+@dataclass(frozen=True)
+class Style:
+    """How a variant looks: date and amount formats, font, layout."""
+
+    date_format: str
+    #: symbol_comma | code_plain | comma_code | symbol_plain | us_symbol | code_comma
+    amount_format: str
+    font: str
+    layout: Layout
+    history: bool  # login record: add a table of earlier sessions
+
+
+STYLES: tuple[Style, ...] = (
+    Style("%Y-%m-%d", "symbol_comma", "Helvetica", "lines", False),
+    Style("%d %b %Y", "code_plain", "Times-Roman", "table", True),
+    Style("%m/%d/%Y", "comma_code", "Courier", "lines", False),
+    Style("%b %d, %Y", "symbol_plain", "Helvetica", "compact", False),
+    # held out
+    Style("%B %d, %Y", "us_symbol", "Times-Roman", "table", True),
+    Style("%d-%b-%Y", "code_comma", "Helvetica", "lines", False),
+)
+
+#: Field -> its label in each variant (index = variant).
+LABELS: dict[str, tuple[str, ...]] = {
+    "order_id": (
+        "Order #",
+        "Order number:",
+        "Ref",
+        "Order ID:",
+        "Order reference:",
+        "Purchase no.",
+    ),
+    "merchant_name": (
+        "Merchant:",
+        "Sold by",
+        "Seller:",
+        "Merchant name:",
+        "Retailer:",
+        "Billed by",
+    ),
+    "transaction_date": (
+        "Order date:",
+        "Date of purchase",
+        "Purchased",
+        "Transaction date:",
+        "Placed on",
+        "Order placed:",
+    ),
+    "amount": ("Total:", "Amount charged", "TOTAL", "Grand total:", "Total paid", "Total charged:"),
+    "shipping_date": (
+        "Ship date:",
+        "Shipped on",
+        "Dispatched:",
+        "Shipping date:",
+        "Date shipped",
+        "Dispatch date:",
+    ),
+    "carrier": (
+        "Carrier:",
+        "Shipped via",
+        "Courier",
+        "Carrier:",
+        "Shipping carrier",
+        "Delivery partner:",
+    ),
+    "tracking_number": (
+        "Tracking #",
+        "Tracking number:",
+        "Tracking No.",
+        "Tracking ID:",
+        "Tracking code:",
+        "Tracking ref.",
+    ),
+    "delivery_status": (
+        "Status:",
+        "Delivery status",
+        "Current status:",
+        "Shipment status:",
+        "Latest status",
+        "Parcel status:",
+    ),
+    "delivery_date": (
+        "Delivered on:",
+        "Delivery date",
+        "Date delivered:",
+        "Delivery date:",
+        "Delivered",
+        "Proof of delivery date:",
+    ),
+    "shipping_address_matches": (
+        "Ship-to matches billing address:",
+        "Shipping = billing",
+        "Address check:",
+        "Delivery address matches billing:",
+        "Billing/shipping match:",
+        "Ship-to verified against bill-to:",
+    ),
+    "avs_result": (
+        "AVS result:",
+        "AVS",
+        "Address verification:",
+        "AVS response:",
+        "Address check (AVS):",
+        "AVS code:",
+    ),
+    "cvv_result": (
+        "CVV result:",
+        "CVV2",
+        "Card security code:",
+        "CVV response:",
+        "CVC check:",
+        "CVV2 code:",
+    ),
+    "ip_address": ("IP address:", "IP", "Client IP", "IP address:", "Originating IP:", "Source IP"),
+    "device_id": (
+        "Device ID:",
+        "Device",
+        "Device fingerprint",
+        "Device ID:",
+        "Device identifier:",
+        "Fingerprint",
+    ),
+    "refund_issued": (
+        "Refund status:",
+        "Status",
+        "Refund",
+        "Refund status:",
+        "Credit status:",
+        "Refund state:",
+    ),
+    "refund_amount": (
+        "Refund amount:",
+        "Amount refunded",
+        "Credit",
+        "Refunded:",
+        "Credit amount:",
+        "Refund total",
+    ),
+    "refund_date": (
+        "Refund date:",
+        "Refunded on",
+        "Credit date",
+        "Date refunded:",
+        "Credit issued:",
+        "Processed on",
+    ),
+    "policy_accepted": (
+        "Terms accepted:",
+        "Policy accepted",
+        "Customer agreed to terms",
+        "Refund policy accepted:",
+        "Terms and conditions:",
+        "Checkout consent:",
+    ),
+    "cancellation_date": (
+        "Cancelled on:",
+        "Cancellation date",
+        "Cancelled",
+        "Cancellation date:",
+        "Date cancelled",
+        "Subscription cancelled:",
+    ),
+}
+
+#: Enumerated and boolean values as each variant writes them.
+VALUE_WORDS: dict[str, dict[Any, tuple[str, ...]]] = {
+    "delivery_status": {
+        "delivered": (
+            "Delivered",
+            "DELIVERED",
+            "Delivered to recipient",
+            "Delivered",
+            "Parcel delivered",
+            "Delivered - left at front door",
+        ),
+        "in_transit": (
+            "In transit",
+            "IN TRANSIT",
+            "On its way",
+            "In transit",
+            "Out for delivery",
+            "In transit to destination",
+        ),
+        "returned": (
+            "Returned to sender",
+            "RETURNED",
+            "Return to shipper",
+            "Returned",
+            "Returned to merchant",
+            "Sent back to sender",
+        ),
+        "not_found": (
+            "No record found",
+            "NOT FOUND",
+            "Tracking number not found",
+            "Not found",
+            "No information available",
+            "Unknown tracking number",
+        ),
+    },
+    "avs_result": {
+        "match": (
+            "Y (full match)",
+            "MATCH",
+            "Y - address and ZIP match",
+            "Full match",
+            "Y: street and postcode match",
+            "Y",
+        ),
+        "partial": (
+            "Z (ZIP only)",
+            "PARTIAL",
+            "A - address match only",
+            "Partial match",
+            "Z: postcode match only",
+            "Z",
+        ),
+        "no_match": ("N (no match)", "NO MATCH", "N - no match", "No match", "N: no match", "N"),
+        "unavailable": (
+            "U (unavailable)",
+            "UNAVAILABLE",
+            "U - not available",
+            "Unavailable",
+            "U: not supported",
+            "U",
+        ),
+    },
+    "cvv_result": {
+        "match": ("M (match)", "MATCH", "M - match", "Match", "M: matched", "M"),
+        "no_match": ("N (no match)", "NO MATCH", "N - no match", "No match", "N: not matched", "N"),
+        "unavailable": (
+            "U (unavailable)",
+            "NOT CHECKED",
+            "P - not processed",
+            "Unavailable",
+            "U: issuer unavailable",
+            "U",
+        ),
+    },
+    "shipping_address_matches": {
+        True: ("Yes", "YES", "Y", "Yes (match)", "Match", "Verified"),
+        False: ("No", "NO", "N", "No (different address)", "Mismatch", "Not verified"),
+    },
+    "policy_accepted": {
+        True: ("Yes", "YES", "Y", "Yes (checkbox ticked)", "Accepted", "Agreed"),
+        False: ("No", "NO", "N", "No (not ticked)", "Not accepted", "Not agreed"),
+    },
+    "refund_issued": {
+        True: ("Issued", "REFUNDED", "Processed", "Completed", "Credited", "Refund issued"),
+        False: ("Not issued", "NONE", "Not processed", "None", "Not credited", "No refund"),
+    },
+}
+
+#: Correspondence wording: (development phrases, held-out phrases); ``{date}``/``{amount}``
+#: are filled in.
+PHRASES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "acknowledged": (
+        (
+            "I received the package on {date}.",
+            "The order arrived yesterday and I have been using it since.",
+            "Thanks, I got the item.",
+            "The parcel was delivered and I opened it.",
+        ),
+        (
+            "It turned up at my door on {date}.",
+            "My delivery came through fine and I started using it.",
+        ),
+    ),
+    "not_received": (
+        (
+            "I never received my order.",
+            "The package has not arrived.",
+            "Nothing was delivered to my address.",
+            "I am still waiting for the parcel, it never came.",
+        ),
+        ("Nothing ever showed up at my door.", "The goods never reached me."),
+    ),
+    "cancelled": (
+        (
+            "I cancelled my subscription on {date}.",
+            "I already cancelled on {date} but you charged me again.",
+            "My cancellation was made on {date}.",
+        ),
+        ("I ended the membership on {date}.", "I terminated my plan on {date}."),
+    ),
+    "refund": (
+        (
+            "We have issued a refund of {amount} on {date}.",
+            "A refund of {amount} was processed on {date}.",
+            "Your refund of {amount} was sent on {date}.",
+        ),
+        (
+            "We credited {amount} back to your card on {date}.",
+            "The sum of {amount} was returned to your card on {date}.",
+        ),
+    ),
+    "refund_no_details": (
+        ("We have issued a full refund.", "A refund has been processed."),
+        ("Your money has been returned to your card.",),
+    ),
+    "no_refund": (
+        (
+            "No refund has been issued for this order.",
+            "We have not issued a refund for this order.",
+        ),
+        ("We are unable to offer a refund for this order.",),
+    ),
+}
+
+_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "CAD": "C$", "AUD": "A$"}
+
+
+# --- parties ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Address:
+    street: str
+    city: str
+    region: str
+    postcode: str
+    country: str = "US"
+
+    def lines(self) -> list[str]:
+        return [self.street, f"{self.city}, {self.region} {self.postcode}", self.country]
+
+    def one_line(self) -> str:
+        return f"{self.street}, {self.city}, {self.region} {self.postcode}"
+
+
+@dataclass(frozen=True)
+class Merchant:
+    name: str
+    website: str
+    support_email: str
+    phone: str
+    address: Address
+
+
+@dataclass(frozen=True)
+class Customer:
+    name: str
+    email: str
+    phone: str
+    billing: Address
+    shipping: Address
+    card_brand: str = "Visa"
+    card_last4: str = "4242"
+
+
+@dataclass(frozen=True)
+class LineItem:
+    description: str
+    quantity: int
+    unit_price: float
+
+
+@dataclass(frozen=True)
+class Session:
+    """An earlier login of the customer's account, for the login record's history table."""
+
+    at: dt.datetime
+    ip_address: str
+    device_id: str
+    event: str = "login"
+
+
+@dataclass(frozen=True)
+class DocumentContext:
+    """What a document shows besides the evidence: the parties and the case's details.
+
+    ``items`` are the order's lines (the receipt makes them add up to ``facts.amount``; empty:
+    one line named ``product``); ``complaint`` is one sentence of the customer's own, added to
+    the e-mail thread (it must not contain evidence values); ``sessions`` are earlier logins;
+    ``pan`` a full card number the customer pastes into an e-mail (``None``: none);
+    ``order_date``/``delivered_on`` date the e-mails (they are not evidence fields there);
+    ``subscription``: the policy page shows a subscription plan and its status."""
+
+    merchant: Merchant
+    customer: Customer
+    items: tuple[LineItem, ...] = ()
+    product: str = "Order items"
+    complaint: str = ""
+    sessions: tuple[Session, ...] = ()
+    pan: str | None = None
+    subscription: bool = False
+    order_date: dt.date | None = None
+    delivered_on: dt.date | None = None
+
+
+@dataclass
+class RenderedDocument:
+    """A rendered document: where it is, what it is and what it shows (``truth``)."""
+
+    path: Path
+    doc_type: str
+    variant: int
+    pages: int
+    truth: Evidence
+    scanned: bool = False
+
+
+_MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+
+# --- formatting --------------------------------------------------------------------------------
+
+
+def format_date(value: dt.date, variant: int) -> str:
+    """``value`` in the variant's date format (English month names, no locale)."""
+    fmt = STYLES[variant].date_format
+    months = _MONTHS
+    out = fmt.replace("%Y", f"{value.year:04d}").replace("%m", f"{value.month:02d}")
+    out = out.replace("%d", f"{value.day:02d}")
+    out = out.replace("%B", months[value.month - 1]).replace("%b", months[value.month - 1][:3])
+    return out
+
+
+def format_amount(value: float, currency: str, variant: int) -> str:
+    """``value`` in the variant's amount format (``$1,234.50``, ``USD 1234.50``, ...)."""
+    kind = STYLES[variant].amount_format
+    symbol = _SYMBOLS.get(currency, currency + " ")
+    comma, plain = f"{value:,.2f}", f"{value:.2f}"
+    if kind == "symbol_comma":
+        return f"{symbol}{comma}"
+    if kind == "code_plain":
+        return f"{currency} {plain}"
+    if kind == "comma_code":
+        return f"{comma} {currency}"
+    if kind == "symbol_plain":
+        return f"{symbol}{plain}"
+    if kind == "us_symbol":
+        prefix = {"USD": "US$", "CAD": "CA$", "AUD": "AU$"}.get(currency, symbol.strip())
+        return f"{prefix} {comma}"
+    return f"{currency} {comma}"  # code_comma
+
+
+def format_value(name: str, value: Any, variant: int, currency: str = "USD") -> str:
+    """How the variant writes the value of evidence field ``name``."""
+    if name in VALUE_WORDS:
+        return VALUE_WORDS[name][value][variant]
+    if isinstance(value, dt.date):
+        return format_date(value, variant)
+    if name in ("amount", "refund_amount"):
+        return format_amount(float(value), currency, variant)
+    return str(value)
+
+
+# --- a small page writer ------------------------------------------------------------------------
+
+_PAGE_W, _PAGE_H = 612.0, 792.0  # US letter, points
+_MARGIN = 54.0
+
+
+class _Writer:
+    """Draws lines top-down on reportlab pages and records which evidence fields it drew."""
+
+    def __init__(self, canvas: Canvas, style: Style, variant: int, facts: Evidence) -> None:
+        self.c = canvas
+        self.style = style
+        self.variant = variant
+        self.facts = facts
+        self.currency = facts.currency or "USD"
+        self.y = _PAGE_H - _MARGIN
+        self.pages = 1
+        self.shown: set[str] = set()
+        self.size = 10.0
+
+    @property
+    def bold(self) -> str:
+        return {"Helvetica": "Helvetica-Bold", "Times-Roman": "Times-Bold"}.get(
+            self.style.font, "Courier-Bold"
+        )
+
+    def _room(self, height: float) -> None:
+        if self.y - height < _MARGIN:
+            self.c.showPage()
+            self.pages += 1
+            self.y = _PAGE_H - _MARGIN
+
+    def text(
+        self, text: str, *, size: float | None = None, bold: bool = False, x: float = 0
+    ) -> None:
+        size = size or self.size
+        self._room(size * 1.5)
+        self.c.setFont(self.bold if bold else self.style.font, size)
+        self.c.drawString(_MARGIN + x, self.y - size, text)
+        self.y -= size * 1.45
+
+    def para(self, text: str, *, size: float | None = None) -> None:
+        from reportlab.lib.utils import simpleSplit
+
+        size = size or self.size
+        for line in simpleSplit(text, self.style.font, size, _PAGE_W - 2 * _MARGIN):
+            self.text(line, size=size)
+
+    def gap(self, points: float = 8.0) -> None:
+        self.y -= points
+
+    def rule(self) -> None:
+        self._room(6)
+        self.c.setLineWidth(0.5)
+        self.c.line(_MARGIN, self.y, _PAGE_W - _MARGIN, self.y)
+        self.y -= 6
+
+    def value(self, name: str) -> str | None:
+        """The formatted value of fact ``name`` (recorded as shown), or None when unset."""
+        raw = getattr(self.facts, name)
+        if raw is None:
+            return None
+        self.shown.add(name)
+        if name in ("amount", "refund_amount") and self.facts.currency is not None:
+            self.shown.add("currency")
+        return format_value(name, raw, self.variant, self.currency)
+
+    def fields(self, names: list[str]) -> None:
+        """Label/value pairs of the facts set among ``names``, in the variant's layout."""
+        pairs = []
+        for name in names:
+            shown = self.value(name)
+            if shown is not None:
+                pairs.append((LABELS[name][self.variant], shown))
+        if not pairs:
+            return
+        layout = self.style.layout
+        if layout == "table":
+            self._table(pairs)
+        elif layout == "compact":
+            for i in range(0, len(pairs), 2):
+                self.text("  |  ".join(f"{k} {v}" for k, v in pairs[i : i + 2]))
+        else:
+            for label, shown in pairs:
+                self.text(f"{label} {shown}")
+
+    def _table(self, pairs: list[tuple[str, str]]) -> None:
+        row_h = self.size * 1.8
+        col = 200.0
+        for label, shown in pairs:
+            self._room(row_h)
+            top = self.y
+            self.c.setLineWidth(0.5)
+            self.c.rect(_MARGIN, top - row_h, _PAGE_W - 2 * _MARGIN, row_h)
+            self.c.line(_MARGIN + col, top, _MARGIN + col, top - row_h)
+            self.c.setFont(self.bold, self.size)
+            self.c.drawString(_MARGIN + 4, top - row_h + 0.55 * self.size, label.rstrip(":"))
+            self.c.setFont(self.style.font, self.size)
+            self.c.drawString(_MARGIN + col + 4, top - row_h + 0.55 * self.size, shown)
+            self.y -= row_h
+        self.gap(6)
+
+    def grid(self, header: list[str], rows: list[list[str]], widths: list[float]) -> None:
+        """A plain table (line items, tracking events, sessions): not evidence labels."""
+        xs = [sum(widths[:i]) for i in range(len(widths))]
+        self._room(self.size * 1.6)
+        self.c.setFont(self.bold, self.size - 1)
+        for x, cell in zip(xs, header, strict=True):
+            self.c.drawString(_MARGIN + x, self.y - self.size, cell)
+        self.y -= self.size * 1.5
+        for row in rows:
+            self._room(self.size * 1.5)
+            self.c.setFont(self.style.font, self.size - 1)
+            for x, cell in zip(xs, row, strict=True):
+                self.c.drawString(_MARGIN + x, self.y - self.size, cell)
+            self.y -= self.size * 1.4
+        self.gap(6)
+
+
+# --- the document types ---------------------------------------------------------------------------
+
+
+def _letterhead(w: _Writer, ctx: DocumentContext, title: str, *, merchant_field: bool) -> None:
+    """The merchant's header; ``merchant_field``: the name counts as the merchant_name field."""
+    name = ctx.merchant.name
+    if merchant_field and w.facts.merchant_name is not None:
+        name = w.value("merchant_name") or name
+    if w.variant in (1, 4):
+        w.text(name.upper(), size=15, bold=True)
+    else:
+        w.text(name, size=16, bold=True)
+    w.text(
+        f"{ctx.merchant.website}  ·  {ctx.merchant.support_email}  ·  {ctx.merchant.phone}", size=8
+    )
+    w.text(ctx.merchant.address.one_line(), size=8)
+    w.rule()
+    w.text(title, size=13, bold=True)
+    w.gap(4)
+
+
+def _customer_block(w: _Writer, ctx: DocumentContext, *, shipping: bool = True) -> None:
+    cust = ctx.customer
+    w.text("Bill to:" if w.variant % 2 == 0 else "Billing address", bold=True)
+    for line in [cust.name, *cust.billing.lines()]:
+        w.text(line, x=12)
+    if shipping:
+        w.text("Ship to:" if w.variant % 2 == 0 else "Delivery address", bold=True)
+        for line in [cust.name, *cust.shipping.lines()]:
+            w.text(line, x=12)
+    w.text(f"{cust.email}  ·  {cust.phone}", size=8)
+    w.gap(4)
+
+
+def _split_items(ctx: DocumentContext, subtotal: float) -> list[tuple[str, int, float, float]]:
+    """Line items (description, qty, unit, line total) adding up to ``subtotal`` exactly: the
+    last line absorbs the difference (one line of ``ctx.product`` when that cannot work)."""
+    rows = [
+        (i.description, i.quantity, i.unit_price, round(i.quantity * i.unit_price, 2))
+        for i in ctx.items
+    ]
+    rest = round(subtotal - sum(r[3] for r in rows[:-1]), 2)
+    if not rows or rest <= 0:
+        return [(ctx.product, 1, subtotal, subtotal)]
+    if abs(rows[-1][3] - rest) >= 0.005:
+        rows[-1] = (rows[-1][0], 1, rest, rest)
+    return rows
+
+
+def _receipt(w: _Writer, ctx: DocumentContext) -> None:
+    f = w.facts
+    title = ("Receipt", "INVOICE", "Order receipt", "Tax invoice", "Sales receipt", "Invoice")
+    _letterhead(w, ctx, title[w.variant], merchant_field=True)
+    w.fields(["order_id", "transaction_date"])
+    _customer_block(w, ctx)
+    amount = f.amount
+    if amount is None:
+        w.text("Payment details are not available.")
+        return
+    w.value("amount")  # marks amount (+ currency) shown: the total line below draws it
+    tax = round(amount * 0.06 / 1.06, 2)
+    shipping = 4.99 if amount > 40 and not ctx.subscription else 0.0
+    subtotal = round(amount - tax - shipping, 2)
+
+    def money(v: float) -> str:
+        return format_amount(v, w.currency, w.variant)
+
+    rows = [[d, str(q), money(u), money(t)] for d, q, u, t in _split_items(ctx, subtotal)]
+    w.grid(["Item", "Qty", "Unit price", "Line total"], rows, [260, 50, 100, 100])
+    w.text(f"Subtotal {money(subtotal)}", x=300)
+    w.text(f"Shipping {money(shipping)}", x=300)
+    w.text(f"Tax {money(tax)}", x=300)
+    w.text(f"{LABELS['amount'][w.variant]} {money(amount)}", x=300, bold=True)
+    w.gap(6)
+    cust = ctx.customer
+    w.text(f"Paid with {cust.card_brand} ending in {cust.card_last4}", size=9)
+    w.text("Thank you for shopping with us.", size=9)
+
+
+def _shipping(w: _Writer, ctx: DocumentContext) -> None:
+    title = (
+        "Shipping confirmation",
+        "YOUR ORDER HAS SHIPPED",
+        "Dispatch notice",
+        "Shipment confirmation",
+        "Good news: your parcel is on its way",
+        "Despatch note",
+    )
+    _letterhead(w, ctx, title[w.variant], merchant_field=True)
+    w.para(f"Hello {ctx.customer.name}, the following order has left our warehouse.")
+    w.fields(["order_id", "transaction_date", "shipping_date", "carrier", "tracking_number"])
+    _customer_block(w, ctx)
+    w.fields(["shipping_address_matches"])
+    w.text(ctx.product, size=9)
+
+
+def _carrier_events(w: _Writer, ctx: DocumentContext) -> list[list[str]]:
+    f = w.facts
+    rows: list[list[str]] = []
+    if f.shipping_date is not None:
+        w.shown.add("shipping_date")
+        rows.append(
+            [format_date(f.shipping_date, w.variant), "Picked up", ctx.merchant.address.city]
+        )
+        mid = f.shipping_date + dt.timedelta(days=1)
+        rows.append([format_date(mid, w.variant), "Arrived at sort facility", "Regional hub"])
+    if f.delivery_status == "delivered" and f.delivery_date is not None:
+        w.shown.add("delivery_date")
+        rows.append(
+            [format_date(f.delivery_date, w.variant), "Delivered", ctx.customer.shipping.city]
+        )
+    return rows
+
+
+def _delivery(w: _Writer, ctx: DocumentContext) -> None:
+    carrier = w.facts.carrier or "Carrier"
+    w.value("carrier")
+    w.text(carrier.upper() if w.variant % 2 else carrier, size=18, bold=True)
+    title = (
+        "Proof of delivery",
+        "TRACKING DETAILS",
+        "Shipment tracking",
+        "Delivery confirmation",
+        "Track & trace report",
+        "Delivery record",
+    )
+    w.text(title[w.variant], size=13, bold=True)
+    w.rule()
+    names = ["tracking_number", "delivery_status"]
+    if w.facts.delivery_status == "delivered":
+        names.append("delivery_date")
+    w.fields(names)
+    if w.variant not in (2, 5):  # these carriers' pages do not quote the shipper's reference
+        w.fields(["order_id"])
+    w.text(f"Ship to: {ctx.customer.shipping.city}, {ctx.customer.shipping.region}", size=9)
+    if w.variant in (1, 3, 4):  # these carriers' pages list the travel history
+        rows = _carrier_events(w, ctx)
+        if rows:
+            w.text("Travel history", bold=True)
+            w.grid(["Date", "Event", "Location"], rows, [130, 220, 150])
+    if w.facts.delivery_status == "delivered":
+        w.text("Left at: front door. Signed by: " + ctx.customer.name.split()[-1].upper(), size=9)
+
+
+_POLICY_TEXT = (
+    "Returns are accepted within 30 days of delivery for unused items in their original "
+    "packaging. Refunds are issued to the original payment method within 5-10 business days of "
+    "receiving the return. Digital goods and services are non-refundable once accessed. "
+    "Subscriptions renew automatically each billing period until cancelled in the account "
+    "settings; cancellation takes effect at the end of the current period."
+)
+
+
+def _policy(w: _Writer, ctx: DocumentContext) -> None:
+    title = (
+        "Refund and cancellation policy",
+        "TERMS OF SALE",
+        "Returns policy",
+        "Refund policy and checkout acceptance",
+        "Customer agreement",
+        "Policy acknowledgement record",
+    )
+    _letterhead(w, ctx, title[w.variant], merchant_field=True)
+    w.para(_POLICY_TEXT, size=9)
+    w.gap(6)
+    w.text("Checkout acceptance record", bold=True)
+    w.text(f"Account: {ctx.customer.email}", size=9)
+    w.fields(["order_id", "transaction_date", "policy_accepted"])
+    if ctx.subscription:
+        w.text("Subscription plan: monthly, auto-renewing", size=9)
+        if w.facts.cancellation_date is not None:
+            w.fields(["cancellation_date"])
+        else:
+            w.text("Subscription status: active", size=9)
+
+
+def _pick(options: tuple[str, ...], key: str) -> str:
+    digest = hashlib.sha256(key.encode()).digest()
+    return options[digest[0] % len(options)]
+
+
+def _phrase(kind: str, w: _Writer, key: str, **values: str) -> str:
+    dev, held = PHRASES[kind]
+    return _pick(held if w.variant in HELD_OUT_VARIANTS else dev, key + kind).format(**values)
+
+
+def _correspondence(w: _Writer, ctx: DocumentContext, key: str) -> None:
+    f = w.facts
+    cust, merch = ctx.customer, ctx.merchant
+    order = w.value("order_id")
+    subject = f"Re: Order {order}" if order else "Re: your recent purchase"
+    w.text(
+        (
+            "Customer correspondence",
+            "E-MAIL THREAD",
+            "Support ticket history",
+            "Correspondence log",
+            "Message history",
+            "Customer contact record",
+        )[w.variant],
+        size=13,
+        bold=True,
+    )
+    w.rule()
+    base = ctx.order_date or dt.date(2024, 1, 1)
+    # the customer's e-mail
+    lines: list[str] = []
+    if f.customer_acknowledged is True:
+        when = format_date(ctx.delivered_on or base + dt.timedelta(days=4), w.variant)
+        lines.append(_phrase("acknowledged", w, key, date=when))
+        w.shown.add("customer_acknowledged")
+    elif f.customer_acknowledged is False:
+        lines.append(_phrase("not_received", w, key))
+        w.shown.add("customer_acknowledged")
+    if f.cancellation_date is not None:
+        lines.append(_phrase("cancelled", w, key, date=w.value("cancellation_date") or ""))
+    if ctx.complaint:
+        lines.append(ctx.complaint)
+    if ctx.pan:
+        lines.append(f"The card I used is {ctx.pan}, please check.")
+    if not lines:
+        lines.append("I have a question about this charge on my card.")
+    known = [d for d in (base, ctx.delivered_on, f.cancellation_date, f.refund_date) if d]
+    sent = max(known) + dt.timedelta(days=2)
+    _email(
+        w,
+        cust.name,
+        cust.email,
+        merch.support_email,
+        sent,
+        subject,
+        lines,
+        sign=cust.name.split()[0],
+    )
+    # the merchant's reply
+    reply: list[str] = [f"Dear {cust.name.split()[0]}, thank you for contacting us."]
+    if f.refund_issued is True:
+        w.shown.add("refund_issued")
+        if f.refund_amount is not None and f.refund_date is not None:
+            reply.append(
+                _phrase(
+                    "refund",
+                    w,
+                    key,
+                    amount=w.value("refund_amount") or "",
+                    date=w.value("refund_date") or "",
+                )
+            )
+        else:
+            reply.append(_phrase("refund_no_details", w, key))
+    elif f.refund_issued is False:
+        w.shown.add("refund_issued")
+        reply.append(_phrase("no_refund", w, key))
+    else:
+        reply.append("We are looking into this and will get back to you shortly.")
+    signature = merch.name
+    if f.merchant_name is not None:
+        signature = w.value("merchant_name") or signature
+    _email(
+        w,
+        f"{signature} Support",
+        merch.support_email,
+        cust.email,
+        sent + dt.timedelta(days=1),
+        subject,
+        reply,
+        sign=f"The {signature} team",
+    )
+
+
+def _email(
+    w: _Writer,
+    sender: str,
+    address: str,
+    to: str,
+    when: dt.date,
+    subject: str,
+    body: list[str],
+    *,
+    sign: str,
+) -> None:
+    w.text(f"From: {sender} <{address}>", size=9)
+    w.text(f"To: {to}", size=9)
+    w.text(f"Sent: {format_date(when, w.variant)}", size=9)
+    w.text(f"Subject: {subject}", size=9, bold=True)
+    w.gap(3)
+    w.para(" ".join(body))
+    w.text(sign)
+    w.rule()
+    w.gap(4)
+
+
+def _login(w: _Writer, ctx: DocumentContext) -> None:
+    title = (
+        "Account session and authorisation log",
+        "CHECKOUT SESSION RECORD",
+        "Login record",
+        "Order authentication details",
+        "Fraud screening report",
+        "Session audit trail",
+    )
+    _letterhead(w, ctx, title[w.variant], merchant_field=False)
+    w.text(f"Account holder: {ctx.customer.name} ({ctx.customer.email})", size=9)
+    w.text("Checkout session", bold=True)
+    w.fields(["order_id", "transaction_date", "amount", "ip_address", "device_id"])
+    w.text("Authorisation", bold=True)
+    w.fields(["avs_result", "cvv_result"])
+    if w.style.history and ctx.sessions:
+        w.text("Earlier sessions on this account", bold=True)
+        rows = [
+            [s.at.strftime("%Y-%m-%d %H:%M"), s.ip_address, s.device_id, s.event]
+            for s in ctx.sessions
+        ]
+        w.grid(["Time (UTC)", "IP", "Device", "Event"], rows, [120, 130, 130, 120])
+
+
+def _refund_receipt(w: _Writer, ctx: DocumentContext) -> None:
+    title = (
+        "Refund confirmation",
+        "CREDIT NOTE",
+        "Refund receipt",
+        "Credit memo",
+        "Refund notice",
+        "Credit advice",
+    )
+    _letterhead(w, ctx, title[w.variant], merchant_field=True)
+    w.text(f"Customer: {ctx.customer.name}", size=9)
+    w.fields(["order_id", "refund_issued", "refund_amount", "refund_date"])
+    w.text(f"Credited to {ctx.customer.card_brand} ending in {ctx.customer.card_last4}", size=9)
+
+
+_RENDERERS: dict[str, Callable[..., None]] = {
+    "receipt": _receipt,
+    "shipping_confirmation": _shipping,
+    "delivery_confirmation": _delivery,
+    "refund_policy": _policy,
+    "login_record": _login,
+    "refund_receipt": _refund_receipt,
+}
+
+
+def render_document(
+    doc_type: str,
+    facts: Evidence,
+    context: DocumentContext,
+    path: Path,
+    *,
+    variant: int = 0,
+) -> RenderedDocument:
+    """Draw document ``doc_type`` showing ``facts`` (variant ``variant``) into the PDF ``path``.
+
+    Only the fields of :data:`DOC_FIELDS` ``[doc_type]`` are drawn; the returned ``truth`` is
+    what was drawn. The output is byte-identical for the same arguments (reportlab's
+    invariant mode)."""
+    from reportlab.pdfgen.canvas import Canvas
+
+    if doc_type not in DOC_FIELDS:
+        raise ValueError(f"unknown document type {doc_type!r}; choose from {', '.join(DOC_TYPES)}")
+    if not 0 <= variant < N_VARIANTS:
+        raise ValueError(f"variant must be 0-{N_VARIANTS - 1}, got {variant}")
+    allowed = set(DOC_FIELDS[doc_type])
+    facts = Evidence(**{k: v for k, v in facts.present().items() if k in allowed})
+    if "merchant_name" in allowed and facts.merchant_name is None:  # the letterhead shows it
+        facts = facts.model_copy(update={"merchant_name": context.merchant.name})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas = Canvas(str(path), pagesize=(_PAGE_W, _PAGE_H), invariant=1)
+    canvas.setTitle(doc_type.replace("_", " "))
+    writer = _Writer(canvas, STYLES[variant], variant, facts)
+    if doc_type == "correspondence":
+        key = f"{facts.order_id}|{context.customer.email}|{context.order_date}"
+        _correspondence(writer, context, key)  # the wording is drawn from the case, not the path
+    else:
+        _RENDERERS[doc_type](writer, context)
+    canvas.showPage()
+    canvas.save()
+    shown = {k: v for k, v in facts.present().items() if k in writer.shown}
+    return RenderedDocument(path, doc_type, variant, writer.pages, Evidence(**shown))
+
+
+# --- scans -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScanSettings:
+    """How rough a scan is (each drawn uniformly in its range per page)."""
+
+    dpi: int = 200
+    rotation_deg: tuple[float, float] = (-1.5, 1.5)
+    blur_radius: tuple[float, float] = (0.4, 0.8)  # box blur, pixels
+    contrast: tuple[float, float] = (0.7, 0.95)
+    noise_amplitude: tuple[int, int] = (5, 12)  # uniform noise, +- grey levels
+    speckle_share: float = 0.0008
+    jpeg_quality: int = 60
+
+
+def scan_pdf(src: Path, dst: Path, *, seed: int, settings: ScanSettings | None = None) -> int:
+    """Write ``dst``: ``src`` as a scanned, image-only PDF (no text layer). Returns its pages.
+
+    Each page: rendered at ``settings.dpi`` with pypdfium2, grayscale; slight rotation (white
+    fill), blur, lowered contrast, noise and dark specks; saved as JPEG images in one PDF by
+    PIL. Deterministic for the same ``seed``. The cheap variants of each step (nearest-pixel
+    rotation then a box blur, integer noise) keep a page near 0.1 s."""
+    import numpy as np
+    import pypdfium2 as pdfium
+    from PIL import Image, ImageEnhance, ImageFilter
+
+    cfg = settings or ScanSettings()
+    rng = np.random.default_rng(seed)
+    images: list[Image.Image] = []
+    pdf = pdfium.PdfDocument(str(src))
+    try:
+        for index in range(len(pdf)):
+            page = pdf[index]
+            bitmap = page.render(scale=cfg.dpi / 72.0, grayscale=True)
+            image = bitmap.to_pil().convert("L")
+            page.close()
+            image = image.rotate(
+                float(rng.uniform(*cfg.rotation_deg)),
+                resample=Image.Resampling.NEAREST,
+                fillcolor=255,
+            )
+            image = image.filter(ImageFilter.BoxBlur(float(rng.uniform(*cfg.blur_radius))))
+            image = ImageEnhance.Contrast(image).enhance(float(rng.uniform(*cfg.contrast)))
+            pixels = np.asarray(image).astype(np.int16)
+            amplitude = int(rng.integers(cfg.noise_amplitude[0], cfg.noise_amplitude[1] + 1))
+            pixels += rng.integers(-amplitude, amplitude + 1, pixels.shape, dtype=np.int16)
+            n_specks = int(rng.poisson(cfg.speckle_share * pixels.size))
+            rows = rng.integers(0, pixels.shape[0], n_specks)
+            cols = rng.integers(0, pixels.shape[1], n_specks)
+            pixels[rows, cols] = rng.integers(0, 90, n_specks, dtype=np.int16)
+            images.append(Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), mode="L"))
+    finally:
+        pdf.close()
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    images[0].save(
+        dst,
+        "PDF",
+        resolution=float(cfg.dpi),
+        save_all=True,
+        append_images=images[1:],
+        quality=cfg.jpeg_quality,
+        # PIL's defaults are the file name and the time: keep the bytes reproducible
+        title="scanned document",
+        creationDate=None,
+        modDate=None,
+    )
+    return len(images)
