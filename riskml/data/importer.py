@@ -48,7 +48,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -149,28 +149,28 @@ class ImportSchemaError(SchemaError):
         self.columns = columns
 
 
-class ImportMapping(BaseModel):
-    """How an external file maps onto the schema (YAML: ``riskml import --mapping FILE``).
-
-    ``columns`` maps schema column -> source column. The other fields are optional and
-    overridden by the corresponding CLI options.
-    """
+class SourceMapping(BaseModel):
+    """What every importer's mapping file holds (YAML): ``columns`` maps a schema column (one of
+    :attr:`TARGETS`) to a source column, ``ts_format`` and ``timezone`` say how to read its
+    timestamps. The transaction, loan-tape and dispute mappings add their own fields."""
 
     model_config = ConfigDict(extra="forbid")
 
+    #: the columns a mapping may name, and what a message calls them
+    TARGETS: ClassVar[tuple[str, ...]] = ()
+    KIND: ClassVar[str] = "schema"
+
     columns: dict[str, str] = Field(default_factory=dict)
     ts_format: str | None = None
-    label_delay_days: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     timezone: str = "UTC"
-    defaults: dict[str, str | int] = Field(default_factory=dict)
 
     @field_validator("columns")
     @classmethod
     def _known_targets(cls, value: dict[str, str]) -> dict[str, str]:
-        unknown = sorted(set(value) - set(COLUMN_NAMES))
+        unknown = sorted(set(value) - set(cls.TARGETS))
         if unknown:
             raise ValueError(
-                f"unknown schema columns {unknown}; schema columns are {list(COLUMN_NAMES)}"
+                f"unknown {cls.KIND} columns {unknown}; {cls.KIND} columns are {list(cls.TARGETS)}"
             )
         empty = sorted(k for k, v in value.items() if not str(v).strip())
         if empty:
@@ -187,6 +187,37 @@ class ImportMapping(BaseModel):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> Self:
+        """Load a mapping file; any problem is an :class:`ImportSchemaError` naming the file."""
+        import yaml
+
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ImportSchemaError(f"cannot read mapping file {path}: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise ImportSchemaError(f"mapping file {path} must be a YAML mapping, got {raw!r}")
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            message = pydantic_message(exc)
+            raise ImportSchemaError(f"invalid mapping file {path}: {message}") from exc
+
+
+class ImportMapping(SourceMapping):
+    """How an external file maps onto the schema (YAML: ``riskml import --mapping FILE``).
+
+    ``columns`` maps schema column -> source column. The other fields are optional and
+    overridden by the corresponding CLI options.
+    """
+
+    TARGETS: ClassVar[tuple[str, ...]] = COLUMN_NAMES
+
+    label_delay_days: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    defaults: dict[str, str | int] = Field(default_factory=dict)
 
     @field_validator("defaults")
     @classmethod
@@ -207,25 +238,6 @@ class ImportMapping(BaseModel):
         if broken:
             raise ValueError("; ".join(broken))
         return value
-
-    @classmethod
-    def from_yaml(cls, path: Path) -> ImportMapping:
-        """Load a mapping file; any problem is an :class:`ImportSchemaError` naming the file."""
-        import yaml
-
-        path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ImportSchemaError(f"cannot read mapping file {path}: {exc}") from exc
-        if not isinstance(raw, dict):
-            raise ImportSchemaError(f"mapping file {path} must be a YAML mapping, got {raw!r}")
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as exc:
-            raise ImportSchemaError(
-                f"invalid mapping file {path}: {pydantic_message(exc)}"
-            ) from exc
 
     def with_overrides(
         self,

@@ -47,9 +47,9 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from riskml.data.credit.schema import (
     APPLICANT_NUMERIC,
@@ -69,6 +69,7 @@ from riskml.data.importer import (
     QUARANTINE_FILE,
     ImportSchemaError,
     LoadedImport,
+    SourceMapping,
     as_string,
     check_ts_window,
     const_series,
@@ -78,7 +79,6 @@ from riskml.data.importer import (
     parse_datetime,
     parse_flag,
     parse_number,
-    pydantic_message,
     quarantine_frame,
     read_sources,
     source_files,
@@ -160,40 +160,14 @@ def _reasons() -> dict[str, str]:
 REASONS: dict[str, str] = _reasons()
 
 
-class LoanImportMapping(BaseModel):
+class LoanImportMapping(SourceMapping):
     """How a loan tape maps onto the loans schema (YAML, like the transaction mapping)."""
 
-    model_config = ConfigDict(extra="forbid")
+    TARGETS: ClassVar[tuple[str, ...]] = tuple(MAPPABLE)
+    KIND: ClassVar[str] = "loan"
 
-    columns: dict[str, str] = Field(default_factory=dict)
-    ts_format: str | None = None
-    timezone: str = "UTC"
     apr_unit: Literal["fraction", "percent"] = "fraction"
     defaults: dict[str, str | float] = Field(default_factory=dict)
-
-    @field_validator("columns")
-    @classmethod
-    def _known_targets(cls, value: dict[str, str]) -> dict[str, str]:
-        unknown = sorted(set(value) - set(MAPPABLE))
-        if unknown:
-            raise ValueError(
-                f"unknown loan columns {unknown}; mappable columns are {list(MAPPABLE)}"
-            )
-        empty = sorted(k for k, v in value.items() if not str(v).strip())
-        if empty:
-            raise ValueError(f"empty source column name for {empty}")
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_timezone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
 
     @field_validator("defaults")
     @classmethod
@@ -210,25 +184,6 @@ class LoanImportMapping(BaseModel):
             if isinstance(fee, str) or not fee >= 0 or fee == float("inf"):
                 raise ValueError("defaults.origination_fee must be a finite number >= 0")
         return value
-
-    @classmethod
-    def from_yaml(cls, path: Path) -> LoanImportMapping:
-        """Load a mapping file; any problem is an :class:`ImportSchemaError` naming the file."""
-        import yaml
-
-        path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ImportSchemaError(f"cannot read mapping file {path}: {exc}") from exc
-        if not isinstance(raw, dict):
-            raise ImportSchemaError(f"mapping file {path} must be a YAML mapping, got {raw!r}")
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as exc:
-            raise ImportSchemaError(
-                f"invalid mapping file {path}: {pydantic_message(exc)}"
-            ) from exc
 
 
 class LoanImportResult(BaseModel):

@@ -44,9 +44,9 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from riskml.data.disputes.schema import (
     BY_CODE,
@@ -63,6 +63,7 @@ from riskml.data.disputes.schema import (
 from riskml.data.importer import (
     QUARANTINE_COLUMNS,
     ImportSchemaError,
+    SourceMapping,
     as_string,
     breaks_rule,
     check_ts_window,
@@ -130,37 +131,15 @@ REASONS: dict[str, str] = {
 }
 
 
-class DisputeImportMapping(BaseModel):
+class DisputeImportMapping(SourceMapping):
     """How a records file maps onto the dispute schema: ``columns`` maps schema column (or
     ``documents``) -> source column; ``defaults`` fill ``merchant_name``, ``currency``,
     ``customer_message`` and ``outcome`` where the source has no value."""
 
-    model_config = ConfigDict(extra="forbid")
+    TARGETS: ClassVar[tuple[str, ...]] = (*DISPUTE_COLUMN_NAMES, DOCUMENTS_COLUMN)
+    KIND: ClassVar[str] = "dispute"
 
-    columns: dict[str, str] = Field(default_factory=dict)
-    ts_format: str | None = None
-    timezone: str = "UTC"
     defaults: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("columns")
-    @classmethod
-    def _known_targets(cls, value: dict[str, str]) -> dict[str, str]:
-        known = (*DISPUTE_COLUMN_NAMES, DOCUMENTS_COLUMN)
-        unknown = sorted(set(value) - set(known))
-        if unknown:
-            raise ValueError(f"unknown dispute columns {unknown}; known columns are {list(known)}")
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_timezone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
 
     @field_validator("defaults")
     @classmethod
@@ -173,27 +152,6 @@ class DisputeImportMapping(BaseModel):
         if "outcome" in value and value["outcome"] not in OUTCOMES:
             raise ValueError(f"defaults.outcome must be one of {', '.join(OUTCOMES)}")
         return value
-
-    @classmethod
-    def from_yaml(cls, path: Path) -> DisputeImportMapping:
-        """Load a mapping file; any problem is an :class:`ImportSchemaError` naming the file."""
-        import yaml
-
-        path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ImportSchemaError(f"cannot read mapping file {path}: {exc}") from exc
-        if not isinstance(raw, dict):
-            raise ImportSchemaError(f"mapping file {path} must be a YAML mapping, got {raw!r}")
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as exc:
-            parts = [
-                f"{'.'.join(str(p) for p in e['loc']) or 'mapping'}: {e['msg']}"
-                for e in exc.errors()
-            ]
-            raise ImportSchemaError(f"invalid mapping file {path}: {'; '.join(parts)}") from exc
 
 
 class DisputeImportResult(BaseModel):
