@@ -41,11 +41,13 @@ Rules, in one place:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
@@ -893,6 +895,21 @@ def verify_dataset(
         raise ImportSchemaError(f"written dataset failed verification: {exc}") from exc
 
 
+@contextlib.contextmanager
+def staged_dataset(target: Path, purpose: str = "importing") -> Iterator[Path]:
+    """A staging directory beside ``target``: fill it in the ``with`` block; on a normal exit it
+    becomes ``target`` (:func:`swap_into_place`), on any failure ``target`` is left as it was.
+    The staging directory never outlives the block."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.{purpose}-", dir=target.parent))
+    try:
+        yield staging
+        swap_into_place(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
 def swap_into_place(new: Path, out: Path) -> None:
     """Make ``new`` (a sibling of ``out``) the dataset at ``out``, with renames only.
 
@@ -985,17 +1002,11 @@ def import_transactions(
         "quarantine": QUARANTINE_FILE,
     }
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.importing-", dir=target.parent))
-    try:
+    with staged_dataset(target) as staging:
         days = _write_dataset(staging, loaded, manifest, progress)
         verify_dataset(
             staging, rows=acc.height, quarantined=loaded.quarantined.height, window=window
         )
-        swap_into_place(staging, target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return ImportResult(
         rows_in=loaded.rows_in,
         accepted=acc.height,

@@ -44,8 +44,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -82,7 +80,7 @@ from riskml.data.importer import (
     quarantine_frame,
     read_sources,
     source_files,
-    swap_into_place,
+    staged_dataset,
 )
 from riskml.data.schema import ID_RULE, SchemaError
 
@@ -624,9 +622,7 @@ def import_loans(
         "end": acc.get_column("application_ts").max() if acc.height else None,
         "quarantine": QUARANTINE_FILE,
     }
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.importing-", dir=target.parent))
-    try:
+    with staged_dataset(target) as staging:
         acc.write_parquet(staging / LOANS_FILE, compression="zstd", statistics=True)
         loaded.quarantined.write_parquet(staging / QUARANTINE_FILE, compression="zstd")
         text = json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n"
@@ -634,10 +630,6 @@ def import_loans(
         verify_loan_dataset(
             staging, rows=acc.height, quarantined=loaded.quarantined.height, as_of=as_of
         )
-        swap_into_place(staging, target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return LoanImportResult(
         rows_in=loaded.rows_in,
         accepted=acc.height,

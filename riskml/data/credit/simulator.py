@@ -56,8 +56,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -214,7 +212,7 @@ class Portfolio:
         unless ``overwrite``, and to touch a directory holding anything else.
         """
         from riskml import __version__
-        from riskml.data.importer import swap_into_place
+        from riskml.data.importer import staged_dataset
 
         target = Path(path).resolve()
         _check_target(target, PORTFOLIO_FILES, overwrite=overwrite)
@@ -232,9 +230,7 @@ class Portfolio:
             },
             "summary": self.summary(),
         }
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.writing-", dir=target.parent))
-        try:
+        with staged_dataset(target, "writing") as staging:
             for name, frame in (
                 (LOANS_FILE, self.loans),
                 (PERFORMANCE_FILE, self.performance),
@@ -243,10 +239,6 @@ class Portfolio:
                 frame.write_parquet(staging / name, compression="zstd", statistics=True)
             text = json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n"
             (staging / MANIFEST).write_text(text)
-            swap_into_place(staging, target)
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging, ignore_errors=True)
         self.manifest = manifest
         return target
 

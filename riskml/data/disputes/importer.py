@@ -41,7 +41,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -73,7 +72,7 @@ from riskml.data.importer import (
     parse_datetime,
     quarantine_frame,
     read_file,
-    swap_into_place,
+    staged_dataset,
 )
 from riskml.data.schema import is_valid_value, rule_message
 
@@ -564,9 +563,7 @@ def import_disputes(
         raise ImportSchemaError(f"out {out} must not be the source or lie inside it")
     loaded = load_disputes(src, mapping, documents_dir=documents_dir, ts_window=window)
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.importing-", dir=target.parent))
-    try:
+    with staged_dataset(target) as staging:
         rows: list[dict[str, Any]] = []
         for dispute_id, docs in loaded.documents.items():
             for rel, exists in docs:
@@ -622,10 +619,6 @@ def import_disputes(
         result.write_tables(staging)
         loaded.quarantined.write_parquet(staging / QUARANTINE_FILE)
         _verify(staging, loaded, documents.height)
-        swap_into_place(staging, target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return DisputeImportResult(
         rows_in=loaded.rows_in,
         accepted=loaded.accepted.height,
