@@ -25,6 +25,7 @@ ALL_NAMES = (
     "PostgreSQL on 127.0.0.1:5432",
     "createdb/dropdb",
     "chromium",
+    "tesseract",
     "openssl",
     "psycopg",
     "the MLflow server",
@@ -69,10 +70,10 @@ def test_under_ci_every_missing_prerequisite_is_named_and_the_run_stops() -> Non
         session_check(bare_machine(), environ={"CI": "true"})
     assert stop.value.returncode == pytest.ExitCode.USAGE_ERROR
     message = str(stop.value.msg)
-    assert message.startswith("CI=true and 13 test prerequisite(s) missing")
+    assert message.startswith(f"CI=true and {len(ALL_NAMES)} test prerequisite(s) missing")
     for name in ALL_NAMES:
         assert f"  - {name}" in message, name
-    assert message.count("get it:") == 13
+    assert message.count("get it:") == len(ALL_NAMES)
     assert "apt-get install -y redis-server" in message and "pg_ctlcluster" in message
     assert "RISKML_CRD_DIR" in message and "RISKML_SCHEMA_DIR" in message
 
@@ -89,6 +90,7 @@ def test_under_ci_every_missing_prerequisite_is_named_and_the_run_stops() -> Non
         ({"file"}, "skaffold schema"),
         ({"port:5432"}, "PostgreSQL on 127.0.0.1:5432"),
         ({"which:chromium", "which:chromium-browser", "which:google-chrome"}, "chromium"),
+        ({"which:tesseract"}, "tesseract"),
     ],
 )
 def test_one_missing_prerequisite_is_the_only_one_named(
@@ -110,7 +112,8 @@ def test_with_ci_unset_it_only_warns(tmp_path: Path) -> None:
     for environ in ({}, {"CI": "false"}, {"CI": ""}):
         session_check(bare_machine(), environ=environ, warn=warned.append)  # does not exit
     assert len(warned) == 3
-    assert "13 test prerequisite(s) missing: the tests that need them will skip" in warned[0]
+    expected = f"{len(ALL_NAMES)} test prerequisite(s) missing: the tests that need them will skip"
+    assert expected in warned[0]
     assert all(f"  - {name}" in warned[0] for name in ALL_NAMES)
     warned.clear()
     session_check(full_machine(tmp_path), environ={"CI": "true"}, warn=warned.append)

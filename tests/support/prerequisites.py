@@ -179,6 +179,14 @@ def missing(probes: Probes | None = None) -> list[Prerequisite]:
             ),
         ),
         (
+            p.which("tesseract") is not None,
+            Prerequisite(
+                "tesseract",
+                "OCR of scanned dispute evidence (tests/disputes)",
+                "apt-get install -y tesseract-ocr (.ci/run installs it)",
+            ),
+        ),
+        (
             p.which("openssl") is not None,
             Prerequisite(
                 "openssl", "the TLS Redis test (certificates)", "apt-get install -y openssl"
