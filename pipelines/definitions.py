@@ -10,6 +10,14 @@
                 ending now -> gate -> register ->
                 [If gate == deploy] deploy. Scheduled as a recurring run
                 (``python -m pipelines submit --pipeline monitoring --recurring "0 6 * * *"``).
+``pd_training``:   credit portfolio (simulate | import a loan tape) -> PD models on the vintages
+                before the held-out ones (scorecard + monotone GBDT on Ray, calibration chosen
+                out of time) -> evaluate on the held-out vintages -> gate vs the ``credit-pd``
+                champion -> register -> [If gate == deploy] deploy (the Serve app ``credit``'s
+                ``pd_model_uri``).
+``offer_ranking``: credit portfolio -> offer ranker on the logged impressions before the
+                held-out months -> off-policy evaluation -> gate vs the ``credit-offers``
+                champion -> register -> [If gate == deploy] deploy (``offers_model_uri``).
 
 Retries, with exponential backoff, on the materialisation and on every Ray step (tuning or not,
 training); caching off for the tasks whose result depends on the world rather than on their
@@ -33,6 +41,15 @@ from kfp import dsl, kubernetes
 from kfp.dsl import HTML, Model
 
 from components.base import GPU_BASE_IMAGE
+from components.credit import (
+    deploy_credit,
+    evaluate_offers,
+    evaluate_pd,
+    gate_credit,
+    load_portfolio,
+    train_offer_model,
+    train_pd_model,
+)
 from components.data import load_data
 from components.evaluation import backtest, gate
 from components.features import build_features, feast_materialize, training_sets
@@ -44,7 +61,18 @@ from riskml.training.tasks import DEFAULT_TRAIN_CONFIG
 
 Flavour = Literal["local", "cluster"]
 FLAVOURS: tuple[str, ...] = ("local", "cluster")
-PIPELINES: tuple[str, ...] = ("training", "retraining", "monitoring")
+PIPELINES: tuple[str, ...] = (
+    "training",
+    "retraining",
+    "monitoring",
+    "pd_training",
+    "offer_ranking",
+)
+#: The credit line's pipelines (their bundles, gate metrics and Serve app args).
+CREDIT_PIPELINES: tuple[str, ...] = ("pd_training", "offer_ranking")
+#: The credit Serve app (serving/serve_config.yaml) and the arg each credit model rolls.
+CREDIT_APP = "credit"
+CREDIT_URI_ARGS = {"pd_training": "pd_model_uri", "offer_ranking": "offers_model_uri"}
 
 #: Retries of training / materialisation tasks: (count, first backoff; factor 2).
 TRAIN_RETRIES = (2, "30s")
@@ -414,6 +442,162 @@ def build_monitoring(flavour: Flavour = "local") -> Callable[..., Any]:
     return monitoring
 
 
+def _credit_data(
+    flavour: Flavour, size: Any, seed: Any, source_uri: Any, mapping_json: Any, as_of: Any
+) -> Any:
+    data = load_portfolio(
+        size=size, seed=seed, source_uri=source_uri, mapping_json=mapping_json, as_of=as_of
+    )
+    # the same source URI may hold new loans: never from cache
+    data.set_display_name("portfolio").set_caching_options(False)
+    return _platform(data, flavour)
+
+
+def _credit_release(
+    flavour: Flavour,
+    pipeline: str,
+    data: Any,
+    bundle: Any,
+    evaluation: Any,
+    *,
+    gate_margin: Any,
+    gate_metric: Any,
+    deploy_target: Any,
+) -> Any:
+    """Gate the credit bundle against its champion, register it, deploy it if it won."""
+    decision = gate_credit(
+        bundle=bundle,
+        portfolio=data.outputs["portfolio"],
+        margin=gate_margin,
+        metric=gate_metric,
+    )
+    decision.set_display_name("gate")
+    # the gate reads the registry's champion: never serve it from cache
+    decision.set_caching_options(False)
+    _platform(decision, flavour)
+    reg = register(
+        bundle=bundle,
+        backtest_metrics=evaluation.outputs["metrics"],
+        decision=decision.outputs["Output"],
+    )
+    reg.set_display_name("register").set_caching_options(False)
+    _platform(reg, flavour)
+    with dsl.If(decision.outputs["Output"] == "deploy", name="challenger-wins"):
+        dep = deploy_credit(
+            registered=reg.outputs["registered"],
+            gate_metrics=decision.outputs["metrics"],
+            target=deploy_target,
+            app=CREDIT_APP,
+            uri_arg=CREDIT_URI_ARGS[pipeline],
+        )
+        dep.set_display_name("deploy").set_caching_options(False)
+        _platform(dep, flavour)
+    return PipelineOutputs(
+        bundle=reg.outputs["registered"],
+        report=evaluation.outputs["report"],
+        decision=decision.outputs["Output"],
+    )
+
+
+def build_pd_training(flavour: Flavour = "local") -> Callable[..., Any]:
+    """Credit PD: portfolio -> PD models on Ray -> out-of-time evaluation -> gate -> release."""
+    _check(flavour)
+    target_default = "cluster" if flavour == "cluster" else "local"
+
+    @dsl.pipeline(
+        name="riskml-pd-training" if flavour == "local" else "riskml-pd-training-cluster",
+        description="Credit portfolio -> scorecard + monotone GBDT on Ray, calibrated out of "
+        "time -> evaluation on held-out vintages -> gate vs champion -> register -> deploy if "
+        "better.",
+    )
+    def pd_training(
+        size: str = "tiny",
+        seed: int = 7,
+        source_uri: str = "",
+        mapping_json: str = "",
+        as_of: str = "",
+        test_vintages: int = 1,
+        train_config_json: str = "",
+        gate_margin: float = 0.0,
+        gate_metric: str = "gini",
+        deploy_target: str = target_default,
+    ) -> PipelineOutputs:
+        data = _credit_data(flavour, size, seed, source_uri, mapping_json, as_of)
+        train = train_pd_model(
+            portfolio=data.outputs["portfolio"],
+            test_vintages=test_vintages,
+            train_config_json=train_config_json,
+        ).set_display_name("train-pd")
+        _retry(train, TRAIN_RETRIES)
+        _platform(train, flavour, "ray")
+        bundle = train.outputs["bundle"]
+        evaluation = evaluate_pd(bundle=bundle, portfolio=data.outputs["portfolio"])
+        evaluation.set_display_name("evaluate-pd")
+        _platform(evaluation, flavour)
+        return _credit_release(
+            flavour,
+            "pd_training",
+            data,
+            bundle,
+            evaluation,
+            gate_margin=gate_margin,
+            gate_metric=gate_metric,
+            deploy_target=deploy_target,
+        )
+
+    return pd_training
+
+
+def build_offer_ranking(flavour: Flavour = "local") -> Callable[..., Any]:
+    """Credit offers: portfolio -> ranker on the logged offers -> off-policy evaluation -> gate
+    -> release."""
+    _check(flavour)
+    target_default = "cluster" if flavour == "cluster" else "local"
+
+    @dsl.pipeline(
+        name="riskml-offer-ranking" if flavour == "local" else "riskml-offer-ranking-cluster",
+        description="Credit portfolio -> learning-to-rank model on the logged offers -> "
+        "off-policy evaluation on held-out months -> gate vs champion -> register -> deploy if "
+        "better.",
+    )
+    def offer_ranking(
+        size: str = "tiny",
+        seed: int = 7,
+        source_uri: str = "",
+        mapping_json: str = "",
+        as_of: str = "",
+        test_months: int = 1,
+        train_config_json: str = "",
+        gate_margin: float = 0.0,
+        gate_metric: str = "ev_per_customer_model",
+        deploy_target: str = target_default,
+    ) -> PipelineOutputs:
+        data = _credit_data(flavour, size, seed, source_uri, mapping_json, as_of)
+        train = train_offer_model(
+            portfolio=data.outputs["portfolio"],
+            test_months=test_months,
+            train_config_json=train_config_json,
+        ).set_display_name("train-offers")
+        _retry(train, TRAIN_RETRIES)
+        _platform(train, flavour, "ray")
+        bundle = train.outputs["bundle"]
+        evaluation = evaluate_offers(bundle=bundle, portfolio=data.outputs["portfolio"])
+        evaluation.set_display_name("evaluate-offers")
+        _platform(evaluation, flavour)
+        return _credit_release(
+            flavour,
+            "offer_ranking",
+            data,
+            bundle,
+            evaluation,
+            gate_margin=gate_margin,
+            gate_metric=gate_metric,
+            deploy_target=deploy_target,
+        )
+
+    return offer_ranking
+
+
 def _check(flavour: str) -> None:
     if flavour not in FLAVOURS:
         raise ValueError(f"unknown flavour {flavour!r}; choose from {', '.join(FLAVOURS)}")
@@ -426,4 +610,8 @@ def get_pipeline(name: str, flavour: Flavour = "local") -> Callable[..., Any]:
         return build_retraining(flavour)
     if name == "monitoring":
         return build_monitoring(flavour)
+    if name == "pd_training":
+        return build_pd_training(flavour)
+    if name == "offer_ranking":
+        return build_offer_ranking(flavour)
     raise ValueError(f"unknown pipeline {name!r}; choose from {', '.join(PIPELINES)}")

@@ -43,6 +43,9 @@ REPORT_ROW = "report"
 
 
 def demo(
+    line: Annotated[
+        str, typer.Option(help="fraud | credit (riskml.demo_credit: its own pipelines and app).")
+    ] = "fraud",
     size: Annotated[str, typer.Option(help="tiny | demo (2,000 customers x 60 days).")] = "demo",
     pipeline: Annotated[str, typer.Option(help="training | retraining")] = "training",
     keep_ray: Annotated[
@@ -75,6 +78,20 @@ def demo(
 
     if size not in SIZES:
         raise typer.BadParameter(f"choose from {', '.join(SIZES)}", param_hint="--size")
+    if line not in ("fraud", "credit"):
+        raise typer.BadParameter("fraud or credit", param_hint="--line")
+    if line == "credit":
+        from riskml.demo_credit import demo_credit
+
+        return demo_credit(
+            sys.modules[__name__],  # this demo's live view and output plumbing
+            size=size,
+            keep_ray=keep_ray,
+            out=out,
+            json_out=json_out,
+            serve=serve,
+            port=port,
+        )
     if pipeline not in ("training", "retraining"):
         raise typer.BadParameter("training or retraining", param_hint="--pipeline")
     try:

@@ -204,3 +204,22 @@ class AppArgs(BaseModel):
                 f"does not deploy (it deploys {list(TOPOLOGIES[self.topology])})"
             )
         return self
+
+
+#: Each Serve application's builder (a serve config's ``import_path``) -> the pydantic model of
+#: its ``args`` (``module:attr``, imported when needed): one serve config holds every line's app.
+APP_ARGS: dict[str, str] = {
+    "serving.app:build_app": "serving.config:AppArgs",
+    "serving.credit:build_credit_app": "serving.credit:CreditAppArgs",
+}
+
+
+def validate_app_args(import_path: str, args: dict[str, Any] | None) -> BaseModel:
+    """``args`` validated by the model of the app ``import_path`` builds (ValueError: not an app
+    of this project), before anything is deployed."""
+    from serving.components import import_attr
+
+    if import_path not in APP_ARGS:
+        raise ValueError(f"{import_path!r} is not a riskml Serve app; known: {sorted(APP_ARGS)}")
+    model: type[BaseModel] = import_attr(APP_ARGS[import_path])
+    return model.model_validate(args or {})

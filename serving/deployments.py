@@ -24,7 +24,6 @@ import asyncio
 import gc
 import json
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,15 +31,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import FastAPI, Header, HTTPException, Request, Security
-from fastapi.exception_handlers import http_exception_handler
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi import Header, HTTPException, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import WithJsonSchema
 from ray import serve
 from ray.serve.handle import DeploymentHandle
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from riskml.decision.config import DeciderConfig, IngressConfig
 from riskml.decision.ladder import Ladder, LadderResult, Stages, TabularResult
@@ -48,10 +43,11 @@ from riskml.decision.policy import Calibrator, DecisionPolicy, ModelScores, Verd
 from riskml.decision.protocols import FeatureRow, FeatureSourceUnavailable, check_model_contracts
 from riskml.settings import get_settings
 from serving.admission import ARRIVED, LIMITED, TIMEOUT_HEADER, Admission, AdmissionMiddleware
-from serving.auth import UNAUTHORIZED, Authenticator, Role, bearer, parse_keys
+from serving.auth import UNAUTHORIZED, Authenticator, Role, bearer
 from serving.components import build
 from serving.config import AppArgs
 from serving.decision_log import DecisionLog
+from serving.http_api import RiskApi, install_error_handlers
 from serving.inprocess import LocalComponents, write_back_counts
 from serving.schemas import (
     MAX_BATCH,
@@ -296,34 +292,15 @@ def _check_serve_limits(admission: Admission) -> None:
         )
 
 
-def without_security(doc: dict[str, Any]) -> dict[str, Any]:
-    """``doc`` with no security scheme and no 401 (a copy)."""
-    import copy
-
-    doc = copy.deepcopy(doc)
-    doc.get("components", {}).pop("securitySchemes", None)
-    for operations in doc.get("paths", {}).values():
-        for op in operations.values():
-            if isinstance(op, dict):
-                op.pop("security", None)
-                (op.get("responses") or {}).pop("401", None)
-    return doc
-
-
-class DecisionApi(FastAPI):
+class DecisionApi(RiskApi):
     """The decision API. Its OpenAPI document says what the app does: without API keys
-    configured (an open local app) it declares no security scheme and no 401."""
+    configured (an open local app) it declares no security scheme and no 401; the batch route's
+    ``maxItems`` is this replica's live ``max_batch_size``."""
 
-    def openapi(self) -> dict[str, Any]:
-        import copy
-
-        doc = copy.deepcopy(super().openapi())
+    def adjust_openapi(self, doc: dict[str, Any]) -> dict[str, Any]:
         batch = doc["components"]["schemas"]["BatchRequest"]["properties"]["transactions"]
         batch["maxItems"] = _batch_limit()
-        settings = get_settings()
-        if parse_keys(settings.api_keys) or parse_keys(settings.admin_api_keys):
-            return doc
-        return without_security(doc)
+        return doc
 
 
 def _batch_limit() -> int:
@@ -343,48 +320,8 @@ api = DecisionApi(
 )
 # before @serve.ingress(api) freezes the app: the outermost code of every request
 api.add_middleware(AdmissionMiddleware)
-
-
-def _json_safe(value: Any, depth: int = 0) -> Any:
-    """Errors echo the offending input; keep it JSON-encodable (NaN/inf -> text) and short."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value[:200] if isinstance(value, str) else value
-    if depth > 3:
-        return "..."
-    if isinstance(value, dict):
-        return {str(k)[:100]: _json_safe(v, depth + 1) for k, v in list(value.items())[:20]}
-    if isinstance(value, list | tuple):
-        items = [_json_safe(v, depth + 1) for v in list(value)[:5]]
-        return items + ([f"... {len(value) - 5} more"] if len(value) > 5 else [])
-    return str(value)[:200]
-
-
-@api.exception_handler(RequestValidationError)
-async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    errors = [
-        {k: _json_safe(v) for k, v in err.items() if k in ("type", "loc", "msg", "input", "ctx")}
-        for err in exc.errors()
-    ]
-    return JSONResponse(status_code=422, content={"detail": errors})
-
-
-@api.exception_handler(StarletteHTTPException)
-async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
-    """FastAPI's own answers, but one: a body it cannot decode as JSON text (not UTF-8, nested
-    past the parser's recursion limit) is a bare 400 there where malformed JSON is a 422; here
-    it is the 422 (``json_invalid``) every other body that is not a request gets."""
-    cause = exc.__cause__
-    if exc.status_code == 400 and isinstance(cause, ValueError | RecursionError):
-        error = {
-            "type": "json_invalid",
-            "loc": ["body"],
-            "msg": "JSON decode error",
-            "ctx": {"error": _json_safe(str(cause))},
-        }
-        return JSONResponse(status_code=422, content={"detail": [error]})
-    return await http_exception_handler(request, exc)
+# the shared 422 answers (serving.http_api): validation errors, undecodable bodies
+install_error_handlers(api)
 
 
 class HandleBackend:

@@ -202,7 +202,7 @@ def start(
     from ray import serve
     from ray.serve.schema import ServeDeploySchema
 
-    from serving.config import AppArgs
+    from serving.config import validate_app_args
 
     config = {
         **config,
@@ -210,7 +210,7 @@ def start(
     }
     schema = ServeDeploySchema.model_validate(config)  # validate before starting anything
     for app in schema.applications:
-        AppArgs.model_validate(app.args or {})
+        validate_app_args(app.import_path, app.args)
     head = None
     if address is None:
         from riskml.orchestration.head import start_head

@@ -306,7 +306,7 @@ def verify_bundle(path: Path | str, *, digest: str | None = None) -> dict[str, A
     present = {
         p.relative_to(path).as_posix()
         for p in path.rglob("*")
-        if (p.is_file() or p.is_symlink()) and p.name != MANIFEST
+        if (p.is_file() or p.is_symlink()) and p.relative_to(path).as_posix() != MANIFEST
     }
     if (path / MANIFEST).is_symlink():
         present.add(MANIFEST)

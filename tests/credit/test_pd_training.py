@@ -200,7 +200,10 @@ def test_decisions_decline_risky_and_cap_amounts_by_affordability(
     assert not out.approve[0] and out.reasons[0][0] == AFFORDABILITY
     strict = DecisionPolicy(pd_cutoff=1e-4)
     tight = PDModel(**{**model.__dict__, "policy": strict})
-    assert not tight.decide(rows).approve.any()
+    declined = tight.decide(rows)
+    assert not declined.approve.any()
+    # every decline names its factors, the applicants better than average included
+    assert all(1 <= len(r) <= strict.reasons for r in declined.reasons)
 
 
 # -- monotonicity of the served model (property tests) --------------------------------------

@@ -46,8 +46,14 @@ def test_the_base_manifest_is_in_sync() -> None:
 def test_serve_config_contract() -> None:
     schema = validate_serve_config(_serve_config())
     assert schema.http_options.host == "0.0.0.0" and schema.http_options.port == 8000
-    (app,) = schema.applications
-    assert app.name == "riskml" and app.route_prefix == "/"
+    apps = {a.name: a for a in schema.applications}
+    app = apps["riskml"]
+    assert app.route_prefix == "/"
+    credit = apps["credit"]
+    assert credit.route_prefix == "/v1/credit"
+    assert credit.import_path == "serving.credit:build_credit_app"
+    assert credit.args["pd_model_uri"] == "models:/credit-pd@champion"
+    assert credit.args["offers_model_uri"] == "models:/credit-offers@champion"
     assert app.import_path == "serving.app:build_app"
     assert app.args["model_uri"] == "models:/fraud@champion" and app.args["online_store"] == "redis"
     deployments = {d.name: d for d in app.deployments}

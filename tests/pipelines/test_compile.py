@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from pipelines.definitions import ENV_KEYS
+from tests.pipelines.ir import ir_names
 
 pytestmark = pytest.mark.kfp
 
@@ -43,14 +44,7 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[st
 
     out = tmp_path_factory.mktemp("ir")
     paths = compile_all(out)
-    assert sorted(p.name for p in paths) == [
-        "monitoring-cluster.yaml",
-        "monitoring.yaml",
-        "retraining-cluster.yaml",
-        "retraining.yaml",
-        "training-cluster.yaml",
-        "training.yaml",
-    ]
+    assert sorted(p.name for p in paths) == ir_names()
     return {p.stem: list(yaml.safe_load_all(p.read_text())) for p in paths}
 
 

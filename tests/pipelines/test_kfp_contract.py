@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from pipelines.definitions import MATERIALIZE_RETRIES, TRAIN_RETRIES
+from tests.pipelines.ir import ir_names
 
 pytestmark = pytest.mark.kfp
 
@@ -118,14 +119,7 @@ def test_compiling_twice_gives_byte_identical_ir(
 ) -> None:
     from pipelines.cli import compile_all
 
-    assert sorted(ir_files) == [
-        "monitoring-cluster.yaml",
-        "monitoring.yaml",
-        "retraining-cluster.yaml",
-        "retraining.yaml",
-        "training-cluster.yaml",
-        "training.yaml",
-    ]
+    assert sorted(ir_files) == ir_names()
     again = compile_all(tmp_path / "again")
     assert {p.name: p.read_bytes() for p in again} == ir_files
     # fresh interpreters with other hash seeds (set/dict iteration of str keys): the same bytes

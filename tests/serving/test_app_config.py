@@ -27,8 +27,13 @@ def _config() -> dict[str, Any]:
     return yaml.safe_load((REPO_ROOT / "serving" / "serve_config.yaml").read_text())
 
 
+def _fraud_app() -> dict[str, Any]:
+    (app,) = [a for a in _config()["applications"] if a["name"] == "riskml"]
+    return dict(app)
+
+
 def test_serve_config_names_the_apps_deployments_and_valid_user_configs() -> None:
-    (app,) = _config()["applications"]
+    app = _fraud_app()
     assert app["import_path"] == "serving.app:build_app"
     assert callable(import_attr(app["import_path"]))
     assert AppArgs.model_fields["topology"].default == "colocated"
@@ -50,7 +55,7 @@ def test_serve_config_args_name_the_registry_champion_resolved_before_deploying(
 ) -> None:
     """The config serves the registry's champion on Redis; in an empty registry the args are
     refused before anything is deployed, naming the URI."""
-    (app,) = _config()["applications"]
+    app = _fraud_app()
     assert app["args"] == {"model_uri": "models:/fraud@champion", "online_store": "redis"}
     with pytest.raises(RegistryError, match=r"models:/fraud@champion: no such model version"):
         AppArgs.model_validate(app["args"])
@@ -119,3 +124,13 @@ def test_app_args_load_neither_ray_nor_the_deployments() -> None:
 def test_bad_app_args_fail_with_a_clear_message(args: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         AppArgs.model_validate(args)
+
+
+def test_every_app_in_the_serve_config_has_its_args_model_and_a_stranger_is_refused() -> None:
+    from serving.config import APP_ARGS, validate_app_args
+
+    for app in _config()["applications"]:
+        assert app["import_path"] in APP_ARGS, app["name"]
+        assert callable(import_attr(app["import_path"]))
+    with pytest.raises(ValueError, match=r"'serving\.nope:build' is not a riskml Serve app"):
+        validate_app_args("serving.nope:build", {})

@@ -84,7 +84,7 @@ def production_ingress_config() -> dict[str, Any]:
     import yaml
 
     config = yaml.safe_load(SERVE_CONFIG.read_text())
-    (app,) = config["applications"]
+    (app,) = [a for a in config["applications"] if a["name"] == "riskml"]
     (ingress,) = [d for d in app["deployments"] if d["name"] == "Ingress"]
     return dict(ingress["user_config"])
 

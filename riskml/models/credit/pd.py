@@ -284,7 +284,13 @@ class PDModel:
                 rule.append(AFFORDABILITY)
             elif pd_ok[i] and not valuable[i]:
                 rule.append(EXPECTED_VALUE)
-            reasons.append((rule + pred.reasons[i])[: self.policy.reasons])
+            given = (rule + pred.reasons[i])[: self.policy.reasons]
+            if not given:
+                # a decline always names its principal factors (adverse action): when no factor
+                # passes the model's threshold (a tight cut-off declines a better-than-average
+                # applicant), the factors that weighed most against them, whatever their sign
+                given = self.model.reasons(frame[i : i + 1], self.policy.reasons, -np.inf)[0]
+            reasons.append(given)
         return CreditDecision(
             prediction=pred,
             approve=approve,

@@ -1,0 +1,107 @@
+"""FastAPI pieces every riskml Serve app shares (the fraud decision API, the credit API).
+
+- :class:`RiskApi`: a FastAPI app whose OpenAPI document says what the app does — with no API key
+  configured (an open local app) it declares no security scheme and no 401
+  (:func:`without_security`).
+- :func:`install_error_handlers`: the same error answers on every app: a request that fails
+  validation is a 422 ``{"detail": [{"type", "loc", "msg", "input", "ctx"}]}`` with the offending
+  input kept JSON-encodable and short (:func:`json_safe`), and a body FastAPI cannot decode as
+  JSON text (not UTF-8, nested past the parser's recursion limit) is that same 422
+  (``json_invalid``) rather than FastAPI's bare 400.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from riskml.settings import get_settings
+from serving.auth import parse_keys
+
+
+def json_safe(value: Any, depth: int = 0) -> Any:
+    """Errors echo the offending input; keep it JSON-encodable (NaN/inf -> text) and short."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value[:200] if isinstance(value, str) else value
+    if depth > 3:
+        return "..."
+    if isinstance(value, dict):
+        return {str(k)[:100]: json_safe(v, depth + 1) for k, v in list(value.items())[:20]}
+    if isinstance(value, list | tuple):
+        items = [json_safe(v, depth + 1) for v in list(value)[:5]]
+        return items + ([f"... {len(value) - 5} more"] if len(value) > 5 else [])
+    return str(value)[:200]
+
+
+async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """A request that fails validation: 422 with each error's type, location, message, input
+    and context."""
+    errors = [
+        {k: json_safe(v) for k, v in err.items() if k in ("type", "loc", "msg", "input", "ctx")}
+        for err in exc.errors()
+    ]
+    return JSONResponse(status_code=422, content={"detail": errors})
+
+
+async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    """FastAPI's own answers, but one: a body it cannot decode as JSON text (not UTF-8, nested
+    past the parser's recursion limit) is a bare 400 there where malformed JSON is a 422; here
+    it is the 422 (``json_invalid``) every other body that is not a request gets."""
+    cause = exc.__cause__
+    if exc.status_code == 400 and isinstance(cause, ValueError | RecursionError):
+        error = {
+            "type": "json_invalid",
+            "loc": ["body"],
+            "msg": "JSON decode error",
+            "ctx": {"error": json_safe(str(cause))},
+        }
+        return JSONResponse(status_code=422, content={"detail": [error]})
+    return await http_exception_handler(request, exc)
+
+
+def install_error_handlers(app: FastAPI) -> FastAPI:
+    """Register the shared 422 handlers on ``app`` (before ``@serve.ingress`` freezes it)."""
+    app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]
+    return app
+
+
+def without_security(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` with no security scheme and no 401 (a copy)."""
+    doc = copy.deepcopy(doc)
+    doc.get("components", {}).pop("securitySchemes", None)
+    for operations in doc.get("paths", {}).values():
+        for op in operations.values():
+            if isinstance(op, dict):
+                op.pop("security", None)
+                (op.get("responses") or {}).pop("401", None)
+    return doc
+
+
+def keys_configured() -> bool:
+    """Whether any API key (client or admin) is configured: the app then requires one."""
+    settings = get_settings()
+    return bool(parse_keys(settings.api_keys) or parse_keys(settings.admin_api_keys))
+
+
+class RiskApi(FastAPI):
+    """A riskml API. Its OpenAPI document says what the app does: without API keys configured
+    (an open local app) it declares no security scheme and no 401. Subclasses adjust the
+    document in :meth:`adjust_openapi`."""
+
+    def adjust_openapi(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """Hook: live limits and the like written into the document (a copy)."""
+        return doc
+
+    def openapi(self) -> dict[str, Any]:
+        doc = self.adjust_openapi(copy.deepcopy(super().openapi()))
+        return doc if keys_configured() else without_security(doc)
