@@ -145,6 +145,29 @@ class Settings(BaseSettings):
         description="Refuse to start the decision API without API keys (set on the cluster).",
     )
 
+    # -- LLM evidence extraction (disputes; riskml.features.disputes.llm) ---------------------
+    llm_base_url: str | None = Field(
+        default=None,
+        description="OpenAI-compatible API root of the LLM extractor, e.g. "
+        "http://localhost:8000/v1 (vLLM, llama.cpp server, Ollama) or "
+        "https://api.openai.com/v1; unset: rules only.",
+    )
+    llm_api_key: SecretStr | None = Field(
+        default=None,
+        description="Bearer key of the LLM API (secret: also RISKML_LLM_API_KEY_FILE); local "
+        "servers usually accept any.",
+    )
+    llm_model: str | None = Field(default=None, description="Model name the LLM server serves.")
+    llm_timeout_s: float = Field(default=60.0, gt=0, description="Per-request LLM timeout (s).")
+    llm_max_retries: int = Field(
+        default=2, ge=0, le=10, description="LLM transport retries (timeouts, 429, 5xx)."
+    )
+    llm_temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    llm_max_output_tokens: int = Field(default=2048, gt=0)
+    llm_max_input_chars: int = Field(
+        default=60_000, gt=0, description="Longest document text sent to the LLM; longer is cut."
+    )
+
     # -- Ray ---------------------------------------------------------------------------------
     ray_mode: Literal["local", "jobs", "rayjob"] = Field(
         default="local",
@@ -181,6 +204,9 @@ class Settings(BaseSettings):
         "feast_config",
         "api_keys",
         "admin_api_keys",
+        "llm_base_url",
+        "llm_api_key",
+        "llm_model",
         mode="before",
     )
     @classmethod

@@ -104,6 +104,7 @@ DOC_FIELDS: dict[str, tuple[str, ...]] = {
     ),
     "login_record": (
         "order_id",
+        "merchant_name",  # the letterhead
         "transaction_date",
         "amount",
         "currency",
