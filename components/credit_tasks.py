@@ -15,7 +15,7 @@ from typing import Any
 
 #: Portfolio sizes of the pipelines and commands (overrides of
 #: :class:`riskml.data.credit.simulator.LoanSimConfig`; ``demo``: its defaults, 24 vintages x
-#: 1,500 loans and 23 x 420 impressions x 8 candidates). ``tiny`` leaves 10 complete vintages
+#: 2,500 loans and 23 x 420 impressions x 8 candidates). ``tiny`` leaves 10 complete vintages
 #: for the PD split (it needs 8) and 21 months of offers.
 CREDIT_SIZES: dict[str, dict[str, int]] = {
     "tiny": {"n_customers": 3_000, "months": 22, "loans_per_month": 200, "offers_per_month": 60},
@@ -143,6 +143,7 @@ PD_HEADLINE = (
     "ece_gbdt",
     "ece_glm",
     "ece_calibrated",
+    "ece_calibrated_quantile",
     "jeffreys_pass_share",
 )
 

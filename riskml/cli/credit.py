@@ -62,7 +62,7 @@ def simulate(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Directory [RISKML_HOME/credit/data].")
     ] = None,
-    size: Annotated[str, typer.Option(help="tiny | demo (24 vintages x 1,500 loans).")] = "demo",
+    size: Annotated[str, typer.Option(help="tiny | demo (24 vintages x 2,500 loans).")] = "demo",
     seed: Annotated[int, typer.Option(min=0, help="Random seed.")] = 7,
     months: Annotated[int | None, typer.Option(min=1, help="Override the vintages.")] = None,
     loans_per_month: Annotated[int | None, typer.Option(min=1, help="Override.")] = None,
@@ -244,6 +244,7 @@ def evaluate(
     ] = None,
     test_vintages: Annotated[int, typer.Option(min=1)] = 1,
     test_months: Annotated[int, typer.Option(min=1)] = 1,
+    seed: Annotated[int, typer.Option(help="Simulator seed (without --data).")] = 7,
     ray: Ray = None,
 ) -> None:
     """The credit figures on held-out data as JSON: gini_gbdt, gini_glm, ece_calibrated,
@@ -257,7 +258,7 @@ def evaluate(
             raise typer.BadParameter(f"choose from {', '.join(CREDIT_SIZES)}", param_hint="--size")
         data = _default_root("data")
         with progress(f"simulating a {size} portfolio", total=None):
-            portfolio_task(data, size=size)
+            portfolio_task(data, size=size, seed=seed)
     cfg = {} if ray is None else {"use_ray": ray}
     try:
         with progress("training and evaluating", total=None):

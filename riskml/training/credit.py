@@ -12,7 +12,13 @@ vintage made of bads. Complete vintages, oldest first, are split into::
 
 ``valid`` early-stops the GBDT and scores Tune's trials; both models train on ``train`` only.
 Calibrators are fitted on ``calibration fit`` and chosen on ``calibration select`` (then refitted
-on both, :func:`~riskml.models.credit.calibration.select_calibrator`); the champion is the GBDT
+on both, :func:`~riskml.models.credit.calibration.select_calibrator`); the refitted map's level
+is then set on the ``calibration_intercept_vintages`` newest complete vintages (calibration in
+the large, :func:`~riskml.models.credit.calibration.adjust_in_the_large`: one logit shift, order
+kept) because the four calibration vintages lag a drifting default level — measured on seeds
+0, 1, 2, 3, 5, 7, 11, 13 of the demo portfolio, whose calibration vintages still carry the tail
+of the macro shock, it lowers the held-out ECE and raises the Jeffreys pass share on average
+and in the worst seed. The champion is the GBDT
 when its Gini on ``calibration select`` beats the scorecard's by ``champion_margin``, else the
 scorecard (simpler, explainable). ``test`` is touched only to score.
 
@@ -48,6 +54,7 @@ from riskml.models.credit.calibration import (
     METHODS,
     CalibrationMethod,
     Criterion,
+    adjust_in_the_large,
     select_calibrator,
 )
 from riskml.models.credit.gbdt import GBDTModel, GBDTParams, fit_gbdt
@@ -124,6 +131,12 @@ class PDTrainingConfig(BaseModel):
     gbdt: GBDTParams = Field(default_factory=GBDTParams)
     calibration_methods: tuple[CalibrationMethod, ...] = METHODS
     calibration_criterion: Criterion = "log_loss"
+    calibration_intercept_vintages: int = Field(
+        default=1,
+        ge=0,
+        description="Newest complete calibration vintages the PD level is matched to "
+        "(calibration in the large; 0: no intercept shift).",
+    )
     grades: GradeScale = Field(default_factory=GradeScale)
     policy: DecisionPolicy = Field(default_factory=DecisionPolicy)
     champion_margin: float = Field(
@@ -353,6 +366,14 @@ def train_pd(data: Any, config: PDTrainingConfig | None = None) -> PDTrainingRes
     t0 = time.perf_counter()
     win = {role: _window(loans, getattr(split, role)) for role in ROLES}
     y = {role: labels(frame, spec) for role, frame in win.items()}
+    cal_vintages = [*split.calibration_fit, *split.calibration_select]
+    if config.calibration_intercept_vintages > len(cal_vintages):
+        raise CreditTrainingError(
+            f"calibration_intercept_vintages={config.calibration_intercept_vintages} exceeds "
+            f"the {len(cal_vintages)} calibration vintages"
+        )
+    cal_frame = _window(loans, cal_vintages)
+    cal_y = labels(cal_frame, spec)
     timings: dict[str, float] = {}
     outcomes: dict[str, ModelOutcome] = {}
     tune_summary: dict[str, Any] | None = None
@@ -367,6 +388,15 @@ def train_pd(data: Any, config: PDTrainingConfig | None = None) -> PDTrainingRes
             methods=config.calibration_methods,
             criterion=config.calibration_criterion,
         )
+        if config.calibration_intercept_vintages:
+            recent = cal_vintages[-config.calibration_intercept_vintages :]
+            rows = cal_frame.get_column("vintage").is_in(recent).to_numpy()
+            cal = adjust_in_the_large(
+                cal,
+                fitted.raw_pd(cal_frame.filter(rows)),
+                cal_y[rows],
+                label=",".join(recent),
+            )
         model = PDModel(
             spec=spec,
             kind=kind,  # type: ignore[arg-type]

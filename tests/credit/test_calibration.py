@@ -14,11 +14,14 @@ from riskml.models.credit.calibration import (
     PDCalibrator,
     VennAbers,
     _logit_grid,
+    adjust_in_the_large,
     calibration_scores,
     fit_method,
     fit_venn_abers,
+    in_the_large_shift,
     is_strictly_increasing,
     select_calibrator,
+    shift_logit,
 )
 
 
@@ -160,3 +163,51 @@ def test_bad_input_and_payloads_are_refused(
         PDCalibrator.from_json(bad)
     with pytest.raises(CalibrationError, match="not a"):
         PDCalibrator.from_json({"format": "x"})
+
+
+def test_in_the_large_matches_the_recent_default_level_and_keeps_the_order(
+    chosen: PDCalibrator,
+) -> None:
+    # the newest vintage defaults less (logit -0.3): the chosen map runs high on it
+    raw, y = _window(5_000, 11, shift=-0.3)
+    adjusted = adjust_in_the_large(chosen, raw, y, label="2023-11")
+    info = adjusted.selection["in_the_large"]
+    assert info["mean_pd_before"] > info["default_rate"] and info["shift"] < 0
+    assert adjusted(raw).mean() == pytest.approx(y.mean(), abs=1e-8)
+    assert info["window"] == "2023-11" and info["rows"] == 5_000
+    assert adjusted.selection["chosen"] == chosen.method  # selection kept
+    # a logit shift: same order, interval shifted alike, PD still inside it
+    grid = np.linspace(1e-4, 0.99, 3_000)
+    np.testing.assert_array_equal(np.argsort(adjusted(grid)), np.argsort(chosen(grid)))
+    assert is_strictly_increasing(adjusted)
+    pd, lo, hi = adjusted.predict(grid)
+    assert (lo <= pd).all() and (pd <= hi).all() and (pd < chosen(grid)).all()
+    np.testing.assert_allclose(
+        adjusted.bounds(grid)[0], shift_logit(chosen.bounds(grid)[0], info["shift"])
+    )
+    # it is stored (version 2) and read back identically
+    loaded = PDCalibrator.from_json(json.loads(json.dumps(adjusted.to_json())))
+    assert loaded.intercept == adjusted.intercept
+    for a, b in zip(loaded.predict(grid), adjusted.predict(grid), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_in_the_large_refuses_what_it_cannot_solve(chosen: PDCalibrator) -> None:
+    p = np.full(100, 0.05)
+    assert in_the_large_shift(p, np.r_[np.ones(10), np.zeros(90)]) == pytest.approx(
+        np.log(0.1 / 0.9) - np.log(0.05 / 0.95)
+    )
+    with pytest.raises(CalibrationError, match="no finite intercept"):
+        in_the_large_shift(p, np.zeros(100))
+    with pytest.raises(CalibrationError, match="exceeds"):
+        in_the_large_shift(np.full(100, 1e-6), np.r_[np.ones(90), np.zeros(10)])
+    with pytest.raises(CalibrationError, match="equal, non-empty"):
+        in_the_large_shift(p, np.zeros(3))
+    # version 1 payloads (no intercept) still load; a bad intercept is refused
+    v1 = {**chosen.to_json(), "version": 1, "intercept": 0.7}
+    assert PDCalibrator.from_json(v1).intercept == 0.0
+    bad = {**chosen.to_json(), "intercept": "high"}
+    with pytest.raises(CalibrationError, match="intercept"):
+        PDCalibrator.from_json(bad)
+    with pytest.raises(CalibrationError, match="intercept"):
+        PDCalibrator.from_json({**chosen.to_json(), "intercept": 50.0})

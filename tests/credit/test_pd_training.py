@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from riskml.evaluation.credit.pd_report import training_report
-from riskml.models.credit.gbdt import GBDTParams
+from riskml.models.credit.gbdt import GBDTModel, GBDTParams
 from riskml.models.credit.pd import (
     AFFORDABILITY,
     DecisionPolicy,
@@ -130,9 +130,45 @@ def test_both_models_train_calibrate_and_a_champion_is_chosen(result: PDTraining
     assert "gbdt_fit_seconds" in result.timings and "glm_fit_seconds" in result.timings
 
 
+def test_pd_level_is_set_on_the_newest_calibration_vintage(
+    portfolio: Any, result: PDTrainingResult
+) -> None:
+    newest = result.split.calibration_select[-1]
+    rows = portfolio.loans.filter(pl.col("vintage") == newest)
+    y = rows["default_12m"].to_numpy()
+    for out in result.models.values():
+        cal = out.model.calibrator
+        info = cal.selection["in_the_large"]
+        assert info["window"] == newest and info["rows"] == rows.height
+        assert cal.intercept == info["shift"] != 0.0
+        assert float(out.model.pd(rows).mean()) == pytest.approx(y.mean(), abs=1e-6)
+
+
+def test_intercept_shift_keeps_the_ranking(portfolio: Any, result: PDTrainingResult) -> None:
+    plain = train_pd(
+        portfolio, PDTrainingConfig(split=SPLIT, models=("glm",), calibration_intercept_vintages=0)
+    )
+    a = plain.models["glm"].scored.filter(pl.col("role") == "test")
+    b = result.models["glm"].scored.filter(pl.col("role") == "test")
+    assert plain.models["glm"].model.calibrator.intercept == 0.0
+    assert "in_the_large" not in plain.models["glm"].model.calibrator.selection
+    np.testing.assert_array_equal(a["raw_pd"].to_numpy(), b["raw_pd"].to_numpy())
+    np.testing.assert_array_equal(
+        np.argsort(a["pd"].to_numpy(), kind="stable"), np.argsort(b["pd"].to_numpy(), kind="stable")
+    )
+    with pytest.raises(CreditTrainingError, match="exceeds the 2 calibration vintages"):
+        train_pd(portfolio, PDTrainingConfig(split=SPLIT, calibration_intercept_vintages=3))
+
+
 def test_training_report_has_the_issue_keys(result: PDTrainingResult) -> None:
     rep = training_report(result)
-    for key in ("gini_gbdt", "gini_glm", "ece_calibrated", "jeffreys_pass_share"):
+    for key in (
+        "gini_gbdt",
+        "gini_glm",
+        "ece_calibrated",
+        "ece_calibrated_quantile",
+        "jeffreys_pass_share",
+    ):
         assert isinstance(rep[key], float) and np.isfinite(rep[key]), key
     assert 0.3 < rep["gini_glm"] < 0.9 and 0.3 < rep["gini_gbdt"] < 0.9
     assert rep["ece_calibrated"] < 0.06 and rep["jeffreys_pass_share"] >= 0.5
@@ -343,5 +379,6 @@ def test_ray_tune_and_train_match_the_plain_fit(
         y_valid=valid["default_12m"].to_numpy(),
     )
     gbdt = out.models["gbdt"].model.model
+    assert isinstance(gbdt, GBDTModel)
     x = spec.numeric_matrix(valid)
     np.testing.assert_allclose(gbdt.raw_pd_matrix(x), plain.raw_pd_matrix(x), atol=1e-6)

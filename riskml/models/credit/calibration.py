@@ -20,6 +20,14 @@ within 1 % odds of each other) to keep the stored arrays small.
 vintages and scored on the next (log loss, then ECE and Brier), the winner is refitted on both
 windows (``refit``), and all four methods' scores are kept in ``selection``.
 
+**Calibration in the large** (:func:`adjust_in_the_large`). The calibration windows average
+several vintages; when the portfolio's default level drifts (a macro shock fading), their mean
+level lags the newest vintages. After the shape is chosen and refitted, one logit shift
+``delta`` (``pd' = sigmoid(logit(pd) + delta)``) is solved so that the mean PD of the most
+recent complete vintage(s) equals their observed default rate. A shift of the log-odds keeps
+the order (Gini unchanged) and is applied to the interval bounds as well. Stored as
+``intercept`` (format version 2; version 1 payloads read with ``intercept = 0``).
+
 **PD interval.** The served interval is always the Venn–Abers ``[p0, p1]`` fitted on the same
 rows as the chosen method. When another method wins and its point PD falls outside that
 interval, the interval is widened to contain it (``lo = min(p0, pd)``, ``hi = max(p1, pd)``):
@@ -48,7 +56,9 @@ CalibrationMethod = Literal["isotonic", "platt", "beta", "venn_abers"]
 METHODS: tuple[CalibrationMethod, ...] = get_args(CalibrationMethod)
 Criterion = Literal["log_loss", "ece", "brier"]
 FORMAT = "riskml-credit-pd-calibration"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READ_VERSIONS = (1, 2)  # version 1: no intercept
+MAX_INTERCEPT = 5.0  # |logit shift| bound for calibration in the large
 VA_GRID = 0.01  # log-odds grid the Venn–Abers scores are placed on
 LOGIT_CLIP = 1e-12
 
@@ -214,15 +224,25 @@ class PDCalibrator:
     point: PointMap
     interval: VennAbers
     selection: dict[str, Any] = field(default_factory=dict)
+    intercept: float = 0.0  # logit shift of calibration in the large (0: none)
+
+    def _shift(self, p: np.ndarray) -> np.ndarray:
+        return p if self.intercept == 0.0 else shift_logit(p, self.intercept)
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:
-        return np.asarray(self.point(np.asarray(raw, dtype=np.float64)), dtype=np.float64)
+        point = np.asarray(self.point(np.asarray(raw, dtype=np.float64)), dtype=np.float64)
+        return self._shift(point)
+
+    def bounds(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The Venn–Abers ``(p0, p1)`` with the same intercept shift as the point PD."""
+        lo, hi = self.interval.bounds(np.asarray(raw, dtype=np.float64))
+        return self._shift(lo), self._shift(hi)
 
     def predict(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(pd, lo, hi)`` per raw score with ``lo <= pd <= hi`` (see the module doc)."""
         r = np.asarray(raw, dtype=np.float64)
         pd = self(r)
-        lo, hi = self.interval.bounds(r)
+        lo, hi = self.bounds(r)
         return pd, np.minimum(lo, pd), np.maximum(hi, pd)
 
     def to_json(self) -> dict[str, Any]:
@@ -232,6 +252,7 @@ class PDCalibrator:
             "method": self.method,
             "point": self.point.to_json(),
             "interval": self.interval.to_json(),
+            "intercept": self.intercept,
             "selection": self.selection,
         }
 
@@ -239,7 +260,7 @@ class PDCalibrator:
     def from_json(cls, payload: dict[str, Any]) -> PDCalibrator:
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:
             raise CalibrationError(f"not a {FORMAT} payload")
-        if payload.get("version") != FORMAT_VERSION:
+        if payload.get("version") not in READ_VERSIONS:
             raise CalibrationError(f"unsupported PD calibration version {payload.get('version')}")
         method = payload.get("method")
         if method not in METHODS:
@@ -257,11 +278,19 @@ class PDCalibrator:
         selection = payload.get("selection", {})
         if not isinstance(selection, dict):
             raise CalibrationError("selection must be a JSON object")
+        intercept = payload.get("intercept", 0.0) if payload["version"] >= 2 else 0.0
+        if (
+            isinstance(intercept, bool)
+            or not isinstance(intercept, int | float)
+            or not abs(intercept) <= MAX_INTERCEPT
+        ):
+            raise CalibrationError(f"intercept must be a number in +-{MAX_INTERCEPT}")
         return cls(
             method=method,
             point=point,
             interval=VennAbers.from_json(payload.get("interval") or {}),
             selection=selection,
+            intercept=float(intercept),
         )
 
 
@@ -320,14 +349,73 @@ def select_calibrator(
     return PDCalibrator(method=chosen, point=point, interval=interval, selection=selection)
 
 
+def shift_logit(p: np.ndarray, delta: float) -> np.ndarray:
+    """``sigmoid(logit(p) + delta)``: strictly increasing in ``p``, 0 and 1 kept."""
+    from scipy.special import expit, logit
+
+    with np.errstate(divide="ignore"):
+        return np.asarray(expit(logit(np.asarray(p, dtype=np.float64)) + delta), np.float64)
+
+
+def in_the_large_shift(pd: np.ndarray, y: np.ndarray) -> float:
+    """The logit shift ``delta`` with ``mean(shift_logit(pd, delta)) == mean(y)``."""
+    from scipy.optimize import brentq
+
+    p = np.asarray(pd, dtype=np.float64)
+    t = np.asarray(y)
+    if p.ndim != 1 or p.shape != t.shape or p.size == 0:
+        raise CalibrationError("calibration in the large needs equal, non-empty 1-D inputs")
+    if not np.isin(t, (0, 1)).all():
+        raise CalibrationError("labels must be 0 or 1")
+    rate = float(t.mean())
+    if not 0.0 < rate < 1.0:
+        raise CalibrationError(f"default rate {rate} leaves no finite intercept shift")
+    if not ((p > 0) & (p < 1)).any():
+        raise CalibrationError("every PD is 0 or 1; no shift can move the mean")
+
+    def gap(d: float) -> float:
+        return float(shift_logit(p, d).mean()) - rate
+
+    lo, hi = -MAX_INTERCEPT, MAX_INTERCEPT
+    if gap(lo) > 0 or gap(hi) < 0:
+        raise CalibrationError(f"the shift to a default rate of {rate:.4f} exceeds +-{hi}")
+    return float(brentq(gap, lo, hi, xtol=1e-10))
+
+
+def adjust_in_the_large(
+    cal: PDCalibrator, raw: np.ndarray, y: np.ndarray, *, label: str = ""
+) -> PDCalibrator:
+    """``cal`` with its intercept set so that its mean PD on ``(raw, y)`` — the most recent
+    complete vintage(s) — equals their default rate (see the module doc). The shift is solved
+    on the unshifted map; ``selection["in_the_large"]`` records it."""
+    r, t = _check_fit_input(raw, y)
+    base = PDCalibrator(method=cal.method, point=cal.point, interval=cal.interval)
+    before = base(r)
+    delta = in_the_large_shift(before, t)
+    info = {
+        "rows": len(r),
+        "default_rate": float(t.mean()),
+        "mean_pd_before": float(before.mean()),
+        "shift": delta,
+        "window": label,
+    }
+    return PDCalibrator(
+        method=cal.method,
+        point=cal.point,
+        interval=cal.interval,
+        selection={**cal.selection, "in_the_large": info},
+        intercept=delta,
+    )
+
+
 def is_strictly_increasing(cal: PDCalibrator, grid: np.ndarray | None = None) -> bool:
     """True when the point PD and both interval bounds strictly increase over ``grid``."""
     g = np.sort(np.unique(grid if grid is not None else np.linspace(1e-6, 1 - 1e-6, 20_001)))
     pd, lo, hi = cal.predict(g)
     return bool(
         np.all(np.diff(pd) > 0)
-        and np.all(np.diff(cal.interval.bounds(g)[0]) > 0)
-        and np.all(np.diff(cal.interval.bounds(g)[1]) > 0)
+        and np.all(np.diff(cal.bounds(g)[0]) > 0)
+        and np.all(np.diff(cal.bounds(g)[1]) > 0)
         and np.all(lo <= pd)
         and np.all(pd <= hi)
         and math.isfinite(float(pd.sum()))
@@ -339,9 +427,12 @@ __all__ = [
     "CalibrationMethod",
     "PDCalibrator",
     "VennAbers",
+    "adjust_in_the_large",
     "calibration_scores",
     "fit_method",
     "fit_venn_abers",
+    "in_the_large_shift",
     "is_strictly_increasing",
     "select_calibrator",
+    "shift_logit",
 ]
