@@ -16,7 +16,9 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-PIPELINE_HELP = "training | retraining | monitoring | pd_training | offer_ranking"
+PIPELINE_HELP = (
+    "training | retraining | monitoring | pd_training | offer_ranking | disputes_training"
+)
 
 
 def _parse_params(values: list[str] | None) -> dict[str, Any]:

@@ -18,6 +18,13 @@
 ``offer_ranking``: credit portfolio -> offer ranker on the logged impressions before the
                 held-out months -> off-policy evaluation -> gate vs the ``credit-offers``
                 champion -> register -> [If gate == deploy] deploy (``offers_model_uri``).
+``disputes_training``: dispute set (simulate | import records + documents) -> extract the
+                evidence from the documents (rules, offline) -> the outcome model's features ->
+                train the outcome model on what was known at the held-out window's start ->
+                calibrate it on a later slice (+ rules baseline, reason classifier: the
+                ``disputes-outcome`` bundle) -> time-ordered backtest -> gate vs the champion ->
+                register -> [If gate == deploy] deploy (the Serve app ``disputes``'s
+                ``model_uri``).
 
 Retries, with exponential backoff, on the materialisation and on every Ray step (tuning or not,
 training); caching off for the tasks whose result depends on the world rather than on their
@@ -51,6 +58,16 @@ from components.credit import (
     train_pd_model,
 )
 from components.data import load_data
+from components.disputes import (
+    backtest_disputes,
+    calibrate_outcome,
+    deploy_disputes,
+    dispute_features,
+    extract_evidence,
+    gate_disputes,
+    load_disputes,
+    train_outcome_model,
+)
 from components.evaluation import backtest, gate
 from components.features import build_features, feast_materialize, training_sets
 from components.monitoring import monitor_decisions, retrain_window
@@ -67,12 +84,16 @@ PIPELINES: tuple[str, ...] = (
     "monitoring",
     "pd_training",
     "offer_ranking",
+    "disputes_training",
 )
 #: The credit line's pipelines (their bundles, gate metrics and Serve app args).
 CREDIT_PIPELINES: tuple[str, ...] = ("pd_training", "offer_ranking")
 #: The credit Serve app (serving/serve_config.yaml) and the arg each credit model rolls.
 CREDIT_APP = "credit"
 CREDIT_URI_ARGS = {"pd_training": "pd_model_uri", "offer_ranking": "offers_model_uri"}
+#: The disputes Serve app (serving/serve_config.yaml) and the arg its bundle rolls.
+DISPUTES_APP = "disputes"
+DISPUTES_URI_ARG = "model_uri"
 
 #: Retries of training / materialisation tasks: (count, first backoff; factor 2).
 TRAIN_RETRIES = (2, "30s")
@@ -598,6 +619,113 @@ def build_offer_ranking(flavour: Flavour = "local") -> Callable[..., Any]:
     return offer_ranking
 
 
+def build_disputes_training(flavour: Flavour = "local") -> Callable[..., Any]:
+    """Disputes: dispute set -> evidence extraction -> features -> train -> calibrate ->
+    backtest -> gate -> register -> [If gate == deploy] deploy."""
+    _check(flavour)
+    target_default = "cluster" if flavour == "cluster" else "local"
+
+    @dsl.pipeline(
+        name="riskml-disputes-training"
+        if flavour == "local"
+        else "riskml-disputes-training-cluster",
+        description="Dispute set -> evidence from the documents -> features -> outcome model "
+        "trained and calibrated out of time -> backtest vs the rules baseline and the policy "
+        "vs always represent / refund -> gate vs champion -> register -> deploy if better.",
+    )
+    def disputes_training(
+        size: str = "tiny",
+        seed: int = 11,
+        source_uri: str = "",
+        documents_uri: str = "",
+        mapping_json: str = "",
+        train_config_json: str = "",
+        gate_margin: float = 0.0,
+        gate_metric: str = "auc",
+        deploy_target: str = target_default,
+    ) -> PipelineOutputs:
+        data = load_disputes(
+            size=size,
+            seed=seed,
+            source_uri=source_uri,
+            documents_uri=documents_uri,
+            mapping_json=mapping_json,
+        )
+        # the same source URI may hold new disputes: never from cache
+        data.set_display_name("disputes").set_caching_options(False)
+        _platform(data, flavour)
+        disputes = data.outputs["disputes"]
+        ext = extract_evidence(disputes=disputes, train_config_json=train_config_json)
+        ext.set_display_name("extract")
+        _platform(ext, flavour)
+        evidence = ext.outputs["evidence"]
+        feats = dispute_features(
+            disputes=disputes, evidence=evidence, train_config_json=train_config_json
+        ).set_display_name("features")
+        _platform(feats, flavour)
+        features = feats.outputs["features"]
+        train = train_outcome_model(
+            disputes=disputes,
+            evidence=evidence,
+            features=features,
+            train_config_json=train_config_json,
+        ).set_display_name("train-outcome")
+        _retry(train, TRAIN_RETRIES)
+        _platform(train, flavour)
+        cal = calibrate_outcome(
+            disputes=disputes,
+            evidence=evidence,
+            features=features,
+            model=train.outputs["model"],
+            train_config_json=train_config_json,
+        ).set_display_name("calibrate")
+        _platform(cal, flavour)
+        bundle = cal.outputs["bundle"]
+        report = backtest_disputes(
+            disputes=disputes,
+            evidence=evidence,
+            features=features,
+            bundle=bundle,
+            train_config_json=train_config_json,
+        ).set_display_name("backtest")
+        _platform(report, flavour)
+        decision = gate_disputes(
+            bundle=bundle,
+            disputes=disputes,
+            evidence=evidence,
+            margin=gate_margin,
+            metric=gate_metric,
+            train_config_json=train_config_json,
+        )
+        # the gate reads the registry's champion: never serve it from cache
+        decision.set_display_name("gate").set_caching_options(False)
+        _platform(decision, flavour)
+        reg = register(
+            bundle=bundle,
+            backtest_metrics=report.outputs["metrics"],
+            decision=decision.outputs["Output"],
+        )
+        reg.set_display_name("register").set_caching_options(False)
+        _platform(reg, flavour)
+        with dsl.If(decision.outputs["Output"] == "deploy", name="challenger-wins"):
+            dep = deploy_disputes(
+                registered=reg.outputs["registered"],
+                gate_metrics=decision.outputs["metrics"],
+                target=deploy_target,
+                app=DISPUTES_APP,
+                uri_arg=DISPUTES_URI_ARG,
+            )
+            dep.set_display_name("deploy").set_caching_options(False)
+            _platform(dep, flavour)
+        return PipelineOutputs(
+            bundle=reg.outputs["registered"],
+            report=report.outputs["report"],
+            decision=decision.outputs["Output"],
+        )
+
+    return disputes_training
+
+
 def _check(flavour: str) -> None:
     if flavour not in FLAVOURS:
         raise ValueError(f"unknown flavour {flavour!r}; choose from {', '.join(FLAVOURS)}")
@@ -614,4 +742,6 @@ def get_pipeline(name: str, flavour: Flavour = "local") -> Callable[..., Any]:
         return build_pd_training(flavour)
     if name == "offer_ranking":
         return build_offer_ranking(flavour)
+    if name == "disputes_training":
+        return build_disputes_training(flavour)
     raise ValueError(f"unknown pipeline {name!r}; choose from {', '.join(PIPELINES)}")

@@ -44,7 +44,11 @@ REPORT_ROW = "report"
 
 def demo(
     line: Annotated[
-        str, typer.Option(help="fraud | credit (riskml.demo_credit: its own pipelines and app).")
+        str,
+        typer.Option(
+            help="fraud | credit | disputes (riskml.demo_credit, riskml.demo_disputes: their "
+            "own pipelines and apps)."
+        ),
     ] = "fraud",
     size: Annotated[str, typer.Option(help="tiny | demo (2,000 customers x 60 days).")] = "demo",
     pipeline: Annotated[str, typer.Option(help="training | retraining")] = "training",
@@ -78,8 +82,20 @@ def demo(
 
     if size not in SIZES:
         raise typer.BadParameter(f"choose from {', '.join(SIZES)}", param_hint="--size")
-    if line not in ("fraud", "credit"):
-        raise typer.BadParameter("fraud or credit", param_hint="--line")
+    if line not in ("fraud", "credit", "disputes"):
+        raise typer.BadParameter("choose fraud, credit or disputes", param_hint="--line")
+    if line == "disputes":
+        from riskml.demo_disputes import demo_disputes
+
+        return demo_disputes(
+            sys.modules[__name__],  # this demo's live view and output plumbing
+            size=size,
+            keep_ray=keep_ray,
+            out=out,
+            json_out=json_out,
+            serve=serve,
+            port=port,
+        )
     if line == "credit":
         from riskml.demo_credit import demo_credit
 

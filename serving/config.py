@@ -211,6 +211,7 @@ class AppArgs(BaseModel):
 APP_ARGS: dict[str, str] = {
     "serving.app:build_app": "serving.config:AppArgs",
     "serving.credit:build_credit_app": "serving.credit:CreditAppArgs",
+    "serving.disputes:build_disputes_app": "serving.disputes:DisputesAppArgs",
 }
 
 

@@ -1,9 +1,9 @@
 """The ``riskml`` command line: one Typer app; each domain registers its verbs here.
 
 The verb groups live beside this module (``riskml.cli.data``, ``.features``, ``.training``,
-``.evaluation``, ``.k8s``, ``.stream``, ``.credit``): the CLI is the top layer and imports the
-packages, never the other way round. They keep heavy imports (polars, ray, torch, feast) inside
-their command bodies, so ``riskml --help`` stays fast.
+``.evaluation``, ``.k8s``, ``.stream``, ``.credit``, ``.disputes``): the CLI is the top layer and
+imports the packages, never the other way round. They keep heavy imports (polars, ray, torch,
+feast) inside their command bodies, so ``riskml --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -66,6 +66,10 @@ def _register() -> None:
     from riskml.cli import credit as credit_cli
 
     app.add_typer(credit_cli.credit_app, name="credit")
+
+    from riskml.cli import disputes as disputes_cli
+
+    app.add_typer(disputes_cli.disputes_app, name="disputes")
 
     from riskml import serving_cli
 

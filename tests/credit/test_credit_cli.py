@@ -134,4 +134,4 @@ def test_bad_options_are_refused() -> None:
     res = _run("serve", "--pd-model", "models:/credit-pd/1", "--pd-bundle", ".")
     assert res.exit_code == 2 and "not both" in res.output
     res = CliRunner().invoke(app, ["demo", "--line", "mortgages"])
-    assert res.exit_code == 2 and "fraud or credit" in res.output
+    assert res.exit_code == 2 and "choose fraud, credit or disputes" in res.output

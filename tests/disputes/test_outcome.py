@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -338,6 +339,22 @@ def test_assess_dispute_scores_as_training_does(
     assert checked == 4
     with pytest.raises(ValueError, match="lacks"):
         assess_dispute({"dispute_id": "x"}, Evidence(), trained.model)
+
+
+def test_a_card_with_no_earlier_transaction_on_the_device_is_assessed(
+    trained: OutcomeTrainingResult, outcome_set: DisputeSet
+) -> None:
+    """Only the disputed transaction in the history: the device-age feature has no value (NaN to
+    the model, null in the answer), which once failed the request."""
+    truth = _truth(outcome_set)
+    row = outcome_set.disputes.row(0, named=True)
+    history = outcome_set.history.filter(pl.col("tx_id") == row["tx_id"])
+    got = assess_dispute(row, truth[row["dispute_id"]], trained.model, history=history)
+    assert 0.0 <= got.p_win <= 1.0
+    assert any(math.isnan(v) for v in got.features.values())
+    payload = got.as_dict()
+    assert any(v is None for v in payload["features"].values())
+    json.dumps(payload, allow_nan=False, default=str)
 
 
 def test_assess_without_history_says_why(

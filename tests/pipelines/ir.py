@@ -5,7 +5,14 @@ from __future__ import annotations
 from pipelines.definitions import FLAVOURS, PIPELINES
 
 #: every product line's pipelines are compiled (a new pipeline adds itself to PIPELINES)
-LINE_PIPELINES = {"training", "retraining", "monitoring", "pd_training", "offer_ranking"}
+LINE_PIPELINES = {
+    "training",
+    "retraining",
+    "monitoring",
+    "pd_training",
+    "offer_ranking",
+    "disputes_training",
+}
 
 
 def ir_names() -> list[str]:

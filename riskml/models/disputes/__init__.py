@@ -13,6 +13,7 @@ decide exactly as the backtest does.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -186,7 +187,12 @@ def assess_dispute(
         config=policy,
         model_uncertain="; ".join(uncertain) if uncertain else False,
     )
-    features = {k: float(v) for k, v in one.drop("dispute_id").row(0, named=True).items()}
+    # a feature with no value (no earlier transaction on the device: no age) is NaN, as the
+    # booster saw it in training
+    features = {
+        k: math.nan if v is None else float(v)
+        for k, v in one.drop("dispute_id").row(0, named=True).items()
+    }
     pkt = None
     if packet and decision.action != "auto_refund":
         pkt = build_packet(dispute, evidence, decision, compelling, generated_at=generated_at)
