@@ -22,19 +22,19 @@ the logging policy, with intervals), what the served app decided and how fast.
 
 from __future__ import annotations
 
-import logging
-import os
 import shutil
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import typer
+
+from serving.local import latency_quantiles, post_all
 
 PIPELINES = ("pd_training", "offer_ranking")
 PREFIX = {"pd_training": "pd", "offer_ranking": "offers"}
@@ -44,20 +44,11 @@ SERVE_ROW, DECIDE_ROW, OFFERS_ROW, FIGURES_ROW = (
     "serve: offers",
     "figures",
 )
-#: Environment a local credit app needs to reach this machine's registry (and its keys).
-PASSED_ENV = (
-    "RISKML_MLFLOW_TRACKING_URI",
-    "RISKML_MLFLOW_REGISTRY_URI",
-    "RISKML_API_KEYS",
-    "RISKML_ADMIN_API_KEYS",
-    "RISKML_REQUIRE_API_KEYS",
-)
 
 
 # -- serving ------------------------------------------------------------------------------------
 
 
-@contextmanager
 def credit_serving(
     args: Mapping[str, Any],
     *,
@@ -65,79 +56,14 @@ def credit_serving(
     address: str | None = None,
     host: str = "127.0.0.1",
     replicas: int = 1,
-) -> Iterator[str]:
-    """Serve the credit app with ``args`` (:class:`serving.credit.CreditAppArgs`) on the Ray at
-    ``address`` (``RISKML_RAY_ADDRESS``, else a new local head, stopped afterwards); yield its
-    URL (``http://host:port/v1/credit``) once ``/healthz`` answers; shut Serve down on exit."""
-    import ray
-    from ray import serve
+) -> AbstractContextManager[str]:
+    """Serve the credit app with ``args`` (:class:`serving.credit.CreditAppArgs`): its URL once
+    ``/healthz`` answers (:func:`serving.local.line_app`)."""
+    from serving.local import line_app
 
-    from riskml.settings import get_settings
-    from riskml.training.runtime import ensure_ray
-    from serving.credit import APP_NAME, ROUTE_PREFIX, app_config
-    from serving.local import deploy_config, wait_healthy, wait_running
-
-    settings = get_settings()
-    env = {"RISKML_HOME": str(settings.home.resolve())}
-    env.update({k: os.environ[k] for k in PASSED_ENV if k in os.environ})
-    config = app_config(dict(args), num_replicas=replicas, env=env)  # checks the args first
-    head = None
-    address = address or settings.ray_address
-    if not address:
-        from riskml.orchestration.head import start_head
-
-        head = start_head(num_cpus=max(2, os.cpu_count() or 2), timeout_s=300)
-        address = head.gcs_address
-    saved = {k: os.environ.get(k) for k in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
-    try:
-        ensure_ray(address=address, log_to_driver=False, logging_level=logging.ERROR)
-        serve.start(http_options={"host": host, "port": port})
-        deploy_config({"applications": [config]})
-        wait_running(APP_NAME)
-        loopback = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-        url = f"http://{loopback}:{port}{ROUTE_PREFIX}"
-        wait_healthy(url)
-        yield url
-    finally:
-        if ray.is_initialized():
-            try:
-                serve.shutdown()
-            finally:
-                ray.shutdown()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        if head is not None:
-            head.stop()
-
-
-def _post_all(
-    url: str, path: str, bodies: list[dict[str, Any]], headers: Mapping[str, str]
-) -> tuple[list[dict[str, Any]], list[float], int]:
-    """POST every body (one client, in order): the answers, latencies (ms), errors."""
-    import httpx
-
-    answers, latencies, errors = [], [], 0
-    with httpx.Client(base_url=url, trust_env=False, timeout=30) as client:
-        for body in bodies:
-            t0 = time.perf_counter()
-            r = client.post(path, json=body, headers=dict(headers))
-            latencies.append((time.perf_counter() - t0) * 1e3)
-            if r.status_code == 200:
-                answers.append(r.json())
-            else:
-                errors += 1
-    return answers, latencies, errors
-
-
-def _quantiles(latencies: list[float]) -> dict[str, float | None]:
-    import numpy as np
-
-    if not latencies:
-        return {"p50": None, "p99": None}
-    return {q: round(float(np.percentile(latencies, int(q[1:]))), 2) for q in ("p50", "p99")}
+    return line_app(
+        "serving.credit", args, port=port, address=address, host=host, replicas=replicas
+    )
 
 
 def held_out_applications(data: Path, vintages: list[str], limit: int) -> list[dict[str, Any]]:
@@ -234,12 +160,12 @@ def serve_and_query(
         stage(SERVE_ROW, "done", f"{url} ({time.perf_counter() - t0:.0f} s)")
         stage(DECIDE_ROW, "running", f"{len(apps)} applications")
         labels = [a.pop("_label") for a in apps]
-        decided, lat_d, err_d = _post_all(url, "/decision", apps, headers)
-        q = _quantiles(lat_d)
+        decided, lat_d, err_d = post_all(url, "/decision", apps, headers)
+        q = latency_quantiles(lat_d)
         stage(DECIDE_ROW, "done", f"{len(decided)} decided, p50 {q['p50']} ms, p99 {q['p99']} ms")
         stage(OFFERS_ROW, "running", f"{len(imps)} customers")
-        ranked, lat_o, err_o = _post_all(url, "/offers", [b for b, _ in imps], headers)
-        qo = _quantiles(lat_o)
+        ranked, lat_o, err_o = post_all(url, "/offers", [b for b, _ in imps], headers)
+        qo = latency_quantiles(lat_o)
         stage(OFFERS_ROW, "done", f"{len(ranked)} ranked, p50 {qo['p50']} ms, p99 {qo['p99']} ms")
     approve = [d["decision"] == "approve" for d in decided]
     y = np.array([labels[i] if labels[i] is not None else np.nan for i in range(len(decided))])

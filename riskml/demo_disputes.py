@@ -25,30 +25,22 @@ and "always refund", and what the served app decided and how fast.
 
 from __future__ import annotations
 
-import logging
-import os
 import shutil
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import typer
 
+from serving.local import latency_quantiles
+
 PIPELINE = "disputes_training"
 SERVE_ROW, ASSESS_ROW, FIGURES_ROW = "serve: disputes app", "serve: assess", "figures"
-#: Environment a local disputes app needs to reach this machine's registry (and its keys).
-PASSED_ENV = (
-    "RISKML_MLFLOW_TRACKING_URI",
-    "RISKML_MLFLOW_REGISTRY_URI",
-    "RISKML_API_KEYS",
-    "RISKML_ADMIN_API_KEYS",
-    "RISKML_REQUIRE_API_KEYS",
-)
 #: Disputes of the held-out extraction corpus per demo size (its scanned pages take OCR time).
 CORPUS = {"tiny": 30, "demo": 60}
 
@@ -56,7 +48,6 @@ CORPUS = {"tiny": 30, "demo": 60}
 # -- serving ------------------------------------------------------------------------------------
 
 
-@contextmanager
 def disputes_serving(
     args: Mapping[str, Any],
     *,
@@ -64,61 +55,14 @@ def disputes_serving(
     address: str | None = None,
     host: str = "127.0.0.1",
     replicas: int = 1,
-) -> Iterator[str]:
-    """Serve the disputes app with ``args`` (:class:`serving.disputes.DisputesAppArgs`) on the
-    Ray at ``address`` (``RISKML_RAY_ADDRESS``, else a new local head, stopped afterwards); yield
-    its URL (``http://host:port/v1/disputes``) once ``/healthz`` answers; shut Serve down on
-    exit."""
-    import ray
-    from ray import serve
+) -> AbstractContextManager[str]:
+    """Serve the disputes app with ``args`` (:class:`serving.disputes.DisputesAppArgs`): its URL
+    once ``/healthz`` answers (:func:`serving.local.line_app`)."""
+    from serving.local import line_app
 
-    from riskml.settings import get_settings
-    from riskml.training.runtime import ensure_ray
-    from serving.disputes import APP_NAME, ROUTE_PREFIX, app_config
-    from serving.local import deploy_config, wait_healthy, wait_running
-
-    settings = get_settings()
-    env = {"RISKML_HOME": str(settings.home.resolve())}
-    env.update({k: os.environ[k] for k in PASSED_ENV if k in os.environ})
-    config = app_config(dict(args), num_replicas=replicas, env=env)  # checks the args first
-    head = None
-    address = address or settings.ray_address
-    if not address:
-        from riskml.orchestration.head import start_head
-
-        head = start_head(num_cpus=max(2, os.cpu_count() or 2), timeout_s=300)
-        address = head.gcs_address
-    saved = {k: os.environ.get(k) for k in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
-    try:
-        ensure_ray(address=address, log_to_driver=False, logging_level=logging.ERROR)
-        serve.start(http_options={"host": host, "port": port})
-        deploy_config({"applications": [config]})
-        wait_running(APP_NAME)
-        loopback = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-        url = f"http://{loopback}:{port}{ROUTE_PREFIX}"
-        wait_healthy(url)
-        yield url
-    finally:
-        if ray.is_initialized():
-            try:
-                serve.shutdown()
-            finally:
-                ray.shutdown()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        if head is not None:
-            head.stop()
-
-
-def _quantiles(latencies: list[float]) -> dict[str, float | None]:
-    import numpy as np
-
-    if not latencies:
-        return {"p50": None, "p99": None}
-    return {q: round(float(np.percentile(latencies, int(q[1:]))), 2) for q in ("p50", "p99")}
+    return line_app(
+        "serving.disputes", args, port=port, address=address, host=host, replicas=replicas
+    )
 
 
 def held_out_ids(data: Path, reference: Mapping[str, Any], limit: int) -> list[str]:
@@ -184,7 +128,7 @@ def serve_and_assess(
                     answers.append(r.json())
                 else:
                     errors += 1
-        q = _quantiles(latencies)
+        q = latency_quantiles(latencies)
         stage(ASSESS_ROW, "done", f"{len(answers)} assessed, p50 {q['p50']} ms, p99 {q['p99']} ms")
     actions = pl.DataFrame(
         {
@@ -220,7 +164,7 @@ def serve_and_assess(
         if answers
         else None,
         "compelling_evidence": sum(a["compelling_evidence"]["qualifies"] for a in answers),
-        "latency_ms": _quantiles(latencies),
+        "latency_ms": latency_quantiles(latencies),
     }
 
 

@@ -37,7 +37,6 @@ import gc
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import HTTPException, Security
@@ -51,7 +50,7 @@ from riskml.settings import get_settings
 from riskml.streaming.events import ReasonCode
 from serving.admission import Problem
 from serving.auth import UNAUTHORIZED, Authenticator, Role, bearer
-from serving.http_api import RiskApi, install_error_handlers
+from serving.http_api import BundleSource, RiskApi, install_error_handlers
 
 log = logging.getLogger("ray.serve")
 
@@ -284,47 +283,14 @@ class HealthResponse(BaseModel):
 # -- app arguments and live config --------------------------------------------------------------
 
 
-class ModelSource(BaseModel):
-    """Where a replica loads one credit model from: a registry URI (pinned with its digest) or
-    a local bundle directory."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    model_uri: str | None = None
-    digest: str | None = None
-    bundle_dir: str | None = None
-
-    @model_validator(mode="after")
-    def _one(self) -> "ModelSource":
-        if (self.model_uri is None) == (self.bundle_dir is None):
-            raise ValueError("give exactly one of a models:/ URI and a bundle directory")
-        return self
-
-    def resolved(self) -> "ModelSource":
-        """An alias resolved to its pinned version and digest, the bundle fetched and verified
-        (once, here, before anything is deployed)."""
-        if self.model_uri is None:
-            from riskml.models.bundle import verify_bundle
-
-            verify_bundle(str(self.bundle_dir), digest=self.digest)
-            return self
-        from riskml.registry.store import fetch, resolve
-
-        ref = resolve(self.model_uri)
-        fetch(ref, digest=self.digest)
-        return ModelSource(model_uri=ref.model_uri, digest=ref.digest)
+class ModelSource(BundleSource):
+    """Where a replica loads one credit model from (:class:`serving.http_api.BundleSource`)."""
 
     def load(self, *, nthread: int = 1) -> Any:
         """The verified :class:`~riskml.models.credit.bundle.CreditBundle`."""
         from riskml.models.credit.bundle import load_credit_bundle
 
-        if self.model_uri is not None:
-            from riskml.registry.store import fetch
-
-            path = fetch(self.model_uri, digest=self.digest)
-        else:
-            path = Path(str(self.bundle_dir))
-        return load_credit_bundle(path, digest=self.digest, nthread=nthread)
+        return load_credit_bundle(self.bundle_path(), digest=self.digest, nthread=nthread)
 
 
 class CreditConfig(BaseModel):

@@ -60,9 +60,9 @@ from riskml.data.schema import Channel, Currency, EntityId, MerchantCategory
 from riskml.features.disputes.compelling import CompellingResult
 from riskml.models.disputes.packet import EvidencePacket
 from riskml.settings import get_settings
+from serving import http_api
 from serving.admission import Problem, _content_length, read_body, respond, route_path
 from serving.auth import UNAUTHORIZED, Authenticator, Role, bearer
-from serving.credit import ModelSource
 from serving.http_api import RiskApi, install_error_handlers
 
 log = logging.getLogger("ray.serve")
@@ -353,21 +353,14 @@ class HealthResponse(BaseModel):
 # -- app arguments and live config --------------------------------------------------------------
 
 
-class BundleSource(ModelSource):
-    """Where a replica loads the disputes bundle from (a registry URI pinned with its digest,
-    or a local bundle directory)."""
+class BundleSource(http_api.BundleSource):
+    """Where a replica loads the disputes bundle from (:class:`serving.http_api.BundleSource`)."""
 
     def load(self, *, nthread: int = 1) -> Any:
         """The verified :class:`~riskml.models.disputes.bundle.DisputesBundle`."""
         from riskml.models.disputes.bundle import load_disputes_bundle
 
-        if self.model_uri is not None:
-            from riskml.registry.store import fetch
-
-            path = fetch(self.model_uri, digest=self.digest)
-        else:
-            path = Path(str(self.bundle_dir))
-        return load_disputes_bundle(path, digest=self.digest, nthread=nthread)
+        return load_disputes_bundle(self.bundle_path(), digest=self.digest, nthread=nthread)
 
 
 class DisputesConfig(BaseModel):

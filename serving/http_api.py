@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any
+from pathlib import Path
+from typing import Any, Self
 
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from riskml.settings import get_settings
@@ -105,3 +107,45 @@ class RiskApi(FastAPI):
     def openapi(self) -> dict[str, Any]:
         doc = self.adjust_openapi(copy.deepcopy(super().openapi()))
         return doc if keys_configured() else without_security(doc)
+
+
+class BundleSource(BaseModel):
+    """Where a replica loads a product line's bundle from: a registry URI (pinned with its
+    digest) or a local bundle directory. Each line's subclass loads it (``load``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_uri: str | None = None
+    digest: str | None = None
+    bundle_dir: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Self:
+        if (self.model_uri is None) == (self.bundle_dir is None):
+            raise ValueError("give exactly one of a models:/ URI and a bundle directory")
+        return self
+
+    def resolved(self) -> Self:
+        """An alias resolved to its pinned version and digest, the bundle fetched and verified
+        (once, here, before anything is deployed)."""
+        if self.model_uri is None:
+            from riskml.models.bundle import verify_bundle
+
+            verify_bundle(str(self.bundle_dir), digest=self.digest)
+            return self
+        from riskml.registry.store import fetch, resolve
+
+        ref = resolve(self.model_uri)
+        fetch(ref, digest=self.digest)
+        return type(self)(model_uri=ref.model_uri, digest=ref.digest)
+
+    def bundle_path(self) -> Path:
+        """The verified bundle's directory (fetched from the registry into the cache)."""
+        if self.model_uri is None:
+            return Path(str(self.bundle_dir))
+        from riskml.registry.store import fetch
+
+        return Path(fetch(self.model_uri, digest=self.digest))
+
+    def load(self, *, nthread: int = 1) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} does not say how to load its bundle")

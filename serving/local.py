@@ -8,10 +8,12 @@ Serve's controller and replicas are detached actors, so the service outlives the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -313,3 +315,103 @@ def stop(state: dict[str, Any], state_path: Path) -> dict[str, Any]:
         ended_head = True
     state_path.unlink(missing_ok=True)
     return {"serve_shutdown": stopped_serve, "ray_head_stopped": ended_head}
+
+
+# -- one product line's app on its own (the credit and disputes demos, commands, benchmarks) ----
+
+#: Environment a local app needs to reach this machine's registry (and its keys).
+PASSED_ENV = (
+    "RISKML_MLFLOW_TRACKING_URI",
+    "RISKML_MLFLOW_REGISTRY_URI",
+    "RISKML_API_KEYS",
+    "RISKML_ADMIN_API_KEYS",
+    "RISKML_REQUIRE_API_KEYS",
+)
+
+
+@contextlib.contextmanager
+def line_app(
+    module: str,
+    args: Mapping[str, Any],
+    *,
+    port: int = 8000,
+    address: str | None = None,
+    host: str = "127.0.0.1",
+    replicas: int = 1,
+) -> Iterator[str]:
+    """Serve one line's app — ``module`` (``serving.credit``, ``serving.disputes``) gives its
+    ``APP_NAME``, ``ROUTE_PREFIX`` and ``app_config(args, num_replicas=, env=)`` — with ``args``
+    on the Ray at ``address`` (``RISKML_RAY_ADDRESS``, else a new local head, stopped
+    afterwards); yield its URL (``http://host:port<route prefix>``) once ``/healthz`` answers;
+    shut Serve down on exit."""
+    import importlib
+
+    import ray
+    from ray import serve
+
+    from riskml.settings import get_settings
+    from riskml.training.runtime import ensure_ray
+
+    app = importlib.import_module(module)
+    settings = get_settings()
+    env = {"RISKML_HOME": str(settings.home.resolve())}
+    env.update({k: os.environ[k] for k in PASSED_ENV if k in os.environ})
+    config = app.app_config(dict(args), num_replicas=replicas, env=env)  # checks the args first
+    head = None
+    address = address or settings.ray_address
+    if not address:
+        from riskml.orchestration.head import start_head
+
+        head = start_head(num_cpus=max(2, os.cpu_count() or 2), timeout_s=300)
+        address = head.gcs_address
+    saved = {k: os.environ.get(k) for k in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
+    try:
+        ensure_ray(address=address, log_to_driver=False, logging_level=logging.ERROR)
+        serve.start(http_options={"host": host, "port": port})
+        deploy_config({"applications": [config]})
+        wait_running(app.APP_NAME)
+        loopback = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        url = f"http://{loopback}:{port}{app.ROUTE_PREFIX}"
+        wait_healthy(url)
+        yield url
+    finally:
+        if ray.is_initialized():
+            try:
+                serve.shutdown()
+            finally:
+                ray.shutdown()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        if head is not None:
+            head.stop()
+
+
+def post_all(
+    url: str, path: str, bodies: list[dict[str, Any]], headers: Mapping[str, str]
+) -> tuple[list[dict[str, Any]], list[float], int]:
+    """POST every body (one client, in order): the answers, latencies (ms), errors."""
+    import httpx
+
+    answers, latencies, errors = [], [], 0
+    with httpx.Client(base_url=url, trust_env=False, timeout=30) as client:
+        for body in bodies:
+            t0 = time.perf_counter()
+            r = client.post(path, json=body, headers=dict(headers))
+            latencies.append((time.perf_counter() - t0) * 1e3)
+            if r.status_code == 200:
+                answers.append(r.json())
+            else:
+                errors += 1
+    return answers, latencies, errors
+
+
+def latency_quantiles(latencies: list[float]) -> dict[str, float | None]:
+    """p50 and p99 (ms, 2 decimals) of ``latencies``; None when there are none."""
+    import numpy as np
+
+    if not latencies:
+        return {"p50": None, "p99": None}
+    return {q: round(float(np.percentile(latencies, int(q[1:]))), 2) for q in ("p50", "p99")}
