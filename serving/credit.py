@@ -48,9 +48,10 @@ from riskml.data.credit.schema import Promotion
 from riskml.data.schema import EntityId
 from riskml.settings import get_settings
 from riskml.streaming.events import ReasonCode
+from serving import http_api
 from serving.admission import Problem
 from serving.auth import UNAUTHORIZED, Authenticator, Role, bearer
-from serving.http_api import BundleSource, RiskApi, install_error_handlers
+from serving.http_api import NO_CPU, BundleSource, RiskApi, install_error_handlers
 
 log = logging.getLogger("ray.serve")
 
@@ -61,7 +62,6 @@ DEPLOYMENT = "CreditIngress"
 MAX_CANDIDATES = 64
 #: Local defaults (a laptop or CI runner): no CPU reservation. serve_config.yaml sets real
 #: resources and replica counts.
-NO_CPU = {"num_cpus": 0}
 MAX_ONGOING = 32
 
 Credentials = HTTPAuthorizationCredentials | None
@@ -661,19 +661,14 @@ def app_config(
     reserving no CPU unless ``actor_options`` say otherwise; ``env``: environment variables of
     the app (its build, where registry URIs are resolved, and its replicas)."""
     CreditAppArgs.model_validate(args)  # refuse bad args before anything is deployed
-    deployment: dict[str, Any] = {
-        "name": DEPLOYMENT,
-        "num_replicas": num_replicas,
-        "ray_actor_options": {**NO_CPU, **(actor_options or {})},
-        "user_config": CreditConfig.model_validate(user_config or {}).model_dump(),
-    }
-    entry: dict[str, Any] = {
-        "name": name,
-        "route_prefix": route_prefix,
-        "import_path": "serving.credit:build_credit_app",
-        "args": args,
-        "deployments": [deployment],
-    }
-    if env:
-        entry["runtime_env"] = {"env_vars": dict(env)}
-    return entry
+    return http_api.app_entry(
+        "serving.credit:build_credit_app",
+        DEPLOYMENT,
+        args,
+        CreditConfig.model_validate(user_config or {}),
+        name=name,
+        route_prefix=route_prefix,
+        num_replicas=num_replicas,
+        actor_options=actor_options,
+        env=env,
+    )

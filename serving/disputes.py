@@ -63,7 +63,7 @@ from riskml.settings import get_settings
 from serving import http_api
 from serving.admission import Problem, _content_length, read_body, respond, route_path
 from serving.auth import UNAUTHORIZED, Authenticator, Role, bearer
-from serving.http_api import RiskApi, install_error_handlers
+from serving.http_api import NO_CPU, RiskApi, install_error_handlers
 
 log = logging.getLogger("ray.serve")
 
@@ -80,7 +80,6 @@ MAX_HISTORY = 5_000
 MAX_PRIOR_DISPUTES = 500
 #: Local defaults (a laptop or CI runner): no CPU reservation. serve_config.yaml sets real
 #: resources and replica counts.
-NO_CPU = {"num_cpus": 0}
 MAX_ONGOING = 8
 
 Credentials = HTTPAuthorizationCredentials | None
@@ -961,22 +960,17 @@ def app_config(
     reserving no CPU unless ``actor_options`` say otherwise; ``env``: environment variables of
     the app (its build, where a registry URI is resolved, and its replicas)."""
     DisputesAppArgs.model_validate(args)  # refuse bad args before anything is deployed
-    deployment: dict[str, Any] = {
-        "name": DEPLOYMENT,
-        "num_replicas": num_replicas,
-        "ray_actor_options": {**NO_CPU, **(actor_options or {})},
-        "user_config": DisputesConfig.model_validate(user_config or {}).model_dump(),
-    }
-    entry: dict[str, Any] = {
-        "name": name,
-        "route_prefix": route_prefix,
-        "import_path": "serving.disputes:build_disputes_app",
-        "args": args,
-        "deployments": [deployment],
-    }
-    if env:
-        entry["runtime_env"] = {"env_vars": dict(env)}
-    return entry
+    return http_api.app_entry(
+        "serving.disputes:build_disputes_app",
+        DEPLOYMENT,
+        args,
+        DisputesConfig.model_validate(user_config or {}),
+        name=name,
+        route_prefix=route_prefix,
+        num_replicas=num_replicas,
+        actor_options=actor_options,
+        env=env,
+    )
 
 
 __all__ = [

@@ -149,3 +149,42 @@ class BundleSource(BaseModel):
 
     def load(self, *, nthread: int = 1) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not say how to load its bundle")
+
+
+#: Replicas that reserve no CPU (local runs on a small machine; the serve config sets its own).
+NO_CPU = {"num_cpus": 0}
+
+
+def app_entry(
+    import_path: str,
+    deployment: str,
+    args: dict[str, Any],
+    user_config: BaseModel,
+    *,
+    name: str,
+    route_prefix: str,
+    num_replicas: int = 1,
+    actor_options: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """One application entry of a serve config (the shape of ``serving/serve_config.yaml``'s)
+    with one deployment, for local runs: ``num_replicas`` replicas reserving no CPU unless
+    ``actor_options`` say otherwise; ``env``: environment variables of the app (its build,
+    where registry URIs are resolved, and its replicas). The caller validates ``args``."""
+    entry: dict[str, Any] = {
+        "name": name,
+        "route_prefix": route_prefix,
+        "import_path": import_path,
+        "args": args,
+        "deployments": [
+            {
+                "name": deployment,
+                "num_replicas": num_replicas,
+                "ray_actor_options": {**NO_CPU, **(actor_options or {})},
+                "user_config": user_config.model_dump(),
+            }
+        ],
+    }
+    if env:
+        entry["runtime_env"] = {"env_vars": dict(env)}
+    return entry
