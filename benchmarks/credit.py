@@ -33,29 +33,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from benchmarks.common import load_average, percentiles
 from riskml import __version__
 from riskml.console import print_table, write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def _load() -> list[float]:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:  # pragma: no cover
-        return []
-
-
-def _percentiles(ms: list[float]) -> dict[str, float]:
-    a = np.asarray(ms, dtype=np.float64)
-    return {
-        "p50": round(float(np.percentile(a, 50)), 3),
-        "p99": round(float(np.percentile(a, 99)), 3),
-        "mean": round(float(a.mean()), 3),
-        "n": float(len(a)),
-    }
 
 
 def train_pd_ray_vs_plain(portfolio: Any, repeat: int) -> dict[str, Any]:
@@ -170,8 +152,8 @@ def endpoints(
     return {
         "url_path": "/v1/credit/{decision,offers}",
         "candidates_per_offer_request": len(imps[0]["candidates"]) if imps else 0,
-        "http_ms": {k: _percentiles(v) for k, v in http.items() if v},
-        "in_process_ms": {k: _percentiles(v) for k, v in in_process.items() if v},
+        "http_ms": {k: percentiles(v) for k, v in http.items() if v},
+        "in_process_ms": {k: percentiles(v) for k, v in in_process.items() if v},
         "errors": errors,
     }
 
@@ -190,7 +172,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "python": platform.python_version(),
         "cpus": cpus,
         "size": args.size,
-        "load_average_start": _load(),
+        "load_average_start": load_average(),
     }
     t0 = time.perf_counter()
     portfolio = simulate_portfolio(simulation_config(args.size, args.seed))
@@ -238,7 +220,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             os.environ["RISKML_RAY_ADDRESS"] = saved
         get_settings.cache_clear()
         head.stop()
-    out["load_average_end"] = _load()
+    out["load_average_end"] = load_average()
     out["total_seconds"] = time.perf_counter() - t0
     return out
 

@@ -40,27 +40,11 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.common import load_average, percentiles
 from riskml import __version__
 from riskml.console import print_table, write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def _load() -> list[float]:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:  # pragma: no cover
-        return []
-
-
-def _percentiles(ms: list[float]) -> dict[str, float]:
-    a = np.asarray(ms, dtype=np.float64)
-    return {
-        "p50": round(float(np.percentile(a, 50)), 3),
-        "p99": round(float(np.percentile(a, 99)), 3),
-        "mean": round(float(a.mean()), 3),
-        "n": float(len(a)),
-    }
 
 
 def _throughput(paths: list[Path], work: Any, repeat: int) -> dict[str, float]:
@@ -149,8 +133,8 @@ def endpoint(
         "request_bytes_mean": round(
             float(np.mean([len(str(b)) for b in bodies])) if bodies else 0.0, 0
         ),
-        "http_ms": _percentiles(http) if http else None,
-        "in_process_ms": _percentiles(in_process) if in_process else None,
+        "http_ms": percentiles(http) if http else None,
+        "in_process_ms": percentiles(in_process) if in_process else None,
         "errors": errors,
     }
 
@@ -170,7 +154,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "python": platform.python_version(),
         "cpus": cpus,
         "size": args.size,
-        "load_average_start": _load(),
+        "load_average_start": load_average(),
     }
     work = Path(tempfile.mkdtemp(prefix="bench-disputes-"))
     t0 = time.perf_counter()
@@ -222,7 +206,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 head.stop()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    out["load_average_end"] = _load()
+    out["load_average_end"] = load_average()
     out["total_seconds"] = round(time.perf_counter() - t0, 2)
     return out
 
