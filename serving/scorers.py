@@ -11,15 +11,20 @@ prediction took ~30 ms with default threads on a loaded machine vs ~0.5 ms with 
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.special import expit
 
 from riskml.decision.ladder import TabularResult
+from riskml.models.compiled_trees import CompiledTrees, NotCompilable
 from serving.components import import_attr
+
+log = logging.getLogger("ray.serve")
 
 
 class XGBoostFileScorer:
@@ -39,16 +44,39 @@ class XGBoostFileScorer:
         self.version = version
         self.nthread = nthread
         self._logistic = is_logistic(self.booster)
+        self._compiled = compile_booster(self.booster, logistic=self._logistic)
 
     def predict(self, x: Any) -> np.ndarray:
+        if self._compiled is not None:
+            return np.asarray(expit(self._compiled.margin(x)), np.float64)
         x = np.ascontiguousarray(x, dtype=np.float32)
         return np.asarray(self.booster.inplace_predict(x, validate_features=False), np.float64)
 
     def contributions(self, x: Any, *, exact: bool = False) -> np.ndarray:
+        if self._compiled is not None and not exact:
+            return self._compiled.explain(x)[1]
         return booster_contributions(self.booster, x, self.nthread, exact)
 
     def explain(self, x: Any, *, exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        return booster_explain(self.booster, x, self.nthread, exact, logistic=self._logistic)
+        return booster_explain(
+            self.booster, x, self.nthread, exact, logistic=self._logistic, compiled=self._compiled
+        )
+
+
+def compile_booster(
+    booster: Any, iteration_range: tuple[int, int] = (0, 0), *, logistic: bool
+) -> CompiledTrees | None:
+    """The booster's trees as :class:`riskml.models.compiled_trees.CompiledTrees` (a scorer's
+    probabilities and Saabas contributions in ~0.09 ms a row instead of XGBoost's ~0.4 ms of
+    per-call overhead), or None where they do not reproduce XGBoost: an objective other than
+    ``binary:logistic``, categorical splits, several outputs (XGBoost then scores)."""
+    if not logistic:
+        return None
+    try:
+        return CompiledTrees(booster, iteration_range)
+    except NotCompilable as exc:
+        log.info("XGBoost scores this booster itself (%s)", exc)
+        return None
 
 
 def tabular_result(model: Any, x: Any, mode: str) -> TabularResult:
@@ -76,12 +104,17 @@ def booster_explain(
     iteration_range: tuple[int, int] = (0, 0),
     *,
     logistic: bool,
+    compiled: CompiledTrees | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities and contributions (:func:`booster_contributions`) from one prediction
     pass: a ``binary:logistic`` model's (``logistic``, :func:`is_logistic`) contributions add
     up to the log-odds of its probability, so ``p = sigmoid(sum)`` (equal to ``inplace_predict``
     to ~1e-7; one 1-row pass costs less than the two: 0.37 vs 0.7 ms). Other objectives
-    predict separately."""
+    predict separately. Saabas (not ``exact``) with ``compiled`` (:func:`compile_booster` of
+    the same trees) walks the compiled trees once instead (~0.09 ms a row)."""
+    if compiled is not None and not exact:
+        margin, contribs = compiled.explain(x)
+        return np.asarray(expit(margin), np.float64), contribs
     contribs = booster_contributions(booster, x, nthread, exact, iteration_range)
     if not logistic:
         x32 = np.ascontiguousarray(x, dtype=np.float32)
