@@ -379,3 +379,34 @@ def test_calibrate_and_blend_defaults_to_auto_and_reports_the_ranking_check() ->
             valid["average_precision_raw"], abs=1e-12
         )
     json.dumps(metrics, allow_nan=False)  # the metrics stay plain JSON
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_one_value_path_equals_transform_on_the_whole_grid(
+    fitted: dict[str, Calibrator], method: str
+) -> None:
+    """Serving calibrates one score at a time with :meth:`Calibrator.one` (plain floats): the
+    same numbers as the vectorised :meth:`transform` the backtest uses, on 0, 1, the far tails
+    and the body, and NaN stays NaN."""
+    cal = fitted[method]
+    one = np.array([cal.one(float(r)) for r in GRID])
+    np.testing.assert_allclose(one, cal.transform(GRID), rtol=1e-12, atol=1e-15)
+    assert np.isnan(cal.one(float("nan")))
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"method": "platt", "a": 0.5, "b": -0.5, "n_fit": 10},
+        {"method": "isotonic", "x": [0.1, 0.2, 0.6], "y": [0.01, 0.3, 0.9], "n_fit": 3},
+        {**GOOD_BETA, "c": 0.1},
+        {**GOOD_BETA, "c": 0.1, "a": 0.0},
+        {**GOOD_BETA, "c": 0.1, "b": 0.0},
+    ],
+)
+def test_one_value_path_equals_transform_for_legacy_and_edge_payloads(
+    payload: dict[str, Any],
+) -> None:
+    cal = Calibrator.from_json(payload)
+    one = np.array([cal.one(float(r)) for r in GRID])
+    np.testing.assert_allclose(one, cal.transform(GRID), rtol=1e-12, atol=1e-15)

@@ -100,3 +100,23 @@ def test_blend_errors_are_clear() -> None:
         blend({"good": probs["good"]})
     with pytest.raises(BlendError, match="sum 1"):
         Blend.from_json({"method": "weighted", "models": ["a", "b"], "weights": [0.9, 0.9]})
+
+
+@pytest.mark.parametrize("method", ["weighted", "stacked"])
+def test_blend_of_one_row_equals_the_vectorised_blend(method: str) -> None:
+    """Serving blends one request with :meth:`Blend.one` (plain floats): the backtest's numbers,
+    the probabilities' extremes included; a missing model is the same clear error."""
+    probs, y = _two_models()
+    probs = {
+        m: np.r_[v, 0.0, 1.0, 1e-12, 1 - 1e-12] for m, v in probs.items()
+    }  # the clip at both ends
+    blend = fit_blend({m: v[:-4] for m, v in probs.items()}, y, method)  # type: ignore[arg-type]
+    rows = [{m: float(v[i]) for m, v in probs.items()} for i in range(len(y) + 4)]
+    one = np.array([blend.one(r) for r in rows])
+    np.testing.assert_allclose(one, blend(probs), rtol=1e-12, atol=1e-15)
+    with pytest.raises(BlendError, match="noise"):
+        blend.one({"good": 0.5})
+    huge = Blend.from_json(
+        {"method": "stacked", "models": ["a"], "coef": [200.0], "intercept": -5.0}
+    )
+    assert huge.one({"a": 1e-9}) == pytest.approx(float(huge({"a": np.array([1e-9])})[0]))
