@@ -621,7 +621,7 @@ class OnlineFeatures:
         inputs["amount"] = [r["amount"] for r in rows]
         inputs["ts_us"] = [r["ts_us"] for r in rows]
         inputs["req_device_id"] = [r["req_device_id"] for r in rows]
-        computed, states = realtime_with_states(inputs)
+        computed, states = realtime_with_states(inputs, sequence_arrays=True)
         raw: dict[str, list[Any]] = dict(computed)
         snapshots = [
             ([n for n, _ in TERMINAL_FEATURES], terms),

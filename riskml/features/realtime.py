@@ -199,30 +199,48 @@ def _hour(ts_us: np.ndarray | int) -> np.ndarray | int:
     return (np.asarray(ts_us) // HOUR_US) % 24
 
 
+#: The look-backs :func:`customer_features` cuts the state at, in µs: the windows, then the
+#: distinct-values window, then the long window (one ``searchsorted`` for all of them).
+_LOOKBACKS_US = np.asarray(
+    [s * US for s in CUSTOMER_WINDOWS.values()] + [DISTINCT_WINDOW_S * US, LONG_WINDOW_S * US],
+    dtype=np.int64,
+)
+
+
 def customer_features(state: State, ts_us: int, device_id: str) -> dict[str, float | int]:
     """Customer features of a transaction at ``ts_us`` (µs since epoch) on ``device_id``.
 
-    The state is sorted by time, so every window ``[t - w, t)`` is a slice ``[lo, hi)``.
+    The state is sorted by time, so every window ``[t - w, t)`` is a slice ``[lo, hi)``; all
+    the slices' bounds come from one ``searchsorted``, and every window's amount sum from one
+    split of the amounts into cents (what :func:`amount_sum` does per window: the same
+    integer sums, so the same floats).
     """
     ts = state["hist_ts"]
     hi = int(np.searchsorted(ts, ts_us, "left"))  # entries strictly before t
+    bounds = np.searchsorted(ts[:hi], ts_us - _LOOKBACKS_US, "left").tolist()
     out: dict[str, float | int] = {}
-    amount = state["hist_amount"]
-    for name, seconds in CUSTOMER_WINDOWS.items():
-        lo = int(np.searchsorted(ts, ts_us - seconds * US, "left"))
-        vals = amount[lo:hi]
+    amount = state["hist_amount"][:hi]
+    cents, exact = cents_split(amount)
+    all_exact = bool(exact.all())
+    cum = np.concatenate(([0], np.cumsum(cents))).tolist() if all_exact else None
+    for (name, _seconds), lo in zip(CUSTOMER_WINDOWS.items(), bounds, strict=False):
         cnt = hi - lo
-        total = amount_sum(vals) if cnt else 0.0
+        if not cnt:
+            total = 0.0
+        elif cum is not None:
+            total = (cum[hi] - cum[lo]) / 100
+        else:
+            total = amount_sum(amount[lo:hi])
         out[f"cust_cnt_{name}"] = cnt
         out[f"cust_sum_{name}"] = total
         out[f"cust_mean_{name}"] = total / cnt if cnt else 0.0
-        out[f"cust_max_{name}"] = float(vals.max()) if cnt else 0.0
+        out[f"cust_max_{name}"] = float(amount[lo:hi].max()) if cnt else 0.0
     out["cust_secs_since_prev"] = (ts_us - int(ts[hi - 1])) / US if hi else NO_PREVIOUS
-    lo = int(np.searchsorted(ts, ts_us - DISTINCT_WINDOW_S * US, "left"))
+    lo = bounds[-2]
     out["cust_distinct_terminals_7d"] = len(set(state["hist_terminal"][lo:hi].tolist()))
     out["cust_distinct_devices_7d"] = len(set(state["hist_device"][lo:hi].tolist()))
     out["cust_distinct_categories_7d"] = len(set(state["hist_category"][lo:hi].tolist()))
-    lo = int(np.searchsorted(ts, ts_us - LONG_WINDOW_S * US, "left"))
+    lo = bounds[-1]
     n_long = hi - lo
     night = int(np.count_nonzero(np.asarray(_hour(ts[lo:hi])) < NIGHT_END_HOUR))
     out["cust_night_share_30d"] = night / n_long if n_long else 0.0
@@ -320,13 +338,15 @@ def realtime_batch(inputs: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
 
 
 def realtime_with_states(
-    inputs: Mapping[str, Sequence[Any]],
+    inputs: Mapping[str, Sequence[Any]], *, sequence_arrays: bool = False
 ) -> tuple[dict[str, list[Any]], list[State]]:
-    """:func:`realtime_batch`, and the history state of every row it computed from."""
+    """:func:`realtime_batch`, and the history state of every row it computed from.
+    ``sequence_arrays``: each row's sequence as its ``(SEQ_LEN, len(SEQ_FIELDS))`` float32 array
+    (serving's reads) instead of the flat list Feast's on-demand view returns."""
     ts_list = [int(v) for v in inputs["ts_us"]]
     n = len(ts_list)
     out: dict[str, list[Any]] = {name: [] for name, _ in CUSTOMER_FEATURES}
-    seqs: list[list[float]] = []
+    seqs: list[Any] = []
     states: list[State] = []
     for i in range(n):
         state = State.from_lists({k: _at(inputs.get(k), i) for k in STATE_FIELDS})
@@ -334,7 +354,8 @@ def realtime_with_states(
         feats = customer_features(state, ts_list[i], str(inputs["req_device_id"][i]))
         for name, _ in CUSTOMER_FEATURES:
             out[name].append(feats[name])
-        seqs.append(sequence_features(state, ts_list[i]).ravel().tolist())
+        seq = sequence_features(state, ts_list[i])
+        seqs.append(seq if sequence_arrays else seq.ravel().tolist())
     req = request_features(
         np.asarray(inputs["amount"], dtype=np.float64),
         np.asarray(ts_list, dtype=np.int64),
