@@ -8,7 +8,9 @@ the deployments build), checks every model's feature contract, and exposes them 
 * the **colocated** Ingress (``topology: colocated``, the default): one Serve replica answers a
   request with no Ray hop past the proxy. Its blocking calls run on small per-stage thread pools
   (``offload=True``), so a feature store or model that hangs holds only its own pool while the
-  event loop keeps every deadline and answers from the next rung;
+  event loop keeps every deadline and answers from the next rung. A model that declares
+  ``cpu_bounded`` (the compiled XGBoost trees, the fused GRU: ~0.1 ms of NumPy, no I/O) runs
+  on the event loop: it cannot hang, and a pool hop costs about what it does;
 * :class:`InProcessApp`: the same stages called inline, without Ray or HTTP: the benchmark's
   in-process baseline and the reference the HTTP answers must match.
 """
@@ -40,6 +42,11 @@ log = logging.getLogger("ray.serve")
 POOL_THREADS = {"features": 4, "write_back": 1, "sequence": 2, "xgboost": 2}
 
 
+def _bounded(model: Any) -> bool:
+    """Whether a scorer declares bounded CPU-only work (``cpu_bounded``: True)."""
+    return getattr(model, "cpu_bounded", False) is True
+
+
 class LocalComponents:
     """Components of :class:`AppArgs` built here, as ladder stages (see module docstring)."""
 
@@ -65,10 +72,16 @@ class LocalComponents:
         )
         self.ingress_config = a.ingress_config or IngressConfig()
         self._pools: dict[str, ThreadPoolExecutor] = {}
+        #: models that declare ``cpu_bounded`` (compiled trees, the fused GRU: a bounded NumPy
+        #: computation of ~0.1 ms, no I/O, no lock) run on the event loop even when offloading:
+        #: a thread-pool hop would cost about as much CPU as the model itself
+        self.inline = {f"xgboost:{v}" for v, m in self.models.items() if _bounded(m)}
+        if self.sequence is not None and _bounded(self.sequence):
+            self.inline.add("sequence")
         if offload:
             # one pool per model version: a hung challenger cannot starve the champion
             names = ["features", "write_back", "sequence", *(f"xgboost:{v}" for v in self.models)]
-            for name in names:
+            for name in (n for n in names if n not in self.inline):
                 threads = POOL_THREADS[name.split(":")[0]]
                 self._pools[name] = ThreadPoolExecutor(threads, thread_name_prefix=f"riskml-{name}")
 

@@ -52,6 +52,10 @@ class FeatureSource(Protocol):
 
 @runtime_checkable
 class TabularScorer(Protocol):
+    """A scorer may also set ``cpu_bounded = True``: it does bounded CPU work with no I/O and
+    no lock (compiled trees), so a colocated Ingress calls it on its event loop instead of a
+    thread pool (``serving.inprocess``). Without it, a scorer is called off the loop."""
+
     version: str
     feature_names: Sequence[str]
 
@@ -66,6 +70,8 @@ class TabularScorer(Protocol):
 
 @runtime_checkable
 class SequenceScorer(Protocol):
+    """``cpu_bounded`` as for :class:`TabularScorer` (the fused NumPy GRU sets it)."""
+
     version: str
 
     def predict(self, tabular: Any, sequence: Any) -> Any:

@@ -271,3 +271,45 @@ def test_write_back_takes_the_terminal_risk_and_history_its_fetch_read(
     finally:
         for s in stores:
             world.drop_store(s)
+
+
+def test_compiled_models_score_like_their_libraries_and_run_on_the_event_loop(
+    world: World, first: SimpleNamespace
+) -> None:
+    """The bundle's scorers serve through the compiled trees and the fused GRU (the XGBoost
+    and sequence stages of #26): the same probabilities as XGBoost and torch to 1e-6, and,
+    declaring ``cpu_bounded``, the colocated Ingress runs them on its event loop with no
+    thread pool of their own (the feature store keeps its bulkhead)."""
+    from riskml.models.sequence import predict_proba
+    from riskml.models.xgb import predict
+    from serving.bundle import BundleSequence, BundleXGBoost
+    from serving.inprocess import LocalComponents
+
+    xgb_model, seq_model = BundleXGBoost(str(world.bundle)), BundleSequence(str(world.bundle))
+    assert xgb_model.cpu_bounded and seq_model.cpu_bounded
+    assert seq_model.fused is not None
+    rng = np.random.default_rng(5)
+    n_tab = len(xgb_model.feature_names)
+    x = (rng.normal(size=(64, n_tab)) * 3).astype(np.float32)
+    x[rng.random(x.shape) < 0.1] = np.nan
+    seq = rng.normal(size=(64, 16, 7)).astype(np.float32)
+    seq[:8] = np.nan  # customers with no history
+    for rows in (slice(0, 1), slice(0, 64)):
+        np.testing.assert_allclose(
+            xgb_model.predict(x[rows]), predict(xgb_model.booster, x[rows]), atol=1e-6
+        )
+        np.testing.assert_allclose(
+            seq_model.predict(x[rows], seq[rows]),
+            predict_proba(seq_model.model, x[rows], seq[rows]),
+            atol=1e-6,
+        )
+    store = world.store("sqlite")
+    try:
+        components = LocalComponents(world.app_args(store), offload=True)
+        try:
+            assert components.inline == {f"xgboost:{components.champion}", "sequence"}
+            assert set(components._pools) == {"features", "write_back"}
+        finally:
+            components.close()
+    finally:
+        world.drop_store(store)
