@@ -45,6 +45,7 @@ class XGBoostFileScorer:
         self.nthread = nthread
         self._logistic = is_logistic(self.booster)
         self._compiled = compile_booster(self.booster, logistic=self._logistic)
+        self.cpu_bounded = self._compiled is not None  # see serving.inprocess
 
     def predict(self, x: Any) -> np.ndarray:
         if self._compiled is not None:
