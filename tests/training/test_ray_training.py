@@ -86,6 +86,101 @@ def test_entrypoint_trains_both_models_on_two_workers(
     assert "bundle/manifest.json" in listed
 
 
+def test_local_ray_runs_train_without_the_preemption_watcher() -> None:
+    """Local clusters riskml starts turn Ray Train's preemption watcher off (nothing drains a
+    local node; its boot competed with the training threads, issue #26), unless the user set
+    the variable."""
+    from riskml.training.runtime import LOCAL_TRAIN_ENV, local_ray_env
+
+    env: dict[str, str] = {}
+    local_ray_env(env)
+    assert env["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] == "0"
+    assert LOCAL_TRAIN_ENV.items() <= env.items()
+    env = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "1"}
+    local_ray_env(env)
+    assert env["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] == "1"
+
+
+def test_lean_trainer_drops_ray_data_only_without_datasets(local_ray: None) -> None:
+    """``lean_trainer`` removes Ray Train's Ray Data callback (and so its DatasetManager actor)
+    from runs without datasets and keeps it for runs with them; the stock trainer has it, so a
+    Ray that renames it fails here rather than silently keeping the actor."""
+    import ray.data
+    from ray.train import ScalingConfig
+    from ray.train.xgboost import XGBoostTrainer
+
+    from riskml.training.runtime import lean_trainer
+
+    lean = lean_trainer(XGBoostTrainer)
+    assert issubclass(lean, XGBoostTrainer) and lean_trainer(XGBoostTrainer) is lean
+
+    def callbacks(trainer: Any) -> set[str]:
+        return {type(cb).__name__ for cb in trainer._create_default_callbacks()}
+
+    def noop(config: dict[str, Any]) -> None:
+        return None
+
+    scaling = ScalingConfig(num_workers=1)
+    assert "DatasetsCallback" in callbacks(XGBoostTrainer(noop, scaling_config=scaling))
+    bare = callbacks(lean(noop, scaling_config=scaling))
+    assert "DatasetsCallback" not in bare and "BackendSetupCallback" in bare
+    data = {"train": ray.data.from_items([{"x": 1.0}])}
+    assert "DatasetsCallback" in callbacks(lean(noop, scaling_config=scaling, datasets=data))
+
+
+def test_xgboost_run_starts_no_idle_actors_and_checkpoints_each_round_once(
+    local_ray: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run on a local Ray as riskml starts it (:data:`LOCAL_TRAIN_ENV`) creates neither a
+    PreemptionWatcher nor a DatasetManager actor, reports/checkpoints each checkpoint round once
+    (the end of training, at round 30, is not reported a second time), and splits the worker's
+    time into its phases."""
+    from collections import Counter
+
+    import ray
+
+    from riskml.models.xgb import XGBParams
+    from riskml.training.runtime import LOCAL_TRAIN_ENV, RayConfig
+    from riskml.training.synthetic import synthetic_arrays
+    from riskml.training.xgboost_train import train_xgboost
+
+    for key, value in LOCAL_TRAIN_ENV.items():  # Ray Train passes these on to its controller
+        monkeypatch.setenv(key, value)
+
+    def census() -> Counter[str]:
+        return Counter(a["ActorClassName"] for a in ray._private.state.actors().values())
+
+    before = census()
+    d = synthetic_arrays(3000, n_tabular=6, seed=1)
+    x, y = d["tabular"], d["y"]
+    cfg = RayConfig(
+        num_workers=1,
+        cpus_per_worker=1,
+        checkpoint_every=10,
+        keep_checkpoints=10,
+        storage_path=str(tmp_path / "ray"),
+    )
+    res = train_xgboost(
+        x[:2500],
+        y[:2500],
+        x[2500:],
+        y[2500:],
+        params=XGBParams(num_boost_round=30, early_stopping_rounds=None, max_depth=3),
+        ray_config=cfg,
+    )
+    new = census() - before
+    assert new["RayTrainWorker"] == 1 and new["TrainController"] == 1
+    assert new["DatasetManager"] == 0 and new["PreemptionWatcher"] == 0
+    assert len([p for p in Path(res.run_path).glob("checkpoint_*") if p.is_dir()]) == 3
+    assert [h["round"] for h in res.history] == [10.0, 20.0, 30.0]
+    assert res.rounds == 30
+    t = res.timings
+    phases = t["worker_dmatrix_seconds"] + t["worker_boost_seconds"] + t["worker_report_seconds"]
+    assert phases == pytest.approx(t["worker_train_seconds"], rel=1e-6)
+    assert t["worker_report_seconds"] > 0 and t["startup_seconds"] > 0
+    assert t["teardown_seconds"] > 0
+
+
 def _throttle(progress: Path, seconds: float) -> Any:
     """An XGBoost callback that slows rounds down and writes ``"<worker pid> <rounds done>"``
     to ``progress`` after every round (defined here, so Ray pickles it by value)."""

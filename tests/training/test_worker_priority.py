@@ -4,13 +4,19 @@ chose otherwise."""
 
 from __future__ import annotations
 
-from riskml.training.runtime import LOCAL_SERVE_ENV, LOCAL_WORKER_NICENESS, local_ray_env
+from riskml.training.runtime import (
+    LOCAL_SERVE_ENV,
+    LOCAL_TRAIN_ENV,
+    LOCAL_WORKER_NICENESS,
+    local_ray_env,
+)
 
 
 def test_local_workers_default_to_normal_priority_and_direct_ingress() -> None:
     env: dict[str, str] = {}
     local_ray_env(env)
-    assert env == {"RAY_worker_niceness": LOCAL_WORKER_NICENESS, **LOCAL_SERVE_ENV}
+    expected = {"RAY_worker_niceness": LOCAL_WORKER_NICENESS, **LOCAL_SERVE_ENV, **LOCAL_TRAIN_ENV}
+    assert env == expected
     assert LOCAL_WORKER_NICENESS == "0" and env["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "1"
 
 
