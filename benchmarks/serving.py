@@ -22,7 +22,10 @@ do-nothing Serve app ("floor") measures what any Serve app costs on this machine
 in the Ingress replicas, ``distributed`` deploys one deployment per component; ``direct``
 replays against the Ingress replicas' own ports (Serve direct ingress, round robin), ``proxy``
 through Serve's proxy. Ray is started as riskml starts its local clusters
-(:func:`riskml.training.runtime.local_ray_env`).
+(:func:`riskml.training.runtime.local_ray_env`). ``--haproxy`` starts it as the RayService runs
+(:data:`riskml.training.runtime.CLUSTER_SERVE_ENV`: Serve's HAProxy mode), so route ``proxy``
+measures the route the manifests ship. ``--curve 100,200,300,400`` adds a capacity curve: the
+first run at each rate on every store (p50/p99, errors, the ensemble's share of decisions).
 """
 
 import argparse
@@ -113,7 +116,7 @@ def echo_app(args: dict[str, Any] | None = None) -> Any:
     return Echo.bind()  # type: ignore[attr-defined]
 
 
-def bench_floor(load: Load) -> dict:
+def bench_floor(load: Load, routes: tuple[str, ...] = ("direct", "proxy")) -> dict:
     """The echo app through each route (the replica's own port, then the proxy)."""
     from serving.local import deploy_config, wait_running
 
@@ -125,7 +128,7 @@ def bench_floor(load: Load) -> dict:
     deploy_config({"applications": [app]})
     wait_running("bench-floor")
     out = {}
-    for route in ("direct", "proxy"):
+    for route in routes:
         target = _target("bench-floor", load.url + "/floor", route)
         report, cpu_ms = _measured_replay(
             "bench-floor", target, load.txs, rps=load.rps, warmup=load.warmup
@@ -296,6 +299,7 @@ def bench_served(store: str, run: str, load: Load) -> dict[str, Any]:
         # CPU per decision is far less sensitive to other load on the machine than latency is
         "serve_cpu_ms_per_request": {**cpu_ms, "sum": round(sum(cpu_ms.values()), 3)},
         "decision_sources": report.sources,
+        "ensemble_share": round(report.sources.get("ensemble", 0) / max(1, report.requests), 4),
         "fallback_reasons": report.fallback_reasons,
         "status": report.status,
     }
@@ -327,6 +331,36 @@ def bench_store(store: str, runs: list[str], load: Load) -> dict[str, Any]:
     return out
 
 
+def bench_curve(stores: list[str], run: str, rates: list[float], load: Load) -> list[dict]:
+    """The capacity curve: ``run`` served at each rate in turn (fresh store each), the same
+    transactions from the start; e2e p50/p99, errors, the ensemble's share, CPU per request."""
+    import dataclasses
+
+    points = []
+    for rate in rates:
+        for store in stores:
+            r = bench_served(store, run, dataclasses.replace(load, rps=rate))
+            points.append(
+                {
+                    "target_rps": rate,
+                    "store": store,
+                    "run": run,
+                    "rps": r["rps"],
+                    "requests": r["requests"],
+                    "errors": r["errors"],
+                    "e2e_p50_ms": r["e2e_p50_ms"],
+                    "e2e_p99_ms": r["e2e_p99_ms"],
+                    "ensemble_share": r["ensemble_share"],
+                    "serve_cpu_ms_per_request": r["serve_cpu_ms_per_request"]["sum"],
+                }
+            )
+    return points
+
+
+def _rates(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rps", type=float, default=100.0)
@@ -345,8 +379,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="topology/route pairs served per store (topology colocated|distributed, route "
         "direct|proxy), in order; the first is each store's headline",
     )
+    parser.add_argument(
+        "--haproxy",
+        action="store_true",
+        help="Serve's HAProxy mode (RAY_SERVE_ENABLE_HA_PROXY=1), as the RayService ships it "
+        "(riskml.training.runtime.CLUSTER_SERVE_ENV): route 'proxy' is then HAProxy; route "
+        "'direct' is not available in this mode",
+    )
     parser.add_argument("--redis-url", default="localhost:6379,db=6", help="Feast form")
-    parser.add_argument("--customers", type=int, default=2000, help="simulated customers")
+    parser.add_argument(
+        "--curve",
+        type=_rates,
+        default=[],
+        help="rates (comma-separated) of a capacity curve after the main runs: the first "
+        "--runs entry at each rate, on every store (e.g. 100,200,300,400)",
+    )
+    parser.add_argument(
+        "--customers",
+        type=int,
+        default=None,
+        help="simulated customers (default: enough for one day of transactions to cover the "
+        "warm-up and the longest replay, ~1.9 transactions a customer a day)",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, default=Path("out/bench/serving.json"))
     a = parser.parse_args(argv)
@@ -357,6 +411,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     valid = {f"{t}/{r}" for t in ("colocated", "distributed") for r in ("direct", "proxy")}
     if not runs or set(runs) - valid:
         parser.error(f"--runs takes {sorted(valid)}")
+    if a.haproxy and any(r.endswith("/direct") for r in runs):
+        parser.error("--haproxy measures the shipped route: use --runs */proxy")
 
     import ray
     from ray import serve
@@ -364,9 +420,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="riskml-bench-serving-") as tmp:
         t0 = time.perf_counter()
-        world = build_world_apart(Path(tmp) / "world", customers=a.customers, seed=a.seed)
-        txs = world.requests()[: a.warmup + int(a.rps * a.duration)]
+        needed = a.warmup + int(max([a.rps, *a.curve]) * a.duration)
+        customers = a.customers or max(2000, int(needed / 1.7))
+        world = build_world_apart(Path(tmp) / "world", customers=customers, seed=a.seed)
+        txs = world.requests()[:needed]
+        if len(txs) < needed:
+            print(f"note: the replay day has {len(txs)} transactions, {needed} wanted")
         results["world"] = {
+            "customers": customers,
             "bundle": world.bundle.name,
             "replay_day": world.replay_day.isoformat(),
             "day_transactions": world.day.height,
@@ -374,13 +435,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "build_s": round(time.perf_counter() - t0, 1),
         }
         port = _free_port()
+        serve_env = {"OMP_NUM_THREADS": "1"}
+        if a.haproxy:
+            from riskml.training.runtime import CLUSTER_SERVE_ENV
+
+            os.environ.update(CLUSTER_SERVE_ENV)
+            serve_env.update(CLUSTER_SERVE_ENV)
         local_ray_env()  # as riskml's own local Ray: workers at nice 0, Serve direct ingress
         ray.init(
             num_cpus=os.cpu_count() or 2,
             include_dashboard=False,
             log_to_driver=False,
             logging_level=logging.ERROR,
-            runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}},
+            runtime_env={"env_vars": serve_env},
         )
         try:
             serve.start(http_options={"host": "127.0.0.1", "port": port})
@@ -393,9 +460,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 redis_url=a.redis_url,
                 replicas=a.ingress_replicas,
             )
-            results["serve_floor"] = bench_floor(shared)
+            results["serve_floor"] = bench_floor(
+                shared, ("proxy",) if a.haproxy else ("direct", "proxy")
+            )
             for store in stores:
                 results[store] = bench_store(store, runs, shared)
+            if a.curve:
+                results["curve"] = bench_curve(stores, runs[0], a.curve, shared)
         finally:
             serve.shutdown()
             ray.shutdown()
@@ -413,6 +484,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "replicas": f"Ingress {a.ingress_replicas}, others 1; IngressConfig defaults "
         "(deadline 50 ms)",
         "ray_worker_niceness": os.environ.get("RAY_worker_niceness"),  # noqa: SIM112
+        "proxy": "HAProxy (RAY_SERVE_ENABLE_HA_PROXY=1)" if a.haproxy else "Serve's Python proxy",
         "stores": "Feast online store (SQLite file / local Redis), fresh per run, as of the "
         "replay day; bundle: XGBoost + GRU trained in process (tests.support.world)",
     }
@@ -430,6 +502,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "in-proc p50": r["inprocess_p50_ms"],
                 "in-proc p99": r["inprocess_p99_ms"],
                 "overhead p50": r["overhead_p50_ms"],
+                "ensemble": r["ensemble_share"],
+                "in-proc cpu": results[store]["inprocess_cpu_ms_per_request"],
             }
         )
     for route, floor in results["serve_floor"].items():
@@ -444,6 +518,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "in-proc p50": "-",
                 "in-proc p99": "-",
                 "overhead p50": "-",
+                "ensemble": "-",
+                "in-proc cpu": "-",
             }
         )
     print_table(f"serving @ {a.rps:g} rps x {a.duration:g} s (ms)", rows)
@@ -472,6 +548,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for s in stores
     ]
     print_table("where the time goes: server-side stage p50 (ms)", stage_rows)
+    if results.get("curve"):
+        print_table(f"capacity curve ({runs[0]}, {a.duration:g} s each)", results["curve"])
     write_json(a.out, results)
     return results
 

@@ -117,8 +117,8 @@ def test_rayservice_scoring_cluster(rendered: dict[str, list[Doc]], ray_version:
 
 def test_serve_pods_run_user_code_on_the_replica_loop(rendered: dict[str, list[Doc]]) -> None:
     """Every container of the scoring cluster carries riskml's Serve replica settings (the ones
-    local clusters get from ``local_ray_env``)."""
-    from riskml.training.runtime import SERVE_REPLICA_ENV
+    local clusters get from ``local_ray_env``) and the cluster's: HAProxy as Serve's proxy."""
+    from riskml.training.runtime import CLUSTER_SERVE_ENV, SERVE_REPLICA_ENV
 
     for docs in rendered.values():
         pods = list(iter_pod_templates(_scoring(docs)))
@@ -127,6 +127,7 @@ def test_serve_pods_run_user_code_on_the_replica_loop(rendered: dict[str, list[D
             for container in pod.spec["containers"]:
                 env = {e["name"]: e.get("value") for e in container.get("env", [])}
                 assert SERVE_REPLICA_ENV.items() <= env.items(), (pod.path, container["name"])
+                assert CLUSTER_SERVE_ENV.items() <= env.items(), (pod.path, container["name"])
 
 
 def test_prod_is_highly_available_and_staging_is_not(rendered: dict[str, list[Doc]]) -> None:
