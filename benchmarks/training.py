@@ -37,8 +37,11 @@ is skipped when its round is already checkpointed. What is left in the window: r
 from the object store (ms), the checkpoint lookup, the two reports with their checkpoints, and
 batches gathered from shared memory, which has no transparent huge pages (~0.07 s per 1M-row
 epoch). Ray Train's start-up (controller, placement group, synchronisation actor, the worker's
-imports; 10-18 s on 2 cores) and teardown (up to one 2 s controller poll, then the group's
-shutdown; ~4-5 s) are reported separately.
+imports: 9-11 s on 2 cores, 12-13 s before) and teardown (up to one 2 s controller poll, then
+the group's shutdown: 2-4 s, 4-5 s before, when the two actors above also had to be stopped) are
+reported separately. First run after the changes (1M rows, load average 2-8 from other jobs):
+XGBoost 1.03 (17.4 s plain, 17.9 s Ray), torch epoch 1.13 (18.5 s, 20.9 s), where the Ray epochs
+of one run (23.5-24.5 s) and of the other (20.9-22.4 s) differed by about as much as the gap.
 """
 
 from __future__ import annotations
