@@ -142,8 +142,9 @@ class BundleXGBoost:
         self._trees = iteration_range(self.booster)
         self._logistic = is_logistic(self.booster)
         self._compiled = compile_booster(self.booster, self._trees, logistic=self._logistic)
-        #: bounded NumPy work, no I/O: the colocated Ingress calls it on its event loop
-        self.cpu_bounded = self._compiled is not None
+        #: bounded NumPy work, no I/O: the colocated Ingress calls it on its event loop. A
+        #: subclass may change what a call does (sleep, call out): it declares for itself.
+        self.cpu_bounded = self._compiled is not None and type(self) is BundleXGBoost
 
     def predict(self, x: Any) -> np.ndarray:
         from riskml.models.xgb import predict
@@ -195,8 +196,9 @@ class BundleSequence:
         #: the GRU's forward pass fused into a few NumPy calls (riskml.models.sequence.FusedGRU:
         #: torch's probabilities to 1e-6, ~5x less CPU on one row); None: torch scores
         self.fused = _fused(self.model)
-        #: bounded NumPy work, no I/O: the colocated Ingress calls it on its event loop
-        self.cpu_bounded = self.fused is not None
+        #: bounded NumPy work, no I/O: the colocated Ingress calls it on its event loop (a
+        #: subclass declares for itself, as for BundleXGBoost)
+        self.cpu_bounded = self.fused is not None and type(self) is BundleSequence
 
     def predict(self, tabular: Any, sequence: Any) -> np.ndarray:
         from riskml.models.sequence import predict_proba

@@ -45,7 +45,8 @@ class XGBoostFileScorer:
         self.nthread = nthread
         self._logistic = is_logistic(self.booster)
         self._compiled = compile_booster(self.booster, logistic=self._logistic)
-        self.cpu_bounded = self._compiled is not None  # see serving.inprocess
+        # see serving.inprocess; a subclass may change what a call does: it declares for itself
+        self.cpu_bounded = self._compiled is not None and type(self) is XGBoostFileScorer
 
     def predict(self, x: Any) -> np.ndarray:
         if self._compiled is not None:

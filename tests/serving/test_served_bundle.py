@@ -287,6 +287,10 @@ def test_compiled_models_score_like_their_libraries_and_run_on_the_event_loop(
 
     xgb_model, seq_model = BundleXGBoost(str(world.bundle)), BundleSequence(str(world.bundle))
     assert xgb_model.cpu_bounded and seq_model.cpu_bounded
+    # a subclass may sleep or call out (the fault tests' slow model): it never inherits it
+    from tests.support.faulty_components import SlowBundleXGBoost
+
+    assert not SlowBundleXGBoost(str(world.bundle), "slow", 1.0).cpu_bounded
     assert seq_model.fused is not None
     rng = np.random.default_rng(5)
     n_tab = len(xgb_model.feature_names)
