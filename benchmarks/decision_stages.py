@@ -74,13 +74,12 @@ def compare(
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    import xgboost as xgb
-
     from riskml.models.bundle import load_bundle
     from riskml.models.features import extract_inputs
     from riskml.models.sequence import predict_proba
     from riskml.training.dataset import to_model_frame
     from serving.bundle import BundleBlend, BundleSequence, BundleXGBoost, _one_thread
+    from serving.scorers import booster_contributions, booster_explain
     from tests.support.world import build_world
 
     out: dict[str, Any] = {
@@ -105,15 +104,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         assert compiled is not None and seq_model.fused is not None
 
         def xgb_before(i: int) -> tuple[np.ndarray, np.ndarray]:
-            dm = xgb.DMatrix(x[i : i + 1], nthread=1)
-            c = booster.predict(
-                dm,
-                pred_contribs=True,
-                approx_contribs=True,
-                validate_features=False,
-                iteration_range=trees,
-            )
-            return 1 / (1 + np.exp(-c.sum(axis=1))), c
+            # serving's XGBoost path as it was: DMatrix + pred_contribs, one pass
+            return booster_explain(booster, x[i : i + 1], 1, False, trees, logistic=True)
 
         def seq_before(i: int) -> np.ndarray:
             return predict_proba(seq_model.model, x[i : i + 1], seq[i : i + 1])
@@ -154,14 +146,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ]
         # the answers: the largest differences over every row of the day
         margin, contribs = compiled.explain(x)
-        dm = xgb.DMatrix(x, nthread=1)
-        want = booster.predict(
-            dm,
-            pred_contribs=True,
-            approx_contribs=True,
-            validate_features=False,
-            iteration_range=trees,
-        )
+        want = booster_contributions(booster, x, 1, False, trees)
         p_compiled = 1 / (1 + np.exp(-margin))
         p_xgb = booster.inplace_predict(x, iteration_range=trees)
         out["max_abs_diff"] = {
