@@ -19,9 +19,18 @@ ARG VARIANT=cpu
 # index); requirements.runtime-gpu.lock pins the CUDA build of the same version from PyPI.
 ARG TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu
 
+# 0) OS packages, the one layer built as root: Tesseract for the OCR of scanned dispute evidence
+#    (riskml.features.disputes.text; without it a scanned page gets a clear error).
+USER root
+RUN set -eux; \
+    apt-get update; \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends tesseract-ocr; \
+    rm -rf /var/lib/apt/lists/*; \
+    tesseract --version
+
 # The Ray base image runs as the non-root user `ray` (uid 1000, gid 100) with conda under
-# /home/ray/anaconda3; stay that user for every layer so nothing in the image is root-owned
-# and writable at runtime.
+# /home/ray/anaconda3; stay that user for every other layer so nothing in the image is
+# root-owned and writable at runtime.
 USER 1000:100
 WORKDIR /home/ray/app
 

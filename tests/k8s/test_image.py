@@ -144,7 +144,15 @@ def test_the_image_installs_the_runtime_locks_with_require_hashes() -> None:
 def test_non_root_and_installed_from_the_lock() -> None:
     text = DOCKERFILE.read_text()
     users = re.findall(r"^USER (\S+)$", text, flags=re.MULTILINE)
-    assert users and all(u.split(":")[0] not in ("0", "root") for u in users)
+    # root for the OS packages' layer only (apt-get), before anything of the project
+    assert (
+        users[0] == "root"
+        and users[1:]
+        and all(u.split(":")[0] not in ("0", "root") for u in users[1:])
+    ), users
+    root_part = text.split("USER root", 1)[1].split("\nUSER ", 1)[0]
+    assert re.findall(r"^(\w+) ", root_part, flags=re.MULTILINE) == ["RUN"], root_part
+    assert "apt-get install" in root_part and "COPY" not in root_part
     assert users[-1] == "1000:100"
     assert ":latest" not in text
     ignore = (REPO_ROOT / ".dockerignore").read_text().splitlines()
@@ -153,6 +161,16 @@ def test_non_root_and_installed_from_the_lock() -> None:
     for needed in (f"!{RUNTIME_LOCK}", f"!{GPU_LOCK}", "!riskml/", "!serving/", "!pyproject.toml"):
         assert needed in ignore
     assert f"!{MAIN_LOCK}" not in ignore  # the dev lock stays out of the build context
+
+
+def test_the_image_has_tesseract_for_scanned_evidence() -> None:
+    """The disputes endpoint OCRs scanned evidence (riskml.features.disputes.text): the image
+    installs Tesseract and checks it runs, in the root layer before the project's own."""
+    logical = _logical_lines(DOCKERFILE.read_text())
+    (apt,) = [line for line in logical if "apt-get install" in line]
+    assert "tesseract-ocr;" in apt.split() and "--no-install-recommends" in apt
+    assert "tesseract --version" in apt and "rm -rf /var/lib/apt/lists/*" in apt
+    assert logical.index(apt) < min(i for i, line in enumerate(logical) if "COPY" in line)
 
 
 def test_every_lock_pins_every_requirement_with_sha256_hashes() -> None:
