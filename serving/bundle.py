@@ -70,6 +70,24 @@ def _one_thread() -> None:
 _THREADS_LIMITED = False
 
 
+def _feature_rows(names: Sequence[str], fetched: Sequence[Any]) -> list[FeatureRow]:
+    """:class:`FeatureRow` s of :meth:`OnlineFeatures.fetch_many`'s vectors (contract order)."""
+    from riskml.features.definitions import SEQUENCE_FEATURE
+
+    return [
+        FeatureRow(
+            tabular=[float(vec[n]) for n in names],
+            sequence=vec[SEQUENCE_FEATURE],
+            flags=dict(flags),
+            # the write-back folds the transaction's terminal risk into the customer's history
+            # as read here (the store checks it is still current): no second read of the
+            # terminal view nor of the history
+            write_back={"terminal_risk": float(vec["term_risk_30d"]), "history_base": base},
+        )
+        for vec, flags, base in fetched
+    ]
+
+
 class FeastFeatureSource:
     """:class:`riskml.decision.protocols.FeatureSource` over the Feast online store."""
 
@@ -88,26 +106,19 @@ class FeastFeatureSource:
         )
         self.feature_names: list[str] = list(self.online.feature_names)
 
-    def get_many(self, requests: Sequence[Mapping[str, Any]]) -> list[FeatureRow]:
-        from riskml.features.definitions import SEQUENCE_FEATURE
+    @property
+    def reads_async(self) -> bool:
+        """Whether :meth:`get_many_async` reads on the caller's event loop, with no thread
+        (a plain Redis online store; :meth:`OnlineFeatures.fetch_many_async`)."""
+        return self.online.reads_async
 
-        rows = []
-        for vec, flags, base in self.online.fetch_many(requests):
-            rows.append(
-                FeatureRow(
-                    tabular=[float(vec[n]) for n in self.feature_names],
-                    sequence=vec[SEQUENCE_FEATURE],
-                    flags=dict(flags),
-                    # the write-back folds the transaction's terminal risk into the customer's
-                    # history as read here (the store checks it is still current): no second
-                    # read of the terminal view nor of the history
-                    write_back={
-                        "terminal_risk": float(vec["term_risk_30d"]),
-                        "history_base": base,
-                    },
-                )
-            )
-        return rows
+    def get_many(self, requests: Sequence[Mapping[str, Any]]) -> list[FeatureRow]:
+        return _feature_rows(self.feature_names, self.online.fetch_many(requests))
+
+    async def get_many_async(self, requests: Sequence[Mapping[str, Any]]) -> list[FeatureRow]:
+        """:meth:`get_many` with the store's round trip awaited on the running event loop."""
+        fetched = await self.online.fetch_many_async(requests)
+        return _feature_rows(self.feature_names, fetched)
 
     def write_back(self, tx: Mapping[str, Any]) -> bool:
         return self.online.write_back(tx)

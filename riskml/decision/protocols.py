@@ -37,6 +37,11 @@ class FeatureRow:
 
 @runtime_checkable
 class FeatureSource(Protocol):
+    """A source may also set ``reads_async = True`` and define ``async get_many_async``
+    (same rows and errors as ``get_many``): its reads are then awaited on the colocated
+    Ingress's event loop instead of a thread pool (``serving.inprocess``); they must not
+    block the loop (non-blocking I/O; the caller's timeout cancels them)."""
+
     feature_names: Sequence[str]
 
     def get_many(self, requests: Sequence[Mapping[str, Any]]) -> list[FeatureRow]:

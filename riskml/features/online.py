@@ -251,6 +251,21 @@ def _redis_view_name(fv: Any, config: Any) -> str:
     return str(_versioned_fv_name(fv, config))
 
 
+def _redis_rows(
+    values: Sequence[Sequence[bytes | None]], spans: Sequence[tuple[int, int, list[str]]]
+) -> list[list[dict[str, Any] | None]]:
+    """Each view's rows from the HMGET replies of :meth:`OnlineFeatures._redis_commands`,
+    every value decoded from its ``ValueProto`` bytes."""
+    parse = _value_parser()
+    return [
+        [
+            {n: None if b is None else _py(parse(b)) for n, b in zip(names, row, strict=False)}
+            for row in values[at : at + n]
+        ]
+        for at, n, names in spans
+    ]
+
+
 def _history_entry(tx: Mapping[str, Any], risks: Mapping[str, float]) -> tuple[str, dict[str, Any]]:
     """``(customer, history entry)`` of a transaction being written back."""
     risk = tx.get("terminal_risk")
@@ -373,6 +388,9 @@ class OnlineFeatures:
         #: which atomic write-back path serves this store (None: Feast's online_write_batch)
         self._atomic_writes: str | None = None
         self._redis_client: Any = None
+        self._redis_retries = redis_retries
+        #: (event loop, its redis.asyncio client) of :meth:`fetch_many_async`
+        self._aclient: tuple[Any, Any] | None = None
         self._hset_keys: dict[tuple[str, tuple[str, ...]], tuple[str, list[str], list[Any]]] = {}
         self._key_cache: dict[tuple[str, str], bytes] = {}
         self._encoder: _StateEncoder | None = None
@@ -494,7 +512,14 @@ class OnlineFeatures:
         Feast's keys and hash fields, and each value decoded straight from its ``ValueProto``
         bytes (what Feast's ``online_read`` returns, without its per-entity timestamp and
         ``ValueProto`` objects). An entity the view does not have: every feature None."""
-        store, config = self._redis, self.store.config
+        commands, spans = self._redis_commands(reads)
+        values = self._redis._read_hash_fields(self.store.config, commands) if commands else []
+        return _redis_rows(values, spans)
+
+    def _redis_commands(
+        self, reads: Sequence[tuple[Any, str, Sequence[str], list[str]]]
+    ) -> tuple[list[tuple[bytes, list[Any]]], list[tuple[int, int, list[str]]]]:
+        """The HMGETs of :meth:`_redis_read` (key, hash fields) and each view's span of them."""
         commands: list[tuple[bytes, list[Any]]] = []
         spans = []
         for fv, key, ids, features in reads:
@@ -503,15 +528,65 @@ class OnlineFeatures:
             # Feast's `_ts:<view>` field last: read as Feast reads it, not decoded
             spans.append((len(commands), len(keys), requested[:-1]))
             commands.extend((k, hset_keys) for k in keys)
-        values = store._read_hash_fields(config, commands) if commands else []
-        parse = _value_parser()
-        return [
-            [
-                {n: None if b is None else _py(parse(b)) for n, b in zip(names, row, strict=False)}
-                for row in values[at : at + n]
-            ]
-            for at, n, names in spans
-        ]
+        return commands, spans
+
+    # -- reads on the caller's event loop -------------------------------------------------------
+    @property
+    def reads_async(self) -> bool:
+        """Whether :meth:`fetch_many_async` reads without a thread (a plain Redis online store:
+        one ``redis.asyncio`` pipeline on the caller's event loop)."""
+        return self._redis_client is not None and self._sqlite is None
+
+    def _async_client(self) -> Any:
+        """This event loop's ``redis.asyncio`` client (one per loop: a client's connections
+        belong to the loop that opened them), made from the online store's connection string
+        as Feast makes its own, with the sync client's fail-fast retry policy."""
+        import asyncio
+
+        import redis.asyncio as aredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import ExponentialBackoff
+
+        loop = asyncio.get_running_loop()
+        held = self._aclient
+        if held is not None and held[0] is loop:
+            return held[1]
+        online = self.store.config.online_store
+        nodes, kwargs = self._redis._parse_connection_string(online.connection_string)
+        client = aredis.Redis(
+            host=nodes[0]["host"],
+            port=int(nodes[0]["port"]),
+            retry=Retry(ExponentialBackoff(cap=0.05, base=0.005), self._redis_retries),
+            **kwargs,
+        )
+        self._aclient = (loop, client)
+        return client
+
+    async def fetch_many_async(
+        self, requests: Sequence[Mapping[str, Any]]
+    ) -> list[tuple[dict[str, Any], dict[str, int], HistoryBase]]:
+        """:meth:`fetch_many` with its one Redis round trip awaited on the running event loop
+        (:attr:`reads_async`; any other store: :meth:`fetch_many` called here). No thread: a
+        decision's fetch does not wait for the GIL behind the loop that serves HTTP, and a
+        store that hangs holds a connection, not a thread (the caller's timeout cancels the
+        read; redis-py drops a connection cancelled mid-reply)."""
+        from riskml.features.store import raise_if_unavailable
+
+        if not self.reads_async:
+            return self.fetch_many(requests)
+        rows, reads = self._fetch_reads(requests)
+        if not rows:
+            return []
+        commands, spans = self._redis_commands(reads)
+        try:
+            async with self._async_client().pipeline(transaction=False) as pipe:
+                for key, fields in commands:
+                    pipe.hmget(key, fields)
+                values = await pipe.execute()
+        except Exception as exc:
+            raise_if_unavailable(exc, self.store)
+            raise
+        return self._fetched(rows, _redis_rows(values, spans))
 
     def _redis_keys(self, join_key: str, ids: Sequence[Any]) -> list[bytes]:
         """Feast's Redis keys of entities (serialized entity key + project), cached per id."""
@@ -586,11 +661,18 @@ class OnlineFeatures:
         """:meth:`get_many`, each vector with the customer's history as read
         (:class:`HistoryBase`): put it in the transaction as ``history_base`` and its
         write-back starts from it instead of reading the history again."""
+        rows, reads = self._fetch_reads(requests)
+        if not rows:
+            return []
+        return self._fetched(rows, self._read_views(reads))
+
+    def _fetch_reads(
+        self, requests: Sequence[Mapping[str, Any]]
+    ) -> tuple[list[dict[str, Any]], list[tuple[Any, str, Sequence[str], list[str]]]]:
+        """The entity rows of ``requests`` and the view reads of one fetch."""
         from riskml.features.realtime import STATE_FIELDS
 
         rows = [self._entity_row(r) for r in requests]
-        if not rows:
-            return []
         reads: list[tuple[Any, str, Sequence[str], list[str]]] = [
             (
                 self._history_fv,
@@ -614,7 +696,15 @@ class OnlineFeatures:
         if self._customer_risk:  # the same round trip (one statement / pipeline)
             ids = [r["customer_id"] for r in rows]
             reads.append((self._customer_fv, "customer_id", ids, self._customer_fields))
-        hist, terms, devs, *custs = self._read_views(reads)
+        return rows, reads
+
+    def _fetched(
+        self, rows: list[dict[str, Any]], views: list[list[dict[str, Any] | None]]
+    ) -> list[tuple[dict[str, Any], dict[str, int], HistoryBase]]:
+        """:meth:`fetch_many`'s vectors from the views :meth:`_fetch_reads` named, as read."""
+        from riskml.features.realtime import STATE_FIELDS
+
+        hist, terms, devs, *custs = views
         inputs: dict[str, list[Any]] = {
             k: [None if h is None else h.get(k) for h in hist] for k in STATE_FIELDS
         }

@@ -3,6 +3,7 @@ typed error when the server goes away (on a redis-server of our own, on a free p
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import shutil
 import subprocess
@@ -106,6 +107,52 @@ def test_views_read_in_one_pipeline_match_feast_per_view_reads(
     assert calls == [8]
 
 
+def test_fetch_on_the_event_loop_equals_the_threaded_fetch(
+    redis_store: StoreConfig, features_dir: Path
+) -> None:
+    """``fetch_many_async`` (one ``redis.asyncio`` pipeline on the caller's event loop, what the
+    colocated Ingress awaits) returns what ``fetch_many`` returns: vectors, sequences, flags and
+    the histories the write-back starts from, unknown entities included; on two event loops
+    one after the other (a client per loop)."""
+    import asyncio
+
+    import numpy as np
+
+    materialize(REPLAY_DAY, config=redis_store)
+    online = OnlineFeatures(redis_store)
+    assert online.reads_async
+    history = pl.read_parquet(features_dir / "customer_history.parquet")
+    terminals = pl.read_parquet(features_dir / "terminal_stats.parquet")["terminal_id"]
+    customers = [*history["customer_id"].unique().sort()[:40].to_list(), "nobody"]
+    terms = terminals.unique().sort().to_list()
+    ts = dt.datetime.combine(REPLAY_DAY, dt.time(12), tzinfo=dt.UTC)
+    requests = [
+        {
+            "ts": ts + dt.timedelta(seconds=i),
+            "customer_id": c,
+            "terminal_id": terms[i % len(terms)],
+            "device_id": "no-device" if i % 3 else f"dev-{i}",
+            "amount": 5.0 + i,
+        }
+        for i, c in enumerate(customers)
+    ]
+    threaded = online.fetch_many(requests)
+    for _ in range(2):  # a new loop: a new client, not the closed loop's
+        on_loop = asyncio.run(online.fetch_many_async(requests))
+        assert len(on_loop) == len(threaded) == len(requests)
+        for (vec, flags, base), (vec2, flags2, base2) in zip(threaded, on_loop, strict=True):
+            assert flags == flags2 and base.version == base2.version
+            assert base.state.keys() == base2.state.keys()
+            for field, values in base.state.items():
+                np.testing.assert_array_equal(values, base2.state[field], field)
+            assert vec.keys() == vec2.keys()
+            for name, value in vec.items():
+                np.testing.assert_array_equal(np.asarray(value), np.asarray(vec2[name]), name)
+    assert threaded[-1][1]["unknown_customer"] == 1
+    assert sum(f["unknown_customer"] for _, f, _ in threaded) == 1
+    assert asyncio.run(online.fetch_many_async([])) == []
+
+
 def test_materialize_twice_identical_redis(
     make_store: Callable[..., StoreConfig], features_dir: Path
 ) -> None:
@@ -150,12 +197,17 @@ def test_unreachable_redis_raises_typed_error(
                    "device_id": "d", "amount": 5.0}  # fmt: skip
         _, flags = online.get(request)
         assert flags["unknown_customer"] == 0
+        assert asyncio.run(online.fetch_many_async([request]))[0][1] == flags
         proc.terminate()
         proc.wait(timeout=10)
         started = time.perf_counter()
         with pytest.raises(FeatureStoreUnavailable, match="redis"):
             online.get(request)
         assert time.perf_counter() - started < 2.0  # fails fast, no long client backoff
+        started = time.perf_counter()
+        with pytest.raises(FeatureStoreUnavailable, match="redis"):  # on the event loop too
+            asyncio.run(online.fetch_many_async([request]))
+        assert time.perf_counter() - started < 2.0
         with pytest.raises(FeatureStoreUnavailable):
             online.write_back({**request, "tx_id": "x", "merchant_category": "m",
                                "channel": "pos", "terminal_risk": 0.0})  # fmt: skip

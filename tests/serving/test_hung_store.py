@@ -9,8 +9,10 @@ app runs the colocated Ingress's components and per-stage thread pools (``offloa
   rules rung;
 * the feature breaker counts the timeouts, opens after its threshold, and while open answers at
   once without touching the store; it probes again each ``open_ms`` (and re-opens);
-* no feature thread stays pinned: the Redis socket read timeout releases every thread stuck on
-  the hung store, although it never answers;
+* nothing stays pinned: on the event loop (the Feast source on Redis ``reads_async``: what the
+  Ingress does) the stage's timeout cancels the read and drops its connection, no thread is
+  involved; on the thread pool (a source without async reads) the Redis socket read timeout
+  releases every thread stuck on the hung store, although it never answers;
 * once the store answers again, the next probe closes the breaker and the models decide again.
 """
 
@@ -93,14 +95,22 @@ async def _timed(app: Any, request: dict[str, Any]) -> tuple[Any, float]:
     return decision, (time.perf_counter() - t) * 1e3
 
 
-def test_hung_store_falls_back_within_the_feature_timeout_and_pins_no_thread(
-    hung: SimpleNamespace,
+@pytest.mark.parametrize("fetch", ["event_loop", "thread_pool"])
+def test_hung_store_falls_back_within_the_feature_timeout_and_pins_nothing(
+    hung: SimpleNamespace, fetch: str
 ) -> None:
     from riskml.settings import get_settings
     from serving.inprocess import POOL_THREADS
 
     app, proxy = hung.app, hung.proxy
+    components = app.components
+    on_loop = fetch == "event_loop"
+    assert components.fetch_async is not None  # the Feast source on Redis reads on the loop
+    fetch_async, components.fetch_async = components.fetch_async, None
+    if on_loop:
+        components.fetch_async = fetch_async
     ladder = app.ladder
+    ladder._fetch_failures, ladder._breaker_open_until = 0, 0.0  # the other mode's breaker
     requests = iter(hung.requests)
     loop = asyncio.new_event_loop()
     run = loop.run_until_complete
@@ -143,13 +153,19 @@ def test_hung_store_falls_back_within_the_feature_timeout_and_pins_no_thread(
         assert counts["opened"] >= 2, counts  # opened, then re-opened by a failed probe
         assert 8 <= tried <= 8 * (1 + int(hang_s / 0.5) + 1), (tried, hang_s)
         assert skipped >= 200 - tried and skipped > 100
-        assert pinned_during == POOL_THREADS["features"]  # the bulkhead held the hang
         assert proxy.hung_bytes > 0  # the proxy read the requests and never answered
+        if on_loop:
+            # no thread took part; every read the timeout cancelled dropped its connection
+            assert pinned_during == 0
+            pool = components.source.online._aclient[1].connection_pool
+            assert not pool._in_use_connections, pool._in_use_connections
+        else:
+            assert pinned_during == POOL_THREADS["features"]  # the bulkhead held the hang
 
         # -- still hung, no more requests: the socket read timeout frees every feature thread ---
         s = get_settings()
         bound = s.redis_connect_timeout_s + 2 * s.redis_read_timeout_s + 1.0  # 1 retry
-        executor = app.components._pools["features"]
+        executor = components._pools["features"]
         while _pinned() and time.perf_counter() - t_last < bound:
             time.sleep(0.05)
         freed_s = time.perf_counter() - t_last
@@ -177,7 +193,7 @@ def test_hung_store_falls_back_within_the_feature_timeout_and_pins_no_thread(
         assert len(late) <= 2, late
         assert not ladder.breaker_open()
         print(
-            f"\nhung: 200 answered in {hang_s:.2f} s, max {max(latencies):.1f} ms "
+            f"\nhung ({fetch}): 200 answered in {hang_s:.2f} s, max {max(latencies):.1f} ms "
             f"(feature timeout {FEATURES_MS:.0f} ms, deadline {INGRESS['deadline_ms']:.0f} ms); "
             f"store tried {tried}, breaker skipped {skipped}, breaker counts {counts}; "
             f"{pinned_during} threads pinned during the hang, all free {freed_s:.2f} s after; "
@@ -185,6 +201,7 @@ def test_hung_store_falls_back_within_the_feature_timeout_and_pins_no_thread(
         )
     finally:
         proxy.resume()  # a failed assertion must not leave the shared proxy hung
+        components.fetch_async = fetch_async
         loop.close()
 
 
