@@ -150,12 +150,19 @@ class BreakerConfig(BaseModel):
     store raised, or did not answer within the feature timeout: a hung store counts like a stopped
     one), skip the store for ``open_ms`` and answer from the rules rung at once (tagged
     ``feature_store_unavailable``); then let requests probe it again (one good fetch closes it).
-    ``failures: 0`` disables it."""
+    ``failures: 0`` disables it.
+
+    A late fetch counts against the store only when its timeout fired on time: one that fired
+    more than ``loop_lag_ms`` after it was due says the replica's own event loop was behind
+    (CPU-saturated), and the store's answer may well have been waiting to be read; that request
+    still falls to the rules (``feature_timeout``), but one saturated replica does not take the
+    store away from every request for ``open_ms``. ``loop_lag_ms: 0`` counts every late fetch."""
 
     model_config = _CONFIG
 
     failures: int = Field(default=3, ge=0, le=1_000)
     open_ms: float = Field(default=1_000.0, gt=0, le=600_000)
+    loop_lag_ms: float = Field(default=10.0, ge=0, le=10_000)
 
 
 class DecisionLogConfig(BaseModel):

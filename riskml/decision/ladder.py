@@ -91,6 +91,8 @@ class _Stage:
     value: Any = None
     error: str | None = None  # "timeout" | "error"
     ms: float = 0.0
+    #: a timeout: how late (ms) the event loop ran it after it was due (its own lag)
+    late_ms: float = 0.0
 
 
 def epoch_seconds(ts: Any) -> float:
@@ -124,7 +126,8 @@ class Ladder:
         self._fetch_failures = 0  # consecutive failed/late feature fetches
         self._breaker_open_until = 0.0  # time.monotonic() until which the store is skipped
         #: fetches the breaker counted against the store, by kind, and how often it opened
-        self.breaker_counts = {"timeout": 0, "error": 0, "opened": 0}
+        #: (``loop_lag``: late fetches not counted, the loop itself was behind: BreakerConfig)
+        self.breaker_counts = {"timeout": 0, "error": 0, "opened": 0, "loop_lag": 0}
         self.tracker = VelocityTracker(
             config.rules.local_velocity_window_s, config.rules.local_velocity_max_customers
         )
@@ -229,8 +232,12 @@ class Ladder:
         if fetched.error is None and (rows is None or len(rows) != len(txs)):
             fetched.error, rows = "error", None
         # a fetch cut short by this request's own deadline (a caller's short timeout) says
-        # nothing about the store: it must not open the breaker for every other caller
-        if fetched.error != "timeout" or full_budget:
+        # nothing about the store: it must not open the breaker for every other caller; nor
+        # does one whose timeout the event loop ran late (the replica was behind, BreakerConfig)
+        lag_ms = cfg.feature_breaker.loop_lag_ms
+        if fetched.error == "timeout" and full_budget and lag_ms and fetched.late_ms > lag_ms:
+            self.breaker_counts["loop_lag"] += 1
+        elif fetched.error != "timeout" or full_budget:
             self._count_fetch(fetched.error)
         if fetched.error is not None or rows is None:
             reason = (
@@ -479,7 +486,8 @@ async def _guard(call: Callable[[], Awaitable[Any]], budget_s: float) -> _Stage:
             value = await call()
         return _Stage(value, None, (time.perf_counter() - t) * 1e3)
     except TimeoutError:
-        return _Stage(None, "timeout", (time.perf_counter() - t) * 1e3)
+        ms = (time.perf_counter() - t) * 1e3
+        return _Stage(None, "timeout", ms, late_ms=max(0.0, ms - budget_s * 1e3))
     except Exception as exc:
         log.warning("stage failed: %s: %s", type(exc).__name__, exc)
         return _Stage(None, "error", (time.perf_counter() - t) * 1e3)

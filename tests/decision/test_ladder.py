@@ -142,6 +142,52 @@ def test_a_callers_short_deadline_never_opens_the_breaker_for_the_others(
     assert ladder.breaker_counts["timeout"] == before["timeout"] + 2 and ladder.breaker_open()
 
 
+@pytest.mark.parametrize("loop_lag_ms", [10.0, 0.0])
+def test_a_late_fetch_whose_timeout_the_busy_loop_ran_late_does_not_open_the_breaker(
+    reference: dict[str, Any], txs: list, loop_lag_ms: float
+) -> None:
+    """A saturated replica runs its timers late: a feature timeout that fired 40 ms after it was
+    due (the loop was busy deciding other requests) says nothing about the store, so it falls
+    back for its own request but is not counted against the store (``loop_lag``); with
+    ``loop_lag_ms: 0`` every late fetch counts, as before."""
+    app = make_app(
+        reference,
+        deadline_ms=500.0,
+        timeouts={"features_ms": 20.0},
+        feature_breaker={"failures": 2, "open_ms": 5_000, "loop_lag_ms": loop_lag_ms},
+    )
+    ladder = app.ladder
+    ladder.stages.fetch = slow(ladder.stages.fetch, 1.0)  # never in time
+
+    async def busy_loop(tx: dict[str, Any]) -> Any:
+        async def hog() -> None:  # another request's CPU work across the timeout's due time
+            await asyncio.sleep(0.005)
+            time.sleep(0.06)
+
+        task = asyncio.ensure_future(hog())
+        out = (await ladder.decide([tx])).outcomes[0]
+        await task
+        return out
+
+    before = dict(ladder.breaker_counts)
+    late = [asyncio.run(busy_loop(tx)) for tx in txs[:3]]
+    reasons = [(o.decision_source, o.fallback_reason) for o in late]
+    counts = {k: v - before[k] for k, v in ladder.breaker_counts.items()}
+    if loop_lag_ms:
+        assert reasons == [("rules", "feature_timeout")] * 3
+        assert counts == {"timeout": 0, "error": 0, "opened": 0, "loop_lag": 3}, counts
+        assert not ladder.breaker_open()
+        # the same late fetch on an idle loop is the store's: two open the breaker
+        for tx in txs[3:5]:
+            run(app, [tx])
+        assert ladder.breaker_counts["timeout"] == before["timeout"] + 2 and ladder.breaker_open()
+    else:  # counted: open after two, the third skips the store
+        assert reasons == [("rules", "feature_timeout")] * 2 + [
+            ("rules", "feature_store_unavailable")
+        ]
+        assert counts["timeout"] == 2 and counts["loop_lag"] == 0 and ladder.breaker_open()
+
+
 def test_slow_feature_store_times_out_within_the_deadline(
     reference: dict[str, Any], txs: list
 ) -> None:

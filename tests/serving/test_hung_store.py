@@ -147,8 +147,10 @@ def test_hung_store_falls_back_within_the_feature_timeout_and_pins_nothing(
         skipped = reasons.count("feature_store_unavailable")  # the open breaker skipped it
         assert tried + skipped == 200
         counts = {k: v - counts0.get(k, 0) for k, v in ladder.breaker_counts.items()}
-        # the breaker counted every late fetch, opened after 3, and probes every open_ms
-        assert counts["timeout"] == tried, counts
+        # the breaker counted every late fetch, opened after 3, and probes every open_ms (a
+        # timeout the loop ran over 10 ms late is the replica's lag, not the store's: loop_lag)
+        assert counts["timeout"] + counts["loop_lag"] == tried, counts
+        assert counts["timeout"] >= 0.75 * tried, counts
         assert counts["error"] == 0, counts  # late, never refused: a hang, not an outage
         assert counts["opened"] >= 2, counts  # opened, then re-opened by a failed probe
         assert 8 <= tried <= 8 * (1 + int(hang_s / 0.5) + 1), (tried, hang_s)
