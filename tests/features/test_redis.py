@@ -136,7 +136,18 @@ def test_fetch_on_the_event_loop_equals_the_threaded_fetch(
         }
         for i, c in enumerate(customers)
     ]
+    rows, reads = online._fetch_reads(requests)
+    uncached = online._fetched(rows, online._read_views(reads))  # every value decoded here
     threaded = online.fetch_many(requests)
+    # snapshot rows are kept decoded (scalars only), histories are not
+    assert online._row_cache and all(
+        not any(isinstance(v, list) for v in row.values()) for row in online._row_cache.values()
+    )
+    for fetched in (threaded, online.fetch_many(requests)):  # filled the cache, then from it
+        for (vec, flags, _), (vec2, flags2, _) in zip(uncached, fetched, strict=True):
+            assert flags == flags2 and vec.keys() == vec2.keys()
+            for name, value in vec.items():
+                np.testing.assert_array_equal(np.asarray(value), np.asarray(vec2[name]), name)
     for _ in range(2):  # a new loop: a new client, not the closed loop's
         on_loop = asyncio.run(online.fetch_many_async(requests))
         assert len(on_loop) == len(threaded) == len(requests)
