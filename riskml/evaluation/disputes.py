@@ -101,7 +101,7 @@ def evaluation_dispute_config(**overrides: Any) -> DisputeConfig:
     """The dispute set the outcome backtest runs on by default: 3,000 disputes on 1,500
     customers over 700 days (representments resolve in up to ~4 months, so honest cut-offs
     need a long span), no scans (the outcome model needs volume, not OCR), documents in all
-    template variants (a third held-out ones, so the extracted-evidence figures meet the
+    template variants (a quarter held-out ones, so the extracted-evidence figures meet the
     extractor's real errors)."""
     from riskml.data.disputes.documents import N_VARIANTS
     from riskml.data.disputes.simulator import DisputeConfig

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import shutil
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from riskml.data.disputes.documents import (
     HELD_OUT_VARIANTS,
     LABELS,
     N_VARIANTS,
+    PHRASE_SETS,
+    PHRASES,
     STYLES,
     VALUE_WORDS,
     Address,
@@ -211,6 +214,15 @@ def test_truth_is_what_the_layout_shows(tmp_path: Path) -> None:
         "delivery_confirmation", FACTS, CONTEXT, tmp_path / "b.pdf", variant=1
     )
     assert history.truth.shipping_date == FACTS.shipping_date
+    # held-out carriers: one lists the travel history but quotes no reference, one the reverse
+    no_ref = render_document("delivery_confirmation", FACTS, CONTEXT, tmp_path / "e.pdf", variant=6)
+    assert no_ref.truth.order_id is None and no_ref.truth.shipping_date == FACTS.shipping_date
+    assert "NW-104233" not in _text(no_ref.path)
+    no_events = render_document(
+        "delivery_confirmation", FACTS, CONTEXT, tmp_path / "f.pdf", variant=7
+    )
+    assert no_events.truth.order_id == "NW-104233" and no_events.truth.shipping_date is None
+    assert format_date(dt.date(2024, 3, 6), 7) not in _text(no_events.path)  # the ship date
     # a fact the type cannot show is never in its truth
     receipt = render_document("receipt", FACTS, CONTEXT, tmp_path / "c.pdf", variant=0)
     assert receipt.truth.ip_address is None and "203.0.113.7" not in _text(receipt.path)
@@ -252,6 +264,13 @@ def test_variants_use_their_own_formats() -> None:
     assert amounts[0] == "$1,234.50" and amounts[1] == "USD 1234.50"
     assert len(set(amounts)) == N_VARIANTS
     assert format_amount(9.0, "EUR", 0) == "€9.00"
+    # day and month without a leading zero; dots or spaces between thousands
+    assert format_date(dt.date(2024, 3, 5), 6) == "5.3.2024"
+    assert format_date(dt.date(2024, 11, 25), 6) == "25.11.2024"
+    assert format_date(dt.date(2024, 11, 25), 7) == "2024/11/25"
+    assert format_amount(1234567.891, "EUR", 6) == "1.234.567,89 EUR"
+    assert format_amount(0.5, "USD", 6) == "0,50 USD"
+    assert format_amount(1234567.891, "EUR", 7) == "EUR 1 234 567.89"
 
 
 def test_held_out_variants_use_labels_and_formats_no_development_variant_uses() -> None:
@@ -272,6 +291,34 @@ def test_held_out_variants_use_labels_and_formats_no_development_variant_uses() 
                 assert norm(options[v]) not in dev, f"{name}={value}: {options[v]!r}"
     dev_formats = {STYLES[v].date_format for v in DEVELOPMENT_VARIANTS}
     assert all(STYLES[v].date_format not in dev_formats for v in HELD_OUT_VARIANTS)
+    dev_amounts = {STYLES[v].amount_format for v in DEVELOPMENT_VARIANTS}
+    assert all(STYLES[v].amount_format not in dev_amounts for v in HELD_OUT_VARIANTS)
+    # the e-mail wording: the held-out variants draw from phrase sets no development one uses
+    assert len(PHRASE_SETS) == N_VARIANTS
+    dev_sets = {PHRASE_SETS[v] for v in DEVELOPMENT_VARIANTS}
+    for kind, sets in PHRASES.items():
+        dev_phrases = {p for i in dev_sets for p in sets[i]}
+        for v in HELD_OUT_VARIANTS:
+            assert PHRASE_SETS[v] not in dev_sets
+            assert sets[PHRASE_SETS[v]] and not set(sets[PHRASE_SETS[v]]) & dev_phrases, kind
+
+
+def test_held_out_labels_differ_from_every_development_label_for_the_field() -> None:
+    """By design: not even case, punctuation or spacing makes a held-out label one that a
+    development variant uses for the same field (a rule written on those must generalise)."""
+
+    def words(label: str) -> str:
+        return " ".join(re.findall(r"[a-z0-9]+", label.casefold()))
+
+    assert all(len(labels) == N_VARIANTS for labels in LABELS.values())
+    assert len(STYLES) == len(PHRASE_SETS) == N_VARIANTS
+    for name, labels in LABELS.items():
+        dev = {words(labels[v]): v for v in DEVELOPMENT_VARIANTS}
+        for v in HELD_OUT_VARIANTS:
+            assert words(labels[v]) not in dev, (name, v, labels[v], dev.get(words(labels[v])))
+    for name, values in VALUE_WORDS.items():
+        for value, options in values.items():
+            assert len(options) == N_VARIANTS, (name, value)
 
 
 def test_rendering_is_deterministic_and_checks_its_arguments(tmp_path: Path) -> None:
@@ -282,8 +329,8 @@ def test_rendering_is_deterministic_and_checks_its_arguments(tmp_path: Path) -> 
     assert c.path.read_bytes() != a.path.read_bytes()
     with pytest.raises(ValueError, match="unknown document type 'invoice'"):
         render_document("invoice", FACTS, CONTEXT, tmp_path / "x.pdf")
-    with pytest.raises(ValueError, match="variant must be 0-5"):
-        render_document("receipt", FACTS, CONTEXT, tmp_path / "x.pdf", variant=6)
+    with pytest.raises(ValueError, match="variant must be 0-7"):
+        render_document("receipt", FACTS, CONTEXT, tmp_path / "x.pdf", variant=N_VARIANTS)
 
 
 # --- scans ---------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from riskml.data.disputes.documents import DEVELOPMENT_VARIANTS
 from riskml.data.disputes.evidence import Evidence, ExtractionResult, merge, score
 from riskml.data.disputes.simulator import DisputeSet
 from riskml.features.disputes.extract import (
@@ -259,9 +260,10 @@ def _scores(ds: DisputeSet) -> tuple[Any, Any]:
 
 def test_held_out_clean_f1(held_out_dispute_set: DisputeSet) -> None:
     """Held-out template variants and seeds (figures in the module report; measured on
-    150-dispute corpora: per-document F1 about 0.92, per-case about 0.95)."""
+    150-dispute corpora when variants 4-5 were the held-out ones: per-document F1 about 0.92,
+    per-case about 0.95; not yet measured on 6-7)."""
     variants = set(held_out_dispute_set.documents["variant"].to_list())
-    assert variants.isdisjoint({0, 1, 2, 3})
+    assert variants.isdisjoint(DEVELOPMENT_VARIANTS)
     per_doc, per_case = _scores(held_out_dispute_set)
     figures = (per_doc.as_dict()["micro"], per_case.as_dict()["micro"])
     assert per_doc.pairs >= 60

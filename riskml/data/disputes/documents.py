@@ -26,13 +26,22 @@ Document types (:data:`DOC_TYPES`) and the fields they can show (:data:`DOC_FIEL
                             a table of earlier sessions (other IPs/devices: distractors).
 ``refund_receipt``          a credit note: order id, merchant, refund issued, amount, date.
 
-Variants (the ``variant`` knob, 0-5): each changes the labels (``"Order #"``, ``"Order
-number:"``, ``"Ref"``...), the date format (``2024-03-05``, ``05 Mar 2024``, ``03/05/2024``...),
-the amount format (``$1,234.50``, ``USD 1234.50``...), the font and the layout (label lines,
-a bordered two-column table, ``|``-separated compact lines). :data:`DEVELOPMENT_VARIANTS`
-(0-3) are the ones extraction rules may be written on; :data:`HELD_OUT_VARIANTS` (4-5) use
-labels, date and amount formats and wording no development variant uses, so a held-out corpus
-(these variants, other seeds) measures how the rules generalise.
+Variants (the ``variant`` knob, 0-7): each is one document vendor's look. It changes the labels
+(``"Order #"``, ``"Order number:"``, ``"Ref"``...), the date format (``2024-03-05``,
+``05 Mar 2024``, ``03/05/2024``...), the amount format (``$1,234.50``, ``USD 1234.50``...), the
+wording of values (``"Y (full match)"``, ``"Parcel delivered"``...), the titles, the font, the
+layout (label lines, a bordered two-column table, ``|``-separated compact lines, ...) and some
+pages' content (which carriers' pages quote the order reference or list a travel history, the
+e-mail wording).
+
+:data:`DEVELOPMENT_VARIANTS` (0-5) are the ones extraction rules may be written on. Variants 4-5
+were held out first, but the rules were tuned with them in view, so they count as development
+variants now. :data:`HELD_OUT_VARIANTS` (6-7, two more vendors) were written after the rules
+and never used to write them: labels, value wording and date and amount formats no development
+variant uses, so a held-out corpus (these variants, other seeds) measures how the rules
+generalise to a new merchant integration. Whoever writes rules reads neither their rows of the
+tables below nor documents rendered in them. Variants 0-5 render byte for byte as they did
+before 6-7 were added (the simulator's sets and the bundles trained on them depend on it).
 
 Scans (:func:`scan_pdf`): each page rendered to an image with pypdfium2 (200 dpi), slightly
 rotated, blurred, contrast-reduced and speckled with PIL/numpy, and written as an image-only PDF
@@ -123,13 +132,18 @@ DOC_FIELDS: dict[str, tuple[str, ...]] = {
     ),
 }
 
-N_VARIANTS = 6
-#: Variants extraction rules may be developed on.
-DEVELOPMENT_VARIANTS: tuple[int, ...] = (0, 1, 2, 3)
-#: Variants kept for held-out evaluation (labels, formats and wording no development one uses).
-HELD_OUT_VARIANTS: tuple[int, ...] = (4, 5)
+N_VARIANTS = 8
+#: Variants extraction rules may be developed on (4-5 were held out until the rules had been
+#: tuned with them in view).
+DEVELOPMENT_VARIANTS: tuple[int, ...] = (0, 1, 2, 3, 4, 5)
+#: Variants kept for held-out evaluation (labels, formats and wording no development one uses),
+#: written after the rules and never used to write them.
+HELD_OUT_VARIANTS: tuple[int, ...] = (6, 7)
 
-Layout = Literal["lines", "table", "compact"]
+#: ``lines``: ``label value`` per line; ``table``: a bordered two-column table; ``compact``: two
+#: pairs a line, ``|``-separated; ``aligned``: labels in one column and values in a second, no
+#: borders; ``stacked``: a small label above its value.
+Layout = Literal["lines", "table", "compact", "aligned", "stacked"]
 
 
 @dataclass(frozen=True)
@@ -137,7 +151,8 @@ class Style:
     """How a variant looks: date and amount formats, font, layout."""
 
     date_format: str
-    #: symbol_comma | code_plain | comma_code | symbol_plain | us_symbol | code_comma
+    #: symbol_comma | code_plain | comma_code | symbol_plain | us_symbol | code_comma |
+    #: dot_comma_code | code_space
     amount_format: str
     font: str
     layout: Layout
@@ -149,9 +164,12 @@ STYLES: tuple[Style, ...] = (
     Style("%d %b %Y", "code_plain", "Times-Roman", "table", True),
     Style("%m/%d/%Y", "comma_code", "Courier", "lines", False),
     Style("%b %d, %Y", "symbol_plain", "Helvetica", "compact", False),
-    # held out
+    # held out until the rules were tuned with them in view: development since
     Style("%B %d, %Y", "us_symbol", "Times-Roman", "table", True),
     Style("%d-%b-%Y", "code_comma", "Helvetica", "lines", False),
+    # held out: a European shop (day-first dates, decimal comma), a marketplace platform
+    Style("%-d.%-m.%Y", "dot_comma_code", "Times-Roman", "aligned", False),
+    Style("%Y/%m/%d", "code_space", "Helvetica", "stacked", True),
 )
 
 #: Field -> its label in each variant (index = variant).
@@ -163,6 +181,8 @@ LABELS: dict[str, tuple[str, ...]] = {
         "Order ID:",
         "Order reference:",
         "Purchase no.",
+        "Order no.",
+        "PURCHASE REF.",
     ),
     "merchant_name": (
         "Merchant:",
@@ -171,6 +191,8 @@ LABELS: dict[str, tuple[str, ...]] = {
         "Merchant name:",
         "Retailer:",
         "Billed by",
+        "Vendor:",
+        "SOLD THROUGH",
     ),
     "transaction_date": (
         "Order date:",
@@ -179,8 +201,19 @@ LABELS: dict[str, tuple[str, ...]] = {
         "Transaction date:",
         "Placed on",
         "Order placed:",
+        "Ordered on",
+        "DATE OF ORDER",
     ),
-    "amount": ("Total:", "Amount charged", "TOTAL", "Grand total:", "Total paid", "Total charged:"),
+    "amount": (
+        "Total:",
+        "Amount charged",
+        "TOTAL",
+        "Grand total:",
+        "Total paid",
+        "Total charged:",
+        "Total incl. VAT",
+        "AMOUNT PAID",
+    ),
     "shipping_date": (
         "Ship date:",
         "Shipped on",
@@ -188,6 +221,8 @@ LABELS: dict[str, tuple[str, ...]] = {
         "Shipping date:",
         "Date shipped",
         "Dispatch date:",
+        "Dispatched on",
+        "FULFILLED ON",
     ),
     "carrier": (
         "Carrier:",
@@ -196,6 +231,8 @@ LABELS: dict[str, tuple[str, ...]] = {
         "Carrier:",
         "Shipping carrier",
         "Delivery partner:",
+        "Parcel service:",
+        "SHIPPING PROVIDER",
     ),
     "tracking_number": (
         "Tracking #",
@@ -204,6 +241,8 @@ LABELS: dict[str, tuple[str, ...]] = {
         "Tracking ID:",
         "Tracking code:",
         "Tracking ref.",
+        "Parcel number:",
+        "CONSIGNMENT NO.",
     ),
     "delivery_status": (
         "Status:",
@@ -212,6 +251,8 @@ LABELS: dict[str, tuple[str, ...]] = {
         "Shipment status:",
         "Latest status",
         "Parcel status:",
+        "Tracking status:",
+        "CONSIGNMENT STATUS",
     ),
     "delivery_date": (
         "Delivered on:",
@@ -220,6 +261,8 @@ LABELS: dict[str, tuple[str, ...]] = {
         "Delivery date:",
         "Delivered",
         "Proof of delivery date:",
+        "Date of delivery:",
+        "DELIVERY COMPLETED",
     ),
     "shipping_address_matches": (
         "Ship-to matches billing address:",
@@ -228,6 +271,8 @@ LABELS: dict[str, tuple[str, ...]] = {
         "Delivery address matches billing:",
         "Billing/shipping match:",
         "Ship-to verified against bill-to:",
+        "Delivery address = invoice address:",
+        "SHIP-TO SAME AS BILL-TO",
     ),
     "avs_result": (
         "AVS result:",
@@ -236,6 +281,8 @@ LABELS: dict[str, tuple[str, ...]] = {
         "AVS response:",
         "Address check (AVS):",
         "AVS code:",
+        "Address verification result:",
+        "AVS CHECK",
     ),
     "cvv_result": (
         "CVV result:",
@@ -244,8 +291,19 @@ LABELS: dict[str, tuple[str, ...]] = {
         "CVV response:",
         "CVC check:",
         "CVV2 code:",
+        "Card verification (CVC):",
+        "SECURITY CODE CHECK",
     ),
-    "ip_address": ("IP address:", "IP", "Client IP", "IP address:", "Originating IP:", "Source IP"),
+    "ip_address": (
+        "IP address:",
+        "IP",
+        "Client IP",
+        "IP address:",
+        "Originating IP:",
+        "Source IP",
+        "Customer IP:",
+        "REMOTE IP",
+    ),
     "device_id": (
         "Device ID:",
         "Device",
@@ -253,6 +311,8 @@ LABELS: dict[str, tuple[str, ...]] = {
         "Device ID:",
         "Device identifier:",
         "Fingerprint",
+        "Device reference:",
+        "DEVICE TOKEN",
     ),
     "refund_issued": (
         "Refund status:",
@@ -261,6 +321,8 @@ LABELS: dict[str, tuple[str, ...]] = {
         "Refund status:",
         "Credit status:",
         "Refund state:",
+        "Credit note status:",
+        "REFUND OUTCOME",
     ),
     "refund_amount": (
         "Refund amount:",
@@ -269,6 +331,8 @@ LABELS: dict[str, tuple[str, ...]] = {
         "Refunded:",
         "Credit amount:",
         "Refund total",
+        "Amount credited:",
+        "REFUNDED AMOUNT",
     ),
     "refund_date": (
         "Refund date:",
@@ -277,6 +341,8 @@ LABELS: dict[str, tuple[str, ...]] = {
         "Date refunded:",
         "Credit issued:",
         "Processed on",
+        "Credited on:",
+        "DATE OF REFUND",
     ),
     "policy_accepted": (
         "Terms accepted:",
@@ -285,6 +351,8 @@ LABELS: dict[str, tuple[str, ...]] = {
         "Refund policy accepted:",
         "Terms and conditions:",
         "Checkout consent:",
+        "T&C accepted:",
+        "POLICY CONSENT",
     ),
     "cancellation_date": (
         "Cancelled on:",
@@ -293,6 +361,8 @@ LABELS: dict[str, tuple[str, ...]] = {
         "Cancellation date:",
         "Date cancelled",
         "Subscription cancelled:",
+        "Contract terminated on:",
+        "CANCELLATION EFFECTIVE",
     ),
 }
 
@@ -306,6 +376,8 @@ VALUE_WORDS: dict[str, dict[Any, tuple[str, ...]]] = {
             "Delivered",
             "Parcel delivered",
             "Delivered - left at front door",
+            "Parcel handed over to recipient",
+            "DELIVERY SUCCESSFUL",
         ),
         "in_transit": (
             "In transit",
@@ -314,6 +386,8 @@ VALUE_WORDS: dict[str, dict[Any, tuple[str, ...]]] = {
             "In transit",
             "Out for delivery",
             "In transit to destination",
+            "En route to delivery depot",
+            "IN CARRIER NETWORK",
         ),
         "returned": (
             "Returned to sender",
@@ -322,6 +396,8 @@ VALUE_WORDS: dict[str, dict[Any, tuple[str, ...]]] = {
             "Returned",
             "Returned to merchant",
             "Sent back to sender",
+            "Parcel returned to consignor",
+            "RETURN COMPLETED",
         ),
         "not_found": (
             "No record found",
@@ -330,6 +406,8 @@ VALUE_WORDS: dict[str, dict[Any, tuple[str, ...]]] = {
             "Not found",
             "No information available",
             "Unknown tracking number",
+            "No data for this parcel number",
+            "NO TRACKING EVENTS",
         ),
     },
     "avs_result": {
@@ -340,6 +418,8 @@ VALUE_WORDS: dict[str, dict[Any, tuple[str, ...]]] = {
             "Full match",
             "Y: street and postcode match",
             "Y",
+            "Address and postcode confirmed",
+            "PASSED",
         ),
         "partial": (
             "Z (ZIP only)",
@@ -348,8 +428,19 @@ VALUE_WORDS: dict[str, dict[Any, tuple[str, ...]]] = {
             "Partial match",
             "Z: postcode match only",
             "Z",
+            "Only postcode confirmed",
+            "POSTCODE ONLY",
         ),
-        "no_match": ("N (no match)", "NO MATCH", "N - no match", "No match", "N: no match", "N"),
+        "no_match": (
+            "N (no match)",
+            "NO MATCH",
+            "N - no match",
+            "No match",
+            "N: no match",
+            "N",
+            "Address not confirmed",
+            "FAILED",
+        ),
         "unavailable": (
             "U (unavailable)",
             "UNAVAILABLE",
@@ -357,11 +448,31 @@ VALUE_WORDS: dict[str, dict[Any, tuple[str, ...]]] = {
             "Unavailable",
             "U: not supported",
             "U",
+            "Not supported by card issuer",
+            "NOT CHECKED",
         ),
     },
     "cvv_result": {
-        "match": ("M (match)", "MATCH", "M - match", "Match", "M: matched", "M"),
-        "no_match": ("N (no match)", "NO MATCH", "N - no match", "No match", "N: not matched", "N"),
+        "match": (
+            "M (match)",
+            "MATCH",
+            "M - match",
+            "Match",
+            "M: matched",
+            "M",
+            "CVC correct",
+            "PASSED",
+        ),
+        "no_match": (
+            "N (no match)",
+            "NO MATCH",
+            "N - no match",
+            "No match",
+            "N: not matched",
+            "N",
+            "CVC incorrect",
+            "FAILED",
+        ),
         "unavailable": (
             "U (unavailable)",
             "NOT CHECKED",
@@ -369,25 +480,73 @@ VALUE_WORDS: dict[str, dict[Any, tuple[str, ...]]] = {
             "Unavailable",
             "U: issuer unavailable",
             "U",
+            "Not checked by card issuer",
+            "UNVERIFIED",
         ),
     },
     "shipping_address_matches": {
-        True: ("Yes", "YES", "Y", "Yes (match)", "Match", "Verified"),
-        False: ("No", "NO", "N", "No (different address)", "Mismatch", "Not verified"),
+        True: ("Yes", "YES", "Y", "Yes (match)", "Match", "Verified", "Identical", "TRUE"),
+        False: (
+            "No",
+            "NO",
+            "N",
+            "No (different address)",
+            "Mismatch",
+            "Not verified",
+            "Different",
+            "FALSE",
+        ),
     },
     "policy_accepted": {
-        True: ("Yes", "YES", "Y", "Yes (checkbox ticked)", "Accepted", "Agreed"),
-        False: ("No", "NO", "N", "No (not ticked)", "Not accepted", "Not agreed"),
+        True: (
+            "Yes",
+            "YES",
+            "Y",
+            "Yes (checkbox ticked)",
+            "Accepted",
+            "Agreed",
+            "Confirmed by customer",
+            "TRUE",
+        ),
+        False: (
+            "No",
+            "NO",
+            "N",
+            "No (not ticked)",
+            "Not accepted",
+            "Not agreed",
+            "Not confirmed",
+            "FALSE",
+        ),
     },
     "refund_issued": {
-        True: ("Issued", "REFUNDED", "Processed", "Completed", "Credited", "Refund issued"),
-        False: ("Not issued", "NONE", "Not processed", "None", "Not credited", "No refund"),
+        True: (
+            "Issued",
+            "REFUNDED",
+            "Processed",
+            "Completed",
+            "Credited",
+            "Refund issued",
+            "Credit note issued",
+            "SUCCEEDED",
+        ),
+        False: (
+            "Not issued",
+            "NONE",
+            "Not processed",
+            "None",
+            "Not credited",
+            "No refund",
+            "No credit note",
+            "NONE ISSUED",
+        ),
     },
 }
 
-#: Correspondence wording: (development phrases, held-out phrases); ``{date}``/``{amount}``
-#: are filled in.
-PHRASES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+#: Correspondence wording in sets of phrases (:data:`PHRASE_SETS`: which set a variant draws
+#: from); ``{date}``/``{amount}`` are filled in. Set 1 was held-out wording while variants 4-5
+#: were held out; set 2 is the held-out variants'.
+PHRASES: dict[str, tuple[tuple[str, ...], ...]] = {
     "acknowledged": (
         (
             "I received the package on {date}.",
@@ -399,6 +558,11 @@ PHRASES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "It turned up at my door on {date}.",
             "My delivery came through fine and I started using it.",
         ),
+        (
+            "The parcel was handed to me on {date}.",
+            "I have the goods, they came in good condition.",
+            "Package collected on {date}, everything was inside.",
+        ),
     ),
     "not_received": (
         (
@@ -408,6 +572,11 @@ PHRASES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "I am still waiting for the parcel, it never came.",
         ),
         ("Nothing ever showed up at my door.", "The goods never reached me."),
+        (
+            "My parcel is still missing.",
+            "So far I have received nothing.",
+            "The shipment never made it to me.",
+        ),
     ),
     "cancelled": (
         (
@@ -416,6 +585,11 @@ PHRASES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "My cancellation was made on {date}.",
         ),
         ("I ended the membership on {date}.", "I terminated my plan on {date}."),
+        (
+            "I gave notice of cancellation on {date}.",
+            "My contract was cancelled on {date}, yet the fee was taken again.",
+            "I unsubscribed on {date}.",
+        ),
     ),
     "refund": (
         (
@@ -427,10 +601,18 @@ PHRASES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "We credited {amount} back to your card on {date}.",
             "The sum of {amount} was returned to your card on {date}.",
         ),
+        (
+            "{amount} was reimbursed to your card on {date}.",
+            "We refunded {amount} to your original payment method on {date}.",
+        ),
     ),
     "refund_no_details": (
         ("We have issued a full refund.", "A refund has been processed."),
         ("Your money has been returned to your card.",),
+        (
+            "The full amount has been reimbursed.",
+            "We have reversed the charge.",
+        ),
     ),
     "no_refund": (
         (
@@ -438,8 +620,15 @@ PHRASES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "We have not issued a refund for this order.",
         ),
         ("We are unable to offer a refund for this order.",),
+        (
+            "A reimbursement is not possible for this order.",
+            "This order is not eligible for a refund.",
+        ),
     ),
 }
+
+#: Which set of :data:`PHRASES` each variant draws its wording from.
+PHRASE_SETS: tuple[int, ...] = (0, 0, 0, 0, 1, 1, 2, 2)
 
 _SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "CAD": "C$", "AUD": "A$"}
 
@@ -553,17 +742,20 @@ _MONTHS = (
 
 
 def format_date(value: dt.date, variant: int) -> str:
-    """``value`` in the variant's date format (English month names, no locale)."""
+    """``value`` in the variant's date format (English month names, no locale; ``%-d``/``%-m``:
+    day/month without a leading zero)."""
     fmt = STYLES[variant].date_format
     months = _MONTHS
-    out = fmt.replace("%Y", f"{value.year:04d}").replace("%m", f"{value.month:02d}")
+    out = fmt.replace("%-d", str(value.day)).replace("%-m", str(value.month))
+    out = out.replace("%Y", f"{value.year:04d}").replace("%m", f"{value.month:02d}")
     out = out.replace("%d", f"{value.day:02d}")
     out = out.replace("%B", months[value.month - 1]).replace("%b", months[value.month - 1][:3])
     return out
 
 
 def format_amount(value: float, currency: str, variant: int) -> str:
-    """``value`` in the variant's amount format (``$1,234.50``, ``USD 1234.50``, ...)."""
+    """``value`` in the variant's amount format (``$1,234.50``, ``USD 1234.50``,
+    ``1.234,50 EUR``, ...)."""
     kind = STYLES[variant].amount_format
     symbol = _SYMBOLS.get(currency, currency + " ")
     comma, plain = f"{value:,.2f}", f"{value:.2f}"
@@ -578,6 +770,10 @@ def format_amount(value: float, currency: str, variant: int) -> str:
     if kind == "us_symbol":
         prefix = {"USD": "US$", "CAD": "CA$", "AUD": "AU$"}.get(currency, symbol.strip())
         return f"{prefix} {comma}"
+    if kind == "dot_comma_code":  # thousands with dots, a decimal comma
+        return f"{comma.replace(',', ' ').replace('.', ',').replace(' ', '.')} {currency}"
+    if kind == "code_space":  # thousands with spaces
+        return f"{currency} {comma.replace(',', ' ')}"
     return f"{currency} {comma}"  # code_comma
 
 
@@ -674,9 +870,28 @@ class _Writer:
         elif layout == "compact":
             for i in range(0, len(pairs), 2):
                 self.text("  |  ".join(f"{k} {v}" for k, v in pairs[i : i + 2]))
+        elif layout == "aligned":
+            self._aligned(pairs)
+        elif layout == "stacked":
+            for label, shown in pairs:
+                self.text(label, size=8, bold=True)
+                self.text(shown)
+                self.gap(3)
         else:
             for label, shown in pairs:
                 self.text(f"{label} {shown}")
+
+    def _aligned(self, pairs: list[tuple[str, str]]) -> None:
+        """Labels in one column, values in a second one past the widest label; no borders."""
+        from reportlab.pdfbase.pdfmetrics import stringWidth
+
+        col = max(150.0, *(stringWidth(k, self.style.font, self.size) + 14 for k, _ in pairs))
+        for label, shown in pairs:
+            self._room(self.size * 1.5)
+            self.c.setFont(self.style.font, self.size)
+            self.c.drawString(_MARGIN, self.y - self.size, label)
+            self.c.drawString(_MARGIN + col, self.y - self.size, shown)
+            self.y -= self.size * 1.45
 
     def _table(self, pairs: list[tuple[str, str]]) -> None:
         row_h = self.size * 1.8
@@ -732,13 +947,22 @@ def _letterhead(w: _Writer, ctx: DocumentContext, title: str, *, merchant_field:
     w.gap(4)
 
 
+#: The customer block's headings (billing, shipping) per variant.
+_ADDRESS_HEADINGS: tuple[tuple[str, str], ...] = (
+    *((("Bill to:", "Ship to:"), ("Billing address", "Delivery address")) * 3),
+    ("Invoice address", "Delivery address"),
+    ("BILLED TO", "SHIPPED TO"),
+)
+
+
 def _customer_block(w: _Writer, ctx: DocumentContext, *, shipping: bool = True) -> None:
     cust = ctx.customer
-    w.text("Bill to:" if w.variant % 2 == 0 else "Billing address", bold=True)
+    billing, delivery = _ADDRESS_HEADINGS[w.variant]
+    w.text(billing, bold=True)
     for line in [cust.name, *cust.billing.lines()]:
         w.text(line, x=12)
     if shipping:
-        w.text("Ship to:" if w.variant % 2 == 0 else "Delivery address", bold=True)
+        w.text(delivery, bold=True)
         for line in [cust.name, *cust.shipping.lines()]:
             w.text(line, x=12)
     w.text(f"{cust.email}  ·  {cust.phone}", size=8)
@@ -760,9 +984,26 @@ def _split_items(ctx: DocumentContext, subtotal: float) -> list[tuple[str, int, 
     return rows
 
 
+#: The receipt's line-item header and its subtotal, shipping and tax words per variant.
+_RECEIPT_WORDS: tuple[tuple[tuple[str, ...], tuple[str, str, str]], ...] = (
+    *((("Item", "Qty", "Unit price", "Line total"), ("Subtotal", "Shipping", "Tax")),) * 6,
+    (("Article", "Quantity", "Price", "Line total"), ("Net amount", "Delivery", "VAT")),
+    (("DESCRIPTION", "QTY", "UNIT", "AMOUNT"), ("SUBTOTAL", "SHIPPING", "SALES TAX")),
+)
+
+
 def _receipt(w: _Writer, ctx: DocumentContext) -> None:
     f = w.facts
-    title = ("Receipt", "INVOICE", "Order receipt", "Tax invoice", "Sales receipt", "Invoice")
+    title = (
+        "Receipt",
+        "INVOICE",
+        "Order receipt",
+        "Tax invoice",
+        "Sales receipt",
+        "Invoice",
+        "Order confirmation and invoice",
+        "Payment receipt",
+    )
     _letterhead(w, ctx, title[w.variant], merchant_field=True)
     w.fields(["order_id", "transaction_date"])
     _customer_block(w, ctx)
@@ -778,15 +1019,19 @@ def _receipt(w: _Writer, ctx: DocumentContext) -> None:
     def money(v: float) -> str:
         return format_amount(v, w.currency, w.variant)
 
+    header, sums = _RECEIPT_WORDS[w.variant]
     rows = [[d, str(q), money(u), money(t)] for d, q, u, t in _split_items(ctx, subtotal)]
-    w.grid(["Item", "Qty", "Unit price", "Line total"], rows, [260, 50, 100, 100])
-    w.text(f"Subtotal {money(subtotal)}", x=300)
-    w.text(f"Shipping {money(shipping)}", x=300)
-    w.text(f"Tax {money(tax)}", x=300)
+    w.grid(list(header), rows, [260, 50, 100, 100])
+    for word, value in zip(sums, (subtotal, shipping, tax), strict=True):
+        w.text(f"{word} {money(value)}", x=300)
     w.text(f"{LABELS['amount'][w.variant]} {money(amount)}", x=300, bold=True)
     w.gap(6)
     cust = ctx.customer
-    w.text(f"Paid with {cust.card_brand} ending in {cust.card_last4}", size=9)
+    paid = (f"Paid with {cust.card_brand} ending in {cust.card_last4}",) * 6 + (
+        f"Paid by credit card ({cust.card_brand}, **** {cust.card_last4})",
+        f"PAYMENT METHOD {cust.card_brand} - {cust.card_last4}",
+    )
+    w.text(paid[w.variant], size=9)
     w.text("Thank you for shopping with us.", size=9)
 
 
@@ -798,29 +1043,42 @@ def _shipping(w: _Writer, ctx: DocumentContext) -> None:
         "Shipment confirmation",
         "Good news: your parcel is on its way",
         "Despatch note",
+        "Your parcel has been dispatched",
+        "FULFILLMENT UPDATE",
     )
     _letterhead(w, ctx, title[w.variant], merchant_field=True)
-    w.para(f"Hello {ctx.customer.name}, the following order has left our warehouse.")
+    name = ctx.customer.name
+    greeting = (f"Hello {name}, the following order has left our warehouse.",) * 6 + (
+        f"Dear {name}, we have handed your order to our parcel service.",
+        f"Hi {name.split()[0]}, a shipment for your purchase is on the way.",
+    )
+    w.para(greeting[w.variant])
     w.fields(["order_id", "transaction_date", "shipping_date", "carrier", "tracking_number"])
     _customer_block(w, ctx)
     w.fields(["shipping_address_matches"])
     w.text(ctx.product, size=9)
 
 
+#: The travel history's events (pick-up, sorting, delivery) per variant that lists one.
+_EVENTS: dict[int, tuple[str, str, str]] = {
+    **dict.fromkeys((1, 3, 4), ("Picked up", "Arrived at sort facility", "Delivered")),
+    6: ("Parcel collected from sender", "Processed at parcel centre", "Handed over to recipient"),
+}
+
+
 def _carrier_events(w: _Writer, ctx: DocumentContext) -> list[list[str]]:
     f = w.facts
+    picked, sorted_, delivered = _EVENTS[w.variant]
     rows: list[list[str]] = []
     if f.shipping_date is not None:
         w.shown.add("shipping_date")
-        rows.append(
-            [format_date(f.shipping_date, w.variant), "Picked up", ctx.merchant.address.city]
-        )
+        rows.append([format_date(f.shipping_date, w.variant), picked, ctx.merchant.address.city])
         mid = f.shipping_date + dt.timedelta(days=1)
-        rows.append([format_date(mid, w.variant), "Arrived at sort facility", "Regional hub"])
+        rows.append([format_date(mid, w.variant), sorted_, "Regional hub"])
     if f.delivery_status == "delivered" and f.delivery_date is not None:
         w.shown.add("delivery_date")
         rows.append(
-            [format_date(f.delivery_date, w.variant), "Delivered", ctx.customer.shipping.city]
+            [format_date(f.delivery_date, w.variant), delivered, ctx.customer.shipping.city]
         )
     return rows
 
@@ -836,6 +1094,8 @@ def _delivery(w: _Writer, ctx: DocumentContext) -> None:
         "Delivery confirmation",
         "Track & trace report",
         "Delivery record",
+        "Parcel tracking",
+        "CONSIGNMENT STATUS REPORT",
     )
     w.text(title[w.variant], size=13, bold=True)
     w.rule()
@@ -843,16 +1103,22 @@ def _delivery(w: _Writer, ctx: DocumentContext) -> None:
     if w.facts.delivery_status == "delivered":
         names.append("delivery_date")
     w.fields(names)
-    if w.variant not in (2, 5):  # these carriers' pages do not quote the shipper's reference
+    if w.variant not in (2, 5, 6):  # these carriers' pages do not quote the shipper's reference
         w.fields(["order_id"])
     w.text(f"Ship to: {ctx.customer.shipping.city}, {ctx.customer.shipping.region}", size=9)
-    if w.variant in (1, 3, 4):  # these carriers' pages list the travel history
+    if w.variant in _EVENTS:  # these carriers' pages list the travel history
         rows = _carrier_events(w, ctx)
         if rows:
-            w.text("Travel history", bold=True)
+            w.text("Shipment history" if w.variant == 6 else "Travel history", bold=True)
             w.grid(["Date", "Event", "Location"], rows, [130, 220, 150])
     if w.facts.delivery_status == "delivered":
-        w.text("Left at: front door. Signed by: " + ctx.customer.name.split()[-1].upper(), size=9)
+        signed = ctx.customer.name.split()[-1].upper()
+        w.text(
+            f"Placed at: front door. Received by: {signed}"
+            if w.variant == 6
+            else "Left at: front door. Signed by: " + signed,
+            size=9,
+        )
 
 
 _POLICY_TEXT = (
@@ -872,11 +1138,17 @@ def _policy(w: _Writer, ctx: DocumentContext) -> None:
         "Refund policy and checkout acceptance",
         "Customer agreement",
         "Policy acknowledgement record",
+        "General terms and conditions (extract)",
+        "REFUND TERMS AND CONSENT LOG",
     )
     _letterhead(w, ctx, title[w.variant], merchant_field=True)
     w.para(_POLICY_TEXT, size=9)
     w.gap(6)
-    w.text("Checkout acceptance record", bold=True)
+    record = ("Checkout acceptance record",) * 6 + (
+        "Record of consent at checkout",
+        "CHECKOUT CONSENT",
+    )
+    w.text(record[w.variant], bold=True)
     w.text(f"Account: {ctx.customer.email}", size=9)
     w.fields(["order_id", "transaction_date", "policy_accepted"])
     if ctx.subscription:
@@ -893,15 +1165,19 @@ def _pick(options: tuple[str, ...], key: str) -> str:
 
 
 def _phrase(kind: str, w: _Writer, key: str, **values: str) -> str:
-    dev, held = PHRASES[kind]
-    return _pick(held if w.variant in HELD_OUT_VARIANTS else dev, key + kind).format(**values)
+    return _pick(PHRASES[kind][PHRASE_SETS[w.variant]], key + kind).format(**values)
 
 
 def _correspondence(w: _Writer, ctx: DocumentContext, key: str) -> None:
     f = w.facts
     cust, merch = ctx.customer, ctx.merchant
     order = w.value("order_id")
-    subject = f"Re: Order {order}" if order else "Re: your recent purchase"
+    subject = (
+        (f"Re: Order {order}",) * 6
+        + (f"Re: Your order no. {order}", f"Re: Support request - purchase {order}")
+    )[w.variant]
+    if not order:
+        subject = "Re: your recent purchase"
     w.text(
         (
             "Customer correspondence",
@@ -910,6 +1186,8 @@ def _correspondence(w: _Writer, ctx: DocumentContext, key: str) -> None:
             "Correspondence log",
             "Message history",
             "Customer contact record",
+            "Customer service correspondence",
+            "SUPPORT CONVERSATION EXPORT",
         )[w.variant],
         size=13,
         bold=True,
@@ -994,7 +1272,7 @@ def _email(
 ) -> None:
     w.text(f"From: {sender} <{address}>", size=9)
     w.text(f"To: {to}", size=9)
-    w.text(f"Sent: {format_date(when, w.variant)}", size=9)
+    w.text(f"{'Date' if w.variant == 6 else 'Sent'}: {format_date(when, w.variant)}", size=9)
     w.text(f"Subject: {subject}", size=9, bold=True)
     w.gap(3)
     w.para(" ".join(body))
@@ -1011,12 +1289,19 @@ def _login(w: _Writer, ctx: DocumentContext) -> None:
         "Order authentication details",
         "Fraud screening report",
         "Session audit trail",
+        "Payment verification protocol",
+        "RISK CHECK SUMMARY",
     )
     _letterhead(w, ctx, title[w.variant], merchant_field=False)
-    w.text(f"Account holder: {ctx.customer.name} ({ctx.customer.email})", size=9)
-    w.text("Checkout session", bold=True)
+    headings = (("Account holder", "Checkout session", "Authorisation"),) * 6 + (
+        ("Customer account", "Order session", "Payment verification"),
+        ("ACCOUNT", "SESSION", "CARD CHECKS"),
+    )
+    holder, session, authorisation = headings[w.variant]
+    w.text(f"{holder}: {ctx.customer.name} ({ctx.customer.email})", size=9)
+    w.text(session, bold=True)
     w.fields(["order_id", "transaction_date", "amount", "ip_address", "device_id"])
-    w.text("Authorisation", bold=True)
+    w.text(authorisation, bold=True)
     w.fields(["avs_result", "cvv_result"])
     if w.style.history and ctx.sessions:
         w.text("Earlier sessions on this account", bold=True)
@@ -1035,6 +1320,8 @@ def _refund_receipt(w: _Writer, ctx: DocumentContext) -> None:
         "Credit memo",
         "Refund notice",
         "Credit advice",
+        "Credit note",
+        "REFUND SUMMARY",
     )
     _letterhead(w, ctx, title[w.variant], merchant_field=True)
     w.text(f"Customer: {ctx.customer.name}", size=9)

@@ -71,7 +71,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from riskml import __version__
 from riskml.data.disputes.documents import (
-    DEVELOPMENT_VARIANTS,
     N_VARIANTS,
     Address,
     Customer,
@@ -113,6 +112,12 @@ DEFAULT_TYPE_MIX: dict[str, float] = {
     "authorisation": 0.04,
 }
 
+#: The template variants the default sets draw from: development variants 0-3 (the development
+#: variants before 4-5 joined them), so the default sets, and the bundles trained on them, stay
+#: what they were. Pass ``variants=``
+#: :data:`~riskml.data.disputes.documents.DEVELOPMENT_VARIANTS` for all the development ones.
+DEFAULT_VARIANTS: tuple[int, ...] = (0, 1, 2, 3)
+
 _CARD_ABSENT = ("ecom", "moto")
 _PHYSICAL_GOODS = ("retail", "electronics")
 _DIGITAL = ("digital_goods", "entertainment")
@@ -137,7 +142,7 @@ class DisputeConfig(BaseModel):
     mastercard_share: float = Field(0.4, ge=0, le=1)
     vague_share: float = Field(0.08, ge=0, le=1, description="Messages that say nothing specific.")
     scanned_share: float = Field(0.2, ge=0, le=1, description="Mean share of scanned documents.")
-    variants: tuple[int, ...] = Field(DEVELOPMENT_VARIANTS, min_length=1)
+    variants: tuple[int, ...] = Field(DEFAULT_VARIANTS, min_length=1)
     as_of: dt.datetime | None = Field(
         None, description="Cases not resolved by then are pending (None: all resolved)."
     )
