@@ -58,6 +58,10 @@ def _words(text: str) -> list[tuple[str, int]]:
         ("C$ 12.00", (12.0, "CAD")),
         ("99,99", (99.99, None)),
         ("$l,2O4.5O", (1204.5, "USD")),  # OCR: l->1, O->0
+        ("EUR1234.50", (1234.5, "EUR")),
+        ("US$ 45", (45.0, "USD")),
+        ("$125.49 USD", (125.49, "USD")),
+        ("CHF 1'234.50", (1234.5, "CHF")),
     ],
 )
 def test_parse_amount(text: str, expected: tuple[float, str | None]) -> None:
@@ -80,6 +84,12 @@ def test_parse_amount(text: str, expected: tuple[float, str | None]) -> None:
         "Friday, 14 March 2025",
         "2O25-O3-l4",
         "l4 Mar 2O25",
+        "14/03/25",
+        "March 14th, 2025",
+        "14th of March, 2025",
+        "2025 Mar 14",
+        "Mar-14-2025",
+        "14Mar2025",
     ],
 )
 def test_parse_date(text: str) -> None:
@@ -228,6 +238,144 @@ def test_library_call_and_protocol(tmp_path: Path) -> None:
             return ExtractionResult(evidence=Evidence(order_id="X-1"), extractor=self.name)
 
     assert extract_documents([note], extractor=Fixed()).evidence.order_id == "X-1"
+
+
+# --- labels, formats and layouts no rule lists (vendors the rules have not seen) --------------
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("Purchase no. ORD-2020-46550", "ORD-2020-46550"),
+        ("Booking ref: 7B2V5DBE", "7B2V5DBE"),
+        ("Confirmation #  3283868", "3283868"),
+        ("Invoice number - INV-2024-0042", "INV-2024-0042"),
+        ("No. of order: 55120", "55120"),
+        ("Your reference ........ ZGZNMVKK", "ZGZNMVKK"),
+        ("Sales order: KLEYKKBN", "KLEYKKBN"),
+        ("RESERVATION CODE   Q7-88121", "Q7-88121"),
+    ],
+)
+def test_order_id_under_labels_no_rule_lists(line: str, expected: str) -> None:
+    ev = RulesExtractor().extract([_doc(f"Checkout session\n{line}\n")]).evidence
+    assert ev.order_id == expected
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Date of purchase 2024-05-21",
+        "Purchase amount 12.00 USD",
+        "Order placed: 21-May-2024",
+        "Tracking ref. 1ZSDRJBP0472810747",
+        "Device ref: D00000186",
+        "Customer reference: CU-99812",
+        "Order status: Shipped",
+    ],
+)
+def test_no_order_id_where_the_page_shows_none(line: str) -> None:
+    assert RulesExtractor().extract([_doc(line + "\n")]).evidence.order_id is None
+
+
+def test_day_first_dates_and_comma_decimal_amounts() -> None:
+    dotted = "Order placed: 03.04.2024\nTotal amount: 1.234,50 EUR\n"
+    ev = RulesExtractor().extract([_doc(dotted)]).evidence
+    assert (ev.transaction_date, ev.amount, ev.currency) == (dt.date(2024, 4, 3), 1234.5, "EUR")
+    # a date that reads only one way (21/04) says the document puts the day first
+    slashes = "Order date: 03/04/2024\nDispatch date: 21/04/2024\n"
+    ev = RulesExtractor().extract([_doc(slashes)]).evidence
+    assert (ev.transaction_date, ev.shipping_date) == (dt.date(2024, 4, 3), dt.date(2024, 4, 21))
+    # none does: the reading that keeps an order and its dispatch days apart, not months
+    short = "Order time: 09/08/24\nHanded to carrier: 11/08/24\n"
+    ev = RulesExtractor().extract([_doc(short)]).evidence
+    assert (ev.transaction_date, ev.shipping_date) == (dt.date(2024, 8, 9), dt.date(2024, 8, 11))
+    # and without any cue a US page stays month first
+    assert parse_date("03/04/2024") == dt.date(2024, 3, 4)
+
+
+def test_keyed_pairs_read_labels_by_their_words() -> None:
+    login = (
+        "Acme Outdoor\n"
+        "www.acmeoutdoor.example  ·  support@acmeoutdoor.example\n"
+        "Checkout session\n"
+        " Confirmation #          AC-77120\n"
+        " Booking date            Tuesday 21 May 2024\n"
+        " Amount paid             € 1 234,50\n"
+        " IP used                 76.209.234.96\n"
+        " Device hash             D00000077\n"
+        "Authorisation\n"
+        "AVS check: Postcode only (Z)\n"
+        "CVC2 result: Pass\n"
+    )
+    assert RulesExtractor().extract([_doc(login)]).evidence.present() == {
+        "order_id": "AC-77120",
+        "merchant_name": "Acme Outdoor",
+        "transaction_date": dt.date(2024, 5, 21),
+        "amount": 1234.5,
+        "currency": "EUR",
+        "ip_address": "76.209.234.96",
+        "device_id": "D00000077",
+        "avs_result": "partial",
+        "cvv_result": "match",
+    }
+    carrier = (
+        "DHL\nDelivery record\n"
+        "Consignment no.\n0816239902\n"
+        "Shipment state - Sent back to sender\n"
+        "Estimated delivery: 2024-06-25\n"
+    )
+    ev = RulesExtractor().extract([_doc(carrier)]).evidence
+    assert ev.present() == {
+        "carrier": "DHL",
+        "tracking_number": "0816239902",
+        "delivery_status": "returned",  # and no delivery date: an estimate is not one
+    }
+
+
+def test_a_carrier_page_names_the_carrier_not_the_merchant() -> None:
+    page = (
+        "SwiftParcel Express\n"
+        "www.swiftparcel.example  ·  help@swiftparcel.example  ·  +1 555 0100\n"
+        "Track & trace report\n"
+        "Tracking code: SP1234567890\n"
+        "Status: Delivered\n"
+        "Delivered on: 2024-06-20\n"
+        "Signed by: DOE\n"
+    )
+    ev = RulesExtractor().extract([_doc(page)]).evidence
+    assert ev.merchant_name is None
+    assert (ev.carrier, ev.tracking_number, ev.delivery_date) == (
+        "SwiftParcel Express",
+        "SP1234567890",
+        dt.date(2024, 6, 20),
+    )
+    # a merchant's page: the title above the letterhead is skipped, the domain confirms it
+    invoice = "INVOICE\nBlue Boutique\nwww.blueboutique.example  ·  +1 555 0675\nOrder # 4471\n"
+    assert RulesExtractor().extract([_doc(invoice)]).evidence.merchant_name == "Blue Boutique"
+
+
+def test_refunds_are_what_the_merchant_says() -> None:
+    thread = """From: Jane Doe <jane@example.com>
+Subject: Re: Order 5512
+Has the refund of $12.50 been sent? My card was charged on 09/20/2024.
+
+From: Lake Outfitters Customer Care <support@lake.example>
+Subject: Re: Order 5512
+Dear Jane, we credited USD 24.65 back to your card on 21-Aug-2024.
+The Lake Outfitters team
+"""
+    ev = RulesExtractor().extract([_doc(thread)]).evidence
+    assert (ev.refund_issued, ev.refund_amount, ev.refund_date, ev.currency) == (
+        True,
+        24.65,
+        dt.date(2024, 8, 21),
+        "USD",
+    )
+    assert ev.merchant_name == "Lake Outfitters"
+    question = thread.split("\n\n")[0] + "\n"
+    asked = RulesExtractor().extract([_doc(question)]).evidence
+    assert asked.refund_amount is None and asked.refund_issued is None
+    assert asked.refund_date is None
 
 
 # --- the held-out corpus -------------------------------------------------------------------------

@@ -3,20 +3,43 @@
 :class:`RulesExtractor` (the default: offline, deterministic, fast) reads each page's text with
 pattern rules. A rule finds a *candidate*: a field's value, the span it was read from and the
 rule's strength (a labelled value, ``Tracking number: 1Z...``, is strong; a value read from prose
-is weaker). Values are parsed tolerantly: label variants, date formats (ISO, ``03/14/2025``,
-``14.03.2025``, ``March 14, 2025``, ``14 Mar 2025``), amount formats (``$1,234.50``,
-``1.234,50 EUR``, ``GBP 45``), and OCR noise (``O``/``0``, ``l``/``1``, ``S``/``5`` in digits,
-``1D`` for ``ID`` in labels, stray spaces and tildes in ids).
+is weaker). Values are parsed tolerantly: dates numeric (``2025-03-14``, ``03/14/2025``,
+``14.03.2025``, ``14/03/25``) or with a month name in any order (``March 14th, 2025``,
+``14-Mar-2025``, ``Friday 14 March 2025``, ``2025 Mar 14``); amounts with either decimal
+separator and a currency symbol or ISO code before or after (``$1,234.50``, ``1.234,50 EUR``,
+``EUR1234.50``, ``US$ 45``); OCR noise (``O``/``0``, ``l``/``1``, ``S``/``5`` in digits where the
+label says the value is a number or an id, ``1D`` for ``ID`` in labels, stray spaces and tildes
+in ids). Whether ``03/04/2025`` is March or April is settled per document
+(:func:`infer_dayfirst`): by a date on it that only reads one way (``21/05/2025``), else by the
+reading that keeps its dates days rather than months apart, else month first (dots: day first).
 
-Rule kinds: *label rules* (``Label: value`` on a line, or the value at the start of the next
-line; a label that means different things by document, "Address check", is read by the page's
-context); *one-row tables* (a header row of labels over one row of values: each column is read
-as ``header: value``); *prose* (a refund "of $12.50 ... on 09/24/2024", "cancelled ... on");
-*phrases* for the booleans, negations first (the customer's own e-mails only, for
-``customer_acknowledged``); the *letterhead* (the merchant's name above its contact line, a
-carrier's name heading its tracking page); known carriers named on a shipping line.
+Rule kinds, written so that a vendor whose documents no rule has seen is read too:
 
-The rules were written on the development template variants only
+* *label rules*: ``Label: value`` on a line (or the value at the start of the next line); the
+  labels are composed of the words vendors use (``Order``/``Purchase``/``Booking``/``Invoice``/
+  ``Reference`` with ``number``/``no.``/``#``/``ID``/``ref``/``code`` in either order; an event
+  with ``date``/``on``), guarded by words that make them another field (``Tracking ref``,
+  ``Refund amount``, ``Estimated delivery``); a label that means different things by document,
+  "Address check", is read by the page's context;
+* *keyed pairs* (:func:`keyed_rule`): any short label (``Label: value``, a table's ``Label
+  value`` cells, ``Label value`` for values with a shape of their own, a label alone on its
+  line over its value), classified by the words in it (:data:`KEY_CLASSES`: "IP used" names an
+  IP address, "Arrival date" a delivery date) when the value parses as that field's kind;
+* *one-row tables* (a header row of labels over one row of values: each column is read as
+  ``header: value``);
+* *prose* (a refund "of $12.50 ... on 09/24/2024", "credited $12.50 back", "cancelled ... on")
+  and *phrases* for the booleans, negations first; refunds are read from what the merchant
+  writes only, the acknowledgement of receipt from the customer's own e-mails only;
+* the *letterhead*: a name among the page's first lines above its contact line (website,
+  e-mail, phone), surer when it is the website's or e-mail's domain; a document title above it
+  is skipped; a carrier's name heading its tracking page is the carrier, never the merchant;
+  known carriers named on a shipping line;
+* an order id by its shape alone (``ORD-2024-00012``, ``INV/2024/7``), weakly.
+
+An order id is never a date, an amount, a phone number or an address; a merchant's name is a
+few capitalised words, not a contact detail and not a known carrier.
+
+The rules were first written on the development template variants
 (:data:`riskml.data.disputes.documents.DEVELOPMENT_VARIANTS`); :func:`evaluate_extractor`
 scores them on any corpus, e.g. the held-out variants.
 
@@ -100,6 +123,13 @@ CURRENCY_SYMBOLS = {
     "A$": "AUD",
     "CA$": "CAD",
     "AU$": "AUD",
+    "NZ$": "NZD",
+    "HK$": "HKD",
+    "S$": "SGD",
+    "R$": "BRL",
+    "₹": "INR",
+    "zł": "PLN",
+    "Kč": "CZK",
 }
 CURRENCY_CODES = frozenset(
     {
@@ -149,22 +179,43 @@ _MONTH_RE = (
     r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
 )
 _D = r"[0-9OolI|SB]"  # a digit as OCR may print it
+_DAY = rf"{_D}{{1,2}}(?:st|nd|rd|th)?"
+#: A date: numeric (year first, or day/month first with a 4- or 2-digit year, any of ``-/.``)
+#: or with a month name in any order (``March 14, 2025``, ``14-Mar-2025``, ``14th of March
+#: 2025``, ``2025 Mar 14``), optionally after a weekday.
 DATE_RE = (
     rf"(?:(?:mon|tue|wed|thu|fri|sat|sun)[a-z]*\.?,?\s+)?"
-    rf"(?:{_D}{{4}}[-/.]{_D}{{1,2}}[-/.]{_D}{{1,2}}"  # 2025-03-14
-    rf"|{_D}{{1,2}}[-/.]{_D}{{1,2}}[-/.]{_D}{{4}}"  # 14/03/2025, 03-14-2025
-    rf"|{_MONTH_RE}\s+{_D}{{1,2}}(?:st|nd|rd|th)?,?\s+{_D}{{4}}"  # March 14, 2025
-    rf"|{_D}{{1,2}}(?:st|nd|rd|th)?[\s-]+{_MONTH_RE}[\s-]+,?\s*{_D}{{4}})"  # 14 March 2025
+    rf"(?<![\w.])(?:{_D}{{4}}[-/.]{_D}{{1,2}}[-/.]{_D}{{1,2}}(?![\w.]?\d)"  # 2025-03-14
+    rf"|{_D}{{1,2}}[-/.]{_D}{{1,2}}[-/.]{_D}{{4}}(?![\w.]?\d)"  # 14/03/2025, 03-14-2025
+    rf"|{_D}{{1,2}}[-/.]{_D}{{1,2}}[-/.]\d{{2}}(?![\w.:/-]?\d)"  # 03/14/25
+    rf"|{_MONTH_RE}[ \t/-]*{_DAY},?[ \t/-]+{_D}{{4}}"  # March 14, 2025; Mar-14-2025
+    rf"|{_DAY}(?:[ \t]+of)?[ \t/.-]*{_MONTH_RE},?[ \t/.-]*{_D}{{4}}"  # 14 March 2025, 14Mar2025
+    rf"|{_D}{{4}}[ \t/.-]+{_MONTH_RE}[ \t/.-]+{_DAY}(?!\d))"  # 2025 Mar 14, 2025-Mar-14
 )
 _NUM = r"[0-9OolI|SB]"
-_CUR_PRE = r"(?:US\$|C\$|A\$|CA\$|AU\$|[$€£¥]|\b(?:" + "|".join(sorted(CURRENCY_CODES)) + r"))"
-_CUR_POST = r"(?:[$€£¥]|(?:" + "|".join(sorted(CURRENCY_CODES)) + r")\b)"
-_NUMBER = rf"(?<![\w.,])(?:{_NUM}{{1,3}}(?:[,. \u00a0']{_NUM}{{3}})+|{_NUM}+)"
+_CUR_PRE = (
+    r"(?:"
+    + "|".join(re.escape(s) for s in sorted(CURRENCY_SYMBOLS, key=len, reverse=True))
+    + r"|\b(?:"
+    + "|".join(sorted(CURRENCY_CODES))
+    + r"))"
+)
+_CUR_POST = (
+    r"(?:"
+    + "|".join(re.escape(s) for s in sorted(CURRENCY_SYMBOLS, key=len, reverse=True))
+    + r"|(?:"
+    + "|".join(sorted(CURRENCY_CODES))
+    + r")\b)"
+)
+_DIGITS = rf"(?:{_NUM}{{1,3}}(?:[,. \u00a0']{_NUM}{{3}})+|{_NUM}+)"
+_NUMBER = rf"(?<![\w.,]){_DIGITS}"
 _CENTS = rf"[.,]{_NUM}{{2}}(?![\w])"
-#: An amount: with a currency (symbol or ISO code, before or after) or with cents.
+#: An amount: with a currency (symbol or ISO code, before or after, with or without a space)
+#: or with cents.
 AMOUNT_RE = (
-    rf"(?:{_CUR_PRE}[ \t]?{_NUMBER}(?:{_CENTS})?(?![\w.,]\d)(?:[ \t]?{_CUR_POST})?"
-    rf"|{_NUMBER}(?:{_CENTS}(?:[ \t]?{_CUR_POST})?|[ \t]?{_CUR_POST}))"
+    rf"(?:{_CUR_PRE}[ \t\u00a0]?(?<![\d.,]){_DIGITS}(?:{_CENTS})?(?![\w.,]\d)"
+    rf"(?:[ \t]?{_CUR_POST})?"
+    rf"|{_NUMBER}(?:{_CENTS}(?:[ \t\u00a0]?{_CUR_POST})?|[ \t\u00a0]?{_CUR_POST}))"
 )
 
 
@@ -184,7 +235,7 @@ def parse_amount(text: str) -> tuple[float, str | None] | None:
             currency = CURRENCY_SYMBOLS[sym]
             text = text.replace(sym, " ")
             break
-    code = re.search(r"\b([A-Z]{3})\b", text)
+    code = re.search(r"(?<![A-Za-z])([A-Z]{3})(?![A-Za-z])", text)
     if code and code.group(1) in CURRENCY_CODES:
         currency = code.group(1)
         text = text.replace(code.group(1), " ")
@@ -212,7 +263,8 @@ def parse_amount(text: str) -> tuple[float, str | None] | None:
 
 def parse_date(text: str, dayfirst: bool | None = None) -> dt.date | None:
     """A date from one of the :data:`DATE_RE` forms, or None. Numeric ``a/b/yyyy``: day first
-    when ``a > 12`` or ``dayfirst`` (dots: day first), else month first (US)."""
+    when ``a > 12`` or ``dayfirst`` (dots: day first unless ``dayfirst`` is False), else month
+    first (US); a 2-digit year is 20yy (19yy from 70). Month names in any order."""
     s = re.sub(r"^(?:mon|tue|wed|thu|fri|sat|sun)[a-z]*\.?,?\s+", "", text.strip().lower())
     s = re.sub(r"\s+", " ", s.replace(",", " ")).strip()
     m = re.fullmatch(r"(\S{4})[-/.](\S{1,2})[-/.](\S{1,2})", s)
@@ -220,7 +272,7 @@ def parse_date(text: str, dayfirst: bool | None = None) -> dt.date | None:
         if m:
             y, mo, d = (int(fix_digits(g)) for g in m.groups())
             return dt.date(y, mo, d)
-        m = re.fullmatch(r"(\S{1,2})([-/.])(\S{1,2})[-/.](\S{4})", s)
+        m = re.fullmatch(r"(\S{1,2})([-/.])(\S{1,2})[-/.](\S{4}|\d{2})", s)
         if m:
             a, sep, b, y = (
                 int(fix_digits(m.group(1))),
@@ -228,11 +280,19 @@ def parse_date(text: str, dayfirst: bool | None = None) -> dt.date | None:
                 int(fix_digits(m.group(3))),
                 int(fix_digits(m.group(4))),
             )
+            if y < 100:
+                y += 2000 if y < 70 else 1900
             day_first = a > 12 or (b <= 12 and (dayfirst or (dayfirst is None and sep == ".")))
             return dt.date(y, b, a) if day_first else dt.date(y, a, b)
-        words = s.replace(".", " ").replace("-", " ").split()
-        month = next((_MONTHS[w] for w in words if w in _MONTHS), None)
-        nums = [fix_digits(re.sub(r"(st|nd|rd|th)$", "", w)) for w in words if w not in _MONTHS]
+        month_m = re.search(rf"(?<![a-z]){_MONTH_RE}(?![a-z])", s)
+        if not month_m:
+            return None
+        word = re.sub(r"\W", "", month_m.group())
+        month = _MONTHS.get(word) or _MONTHS.get(word[:3])
+        rest = s[: month_m.start()] + " " + s[month_m.end() :]
+        rest = re.sub(r"\bof\b", " ", rest)
+        rest = re.sub(r"(?<=[0-9OolI|SB])(?:st|nd|rd|th)\b", " ", rest)
+        nums = [fix_digits(n) for n in re.findall(r"[0-9olI|sb]+", rest)]
         nums = [n for n in nums if n.isdigit()]
         if month and len(nums) == 2:
             day, year = (nums[0], nums[1]) if len(nums[1]) == 4 else (nums[1], nums[0])
@@ -240,6 +300,49 @@ def parse_date(text: str, dayfirst: bool | None = None) -> dt.date | None:
     except ValueError:
         return None
     return None
+
+
+#: A numeric date whose first or second part is above 12 says which comes first.
+_NUMERIC_DATE = re.compile(r"(?<![\w.])(\d{1,2})([-/.])(\d{1,2})\2(?:\d{4}|\d{2})(?![\w]|\.\d)")
+
+
+def infer_dayfirst(text: str) -> bool | None:
+    """Whether the numeric dates of ``text`` put the day first: True when some date's first
+    part is above 12 (``21/05/2024``) and none's second, False for the opposite. When no date
+    settles it, the reading that keeps the document's dates closest together (an order, its
+    dispatch and its delivery are days apart, not months), if one does by a week or more;
+    else None."""
+    day = month = False
+    ambiguous: list[str] = []
+    for m in _NUMERIC_DATE.finditer(text):
+        a, b = int(m.group(1)), int(m.group(3))
+        day |= a > 12 >= b
+        month |= b > 12 >= a
+        if a <= 12 and b <= 12 and a != b:
+            ambiguous.append(m.group())
+    if day != month:
+        return day
+    if day or not ambiguous:
+        return None
+    fixed = [
+        d
+        for m in _DATE_PATTERN().finditer(text)
+        if not _NUMERIC_DATE.fullmatch(m.group().strip())
+        and (d := parse_date(m.group())) is not None
+    ]
+    spans = {}
+    for reading in (False, True):
+        dates = fixed + [d for a in ambiguous if (d := parse_date(a, reading)) is not None]
+        if len(dates) >= 2:
+            spans[reading] = (max(dates) - min(dates)).days
+    if len(spans) == 2 and abs(spans[True] - spans[False]) >= 7:
+        return spans[True] < spans[False]
+    return None
+
+
+@lru_cache(maxsize=1)
+def _DATE_PATTERN() -> re.Pattern[str]:
+    return re.compile(DATE_RE, re.IGNORECASE)
 
 
 def parse_ip(text: str) -> str | None:
@@ -301,14 +404,18 @@ Rule = Callable[[str, RuleContext], Iterator[Hit]]
 #: A value parser: the matched text -> the value (None: not a value after all).
 Parser = Callable[[str, RuleContext], Any]
 
-#: Between a label and its value: spaces, optionally one separator character or word.
-_SEP = r"[ \t]*(?:[:#=|\-–\[\]]|\.:?|\bis\b|\bwas\b|\bon\b)?[ \t]*"
+#: Between a label and its value: spaces, optionally one separator character or word, or dot
+#: leaders (``Order number ...... 123``).
+_SEP = r"[ \t]*(?:[:#=|\-–—→>\[\]]|\.:?|[.·…_]{2,}:?|\bis\b|\bwas\b|\bon\b)?[ \t]*"
+#: A short parenthetical a label may carry (``Address check (AVS)``, ``Total (incl. VAT)``).
+_PAREN = r"(?:[ \t]*\([^()\n]{1,30}\))?"
 #: The end of a value cell: two spaces, a ``|`` column separator or the end of the line.
 _CELL_END = r"(?=[ \t]{2,}|[ \t]*\||[ \t]*$)"
 #: An identifier with at least one digit (case-sensitive inside a case-insensitive rule).
 _TOKEN = r"[A-Za-z0-9](?:[A-Za-z0-9_/.\-~–]*[A-Za-z0-9])?"
 ID_VALUE = (
-    r"#?[ \t]?(?-i:(?=[A-Za-z0-9_/.\-~– ]*[0-9])"
+    # a digit in the first token (OCR may space out its hyphens): "date 2024" is no id
+    r"#?[ \t]?(?-i:(?=[A-Za-z0-9_/.\-~–]*(?:[ ]?[-~–][ ]?[A-Za-z0-9_/.\-~–]*)*[0-9])"
     + _TOKEN
     # OCR spaces around a hyphen ("ORD-2021 -66887"); digit groups ("9400 1000 ...")
     + r"(?:[ ]?[-~–][ ]?"
@@ -347,12 +454,20 @@ def label_rule(
     label must not follow (``refund`` before ``amount``). ``currency``: an amount's
     currency is a ``currency`` hit too. ``when``/``unless``: a regex the page must (not)
     contain for the rule to apply (a label whose meaning depends on the document)."""
-    guard = "".join(rf"(?<!{w}\s)" for w in not_after)
-    patterns = [(re.compile(rf"(?im){guard}\b{labels}(?!\w){_SEP}(?P<v>{value})"), strength)]
+    # the words a label must not follow, checked on the line before a match (a lookbehind per
+    # word, tried at every position, made the rules several times slower)
+    guard = (
+        re.compile(rf"\b(?:{'|'.join(re.escape(w) for w in not_after)})[ \t]$", re.IGNORECASE)
+        if not_after
+        else None
+    )
+    patterns = [(re.compile(rf"(?im)\b{labels}(?!\w){_PAREN}{_SEP}(?P<v>{value})"), strength)]
     if below:
         patterns.append(
             (
-                re.compile(rf"(?im){guard}\b{labels}(?!\w)[ \t]*[:#]?[ \t]*\n[ \t]*(?P<v>{value})"),
+                re.compile(
+                    rf"(?im)\b{labels}(?!\w){_PAREN}[ \t]*[:#]?[ \t]*\n[ \t]*(?P<v>{value})"
+                ),
                 strength - 0.15,
             )
         )
@@ -367,6 +482,8 @@ def label_rule(
         for pattern, s in patterns:
             for m in pattern.finditer(text):
                 if m.start("v") in seen:
+                    continue
+                if guard is not None and guard.search(text, max(0, m.start() - 40), m.start()):
                     continue
                 raw = m.group("v")
                 parsed = parse(raw, ctx)
@@ -383,12 +500,22 @@ def label_rule(
 
 
 def pattern_rule(
-    name: str, pattern: str, parse: Parser, strength: float = 0.8, *, currency: bool = False
+    name: str,
+    pattern: str,
+    parse: Parser,
+    strength: float = 0.8,
+    *,
+    currency: bool = False,
+    when: str | None = None,
 ) -> Rule:
-    """Prose: ``pattern`` (case-insensitive) with a ``v`` group holding the value."""
+    """Prose: ``pattern`` (case-insensitive) with a ``v`` group holding the value; ``when``: a
+    cheap regex the page must contain first (an amount pattern is slow to try everywhere)."""
     compiled = re.compile(pattern, re.IGNORECASE | re.MULTILINE)
+    need = re.compile(when, re.IGNORECASE) if when else None
 
     def rule(text: str, ctx: RuleContext) -> Iterator[Hit]:
+        if need is not None and not need.search(text):
+            return
         for m in compiled.finditer(text):
             parsed = parse(m.group("v"), ctx)
             if parsed is None:
@@ -449,6 +576,28 @@ def _id(raw: str, ctx: RuleContext) -> str | None:
     return value if value is not None and any(c.isdigit() for c in value) else None
 
 
+#: Values that have an identifier's characters but are something else.
+_NOT_AN_ID = re.compile(
+    r"\d{1,3}(?:[.,]\d{3})*[.,]\d{2}"  # an amount
+    r"|\+?\d[\d ()-]{6,}\d"  # a phone number
+    r"|(?:\d{1,3}\.){3}\d{1,3}"  # an IPv4 address
+    r"|.*@.*|(?:www\.|https?://).*"
+)
+
+
+def _order_id(raw: str, ctx: RuleContext) -> str | None:
+    """An order reference: an identifier that is not a date, an amount, a phone number or an
+    address (a bare "Purchase" or "Order" label may stand before any of those)."""
+    value = _id(raw, ctx)
+    if value is None:
+        return None
+    if _NOT_AN_ID.fullmatch(value) or parse_date(value) is not None:
+        return None
+    if re.fullmatch(r"(?:19|20)\d{2}", value):  # a year
+        return None
+    return value
+
+
 def _code(raw: str, ctx: RuleContext) -> str | None:
     """A letters-only reference (after an explicit order label)."""
     return clean_id(raw)
@@ -473,6 +622,26 @@ def _text(raw: str, ctx: RuleContext) -> str | None:
     return s.title() if s.isupper() and len(s) > 4 else s
 
 
+def _is_name(s: str) -> bool:
+    """Whether ``s`` reads as a name (a merchant's, a carrier's): a few words, capitalised, not a
+    contact detail, not a label and its value, not mostly digits."""
+    words = s.split()
+    if not words or len(words) > 6 or len(s) > 60 or ":" in s or _CONTACT.search(s):
+        return False
+    if not (words[0][:1].isupper() or words[0][:1].isdigit()):
+        return False  # "online at ...", "credit: $5": prose after a label word
+    if sum(c.isdigit() for c in s) > len(s) / 3:
+        return False
+    return not is_label(s) and not is_label(words[0])
+
+
+def _merchant(raw: str, ctx: RuleContext) -> str | None:
+    s = _text(raw, ctx)
+    if s is None or not _is_name(s) or known_carrier(s):
+        return None
+    return s
+
+
 def _carrier(raw: str, ctx: RuleContext) -> str | None:
     s = _text(raw, ctx)
     if s is None:
@@ -481,7 +650,7 @@ def _carrier(raw: str, ctx: RuleContext) -> str | None:
     if known:
         return known
     # an unknown name, unless it is the next column's label ("Carrier  Tracking number")
-    return s if len(s.split()) <= 4 and not is_label(s) else None
+    return s if len(s.split()) <= 4 and _is_name(s) else None
 
 
 def is_label(text: str) -> bool:
@@ -516,12 +685,15 @@ def _ALL_LABELS() -> re.Pattern[str]:
     return re.compile("|".join(labels), re.IGNORECASE)
 
 
-def enum(table: Sequence[tuple[str, Any]]) -> Parser:
-    """A parser mapping the first matching regex (searched in the value cell) to its value."""
+def enum(table: Sequence[tuple[str, Any]], *, max_words: int | None = None) -> Parser:
+    """A parser mapping the first matching regex (searched in the value cell) to its value.
+    ``max_words``: longer cells are prose, not a value (a bare label such as "Terms")."""
     compiled = [(re.compile(p, re.IGNORECASE), v) for p, v in table]
 
     def parse(raw: str, ctx: RuleContext) -> Any:
         cell = re.split(r"[ \t]{2,}|\|", raw.strip())[0]
+        if max_words is not None and len(cell.split()) > max_words:
+            return None
         for p, v in compiled:
             if p.search(cell):
                 return v
@@ -625,47 +797,66 @@ def carrier_mention_rule(text: str, ctx: RuleContext) -> Iterator[Hit]:
 
 DATE = DATE_RE
 AMOUNT = AMOUNT_RE
+#: A merchant's support desk as it signs ("Acme Support", "Acme Customer Care").
+_DESK = (
+    r"(?:customer[ \t]+)?(?:support|service|care|success|experience|relations|team|"
+    r"help[ \t]*desk|billing|orders|sales|returns|refunds)"
+)
+#: An order reference recognised by its shape alone: an order/invoice/PO prefix and digits.
+ORDER_SHAPE = r"(?<![\w-])(?P<v>(?-i:(?:ORD|ORDER|INV|PO|SO)[-_/#]?\d[\w/-]*\d))(?![\w-])"
+#: A page about a refund (where a bare "Processed on" dates the refund).
+REFUND_CONTEXT = r"\b(?:refund(?:ed)?|credit(?:ed)?\s+(?:note|memo|advice|issued|to))\b"
 DELIVERY_STATUS = (
-    (r"not\s+found|no\s+record|no\s+information|unknown|lost|no\s+scan", "not_found"),
-    (r"return", "returned"),
     (
-        r"transit|on\s+its\s+way|out\s+for\s+delivery|en\s+route|shipped|in\s+progress|"
-        r"awaiting\s+delivery|moving",
+        r"not\s+found|no\s+record|no\s+(?:information|info|data|details|tracking)|unknown|lost|"
+        r"no\s+scan|not\s+(?:recogni[sz]ed|available|in\s+(?:our|the)\s+system)|invalid|no\s+such",
+        "not_found",
+    ),
+    (
+        r"return|back\s+to\s+(?:the\s+)?(?:sender|shipper|merchant|origin)|undeliverable|\brts\b",
+        "returned",
+    ),
+    (
+        r"transit|on\s+(?:its|the)\s+way|out\s+for\s+delivery|en\s+route|shipped|in\s+progress|"
+        r"awaiting|moving|dispatched|despatched|picked\s+up|collected|accepted|departed|"
+        r"arrived\s+at|processing|attempt|\bhub\b|depot|sort(?:ing)?\s+(?:centre|center|facility)|"
+        r"with\s+(?:the\s+)?(?:courier|carrier|driver)",
         "in_transit",
     ),
-    (r"deliver", "delivered"),
+    (r"deliver|signed\s+for|handed\s+to", "delivered"),
 )
 AVS = (
     (
-        r"^\s*(?:partial|[AWZPB]\b)|partial|(?:street|address|zip|postcode|postal\s+code)\s+only",
+        r"^\s*(?:partial|[AWZPB](?![/\w]))|partial|(?:street|address|zip|postcode|postal\s+code)\b"
+        r"(?:\s+\w+)?\s+only|\bonly\s+(?:the\s+)?(?:street|address|zip|postcode|postal\s+code)",
         "partial",
     ),
     (
-        r"^\s*(?:no[\s_-]*match|mismatch|fail|N\b)|no[\s_-]*match|not\s+match|mismatch|failed|"
-        r"not\s+verified|does\s+not\s+match",
+        r"^\s*(?:no[\s_-]*match|mismatch|fail|N(?![/\w]))|no[\s_-]*match|not\s+match|mismatch|"
+        r"failed|not\s+verified|does\s+not\s+match",
         "no_match",
     ),
     (
         r"^\s*(?:unavailable|not\s+available|n/?a\b|not\s+(?:checked|supported|performed)|"
-        r"[URSGE]\b)|unavailable|not\s+(?:available|supported|performed|checked)|unknown|"
+        r"[URSGE](?![/\w]))|unavailable|not\s+(?:available|supported|performed|checked)|unknown|"
         r"no\s+(?:response|data)",
         "unavailable",
     ),
-    (r"^\s*(?:(?:full\s+)?match|pass|[YXMD]\b)|match|passed|verified", "match"),
+    (r"^\s*(?:full\b|(?:full\s+)?match|pass|[YXMD](?![/\w]))|match|passed|verified", "match"),
 )
 CVV = (
     (
-        r"^\s*(?:no[\s_-]*match|mismatch|fail|N\b)|no[\s_-]*match|not\s+match|mismatch|"
+        r"^\s*(?:no[\s_-]*match|mismatch|fail|N(?![/\w]))|no[\s_-]*match|not\s+match|mismatch|"
         r"failed|incorrect|invalid|does\s+not\s+match",
         "no_match",
     ),
     (
         r"^\s*(?:unavailable|not\s+(?:available|provided|checked|processed|present|supported)|"
-        r"n/?a\b|[UPSX]\b)|unavailable|not\s+(?:available|provided|checked|processed|present|"
-        r"supported)|unknown|missing",
+        r"n/?a\b|[UPSX](?![/\w]))|unavailable|not\s+(?:available|provided|checked|processed|"
+        r"present|supported)|unknown|missing",
         "unavailable",
     ),
-    (r"^\s*(?:match|pass|M\b|Y\b)|match|passed|verified|correct|valid", "match"),
+    (r"^\s*(?:match|pass|[MY](?![/\w]))|match|passed|verified|correct|valid", "match"),
 )
 #: A refund document's bare "Status" (the delivery statuses never say these).
 REFUND_STATE = (
@@ -675,214 +866,280 @@ REFUND_STATE = (
 YES_NO = (
     (
         r"^\s*(?:no|n|false|not|does\s+not|differs?|different|mismatch|unticked|unchecked|"
-        r"declined|refused|off|\[\s\])(?![\w-])",
+        r"declined|refused|off|unverified|failed|\[\s\])(?![\w-])",
         False,
     ),
     (
-        r"^\s*(?:yes|y|true|matches|match|same|identical|ticked|checked|accepted|agreed|given|"
-        r"confirmed|on|\[x\]|✓|✔)(?![\w-])",
+        r"^\s*(?:yes|y|true|matches|match|matched|same|identical|ticked|checked|accepted|agreed|"
+        r"given|confirmed|verified|consistent|acknowledged|consented|on|ok|\[x\]|✓|✔|☑)(?![\w-])",
         True,
     ),
 )
 REFUND_STATUS = (
-    (r"^\s*(?:not|no|none|declined|refused|rejected|denied|pending|n)\b", False),
+    (
+        r"^\s*(?:not|no|none|declined|refused|rejected|denied|pending|n|nil)\b|"
+        r"\b(?:not|no)\s+(?:issued|refund(?:ed)?|credit(?:ed)?|processed|paid)\b",
+        False,
+    ),
     (
         r"^\s*(?:issued|completed?|processed|refunded|paid|sent|credited|done|yes|y|approved|"
-        r"successful|settled|returned)\b",
+        r"successful|settled|returned|granted|reimbursed)\b|\b(?:refund|credit)\s+(?:issued|"
+        r"processed|completed|paid|sent|granted)\b",
         True,
     ),
 )
 
-# label alternatives per field (case-insensitive; longest tried first)
+# label alternatives per field (case-insensitive; longest tried first). Labels are composed of
+# the words vendors use (a noun for what the value is, a word for "number"/"date"...) rather
+# than listed whole, so an unseen combination ("Booking ref.", "Purchase no.", "Dispatch
+# date") is read too.
 #: "ID" as OCR reads it ("1D", "lD", "10").
 _ID = r"[il1|][d0o]"
+#: The words that say "this is a reference": number, no., #, ID, code, ref.
+_NO = rf"(?:no\.?|nr\.?|n[º°o]\.?|num(?:ber)?\.?|#|{_ID}|code|ref(?:erence)?\.?)"
+#: What an order reference is the reference of.
+_ORDER_NOUN = (
+    r"(?:order|purchase|booking|reservation|invoice|receipt|confirmation|sales?[ \t]+order|po)"
+)
+#: Whose reference it is.
+_OWNER = r"(?:(?:your|our|the|merchant|shipper'?s?|sender'?s?|seller'?s?|vendor'?s?)[ \t]+)"
 #: Order labels that say "this is the reference" (not a bare "Order").
 L_ORDER_REF = _labels(
-    rf"(?:your\s+|our\s+)?order\s*(?:{_ID}|number|no\.?|n[º°o]\.?|num|#|ref(?:erence)?|code)"
-    r"(?:\s*(?:number|no\.?|#))?",
-    r"(?:your\s+|our\s+)?ref(?:erence)?(?:\s*(?:no\.?|number|#|code))?",
-    r"merchant\s+(?:order\s+)?ref(?:erence)?",
-    r"re:\s*order",
-    r"(?:purchase|sales)\s+order(?:\s*(?:number|no\.?|#))?",
-    r"po\s*(?:number|no\.?|#)",
-    r"(?:confirmation|booking|reservation|receipt|invoice)\s*(?:number|no\.?|#|code|ref(?:erence)?"
-    rf"|{_ID})",
+    rf"{_OWNER}?{_ORDER_NOUN}[ \t]*{_NO}(?:[ \t]*{_NO})?",  # Order number, Purchase no.
+    rf"{_OWNER}?ref(?:erence)?\.?(?:[ \t]*(?:no\.?|number|#|code|{_ID}))?",  # Ref, Reference no.
+    rf"{_NO}[ \t]*(?:of[ \t]+)?(?:the[ \t]+|your[ \t]+)?{_ORDER_NOUN}",  # No. of order
+    r"re:\s*(?:your\s+)?order",
+    r"(?:purchase|sales)[ \t]+order",
 )
-L_ORDER = _labels(L_ORDER_REF, r"order", r"booking", r"invoice", r"receipt")
+L_ORDER = _labels(
+    L_ORDER_REF, r"order", r"booking", r"invoice", r"receipt", r"purchase", r"reservation"
+)
 L_TOTAL = _labels(
-    r"(?:order\s+|grand\s+|invoice\s+)?total(?:\s+(?:charged|paid|amount|due))?",
-    r"amount\s+(?:charged|paid|billed)",
-    r"charged",
-    r"transaction\s+amount",
-    r"purchase\s+amount",
-    r"amount",
+    r"(?:order[ \t]+|grand[ \t]+|invoice[ \t]+|final[ \t]+|payment[ \t]+|purchase[ \t]+|"
+    r"transaction[ \t]+|sale[ \t]+)?total(?:[ \t]+(?:charged|paid|billed|amount|due|payable|"
+    r"price|to[ \t]+pay))?",
+    r"(?:order|purchase|transaction|basket|cart)[ \t]+value",
+    r"(?:(?:order|payment|purchase|transaction|charge|invoice|sale)[ \t]+)?amount(?:[ \t]+"
+    r"(?:charged|paid|billed|due|payable|authori[sz]ed|captured))?",
+    r"(?:charged|paid|billed)(?:[ \t]+(?:to[ \t]+(?:your[ \t]+)?card|today))?",
+    r"you[ \t]+paid",
+    r"balance[ \t]+(?:paid|due)",
 )
+#: Dates: a noun or verb for the event with "date"/"on", in either order.
+_ORDER_EVENT = r"(?:order|purchase|transaction|payment|checkout|booking|invoice|sale|charge)"
 L_ORDER_DATE = _labels(
-    r"order\s+date",
-    r"date\s+of\s+(?:purchase|order|transaction)",
-    r"purchase(?:d|\s+date)(?:\s+on)?",
-    r"transaction\s+date",
-    r"ordered(?:\s+on)?",
-    r"placed(?:\s+on)?",
-    r"order\s+placed",
+    rf"{_ORDER_EVENT}[ \t]+(?:date|time|placed(?:[ \t]+on)?|made(?:[ \t]+on)?|on)",
+    rf"date[ \t]+(?:of[ \t]+)?(?:the[ \t]+)?{_ORDER_EVENT}",
+    r"(?:ordered|purchased|placed|bought|booked|invoiced|paid)(?:[ \t]+(?:on|at|date))?",
+    r"order[ \t]+(?:was[ \t]+)?placed(?:[ \t]+on)?",
+)
+_SHIP_EVENT = (
+    r"(?:ship(?:ping|ment)?|dispatch|despatch|posting|fulfil?ment|pick[ \t-]?up|collection)"
 )
 L_SHIP_DATE = _labels(
-    r"ship(?:ping)?\s+date",
-    r"date\s+(?:shipped|dispatched)",
-    r"shipped(?:\s+on)?",
-    r"dispatch(?:ed)?(?:\s+(?:date|on))?",
+    rf"{_SHIP_EVENT}[ \t]+(?:date|on)",
+    rf"date[ \t]+(?:of[ \t]+)?{_SHIP_EVENT}",
+    r"date[ \t]+(?:shipped|dispatched|despatched|posted|mailed|picked[ \t]+up)",
+    r"(?:shipped|dispatched|despatched|posted|mailed|picked[ \t]+up)(?:[ \t]+(?:on|at|date))?",
+    r"dispatch(?:ed)?",
 )
-L_DELIVERY_DATE = _labels(r"deliver(?:y|ed)\s+(?:date|on)", r"date\s+(?:of\s+)?deliver(?:y|ed)")
+L_DELIVERY_DATE = _labels(
+    r"(?:proof[ \t]+of[ \t]+)?deliver(?:y|ed)[ \t]+(?:date|on|at)",
+    r"date[ \t]+(?:of[ \t]+)?deliver(?:y|ed)",
+    r"delivered",
+)
 L_CARRIER = _labels(
-    r"(?:shipping\s+|delivery\s+)?carrier",
-    r"courier(?:\s+service)?",
-    r"(?:ship(?:ped)?|sent|dispatched|delivered|delivery)\s+(?:via|with|by)",
-    r"shipping\s+(?:carrier|company|service|provider|partner|method)",
-    r"delivery\s+(?:service|partner|provider|company)",
-    r"logistics(?:\s+partner)?",
+    r"(?:shipping[ \t]+|delivery[ \t]+)?carrier",
+    r"courier(?:[ \t]+(?:service|company|name))?",
+    r"(?:ship(?:ped)?|sent|dispatched|despatched|delivered|delivery)[ \t]+(?:via|with|by)",
+    r"(?:shipping|delivery|postal|parcel)[ \t]+(?:carrier|company|service|provider|partner|"
+    r"method|agent|firm)",
+    r"logistics(?:[ \t]+(?:partner|provider|company))?",
     r"via",
 )
 L_TRACKING = _labels(
-    rf"track(?:ing)?\s*(?:number|no\.?|#|{_ID}|code|ref(?:erence)?)?(?:\s*(?:number|no\.?|#))?",
-    r"track\s*(?:&|and)\s*trace(?:\s+(?:number|no\.?|code))?",
-    r"(?:air\s*)?waybill(?:\s+(?:number|no\.?))?",
-    r"awb(?:\s+(?:number|no\.?))?",
-    rf"(?:consignment|parcel|shipment|package)\s*(?:number|no\.?|#|{_ID}|ref(?:erence)?)",
+    rf"track(?:ing)?(?:[ \t]*{_NO}){{0,2}}",
+    rf"track[ \t]*(?:&|and|\+)[ \t]*trace(?:[ \t]*{_NO})?",
+    rf"(?:air[ \t]*)?waybill(?:[ \t]*{_NO})?",
+    rf"awb(?:[ \t]*{_NO})?",
+    rf"(?:consignment|parcel|shipment|package)[ \t]*{_NO}",
 )
 L_STATUS = _labels(
-    r"(?:current\s+|delivery\s+|shipment\s+|tracking\s+|shipping\s+|parcel\s+)"
-    r"?status"
+    r"(?:current[ \t]+|latest[ \t]+|last[ \t]+)?(?:delivery[ \t]+|shipment[ \t]+|tracking[ \t]+|"
+    r"shipping[ \t]+|parcel[ \t]+|package[ \t]+|consignment[ \t]+)?status"
 )
 L_AVS = _labels(
-    r"avs(?:\s+(?:result|response|check|code|status|match))?",
-    r"address\s+verification(?:\s+(?:service|system))?(?:\s*\(avs\))?"
-    r"(?:\s+(?:result|response|status|check))?",
-    r"billing\s+address\s+(?:check|verification)(?:\s+result)?",
+    r"avs(?:[ \t]+(?:result|response|check|code|status|match))?",
+    r"address[ \t]+verification(?:[ \t]+(?:service|system))?(?:[ \t]*\(avs\))?"
+    r"(?:[ \t]+(?:result|response|status|check|code))?",
+    r"billing[ \t]+address[ \t]+(?:check|verification)(?:[ \t]+result)?",
 )
 L_CVV = _labels(
-    r"(?:cv+|cvc|cid|csc)2?(?:\s+(?:result|response|check|code|status|match))?",
-    r"card\s+verification\s+(?:value|code)(?:\s+(?:result|check))?",
-    r"(?:card\s+)?security\s+code(?:\s+(?:result|check|response))?",
+    r"(?:cv+|cvc|cid|csc)2?(?:[ \t]+(?:result|response|check|code|status|match))?",
+    r"card[ \t]+verification[ \t]+(?:value|code)(?:[ \t]+(?:result|check|response))?",
+    r"(?:card[ \t]+)?security[ \t]+code(?:[ \t]+(?:result|check|response))?",
 )
 L_IP = _labels(
-    r"ip(?:\s+address)?",
-    r"(?:customer|client|source|remote|checkout)\s+ip"
-    r"(?:\s+address)?",
+    r"ip(?:v[46])?(?:[ \t]+address)?",
+    r"(?:customer|client|source|remote|checkout|originating|login|device)[ \t]+ip"
+    r"(?:[ \t]+address)?",
 )
 L_DEVICE = _labels(
-    rf"(?:device|browser)(?:\s+(?:{_ID}|fingerprint|identifier|hash|token|ref(?:erence)?))?",
-    rf"(?:device\s+)?fingerprint(?:\s+{_ID})?",
-    rf"machine\s+{_ID}",
+    rf"(?:device|browser|machine)(?:[ \t]+(?:{_ID}|fingerprint|identifier|hash|token|"
+    rf"ref(?:erence)?))?",
+    rf"(?:device[ \t]+)?fingerprint(?:[ \t]+{_ID})?",
 )
 L_REFUND_AMOUNT = _labels(
-    r"refund(?:ed)?\s+amount",
-    r"amount\s+(?:refunded|credited)",
+    r"refund(?:ed)?[ \t]+(?:amount|total|sum|value)",
+    r"amount[ \t]+(?:refunded|credited|reimbursed|returned)",
     r"refunded",
-    r"credit(?:ed)?(?:\s+amount)?",
-    r"refund\s+total",
+    r"credit(?:ed)?(?:[ \t]+(?:amount|total|value))?",
+    r"reimburse(?:d|ment)(?:[ \t]+amount)?",
+    r"refund",
 )
 L_REFUND_DATE = _labels(
-    r"refund(?:ed)?\s+(?:date|on)",
-    r"date\s+(?:of\s+)?(?:refund|refunded|credited)",
-    r"credit(?:ed)?\s+(?:date|on)",
-    r"refund\s+(?:processed|issued)\s+on",
+    r"refund(?:ed)?[ \t]+(?:date|on|issued[ \t]+on|processed[ \t]+on)",
+    r"date[ \t]+(?:of[ \t]+)?(?:refund|refunded|credit|credited|reimbursement)",
+    r"credit(?:ed)?[ \t]+(?:date|on|issued(?:[ \t]+on)?)",
+    r"reimburse(?:d|ment)[ \t]+(?:date|on)",
 )
-L_REFUND_STATUS = _labels(r"refund\s+(?:status|issued|processed)", r"refund")
+#: A bare "Processed on"/"Issued on": the refund's date on a page about a refund.
+L_PROCESSED_ON = _labels(r"(?:processed|issued|completed)(?:[ \t]+on)?")
+L_REFUND_STATUS = _labels(
+    r"(?:refund|credit|reimbursement)[ \t]+(?:status|state|issued|processed)", r"refund"
+)
 L_CANCEL = _labels(
-    r"cancell?(?:ation|ed)(?:\s+(?:date|on|effective))?",
-    r"date\s+(?:of\s+)?cancell?(?:ation|ed)",
-    r"(?:subscription|membership|plan)\s+(?:cancell?ed|ended|terminated)(?:\s+on)?",
-    r"(?:ended|terminated)\s+on",
-    r"end\s+date",
+    r"cancell?(?:ation|ed)(?:[ \t]+(?:date|on|effective))?",
+    r"date[ \t]+(?:of[ \t]+)?(?:cancell?(?:ation|ed)|termination)",
+    r"(?:subscription|membership|plan|account|service|contract)[ \t]+(?:cancell?(?:ed|ation)|"
+    r"ended|terminated|closed|stopped)(?:[ \t]+(?:on|date))?",
+    r"(?:ended|terminated)[ \t]+on",
+    r"(?:end|termination)[ \t]+date",
 )
-#: A shipping/billing address comparison (in a shipping document).
+_SHIP_SIDE = r"(?:ship(?:ping)?|delivery)(?:[ \t-]*to)?(?:[ \t]+address(?:es)?)?"
+_BILL_SIDE = r"(?:bill(?:ing)?)(?:[ \t-]*to)?(?:[ \t]+address(?:es)?)?"
+#: A shipping/billing address comparison (in a shipping document): the two sides in either
+#: order with a few words between ("Ship-to verified against bill-to").
 L_ADDRESS_MATCH = _labels(
-    r"(?:ship(?:ping)?[\s-]*(?:to)?|delivery)(?:\s+address)?\s*(?:matches|=|same\s+as|equals|is)"
-    r"\s*(?:the\s+)?bill(?:ing)?(?:[\s-]*to)?(?:\s+address)?",
-    r"(?:billing|bill[\s-]*to)(?:\s+address)?\s*(?:matches|=|same\s+as|equals)\s*(?:the\s+)?"
-    r"(?:shipping|ship[\s-]*to|delivery)(?:\s+address)?",
-    r"(?:shipping|ship[\s-]*to|delivery|billing)\s*(?:and|&|/)\s*(?:billing|shipping|delivery)"
-    r"(?:\s+address(?:es)?)?(?:\s+(?:match(?:es)?|identical|same|agree))?",
-    r"(?:delivered|shipped)\s+to\s+(?:the\s+)?billing\s+address",
-    r"same\s+as\s+billing(?:\s+address)?",
+    rf"{_SHIP_SIDE}[ \t]*(?:[\w/&=-]+[ \t]*){{0,4}}?{_BILL_SIDE}"
+    r"(?:[ \t]+(?:match(?:es)?|identical|same|agree|verified|check))?",
+    rf"{_BILL_SIDE}[ \t]*(?:[\w/&=-]+[ \t]*){{0,4}}?{_SHIP_SIDE}"
+    r"(?:[ \t]+(?:match(?:es)?|identical|same|agree|verified|check))?",
+    r"(?:delivered|shipped)[ \t]+to[ \t]+(?:the[ \t]+)?billing[ \t]+address",
+    r"same[ \t]+as[ \t]+billing(?:[ \t]+address)?",
 )
 #: "Address check"/"Address match": AVS on an authorisation record, else ship-to vs bill-to.
-L_ADDRESS_AMBIGUOUS = _labels(r"address(?:es)?\s+(?:check|match(?:es)?|verified)")
+L_ADDRESS_AMBIGUOUS = _labels(r"address(?:es)?[ \t]+(?:check|match(?:es)?|verified)")
 #: A page about the card authorisation (where an address check is AVS).
 AUTH_CONTEXT = r"\b(?:cv[cv]2?|cvc|security\s+code|authori[sz]ation|avs)\b"
-L_POLICY = _labels(
-    r"(?:(?:refund|cancellation|returns?)\s+)?(?:policy|terms)(?:\s+(?:and\s+conditions|of\s+sale)"
-    r")?\s+(?:accepted|agreed|acknowledged|acceptance|agreement|consent)",
-    r"(?:t\s*&\s*cs?|terms\s+(?:and|&)\s+conditions)\s+(?:accepted|agreed|acknowledged|"
-    r"acceptance|agreement|consent)",
-    r"(?:customer\s+)?(?:agreed|accepted|consented|acknowledged)\s+(?:to\s+)?(?:the\s+)?"
-    r"(?:terms|policy|t\s*&\s*cs?|refund\s+policy|conditions)(?:\s+at\s+checkout)?",
-    r"(?:checkout\s+)?(?:acceptance|consent)(?:\s+(?:status|checkbox|box|given|recorded))?",
-    r"(?:policy|terms)\s+checkbox",
+_TERMS = (
+    r"(?:(?:refund|cancellation|returns?)[ \t]+)?(?:policy|policies|terms(?:[ \t]+(?:and|&)[ \t]+"
+    r"conditions|[ \t]+of[ \t]+(?:sale|service|use))?|t[ \t]*&[ \t]*cs?|conditions(?:[ \t]+of"
+    r"[ \t]+sale)?)"
 )
-L_MERCHANT = _labels(r"merchant(?:\s+name)?", r"sold\s+by", r"seller", r"retailer")
+L_POLICY = _labels(
+    rf"{_TERMS}[ \t]+(?:accepted|agreed|acknowledged|acceptance|agreement|consent)",
+    r"(?:customer[ \t]+|cardholder[ \t]+|buyer[ \t]+)?(?:agreed|accepted|consented|acknowledged)"
+    r"[ \t]+(?:to[ \t]+)?(?:the[ \t]+)?(?:terms|policy|t[ \t]*&[ \t]*cs?|refund[ \t]+policy|"
+    r"conditions)(?:[ \t]+at[ \t]+checkout)?",
+    r"(?:checkout[ \t]+)?(?:acceptance|consent)(?:[ \t]+(?:status|checkbox|box|given|recorded))?",
+    r"(?:policy|terms)[ \t]+checkbox",
+)
+#: A bare "Terms"/"Policy" label: policy acceptance when its value is a short yes/no.
+L_TERMS = _labels(_TERMS)
+L_MERCHANT = _labels(
+    r"merchant(?:[ \t]+(?:name|of[ \t]+record))?",
+    r"(?:sold|billed|invoiced|supplied)[ \t]+by",
+    r"(?:seller|vendor|retailer|supplier|store|shop)(?:[ \t]+name)?",
+    r"(?:trading|doing[ \t]+business)[ \t]+as",
+)
+
+
+def _cases(*words: str) -> tuple[str, ...]:
+    """Each word as printed in lower case, capitalised and in capitals (label guards)."""
+    return tuple(w for base in words for w in (base, base.capitalize(), base.upper()))
+
 
 #: Words before "reference"/"number" that make it some other reference than the order's.
-_NOT_ORDER = tuple(
-    w
-    for base in (
-        "tracking",
-        "shipment",
-        "parcel",
-        "package",
-        "consignment",
-        "carrier",
-        "refund",
-        "credit",
-        "customer",
-        "account",
-        "transaction",
-        "authorisation",
-        "authorization",
-    )
-    for w in (base, base.capitalize(), base.upper())
-)
-_NOT_REFUND = ("refund", "Refund", "REFUND", "credit", "Credit", "CREDIT")
-_NOT_SUB = (
+_NOT_ORDER = _cases(
+    "tracking",
+    "shipment",
+    "parcel",
+    "package",
+    "consignment",
+    "carrier",
     "refund",
-    "Refund",
-    "REFUND",
-    "subscription",
-    "Subscription",
-    "SUBSCRIPTION",
+    "credit",
+    "customer",
     "account",
-    "Account",
-    "ACCOUNT",
+    "transaction",
+    "authorisation",
+    "authorization",
+    "auth",
     "payment",
-    "Payment",
-    "PAYMENT",
+    "return",
+    "returns",
+    "dispute",
+    "case",
+    "chargeback",
+    "member",
+    "membership",
+    "loyalty",
+    "ticket",
+    "support",
+    "claim",
+    "device",
+    "browser",
+    "session",
+    "terminal",
+    "of",
 )
+_NOT_REFUND = _cases("refund", "credit")
+#: Words before "total"/"amount" that make it a part of the order's total.
+_NOT_TOTAL = _cases(
+    "refund", "credit", "line", "unit", "item", "tax", "shipping", "discount", "vat", "delivery"
+)
+#: Words before "delivered"/"delivery date" that make it a forecast.
+_NOT_ACTUAL = _cases("estimated", "expected", "scheduled", "planned", "anticipated", "est.")
+_NOT_SUB = _cases("refund", "subscription", "account", "payment", "order", "credit")
+
 #: An e-mail's first-person sentences about the goods.
+_ARRIVE = (
+    r"(?:receiv|arriv|came|come|deliver|got|get|reach|turn(?:ed)?\s+up|show(?:n|ed)?\s+up|"
+    r"ma(?:de|ke)\s+it)"
+)
 ACK_PHRASES: tuple[tuple[str, Any], ...] = (
     (
-        r"\b(?:never|not\s+yet|still\s+(?:not|waiting|haven'?t))\b.{0,40}?\b(?:receiv|arriv|came|"
-        r"deliver|got|turn(?:ed)?\s+up|show(?:n|ed)?\s+up)",
+        rf"\b(?:never|not\s+yet|still\s+(?:not|waiting|haven'?t))\b.{{0,40}}?\b{_ARRIVE}",
         False,
     ),
     (
-        r"\b(?:has|have|had|did|was|were|is|does)\s*(?:n'?t|\s+not)\b.{0,30}?\b(?:receiv|arriv|"
-        r"came|come|deliver|turn(?:ed)?\s+up|show(?:n|ed)?\s+up|get|got)",
+        rf"\b(?:has|have|had|did|was|were|is|does)\s*(?:n'?t|\s+not)\b.{{0,30}}?\b{_ARRIVE}",
         False,
     ),
     (
-        r"\bdid\s*n'?t\s+(?:receive|get|arrive)|\bnothing\s+(?:was\s+|has\s+been\s+|ever\s+)?"
-        r"(?:delivered|received|arrived|came)|\bno\s+(?:package|parcel|delivery|sign\s+of)\b|"
-        r"\bwhere\s+is\s+my\s+(?:order|package|parcel)|\b(?:package|parcel|order)\s+(?:is|was|"
-        r"got)\s+(?:lost|missing)|\bnot\s+(?:been\s+)?(?:received|delivered)",
+        r"\bdid\s*n'?t\s+(?:receive|get|arrive)|\bnothing\s+(?:was\s+|has\s+been\s+|has\s+|had\s+|"
+        r"ever\s+)?(?:delivered|received|arrived|came|come|showed\s+up|turned\s+up|reached)|"
+        r"\byet\s+to\s+(?:receive|get|see|arrive)|\bstill\s+nothing\b|\bno\s+(?:package|"
+        r"parcel|delivery|sign\s+of)\b|\bwhere\s+is\s+my\s+(?:order|package|parcel)|\b(?:package|"
+        r"parcel|order)\s+(?:is|was|got)\s+(?:lost|missing)|\bnot\s+(?:been\s+)?(?:received|"
+        r"delivered)",
         False,
     ),
     (
         r"\b(?:I|we)\s+(?:have\s+|did\s+)?(?:received|got|collected|picked\s+up|signed\s+for|"
         r"opened|installed|wore|tried)\b|\b(?:arrived|was\s+delivered|came|turned\s+up)\b.{0,60}?"
         r"\b(?:I|we)\b|\b(?:I|we)\s+(?:have\s+been|am|are|was|were)\s+(?:using|wearing|enjoying)\b|"
-        r"\b(?:it|the\s+(?:order|item|package|parcel|goods|product))\s+(?:has\s+)?(?:arrived|came|"
-        r"was\s+delivered)\b|\b(?:love|using|enjoying)\s+(?:it|the\s+\w+)\b|\bgot\s+(?:it|the\s+"
-        r"(?:item|order|package|parcel))\b",
+        r"\b(?:it|they|the\s+(?:order|item|package|parcel|goods|product|delivery)|my\s+(?:order|"
+        r"item|package|parcel|goods|delivery|purchase))\s+(?:has\s+|have\s+|finally\s+)?(?:arrived|"
+        r"came|turned\s+up|showed\s+up|was\s+delivered|were\s+delivered|got\s+here|reached\s+me)"
+        r"\b|\b(?:love|using|enjoying)\s+(?:it|the\s+\w+)\b|\bgot\s+(?:it|the\s+"
+        r"(?:item|order|package|parcel))\b|\b(?:started|began|begun)\s+(?:using|wearing)\b|"
+        r"\b(?:handed|given)\s+to\s+me\b|\b(?:parcel|package|item|order|goods|delivery)\s+"
+        r"(?:was\s+|has\s+been\s+)?received\b|"
+        r"\b(?:everything|all\s+(?:the\s+)?items|it\s+all)\s+(?:has\s+|have\s+)?(?:arrived|came|"
+        r"turned\s+up)\b|\b(?:I|we)\s+(?:now\s+)?have\s+(?:the|my|our)\s+(?:item|order|parcel|"
+        r"package|goods|product)s?\b",
         True,
     ),
 )
@@ -893,10 +1150,20 @@ REFUND_PHRASES: tuple[tuple[str, Any], ...] = (
         r"den)\w*\s+(?:the\s+|your\s+|a\s+)?(?:refund|request)|\brefund\b.{0,40}?\b(?:declined|"
         r"refused|rejected|denied)\b|\b(?:unable|not\s+able)\s+to\s+(?:offer|issue|process|"
         r"provide|give)\s+(?:a|any)\s+refund|\b(?:cannot|can'?t|won'?t|will\s+not)\s+(?:offer|"
-        r"issue|process|provide|give)\s+(?:a|any|you\s+a)\s+refund",
+        r"issue|process|provide|give)\s+(?:a|any|you\s+a)\s+refund|\b(?:will\s+not|won'?t|cannot|"
+        r"can'?t|unable\s+to)\s+(?:be\s+)?(?:refund|reimburs|credit)\w*",
         False,
     ),
     (
+        r"\b(?:money|funds|payment|amount|sum|charge|balance)\b.{0,40}?\b(?:has\s+been|have\s+"
+        r"been|was|were)\s+(?:returned|refunded|credited|reimbursed|reversed|sent\s+back|put\s+"
+        r"back)\b|\b(?:returned|refunded|credited|reversed|reimbursed)\b.{0,30}?\bto\s+your\s+"
+        r"(?:card|account|bank|original\s+payment)|\bwe\s+(?:have\s+)?(?:reimbursed|reversed)\b|"
+        r"\brefund\b(?:[^.]|\.(?=\d)){0,40}?\b(?:completed|processed|issued|sent|paid|credited)\s+"
+        r"on\b|"
+        r"\b(?:went|gone|sent|paid)\s+back\s+to\s+your\s+(?:card|account|bank)|\bwe\s+(?:have\s+)?"
+        r"(?:sent|paid|put|transferred)\b.{0,30}?\bback\s+to\s+(?:you|your)\b|\bwe\s+(?:have\s+)?"
+        r"returned\s+(?:the\s+(?:money|funds|payment|amount|sum)|[$€£¥]|[A-Z]{3}\s?\d|\d)|"
         r"\b(?:we\s+have|we'?ve|has\s+been|have\s+been|was|were)\s+(?:issued|processed|sent|"
         r"refunded|credited|returned|completed)\b.{0,30}?\brefund|\brefund\b.{0,40}?\b(?:was|has\s+"
         r"been|is|have\s+been)\s+(?:processed|sent|issued|credited|paid|completed|approved\s+and\s+"
@@ -919,17 +1186,19 @@ POLICY_PHRASES: tuple[tuple[str, Any], ...] = (
         True,
     ),
 )
+#: A phrase followed by a colon is a label (its value says yes or no), not a statement.
+_NOT_A_LABEL = r"(?![ \t\w]*:)"
 ADDRESS_PHRASES: tuple[tuple[str, Any], ...] = (
     (
-        r"\b(?:shipped|delivered|sent)\s+to\s+(?:an?\s+)?(?:address\s+)?(?:different|other)\s+"
+        r"(?:\b(?:shipped|delivered|sent)\s+to\s+(?:an?\s+)?(?:address\s+)?(?:different|other)\s+"
         r"(?:from|than)\s+(?:the\s+)?billing|\b(?:shipping|delivery)\s+address\s+(?:differs|"
-        r"does\s+not\s+match|is\s+different)",
+        rf"does\s+not\s+match|is\s+different)){_NOT_A_LABEL}",
         False,
     ),
     (
-        r"\b(?:shipped|delivered|sent)\s+to\s+(?:the\s+)?(?:cardholder'?s\s+)?billing\s+address|"
+        r"(?:\b(?:shipped|delivered|sent)\s+to\s+(?:the\s+)?(?:cardholder'?s\s+)?billing\s+address|"
         r"\b(?:shipping|delivery)\s+address\s+(?:matches|is\s+the\s+same\s+as)\s+(?:the\s+)?"
-        r"billing",
+        rf"billing(?:\s+address)?){_NOT_A_LABEL}",
         True,
     ),
 )
@@ -939,19 +1208,20 @@ def default_rules() -> list[Rule]:
     """The rule set: label rules per field, then prose rules."""
     L = label_rule
     return [
-        L("order_id", L_ORDER, ID_VALUE, _id, not_after=_NOT_ORDER),
+        L("order_id", L_ORDER, ID_VALUE, _order_id, not_after=_NOT_ORDER),
         L("order_id", L_ORDER_REF, CODE_VALUE, _code, 0.9, below=False, not_after=_NOT_ORDER),
-        L("merchant_name", L_MERCHANT, CELL_VALUE, _text, 0.9, below=False),
-        L("amount", L_TOTAL, AMOUNT, _amount, not_after=_NOT_REFUND, currency=True),
+        pattern_rule("order_id", ORDER_SHAPE, _order_id, 0.6),
+        L("merchant_name", L_MERCHANT, CELL_VALUE, _merchant, 0.9, below=False),
+        L("amount", L_TOTAL, AMOUNT, _amount, not_after=_NOT_TOTAL, currency=True),
         L(
             "currency",
             _labels(r"currency"),
             r"[A-Z]{3}\b",
             lambda raw, ctx: raw if raw in CURRENCY_CODES else None,
         ),
-        L("transaction_date", L_ORDER_DATE, DATE, _date),
-        L("shipping_date", L_SHIP_DATE, DATE, _date),
-        L("delivery_date", L_DELIVERY_DATE, DATE, _date),
+        L("transaction_date", L_ORDER_DATE, DATE, _date, not_after=_NOT_REFUND),
+        L("shipping_date", L_SHIP_DATE, DATE, _date, not_after=_NOT_ACTUAL),
+        L("delivery_date", L_DELIVERY_DATE, DATE, _date, not_after=_NOT_ACTUAL),
         L("carrier", L_CARRIER, CELL_VALUE, _carrier, 0.9, below=False),
         L("tracking_number", L_TRACKING, ID_VALUE, _tracking),
         L("delivery_status", L_STATUS, CELL_VALUE, enum(DELIVERY_STATUS), 0.9, not_after=_NOT_SUB),
@@ -961,6 +1231,7 @@ def default_rules() -> list[Rule]:
         L("device_id", L_DEVICE, ID_VALUE, _id),
         L("refund_amount", L_REFUND_AMOUNT, AMOUNT, _amount, 0.9, currency=True),
         L("refund_date", L_REFUND_DATE, DATE, _date),
+        L("refund_date", L_PROCESSED_ON, DATE, _date, 0.8, when=REFUND_CONTEXT),
         L("refund_issued", L_REFUND_STATUS, CELL_VALUE, enum(REFUND_STATUS), 0.9, below=False),
         L("refund_issued", _labels("status"), CELL_VALUE, enum(REFUND_STATE), 0.85, below=False),
         L("cancellation_date", L_CANCEL, DATE, _date),
@@ -975,22 +1246,45 @@ def default_rules() -> list[Rule]:
         ),
         L("avs_result", L_ADDRESS_AMBIGUOUS, CELL_VALUE, enum(AVS), 0.85, when=AUTH_CONTEXT),
         L("policy_accepted", L_POLICY, CELL_VALUE, enum(YES_NO), 0.9),
-        # prose
-        pattern_rule(
-            "refund_amount",
-            rf"\brefund(?:ed)?\s+(?:of|for)\s+(?P<v>{AMOUNT})",
-            _amount,
-            currency=True,
+        L("policy_accepted", L_TERMS, CELL_VALUE, enum(YES_NO, max_words=4), 0.8),
+        # prose (a refund is what the merchant says it did, never what a customer asks for)
+        merchant_rule(
+            pattern_rule(
+                "refund_amount",
+                rf"\b(?:(?:refund|credit|reimbursement)\s+(?:of|for)|(?:credited|refunded|"
+                rf"reimbursed|reversed|we\s+(?:have\s+)?(?:returned|sent|paid|transferred))"
+                rf"(?:\s+you)?)\s+(?P<v>{AMOUNT})",
+                _amount,
+                currency=True,
+            )
         ),
-        pattern_rule(
-            "refund_date",
-            rf"\brefund\b(?:[^.\n]|\.(?=\d)){{0,60}}?\b(?:on|dated)\s+(?P<v>{DATE})",
-            _date,
+        merchant_rule(
+            pattern_rule(
+                "refund_amount",
+                rf"(?P<v>{AMOUNT})\s+(?:was|has\s+been|have\s+been|were)\s+(?:returned|refunded|"
+                r"credited|reimbursed|reversed|sent\s+back)",
+                _amount,
+                0.75,
+                currency=True,
+                when=r"\b(?:was|been|were)\s+(?:returned|refunded|credited|reimbursed|reversed|"
+                r"sent)",
+            )
+        ),
+        merchant_rule(
+            pattern_rule(
+                "refund_date",
+                rf"\b(?:refund\w*|credit(?:ed\b|\b(?!\s+card))|reimburs\w*|revers\w*|(?:returned|"
+                rf"went\s+back|sent\s+back|paid\s+back)\s+to\s+your\s+(?:card|account|bank)|we\s+"
+                rf"(?:have\s+)?(?:returned|sent|paid|transferred)\b.{{0,30}}?\bback)\b"
+                rf"(?:[^.\n]|\.(?=\d)){{0,60}}?\b(?:on|dated)\s+(?P<v>{DATE})",
+                _date,
+            )
         ),
         pattern_rule(
             "cancellation_date",
-            rf"\b(?:cancell?\w*|unsubscrib\w*|terminat\w*|ended\s+(?:my|the|our)\s+"
-            rf"(?:subscription|membership|plan))\b[^.\n]{{0,40}}?\b(?:on|effective|as\s+of)"
+            rf"\b(?:cancell?\w*|unsubscrib\w*|terminat\w*|(?:ended|stopped|closed|quit)\s+(?:my|"
+            rf"the|our)\s+(?:subscription|membership|plan|account|service))\b[^.\n]{{0,40}}?\b"
+            rf"(?:on|effective|as\s+of)"
             rf"\s+(?P<v>{DATE})",
             _date,
         ),
@@ -1009,19 +1303,360 @@ def default_rules() -> list[Rule]:
         ),
         pattern_rule(
             "merchant_name",
-            r"^From:[ \t]*(?P<v>[^<\n]+?)[ \t]+(?:support|customer\s+"
-            r"(?:service|care)|team|help\s*desk)\b",
-            _text,
+            rf"^From:[ \t]*(?P<v>[^<\n]+?)[ \t]+{_DESK}(?:[ \t]+team)?[ \t]*(?:<|$)",
+            _merchant,
             0.75,
         ),
-        pattern_rule("merchant_name", r"^[ \t]*The[ \t]+(?P<v>[^\n]+?)[ \t]+team\b", _text, 0.7),
-        phrase_rule("refund_issued", REFUND_PHRASES, 0.8),
+        pattern_rule(
+            "merchant_name",
+            rf"^[ \t]*The[ \t]+(?P<v>[^\n]+?)(?:[ \t]+{_DESK})?[ \t]+team\b",
+            _merchant,
+            0.7,
+        ),
+        merchant_rule(phrase_rule("refund_issued", REFUND_PHRASES, 0.8)),
         phrase_rule("policy_accepted", POLICY_PHRASES, 0.75),
         phrase_rule("shipping_address_matches", ADDRESS_PHRASES, 0.75),
         letterhead_rule,
+        keyed_rule,
         carrier_mention_rule,
         customer_rule("customer_acknowledged", ACK_PHRASES, 0.8),
     ]
+
+
+# --- keyed pairs: any short label, classified by the words in it ---------------------------------
+#
+# The label rules above know label phrases; a vendor never seen writes its own ("IP used",
+# "Arrival date", "Shipment state"). A *keyed pair* is a short label and a value cell on one
+# line: ``Label: value``, ``Label   value`` (a gap of two spaces or more: table layouts) or, for
+# values with a shape of their own (a date, an amount, an IP address, an identifier with a
+# digit), ``Label value``. The label is classified by the words in it (a field's concept words,
+# less the words that make it another field), and the value must parse as that field's kind.
+
+
+@dataclass(frozen=True)
+class KeyClass:
+    """A field as a label's words name it: ``words`` (one must occur), ``unless`` (none may),
+    ``also`` (this must occur too), the value ``pattern`` and its ``parse``; ``typed``: the value
+    has a shape of its own, so a label without ``:`` or a gap before it is read too."""
+
+    field: str
+    words: re.Pattern[str]
+    pattern: re.Pattern[str]
+    parse: Parser
+    unless: re.Pattern[str] | None = None
+    also: re.Pattern[str] | None = None
+    typed: bool = True
+
+
+def _kw(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.IGNORECASE)
+
+
+def _v(pattern: str) -> re.Pattern[str]:
+    return re.compile(rf"(?:{pattern})", re.IGNORECASE)
+
+
+_CELL_TEXT = r"[^\s|](?:[^\n|]*?[^\s|])?(?=[ \t]{2,}|[ \t]*\||[ \t]*$)"
+#: Words that make a label's reference some other reference than the order's.
+_OTHER_REF = (
+    r"date|time|placed|total|amount|status|state|track\w*|shipment|parcel|package|consignment|"
+    r"waybill|refund\w*|credit\w*|customer|account|transaction|payment|auth\w*|ticket|case|"
+    r"returns?|items?|qty|quantity|tax|vat|subject|device|ip|member\w*|loyalty|support|claim"
+)
+KEY_CLASSES: tuple[KeyClass, ...] = (
+    KeyClass(
+        "order_id",
+        _kw(
+            r"\b(?:order|purchase|booking|reservation|invoice|confirmation|reference|ref|receipt|"
+            r"po)\b"
+        ),
+        _v(ID_VALUE),
+        _order_id,
+        unless=_kw(rf"\b(?:{_OTHER_REF})\b"),
+    ),
+    KeyClass(
+        "order_id",
+        _kw(
+            rf"\b(?:{_ORDER_NOUN}|ref(?:erence)?)\b.*(?:\b(?:no|nr|number|num|id|code|"
+            r"ref(?:erence)?)"
+            r"\b|#)|\bref(?:erence)?\b|\b(?:sales|purchase)\s+order\b"
+        ),
+        _v(CODE_VALUE),
+        _code,
+        unless=_kw(rf"\b(?:{_OTHER_REF})\b"),
+    ),
+    KeyClass(
+        "transaction_date",
+        _kw(
+            r"\b(?:order\w*|purchas\w*|transaction|booking|booked|invoice\w*|checkout|payment|"
+            r"placed|bought|sale|paid|charged?)\b"
+        ),
+        _v(DATE_RE),
+        _date,
+        unless=_kw(
+            r"\b(?:ship\w*|dispatch\w*|despatch\w*|deliver\w*|refund\w*|credit\w*|cancel\w*|"
+            r"terminat\w*|end(?:ed)?|estimated|expected|due|next|renew\w*)\b"
+        ),
+    ),
+    KeyClass(
+        "shipping_date",
+        _kw(
+            r"\b(?:ship(?:ped|ping|ment)?|dispatch\w*|despatch\w*|sent|posted|mailed|handed|"
+            r"picked|pick-?up|collected|collection|fulfil\w*|departed|left\s+(?:the\s+)?"
+            r"(?:warehouse|depot|facility|store))\b"
+        ),
+        _v(DATE_RE),
+        _date,
+        unless=_kw(
+            r"\b(?:deliver\w*|estimated|expected|scheduled|recipient|customer|refund\w*|"
+            r"credit\w*|received|arriv\w*)\b"
+        ),
+    ),
+    KeyClass(
+        "delivery_date",
+        _kw(
+            r"\b(?:deliver(?:ed|y)|arriv\w*|received|signed|handed\s+(?:over\s+)?to\s+(?:the\s+)?"
+            r"(?:recipient|customer|consignee))\b"
+        ),
+        _v(DATE_RE),
+        _date,
+        unless=_kw(
+            r"\b(?:estimated|expected|scheduled|planned|eta|est|anticipated|attempt\w*|"
+            r"due)\b|\b(?:deliver\w*|arriv\w*)\s+by\b"
+        ),
+    ),
+    KeyClass(
+        "refund_date",
+        _kw(r"\b(?:refund\w*|credit(?:ed)?|reimburs\w*|revers\w*)\b"),
+        _v(DATE_RE),
+        _date,
+    ),
+    KeyClass(
+        "cancellation_date",
+        _kw(r"\b(?:cancel\w*|terminat\w*|ended|end|unsubscrib\w*|closed|stopped)\b"),
+        _v(DATE_RE),
+        _date,
+    ),
+    KeyClass(
+        "amount",
+        _kw(r"\b(?:total|amount|charged?|paid|price|sum|due|billed|balance|payment|value)\b"),
+        _v(AMOUNT_RE),
+        _amount,
+        unless=_kw(
+            r"\b(?:refund\w*|credit\w*|reimburs\w*|tax|vat|gst|shipping|delivery|postage|"
+            r"discount|subtotal|sub|unit|line|items?|fees?|returned|deposit|tip)\b"
+        ),
+    ),
+    KeyClass(
+        "refund_amount",
+        _kw(r"\b(?:refund\w*|credit(?:ed)?|reimburs\w*|returned)\b"),
+        _v(AMOUNT_RE),
+        _amount,
+    ),
+    KeyClass(
+        "tracking_number",
+        _kw(
+            r"\b(?:track\w*|waybill|awb|consignment|(?:parcel|shipment|package)\s+(?:id|no|"
+            r"number|ref\w*|#))\b"
+        ),
+        _v(ID_VALUE),
+        _tracking,
+        unless=_kw(r"\b(?:status|state|date|carrier|url|link|history|events?)\b"),
+    ),
+    KeyClass(
+        "ip_address",
+        _kw(r"\bip(?:v[46])?\b"),
+        _v(IP_VALUE),
+        _ip,
+    ),
+    KeyClass(
+        "device_id",
+        _kw(r"\b(?:device|fingerprint|browser|machine)\b"),
+        _v(ID_VALUE),
+        _id,
+        unless=_kw(r"\b(?:type|model|os|name)\b"),
+    ),
+    KeyClass(
+        "carrier",
+        _kw(
+            r"\b(?:carrier|courier|logistics|(?:shipped|sent|delivered|transported|carried|"
+            r"dispatched|despatched|shipping)\s+(?:by|with|via)|(?:delivery|shipping|postal|"
+            r"parcel)\s+(?:partner|service|company|provider|method|agent|firm))\b"
+        ),
+        _v(_CELL_TEXT),
+        _carrier,
+        unless=_kw(r"\b(?:track\w*|number|no|id|code|ref\w*|date|status|state)\b"),
+        typed=False,
+    ),
+    KeyClass(
+        "delivery_status",
+        _kw(r"\b(?:status|state|progress)\b"),
+        _v(_CELL_TEXT),
+        enum(DELIVERY_STATUS, max_words=8),
+        unless=_kw(
+            r"\b(?:refund\w*|credit\w*|subscription|account|payment|order|plan|membership|"
+            r"policy|terms|avs|cvv|cvc)\b"
+        ),
+        typed=False,
+    ),
+    KeyClass(
+        "shipping_address_matches",
+        _kw(r"\b(?:ship\w*|deliver\w*)\b"),
+        _v(_CELL_TEXT),
+        enum(YES_NO, max_words=4),
+        also=_kw(r"\bbill\w*\b"),
+        typed=False,
+    ),
+    KeyClass(
+        "avs_result",
+        _kw(
+            r"\bavs\b|\baddress\s+verification\b|\bbilling\s+address\s+(?:check|verification|"
+            r"match)\b"
+        ),
+        _v(_CELL_TEXT),
+        enum(AVS, max_words=8),
+        unless=_kw(r"\b(?:ship\w*|deliver\w*)\b"),
+        typed=False,
+    ),
+    KeyClass(
+        "cvv_result",
+        _kw(r"\b(?:cvv2?|cvc2?|cv2|cid|csc|security\s+code|card\s+verification)\b"),
+        _v(_CELL_TEXT),
+        enum(CVV, max_words=8),
+        typed=False,
+    ),
+    KeyClass(
+        "policy_accepted",
+        _kw(r"\b(?:terms|t\s*&\s*cs?|policy|conditions|consent\w*)\b"),
+        _v(_CELL_TEXT),
+        enum(YES_NO, max_words=4),
+        typed=False,
+    ),
+    KeyClass(
+        "refund_issued",
+        _kw(r"\b(?:refund\w*|credit(?:ed)?|reimburs\w*)\b"),
+        _v(_CELL_TEXT),
+        enum(REFUND_STATUS, max_words=4),
+        unless=_kw(r"\b(?:policy|terms|card|date|amount|total|value|sum|reason)\b"),
+        typed=False,
+    ),
+    KeyClass(
+        "merchant_name",
+        _kw(
+            r"\b(?:merchant|seller|vendor|retailer|supplier|(?:sold|billed|invoiced)\s+by|store|"
+            r"shop)\b"
+        ),
+        _v(_CELL_TEXT),
+        _merchant,
+        unless=_kw(r"\b(?:id|number|no|code|category|address|phone|url|website|e-?mail|credit)\b"),
+        typed=False,
+    ),
+)
+#: Labels that are e-mail headers or a person's words, not a form's fields.
+_NOT_A_KEY = re.compile(
+    r"^(?:from|to|cc|bcc|sent|date|subject|re)$|\b(?:i|we|me|my|it|they|he|she|us|was|were|has|"
+    r"have|had|is|are|will|would|dear|hello|hi|thank\w*|please)\b",
+    re.IGNORECASE,
+)
+
+
+def _segments(text: str) -> Iterator[tuple[int, str, tuple[int, str] | None]]:
+    """Each line of ``text`` and each ``|``-separated part of it, with its offset; a line that
+    is one part comes with the next non-empty line (where a label alone on its line has its
+    value)."""
+    lines = [(m.start(), m.group()) for m in re.finditer(r"[^\n]+", text) if m.group().strip()]
+    for i, (at, line) in enumerate(lines):
+        parts = [(at + m.start(), m.group()) for m in re.finditer(r"[^|]+", line)]
+        below = lines[i + 1] if len(parts) == 1 and i + 1 < len(lines) else None
+        for part_at, part in parts:
+            yield part_at, part, below
+
+
+#: A word that only separates a label from its value ("Order number - 123", "Status = ok").
+_SEPARATOR_WORD = re.compile(r"[:=\-–—>→|]+|\.{2,}|…+")
+
+
+def keyed_rule(text: str, ctx: RuleContext) -> Iterator[Hit]:
+    """Keyed pairs (see above): for each line (or ``|`` part of one), each way a leading label
+    of up to seven words may end; the label's words pick the fields, the value after it must
+    parse as one. ``Label: value`` and ``Label   value`` read at 0.8, ``Label value`` (typed
+    values only, never in an e-mail's body: "Everything arrived on 13/05/24" is prose) and a
+    label alone on its line with the value on the next at 0.7."""
+    bodies = [(b.body, b.end) for b in mail_blocks(text)]
+    for at, seg, below in _segments(text):
+        lead = len(seg) - len(seg.lstrip())
+        body = seg[lead:].rstrip()
+        if not body[:1].isalpha():
+            continue
+        prose = any(a <= at < b for a, b in bodies)
+        found: set[str] = set()
+        for key_end, value_at, spaced in _keyed_splits(body):
+            if spaced and prose:
+                continue
+            key = body[:key_end].strip(" \t.")
+            if value_at < len(body):
+                yield from _keyed(key, body[value_at:], at + lead + value_at, spaced, ctx, found)
+            elif below is not None and not prose and not _CONTACT.search(below[1]):
+                value = below[1].lstrip()
+                start = below[0] + len(below[1]) - len(value)
+                yield from _keyed(key, value, start, False, ctx, found, strength=0.7)
+
+
+def _keyed(
+    key: str,
+    rest: str,
+    rest_at: int,
+    spaced: bool,
+    ctx: RuleContext,
+    found: set[str],
+    strength: float | None = None,
+) -> Iterator[Hit]:
+    """The hits of one label/value split: each field the label's words name whose value
+    parses at the start of ``rest`` (once per field and segment)."""
+    if not key or len(key) > 60 or _NOT_A_KEY.search(key):
+        return
+    for kc in KEY_CLASSES:
+        if kc.field in found or (spaced and not kc.typed) or not kc.words.search(key):
+            continue
+        if (kc.unless is not None and kc.unless.search(key)) or (
+            kc.also is not None and not kc.also.search(key)
+        ):
+            continue
+        v = kc.pattern.match(rest)
+        if v is None:
+            continue
+        value = kc.parse(v.group(), ctx)
+        if value is None:
+            continue
+        found.add(kc.field)
+        start = rest_at + v.start()
+        s = strength if strength is not None else (0.7 if spaced else 0.8)
+        yield kc.field, value, start, start + len(v.group()), s
+
+
+def _keyed_splits(body: str) -> Iterator[tuple[int, int, bool]]:
+    """Where a leading label of ``body`` may end: ``(end of the label, start of the value,
+    whether only a single space separates them)``, shortest label first. A colon, a gap of two
+    spaces or a separator word ends the label for good; a label that is the whole line (up
+    to seven words) ends at the line's end (its value is on the next line)."""
+    words = list(re.finditer(r"\S+", body))
+    for i, w in enumerate(words[:7]):
+        end = w.end()
+        if i + 1 >= len(words):
+            yield end - 1 if w.group().endswith(":") else end, len(body), False
+            return
+        after = words[i + 1].start()
+        if w.group().endswith(":"):
+            yield end - 1, after, False
+            return
+        if _SEPARATOR_WORD.fullmatch(words[i + 1].group()) and i + 2 < len(words):
+            yield end, words[i + 2].start(), False
+            return
+        gap = body[end:after]
+        if "\t" in gap or len(gap) >= 2:
+            yield end, after, False
+            return
+        yield end, after, True
 
 
 _CELL = re.compile(r"[^|\s](?:[^|\n]*?[^|\s])?(?=[ \t]{2,}|[ \t]*\||[ \t]*$)", re.MULTILINE)
@@ -1056,9 +1691,57 @@ _CONTACT = re.compile(
 )
 
 
+#: Words of a document's title ("Sales receipt", "Fraud screening report"), not of a name.
+_TITLE_WORDS = re.compile(
+    r"\b(?:receipt|invoice|confirmation|record|report|notice|note|statement|policy|log|history|"
+    r"details|summary|agreement|correspondence|thread|memo|advice|trail|acknowledg\w*|terms|"
+    r"tracking|shipment|dispatch|despatch|e-?mail|messages?|ticket|session|audit|screening|"
+    r"refund|credit|proof|document)\b",
+    re.IGNORECASE,
+)
+#: Words of a logistics company's name (a carrier heading its page is not the merchant).
+_LOGISTICS = re.compile(
+    r"\b(?:logistics|couriers?|freight|parcels?|post|postal|express|shipping|delivery|"
+    r"deliveries|cargo|mail|transport|forwarding)\b",
+    re.IGNORECASE,
+)
+#: A carrier's tracking page ...
+_TRACKING_PAGE = re.compile(
+    r"\b(?:track(?:ing)?\s*(?:&|and)\s*trace|proof\s+of\s+delivery|travel\s+history|scan\s+"
+    r"history|tracking\s+(?:details|history|events|report|results?)|shipment\s+(?:tracking|"
+    r"progress|history|events)|delivery\s+(?:record|report)|signed\s+by)\b",
+    re.IGNORECASE,
+)
+#: ... and what only the merchant's own documents show.
+_MERCHANT_PAGE = re.compile(
+    r"\b(?:bill(?:ing)?[\s-]*(?:to|address)|sold\s+by|subtotal|unit\s+price|order\s+(?:date|"
+    r"placed|total)|thank\s+you\s+for\s+(?:your\s+order|shopping)|checkout)\b",
+    re.IGNORECASE,
+)
+_MAIL_HEADER = re.compile(r"[ \t]*(?:From|To|Cc|Sent|Date|Subject):", re.IGNORECASE)
+
+
+def _fold(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+def _echoed(name: str, contact: str) -> bool:
+    """Whether ``name`` is the web or e-mail domain on ``contact`` (``Blue Boutique`` and
+    ``www.blueboutique.example``): then it is surely the sender's own name."""
+    key = _fold(name)
+    for domain in re.findall(r"(?:@|www\.|https?://)([\w-]+)", contact, flags=re.IGNORECASE):
+        d = _fold(domain)
+        if len(d) >= 4 and len(key) >= 4 and (d in key or key in d):
+            return True
+    return False
+
+
 def letterhead_rule(text: str, ctx: RuleContext) -> Iterator[Hit]:
-    """The first line of a page: the merchant's name when a contact line (website, e-mail,
-    phone) follows within two lines; a carrier's name when it is a known carrier."""
+    """The page's letterhead: a name among its first three lines with a contact line (website,
+    e-mail, phone) within the two lines below is the merchant's (a document title such as
+    "INVOICE" above it is skipped). A known carrier's name heading the page is the carrier; on
+    a tracking page (the carrier's record of a parcel, none of the merchant's order details)
+    the name heading it is the carrier's, never the merchant's."""
     lines = [(m.start(), m.group()) for m in re.finditer(r"[^\n]+", text) if m.group().strip()]
     if not lines:
         return
@@ -1069,35 +1752,93 @@ def letterhead_rule(text: str, ctx: RuleContext) -> Iterator[Hit]:
     if carrier:
         yield "carrier", carrier, offset, offset + len(name), 0.75
         return
-    if len(name) > 60 or not re.search(r"[A-Za-z]", name) or _CONTACT.search(name):
+    if _TRACKING_PAGE.search(text) and not _MERCHANT_PAGE.search(text):
+        if len(name.split()) <= 4 and _is_name(name) and not _TITLE_WORDS.search(name):
+            value = name.title() if name.isupper() and len(name) > 4 else name
+            yield "carrier", value, offset, offset + len(name), 0.6
         return
-    if any(_CONTACT.search(line) for _, line in lines[1:3]):
+    for i, (start, line) in enumerate(lines[:3]):
+        name = line.strip()
+        if _MAIL_HEADER.match(name) or _CONTACT.search(name):
+            return  # an e-mail or a contact line comes first: no letterhead above it
+        contact = next(
+            (
+                other
+                for _, other in lines[i + 1 : i + 3]
+                if _CONTACT.search(other) and not _MAIL_HEADER.match(other)
+            ),
+            None,
+        )
+        if contact is None or not _is_name(name) or known_carrier(name):
+            continue
+        echoed = _echoed(name, contact)
+        if not echoed and (_TITLE_WORDS.search(name) or _LOGISTICS.search(name)):
+            continue
+        offset = start + line.index(name)
         value = name.title() if name.isupper() else name
-        yield "merchant_name", value, offset, offset + len(name), 0.75
+        yield "merchant_name", value, offset, offset + len(name), 0.8 if echoed else 0.7
+        return
+
+
+#: A ``From:`` header of the merchant's side of a thread (its support desk or mailbox).
+_MERCHANT_FROM = re.compile(
+    r"support|team|service|care|help|no-?reply|orders?@|billing|sales|info@", re.IGNORECASE
+)
+
+
+@dataclass(frozen=True)
+class MailBlock:
+    """One message of an e-mail thread on a page: ``[start, end)``, where its body starts and
+    whether the merchant sent it."""
+
+    start: int
+    end: int
+    body: int
+    merchant: bool
+
+
+def mail_blocks(text: str) -> list[MailBlock]:
+    """The messages of the thread on a page (from each ``From:`` line to the next); none when
+    the page is no e-mail."""
+    starts = [m.start() for m in re.finditer(r"(?im)^[ \t]*From:", text)]
+    out = []
+    for a, b in itertools.pairwise([*starts, len(text)]):
+        block = text[a:b]
+        header = block.split("\n", 1)[0]
+        out.append(MailBlock(a, b, a + _body_start(block), bool(_MERCHANT_FROM.search(header))))
+    return out
 
 
 def customer_rule(name: str, phrases: Sequence[tuple[str, Any]], strength: float) -> Rule:
     """:func:`phrase_rule` over the customer's own messages of an e-mail thread (blocks whose
-    ``From:`` is not the merchant's support address); the whole page when there is no
-    ``From:`` line."""
+    ``From:`` is not the merchant's support address); nothing when there is no ``From:``
+    line."""
     inner = phrase_rule(name, phrases, strength)
-    merchant_from = re.compile(
-        r"support|team|service|care|help|no-?reply|orders?@|billing|sales|info@", re.IGNORECASE
-    )
 
     def rule(text: str, ctx: RuleContext) -> Iterator[Hit]:
-        starts = [m.start() for m in re.finditer(r"(?im)^[ \t]*From:", text)]
-        if not starts:
-            return
-        bounds = [*starts, len(text)]
-        for a, b in itertools.pairwise(bounds):
-            block = text[a:b]
-            header = block.split("\n", 1)[0]
-            if merchant_from.search(header):
+        for block in mail_blocks(text):
+            if block.merchant:
                 continue
-            body_at = _body_start(block)
-            for field_name, value, s, e, st in inner(block[body_at:], ctx):
-                yield field_name, value, a + body_at + s, a + body_at + e, st
+            for field_name, value, s, e, st in inner(text[block.body : block.end], ctx):
+                yield field_name, value, block.body + s, block.body + e, st
+
+    return rule
+
+
+def merchant_rule(inner: Rule) -> Rule:
+    """``inner`` over what the merchant says: the whole page, except the customer's messages
+    of an e-mail thread (a customer asking "has the refund of $12 been sent?" states no
+    refund)."""
+
+    def rule(text: str, ctx: RuleContext) -> Iterator[Hit]:
+        blocks = mail_blocks(text)
+        if not blocks:
+            yield from inner(text, ctx)
+            return
+        parts = [(0, blocks[0].start)] + [(b.start, b.end) for b in blocks if b.merchant]
+        for a, b in parts:
+            for field_name, value, s, e, st in inner(text[a:b], ctx):
+                yield field_name, value, a + s, a + e, st
 
     return rule
 
@@ -1125,8 +1866,10 @@ class RulesExtractor:
     def candidates(self, texts: Sequence[DocumentText]) -> list[Candidate]:
         out: list[Candidate] = []
         for doc in texts:
+            # one vendor prints its dates one way: a date like 21/05/2024 settles 03/04/2024
+            dayfirst = infer_dayfirst("\n".join(page.text for page in doc.pages))
             for page in doc.pages:
-                ctx = RuleContext(document=doc.name, ocr=page.source == "ocr")
+                ctx = RuleContext(document=doc.name, ocr=page.source == "ocr", dayfirst=dayfirst)
                 for name, value, start, end, strength in self._hits(page.text, ctx):
                     out.append(
                         Candidate(
