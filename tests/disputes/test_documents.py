@@ -226,9 +226,10 @@ def test_truth_is_what_the_layout_shows(tmp_path: Path) -> None:
     # a fact the type cannot show is never in its truth
     receipt = render_document("receipt", FACTS, CONTEXT, tmp_path / "c.pdf", variant=0)
     assert receipt.truth.ip_address is None and "203.0.113.7" not in _text(receipt.path)
-    # facts that are not set are not shown
+    # facts that are not set are not shown; the letterhead's merchant name is on every page
     bare = render_document("login_record", Evidence(order_id="Q1"), CONTEXT, tmp_path / "d.pdf")
-    assert bare.truth == Evidence(order_id="Q1")
+    assert bare.truth == Evidence(order_id="Q1", merchant_name=CONTEXT.merchant.name)
+    assert CONTEXT.merchant.name in _text(bare.path)
 
 
 def test_receipt_total_matches_the_amount(tmp_path: Path) -> None:

@@ -1292,7 +1292,7 @@ def _login(w: _Writer, ctx: DocumentContext) -> None:
         "Payment verification protocol",
         "RISK CHECK SUMMARY",
     )
-    _letterhead(w, ctx, title[w.variant], merchant_field=False)
+    _letterhead(w, ctx, title[w.variant], merchant_field=True)
     headings = (("Account holder", "Checkout session", "Authorisation"),) * 6 + (
         ("Customer account", "Order session", "Payment verification"),
         ("ACCOUNT", "SESSION", "CARD CHECKS"),
