@@ -268,21 +268,25 @@ def _redis_rows(
     decoding its ~20 values costs ~80 µs. Rows with a list value (histories, which change with
     every write-back) are not kept; the cache is emptied when it holds :data:`ROW_CACHE`."""
     parse = _value_parser()
-    out = []
+
+    def decode(row: Sequence[bytes | None], names: list[str]) -> dict[str, Any]:
+        return {n: None if b is None else _py(parse(b)) for n, b in zip(names, row, strict=False)}
+
+    out: list[list[dict[str, Any] | None]] = []
     for at, n, names in spans:
+        if cache is None or not names:
+            out.append([decode(row, names) for row in values[at : at + n]])
+            continue
         rows: list[dict[str, Any] | None] = []
         for row in values[at : at + n]:
-            key = (names[0], *row) if cache is not None and names else None
-            got = None if key is None else cache.get(key)  # type: ignore[union-attr]
+            key = (names[0], *row)
+            got = cache.get(key)
             if got is None:
-                got = {
-                    n: None if b is None else _py(parse(b))
-                    for n, b in zip(names, row, strict=False)
-                }
-                if key is not None and not any(isinstance(v, list) for v in got.values()):
-                    if len(cache) >= ROW_CACHE:  # type: ignore[arg-type]
-                        cache.clear()  # type: ignore[union-attr]
-                    cache[key] = got  # type: ignore[index]
+                got = decode(row, names)
+                if not any(isinstance(v, list) for v in got.values()):
+                    if len(cache) >= ROW_CACHE:
+                        cache.clear()
+                    cache[key] = got
             rows.append(got)
         out.append(rows)
     return out
@@ -629,27 +633,26 @@ class OnlineFeatures:
     async def _hmget_async(self, commands: Sequence[tuple[bytes, list[Any]]]) -> list[Any]:
         """The HMGETs in one write and their replies, on a connection of this loop's client:
         a pipeline as redis-py sends one, but packed by redis-py's hiredis serializer (the
-        asyncio client packs in Python: ~0.1 ms for a decision's ~70 arguments). A connection
-        that fails is dropped and the batch sent again, ``redis_retries`` times; a read
-        cancelled mid-reply drops its connection (redis-py), so no reply is ever misread."""
-        import redis.exceptions as rex
-
-        client = self._async_client()
-        pool = client.connection_pool
+        asyncio client packs in Python: ~0.1 ms for a decision's ~70 arguments), retried as
+        redis-py retries its own pipelines (the client's ``Retry``: a failed connection is
+        dropped and the batch sent again); a read cancelled mid-reply drops its connection
+        (redis-py), so no reply is ever misread."""
+        pool = self._async_client().connection_pool
         pack = _packer()
         payload = [part for key, fields in commands for part in pack("HMGET", key, *fields)]
-        for attempt in range(self._redis_retries + 1):
-            conn = await pool.get_connection()
-            try:
-                await conn.send_packed_command(payload)
-                return [await conn.read_response() for _ in commands]
-            except (rex.ConnectionError, rex.TimeoutError):
-                await conn.disconnect()
-                if attempt == self._redis_retries:
-                    raise
-            finally:
-                await pool.release(conn)
-        raise AssertionError("unreachable")  # pragma: no cover
+        conn = await pool.get_connection()
+
+        async def send_and_read() -> list[Any]:
+            await conn.send_packed_command(payload)
+            return [await conn.read_response() for _ in commands]
+
+        async def drop(_error: Exception) -> None:
+            await conn.disconnect()
+
+        try:
+            return await conn.retry.call_with_retry(send_and_read, drop)
+        finally:
+            await pool.release(conn)
 
     def _redis_keys(self, join_key: str, ids: Sequence[Any]) -> list[bytes]:
         """Feast's Redis keys of entities (serialized entity key + project), cached per id."""
