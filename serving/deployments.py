@@ -49,6 +49,7 @@ from serving.config import AppArgs
 from serving.decision_log import DecisionLog
 from serving.http_api import RiskApi, install_error_handlers
 from serving.inprocess import LocalComponents, write_back_counts
+from serving.looplag import LoopLag
 from serving.schemas import (
     MAX_BATCH,
     BatchRequest,
@@ -475,6 +476,9 @@ class Ingress:
             metrics=self.metrics,
         )
         self._spawn(self._export_decision_log())
+        #: how late this replica's event loop runs (serving.looplag): per decision and metric
+        self.loop_lag = LoopLag(on_late=self.metrics.loop_lag.observe)
+        self._spawn(self.loop_lag.run())
         settle_heap()
 
     async def __del__(self) -> None:
@@ -531,6 +535,7 @@ class Ingress:
         budget_ms = self.ladder.budget_ms(1, timeout_ms)
         txs = [tx.model_dump()]
         result = await self.ladder.decide(txs, arrived=t0, budget_ms=budget_ms)
+        self._note_loop_lag(result, t0)
         self._after(txs, result)
         if self.decision_log.enabled:
             await self.decision_log.record([tx], result, deadline=t0 + budget_ms / 1e3)
@@ -566,6 +571,7 @@ class Ingress:
         txs = [t.model_dump() for t in unique]
         budget_ms = self.ladder.budget_ms(len(txs), timeout_ms)
         result = await self.ladder.decide(txs, arrived=t0, budget_ms=budget_ms)
+        self._note_loop_lag(result, t0)
         self._after(txs, result)
         if self.decision_log.enabled:
             deadline = t0 + budget_ms / 1e3
@@ -622,6 +628,15 @@ class Ingress:
                     self.decision_log.export()
             except Exception:  # pragma: no cover - metrics must not stop the timer
                 log.exception("decision log timer failed")
+
+    def _note_loop_lag(self, result: LadderResult, arrived: float) -> None:
+        """``latency_ms.loop_lag`` of each decision: how long, since the request arrived, this
+        replica's event loop was behind (serving.looplag): what of ``total`` past the deadline
+        is the replica's saturation or the machine's, not the ladder's. Absent when 0."""
+        lag = self.loop_lag.during(arrived)
+        if lag > 0:
+            for outcome in result.outcomes:
+                outcome.latency_ms["loop_lag"] = round(lag, 3)
 
     # -- off the critical path -------------------------------------------------------------------
     def _spawn(self, coro: Any) -> None:

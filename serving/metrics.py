@@ -26,6 +26,13 @@ class DecisionMetrics:
             boundaries=LATENCY_BOUNDARIES_MS,
             tag_keys=("stage",),
         )
+        self.loop_lag = Histogram(
+            "riskml_event_loop_lag_ms",
+            description="How late the replica's event loop woke a 5 ms heartbeat, per wake-up "
+            "more than 1 ms late (serving.looplag): the replica's own saturation or the "
+            "machine's; a deadline's timer fires late by as much.",
+            boundaries=LATENCY_BOUNDARIES_MS,
+        )
         self.decisions = Counter(
             "riskml_decisions",
             description="Decisions by outcome and by the rung that made them.",

@@ -77,6 +77,17 @@ def ray_head() -> Iterator[RayHead]:
         head.stop()
 
 
+@pytest.fixture(scope="session")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One simulated month, Feast features as of the replay day and a bundle on the
+    ``fraud_v1`` contract trained on the point-in-time training set before it (~10 s, on first
+    use; :func:`tests.support.world.build_world`): the serving and fault tests read it, none
+    writes to it."""
+    from tests.support.world import build_world
+
+    return build_world(tmp_path_factory.mktemp("bundle-world"))
+
+
 # -- synthetic training data (models, training) -------------------------------------------
 
 

@@ -187,6 +187,12 @@ SERVING_METRICS: tuple[Metric, ...] = (
     ),
     Metric("riskml_rejected_requests", "counter", (REASON,), "Requests turned away, by reason."),
     Metric("riskml_decision_log_pending", "gauge", (), "Decision events waiting in the outbox."),
+    Metric(
+        "riskml_event_loop_lag_ms",
+        "histogram",
+        (),
+        "How late a replica's event loop woke its heartbeat (ms), per late wake-up.",
+    ),
 )
 
 

@@ -1,7 +1,6 @@
-"""Serving fixtures: reference models (trained once per session), a small real world with a
-model bundle on the ``fraud_v1`` contract (built once for this package, on first use) and, for
-the Serve modules, one local Ray + Serve for this package on free loopback ports, plus a private
-Redis.
+"""Serving fixtures: reference models (trained once per session) and, for the Serve modules,
+one local Ray + Serve for this package on free loopback ports, plus a private Redis (the world
+with a bundle on the ``fraud_v1`` contract is the session's: tests/conftest.py).
 
 Ray, Serve and the private Redis are *package*-scoped: they stop after the last serving test,
 so later packages (training starts its own Ray) never meet them. The CLI lifecycle test
@@ -31,15 +30,6 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     from tests.support.standin_models import reference_models
 
     return reference_models(tmp_path_factory.mktemp("reference-models"))
-
-
-@pytest.fixture(scope="package")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """One simulated month, Feast features as of the replay day and a bundle trained on the
-    point-in-time training set before it (~10 s; :func:`tests.support.world.build_world`)."""
-    from tests.support.world import build_world
-
-    return build_world(tmp_path_factory.mktemp("bundle-world"))
 
 
 @pytest.fixture(scope="package")
