@@ -478,6 +478,7 @@ class Ingress:
         self._spawn(self._export_decision_log())
         #: how late this replica's event loop runs (serving.looplag): per decision and metric
         self.loop_lag = LoopLag(on_late=self.metrics.loop_lag.observe)
+        self.ladder.loop_lag = self.loop_lag.during  # the breaker tells saturation apart
         self._spawn(self.loop_lag.run())
         settle_heap()
 

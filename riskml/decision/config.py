@@ -152,9 +152,11 @@ class BreakerConfig(BaseModel):
     ``feature_store_unavailable``); then let requests probe it again (one good fetch closes it).
     ``failures: 0`` disables it.
 
-    A late fetch counts against the store only when its timeout fired on time: one that fired
-    more than ``loop_lag_ms`` after it was due says the replica's own event loop was behind
-    (CPU-saturated), and the store's answer may well have been waiting to be read; that request
+    A late fetch counts against the store only when the replica's event loop kept up: one whose
+    timeout fired more than ``loop_lag_ms`` after it was due, or (where the service runs a
+    heartbeat on the loop: serving.looplag) during which the loop was behind by more than
+    ``loop_lag_ms`` in all, says the replica's own event loop was behind (CPU-saturated), and
+    the store's answer may well have been waiting to be read; that request
     still falls to the rules (``feature_timeout``), but one saturated replica does not take the
     store away from every request for ``open_ms``. ``loop_lag_ms: 0`` counts every late fetch."""
 

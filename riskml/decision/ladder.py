@@ -128,6 +128,9 @@ class Ladder:
         #: fetches the breaker counted against the store, by kind, and how often it opened
         #: (``loop_lag``: late fetches not counted, the loop itself was behind: BreakerConfig)
         self.breaker_counts = {"timeout": 0, "error": 0, "opened": 0, "loop_lag": 0}
+        #: ms the event loop was behind since a ``time.perf_counter()`` (a heartbeat on the loop,
+        #: where the service runs one: serving.looplag); None: only a timer's own lateness shows
+        self.loop_lag: Callable[[float], float] | None = None
         self.tracker = VelocityTracker(
             config.rules.local_velocity_window_s, config.rules.local_velocity_max_customers
         )
@@ -226,6 +229,7 @@ class Ladder:
         else:
             budget = left(cfg.timeouts.features_ms)
             full_budget = budget >= cfg.timeouts.features_ms / 1e3
+            fetch_start = time.perf_counter()
             fetched = await _guard(partial(self.stages.fetch, txs), budget)
             lat["features"] = fetched.ms
         rows: list[FeatureRow] | None = fetched.value
@@ -235,7 +239,11 @@ class Ladder:
         # nothing about the store: it must not open the breaker for every other caller; nor
         # does one whose timeout the event loop ran late (the replica was behind, BreakerConfig)
         lag_ms = cfg.feature_breaker.loop_lag_ms
-        if fetched.error == "timeout" and full_budget and lag_ms and fetched.late_ms > lag_ms:
+        behind = fetched.late_ms
+        if fetched.error == "timeout" and lag_ms and self.loop_lag is not None:
+            # the loop behind while the fetch waited: its reply may have sat unread
+            behind = max(behind, self.loop_lag(fetch_start))
+        if fetched.error == "timeout" and full_budget and lag_ms and behind > lag_ms:
             self.breaker_counts["loop_lag"] += 1
         elif fetched.error != "timeout" or full_budget:
             self._count_fetch(fetched.error)

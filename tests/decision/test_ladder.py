@@ -188,6 +188,42 @@ def test_a_late_fetch_whose_timeout_the_busy_loop_ran_late_does_not_open_the_bre
         assert counts["timeout"] == 2 and counts["loop_lag"] == 0 and ladder.breaker_open()
 
 
+def test_a_late_fetch_while_the_heartbeat_saw_the_loop_behind_does_not_open_the_breaker(
+    reference: dict[str, Any], txs: list
+) -> None:
+    """Under saturation a timeout fires only a few ms late, while the loop was behind for most
+    of the fetch (many callbacks per turn): the replica's heartbeat (``Ladder.loop_lag``,
+    serving.looplag) says so, and the fetch is not counted against the store. The ladder asks
+    it from the fetch's start, and only about a timed-out fetch."""
+    app = make_app(
+        reference,
+        deadline_ms=500.0,
+        timeouts={"features_ms": 20.0},
+        feature_breaker={"failures": 2, "open_ms": 5_000, "loop_lag_ms": 10.0},
+    )
+    ladder = app.ladder
+    ladder.stages.fetch = slow(ladder.stages.fetch, 1.0)  # never in time
+    asked: list[float] = []
+    behind = {"ms": 15.0}
+
+    def heartbeat(since: float) -> float:
+        asked.append(since)
+        return behind["ms"]
+
+    ladder.loop_lag = heartbeat
+    t = time.perf_counter()
+    out = [run(app, [tx])[0][0] for tx in txs[:3]]
+    assert [o.fallback_reason for o in out] == ["feature_timeout"] * 3
+    assert ladder.breaker_counts["loop_lag"] == 3 and ladder.breaker_counts["timeout"] == 0
+    assert not ladder.breaker_open()
+    assert len(asked) == 3 and all(since >= t for since in asked)
+    # the loop kept up (5 ms behind, under loop_lag_ms): the store's fault, two open it
+    behind["ms"] = 5.0
+    for tx in txs[3:5]:
+        run(app, [tx])
+    assert ladder.breaker_counts["timeout"] == 2 and ladder.breaker_open()
+
+
 def test_slow_feature_store_times_out_within_the_deadline(
     reference: dict[str, Any], txs: list
 ) -> None:
