@@ -536,8 +536,8 @@ class Ingress:
         budget_ms = self.ladder.budget_ms(1, timeout_ms)
         txs = [tx.model_dump()]
         result = await self.ladder.decide(txs, arrived=t0, budget_ms=budget_ms)
+        self._after(txs, result)  # metrics: the stages, not the loop's lag
         self._note_loop_lag(result, t0)
-        self._after(txs, result)
         if self.decision_log.enabled:
             await self.decision_log.record([tx], result, deadline=t0 + budget_ms / 1e3)
         return to_response(result.outcomes[0], self.ladder.config.default_decision)
@@ -572,8 +572,8 @@ class Ingress:
         txs = [t.model_dump() for t in unique]
         budget_ms = self.ladder.budget_ms(len(txs), timeout_ms)
         result = await self.ladder.decide(txs, arrived=t0, budget_ms=budget_ms)
+        self._after(txs, result)  # metrics: the stages, not the loop's lag
         self._note_loop_lag(result, t0)
-        self._after(txs, result)
         if self.decision_log.enabled:
             deadline = t0 + budget_ms / 1e3
             await self.decision_log.record(unique, result, deadline=deadline)
