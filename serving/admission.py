@@ -1,7 +1,7 @@
 """Backpressure and the end-to-end deadline of the decision API, in each Ingress replica.
 
 :class:`AdmissionMiddleware` is the outermost code of the Ingress's FastAPI app. For
-``POST /v1/score`` and ``POST /v1/score/batch`` it
+``POST /v1/score`` and ``POST /v1/score/batch`` (an :class:`Admission`'s ``routes``) it
 
 1. notes when the request arrived (``time.perf_counter()``): its deadline runs from there, so
    whatever it waits for here counts against it;
@@ -15,6 +15,11 @@
 
 A 413 or 503 of its own carries ``Server-Timing: admission;dur=<ms>``, the time from the
 request's arrival to its refusal.
+
+The credit and disputes apps (``POST /v1/credit/decision``, ``/v1/credit/offers``,
+``/v1/disputes/assess``) are admitted the same way (:func:`work_admission`): their work takes
+ms to seconds in a worker thread and has no deadline of its own, so a request waits for a slot
+at most ``max_wait_ms`` (:class:`serving.config.WorkAdmissionArgs`), then gets the same 503.
 
 Every other route passes untouched (health checks are never shed). The middleware finds its
 replica's :class:`Admission` on the Ingress instance (``serve.get_replica_context()
@@ -44,7 +49,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from serving.config import AdmissionArgs
+from serving.config import AdmissionArgs, WorkAdmissionArgs
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -125,14 +130,18 @@ class Admission:
 
     ``budget_ms(batch, requested_ms)`` is the deadline (ms) of a request (the ladder's
     :meth:`~riskml.decision.ladder.Ladder.budget_ms`); ``on_reject(reason)`` is told of every
-    request turned away (metrics). One event loop; not thread-safe."""
+    request turned away (metrics); ``routes``: the ``POST`` paths it guards (below the app's
+    route prefix), each marked batch or not (default :data:`GUARDED`). One event loop; not
+    thread-safe."""
 
     def __init__(
         self,
         limits: AdmissionArgs | Mapping[str, Any] | None = None,
         budget_ms: Callable[[bool, float | None], float] | None = None,
         on_reject: Callable[[str], None] | None = None,
+        routes: Mapping[str, bool] | None = None,
     ) -> None:
+        self.routes = dict(GUARDED if routes is None else routes)
         if limits is None:
             limits = AdmissionArgs()
         self.limits = (
@@ -240,6 +249,33 @@ class Admission:
             self._waiters.remove(waiter)
 
 
+def work_admission(
+    args: WorkAdmissionArgs | Mapping[str, Any],
+    routes: Iterable[str],
+    body_limit: int,
+    on_reject: Callable[[str], None] | None = None,
+) -> Admission:
+    """The :class:`Admission` of an app whose routes do work without a deadline (credit,
+    disputes): ``max_in_flight`` at work, ``max_waiting`` waiting at most ``max_wait_ms``
+    each, a body over ``body_limit`` bytes a 413 before it is read."""
+    a = args if isinstance(args, WorkAdmissionArgs) else WorkAdmissionArgs.model_validate(args)
+    limits = AdmissionArgs(
+        max_in_flight=a.max_in_flight,
+        max_waiting=a.max_waiting,
+        min_budget_ms=0.0,
+        retry_after_s=a.retry_after_s,
+        max_body_bytes=body_limit,
+        max_batch_body_bytes=body_limit,
+    )
+    wait_ms = float(a.max_wait_ms)
+    return Admission(
+        limits,
+        budget_ms=lambda batch, requested: wait_ms,  # no deadline: how long a request may wait
+        on_reject=on_reject,
+        routes=dict.fromkeys(routes, False),
+    )
+
+
 def current_admission() -> Admission | None:
     """The :class:`Admission` of the Ingress this replica serves, if any."""
     from ray import serve
@@ -317,12 +353,12 @@ class AdmissionMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("method") != "POST":
             return await self.app(scope, receive, send)
-        batch = GUARDED.get(route_path(scope))
-        if batch is None:
-            return await self.app(scope, receive, send)
         arrived = time.perf_counter()
         admission = current_admission()
         if admission is None:
+            return await self.app(scope, receive, send)
+        batch = admission.routes.get(route_path(scope))
+        if batch is None:
             return await self.app(scope, receive, send)
 
         limit = admission.body_limit(batch)
@@ -348,7 +384,7 @@ class AdmissionMiddleware:
                 send,
                 413,
                 f"request body of {size} is over the limit of {limit} bytes of "
-                f"{'/v1/score/batch' if batch else '/v1/score'}",
+                f"{scope.get('path') or route_path(scope)}",
                 # the rest of the body is never read
                 [(b"connection", b"close"), server_timing(arrived)],
             )

@@ -130,6 +130,23 @@ class AdmissionArgs(BaseModel):
         return self.max_in_flight + self.max_waiting + SHED_HEADROOM
 
 
+class WorkAdmissionArgs(BaseModel):
+    """Backpressure of an app whose requests do work without a deadline (credit decisions and
+    offers, dispute assessments: ms to seconds each in a worker thread), per replica
+    (``serving.admission.work_admission``): past ``max_in_flight`` at work, a request waits
+    (first come, first served) at most ``max_wait_ms`` for a slot among ``max_waiting``, else
+    503 with ``Retry-After`` and a JSON problem, as ``POST /v1/score``. Keep the deployment's
+    ``max_ongoing_requests`` above ``max_in_flight + max_waiting``: Serve queues what is past
+    it out of sight of the admission."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_in_flight: int = Field(default=2, ge=1, le=10_000)
+    max_waiting: int = Field(default=4, ge=0, le=10_000)
+    max_wait_ms: float = Field(default=10_000.0, gt=0, le=600_000, allow_inf_nan=False)
+    retry_after_s: int = Field(default=1, ge=0, le=3_600)
+
+
 class AppArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

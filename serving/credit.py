@@ -20,8 +20,10 @@ The same rules as the decision API (``POST /v1/score``): bearer keys (:mod:`serv
 without a valid key when keys are configured; the model's internals only to an admin key),
 strict request models (unknown fields, non-finite numbers, out-of-range values and wrong types
 are 422 naming the field), the shared 422 answers and OpenAPI document of
-:mod:`serving.http_api`. Serve's ``max_queued_requests`` and ``backpressure_config`` (the serve
-config) shed overload with 503 and ``Retry-After``.
+:mod:`serving.http_api`, and the same admission (:func:`serving.admission.work_admission`,
+``args.admission``): a request past the replica's slots and waiting line is a 503 with a JSON
+problem and ``Retry-After``, a body over :data:`MAX_BODY_BYTES` a 413, before either is parsed;
+Serve's ``max_queued_requests`` and ``backpressure_config`` (the serve config) stay the outer net.
 
 ``args`` (:class:`CreditAppArgs`): ``pd_model_uri`` / ``offers_model_uri`` (``models:/...``:
 an alias is resolved once when the app is built, so every replica loads the same pinned
@@ -49,9 +51,11 @@ from riskml.data.schema import EntityId
 from riskml.settings import get_settings
 from riskml.streaming.events import ReasonCode
 from serving import http_api
-from serving.admission import Problem
+from serving.admission import LIMITED, AdmissionMiddleware, work_admission
 from serving.auth import UNAUTHORIZED, Authenticator, Role, bearer
+from serving.config import WorkAdmissionArgs
 from serving.http_api import NO_CPU, BundleSource, RiskApi, install_error_handlers
+from serving.metrics import rejected_requests
 
 log = logging.getLogger("ray.serve")
 
@@ -63,6 +67,11 @@ MAX_CANDIDATES = 64
 #: Local defaults (a laptop or CI runner): no CPU reservation. serve_config.yaml sets real
 #: resources and replica counts.
 MAX_ONGOING = 32
+#: Per replica: 4 requests at work (CPU-bound, ms each, in worker threads), 16 waiting up to
+#: 2 s, then 503 with Retry-After: 1 (serving.admission); MAX_ONGOING above both.
+ADMISSION = WorkAdmissionArgs(max_in_flight=4, max_waiting=16, max_wait_ms=2_000, retry_after_s=1)
+#: The largest request body (64 candidate offers fit many times over).
+MAX_BODY_BYTES = 256 * 1024
 
 Credentials = HTTPAuthorizationCredentials | None
 Category = Literal["electronics", "fashion", "travel", "home", "health", "education"]
@@ -324,6 +333,11 @@ class CreditAppArgs(BaseModel):
     config: CreditConfig | None = Field(
         default=None, description="Default user_config (a serve config's deployment wins)."
     )
+    admission: WorkAdmissionArgs = Field(
+        default_factory=ADMISSION.model_copy,
+        description="Per replica: requests at work at once, how many may wait and for how "
+        "long; past that 503 with Retry-After (serving.admission).",
+    )
     deployment_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -562,10 +576,25 @@ api = CreditApi(
     "and offer ranking by expected value.",
 )
 install_error_handlers(api)
+api.add_middleware(AdmissionMiddleware)
 
-#: What a scoring route may answer beyond its 200 and 422.
+#: What a scoring route may answer beyond its 200 and 422 (serving.admission: 413, 503).
+LIMITS: dict[int | str, dict[str, Any]] = {
+    413: {**LIMITED[413], "description": f"The body is over {MAX_BODY_BYTES} bytes."},
+    503: {
+        **LIMITED[503],
+        "description": "Overloaded: every slot of the replica is busy and no place to wait is "
+        "left, or none freed up within admission.max_wait_ms. Nothing was decided; retry after "
+        "`Retry-After` seconds.",
+    },
+}
 NO_OFFERS: dict[int | str, dict[str, Any]] = {
-    503: {"model": Problem, "description": "No offers model is served."}
+    413: LIMITS[413],
+    503: {
+        **LIMITS[503],
+        "description": "Overloaded (nothing was ranked; retry after `Retry-After` seconds), or "
+        "no offers model is served.",
+    },
 }
 
 
@@ -577,11 +606,25 @@ def _unprocessable(message: str) -> HTTPException:
 @serve.deployment(name=DEPLOYMENT, ray_actor_options=NO_CPU, max_ongoing_requests=MAX_ONGOING)
 @serve.ingress(api)
 class CreditIngress:
-    """``CreditIngress.bind(pd=ModelSource dict, offers=ModelSource dict | None)``."""
+    """``CreditIngress.bind(pd=ModelSource dict, offers=ModelSource dict | None,
+    admission=WorkAdmissionArgs dict | None)``."""
 
-    def __init__(self, pd: Mapping[str, Any], offers: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        pd: Mapping[str, Any],
+        offers: Mapping[str, Any] | None = None,
+        admission: Mapping[str, Any] | None = None,
+    ) -> None:
         # first: a replica without the keys it requires fails before loading any model
         self.auth = Authenticator.from_settings(get_settings(), log)
+        rejected = rejected_requests()
+        #: serving.admission finds it here (AdmissionMiddleware): slots, waiting, body limit
+        self.admission = work_admission(
+            admission or ADMISSION,
+            routes=["/decision", "/offers"],
+            body_limit=MAX_BODY_BYTES,
+            on_reject=lambda reason: rejected.inc(tags={"reason": reason}),
+        )
         self.service = CreditService.from_sources(pd, offers)
         try:
             self.replica = serve.get_replica_context().replica_id.unique_id
@@ -593,7 +636,9 @@ class CreditIngress:
     def reconfigure(self, user_config: Mapping[str, Any]) -> None:
         self.service.reconfigure(user_config)
 
-    @api.post("/decision", response_model=CreditDecisionResponse, responses=UNAUTHORIZED)
+    @api.post(
+        "/decision", response_model=CreditDecisionResponse, responses={**UNAUTHORIZED, **LIMITS}
+    )
     async def decision(
         self, application: CreditApplication, credentials: Credentials = Security(bearer)
     ) -> dict[str, Any]:
@@ -642,7 +687,9 @@ def build_credit_app(args: dict[str, Any] | CreditAppArgs) -> Any:
     if extra:
         deployment = deployment.options(**extra)
     return deployment.bind(
-        pd=pd.model_dump(), offers=offers.model_dump() if offers is not None else None
+        pd=pd.model_dump(),
+        offers=offers.model_dump() if offers is not None else None,
+        admission=a.admission.model_dump(),
     )
 
 

@@ -28,7 +28,9 @@ admin key), strict request models (unknown fields, non-finite numbers, out-of-ra
 wrong types, a reason code the network does not have are 422s naming the field), the shared 422
 answers and OpenAPI document of :mod:`serving.http_api`. A body over :data:`MAX_BODY_BYTES` is
 a 413 before it is read; a document that is not a readable PDF a 422 naming it; a scanned page
-on a replica without tesseract a 503 that says how to install it.
+on a replica without tesseract a 503 that says how to install it. The same admission
+(:func:`serving.admission.work_admission`, ``args.admission``, :data:`ADMISSION`): past the
+replica's slots and waiting line a 503 with a JSON problem and ``Retry-After`` at once.
 
 ``args`` (:class:`DisputesAppArgs`): ``model_uri`` (``models:/disputes-outcome@champion``,
 resolved once when the app is built to a pinned version, verified against the registry's
@@ -61,9 +63,20 @@ from riskml.features.disputes.compelling import CompellingResult
 from riskml.models.disputes.packet import EvidencePacket
 from riskml.settings import get_settings
 from serving import http_api
-from serving.admission import Problem, _content_length, read_body, respond, route_path
+from serving.admission import (
+    LIMITED,
+    AdmissionMiddleware,
+    Problem,
+    _content_length,
+    read_body,
+    respond,
+    route_path,
+    work_admission,
+)
 from serving.auth import UNAUTHORIZED, Authenticator, Role, bearer
+from serving.config import WorkAdmissionArgs
 from serving.http_api import NO_CPU, RiskApi, install_error_handlers
+from serving.metrics import rejected_requests
 
 log = logging.getLogger("ray.serve")
 
@@ -81,6 +94,10 @@ MAX_PRIOR_DISPUTES = 500
 #: Local defaults (a laptop or CI runner): no CPU reservation. serve_config.yaml sets real
 #: resources and replica counts.
 MAX_ONGOING = 8
+#: Per replica: 2 assessments at work (CPU-bound: OCR, PDF parsing), 4 waiting up to 30 s,
+#: then 503 with Retry-After: 2 (serving.admission); MAX_ONGOING above both, so Serve does not
+#: queue what the admission would time.
+ADMISSION = WorkAdmissionArgs(max_in_flight=2, max_waiting=4, max_wait_ms=30_000, retry_after_s=2)
 
 Credentials = HTTPAuthorizationCredentials | None
 _STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
@@ -392,6 +409,11 @@ class DisputesAppArgs(BaseModel):
     )
     config: DisputesConfig | None = Field(
         default=None, description="Default user_config (a serve config's deployment wins)."
+    )
+    admission: WorkAdmissionArgs = Field(
+        default_factory=ADMISSION.model_copy,
+        description="Per replica: assessments at work at once (OCR takes seconds a page), how "
+        "many may wait and for how long; past that 503 with Retry-After (serving.admission).",
     )
     deployment_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
@@ -857,14 +879,18 @@ api = DisputesApi(
     "review by expected value, and the evidence packet.",
 )
 api.add_middleware(BodyLimit)
+api.add_middleware(AdmissionMiddleware)  # outermost: a request it sheds is never read
 install_error_handlers(api)
 
 #: What the assess route may answer beyond its 200, 401 and 422.
 ASSESS_ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": Problem, "description": f"The body is over {MAX_BODY_BYTES} bytes."},
     503: {
-        "model": Problem,
-        "description": "A document needs OCR (or the LLM extractor) and it is not available.",
+        **LIMITED[503],
+        "description": "Overloaded (every slot of the replica busy and no place to wait left, "
+        "or none freed up within admission.max_wait_ms: nothing was assessed, retry after "
+        "`Retry-After` seconds), or a document needs OCR (or the LLM extractor) and it is not "
+        "available.",
     },
 }
 
@@ -877,11 +903,25 @@ def _unprocessable(message: str) -> HTTPException:
 @serve.deployment(name=DEPLOYMENT, ray_actor_options=NO_CPU, max_ongoing_requests=MAX_ONGOING)
 @serve.ingress(api)
 class DisputesIngress:
-    """``DisputesIngress.bind(source=BundleSource dict, documents_root=str | None)``."""
+    """``DisputesIngress.bind(source=BundleSource dict, documents_root=str | None,
+    admission=WorkAdmissionArgs dict | None)``."""
 
-    def __init__(self, source: Mapping[str, Any], documents_root: str | None = None) -> None:
+    def __init__(
+        self,
+        source: Mapping[str, Any],
+        documents_root: str | None = None,
+        admission: Mapping[str, Any] | None = None,
+    ) -> None:
         # first: a replica without the keys it requires fails before loading any model
         self.auth = Authenticator.from_settings(get_settings(), log)
+        rejected = rejected_requests()
+        #: serving.admission finds it here (AdmissionMiddleware): slots, waiting, body limit
+        self.admission = work_admission(
+            admission or ADMISSION,
+            routes=["/assess"],
+            body_limit=MAX_BODY_BYTES,
+            on_reject=lambda reason: rejected.inc(tags={"reason": reason}),
+        )
         self.service = DisputesService.from_source(source, documents_root=documents_root)
         try:
             self.replica = serve.get_replica_context().replica_id.unique_id
@@ -942,7 +982,11 @@ def build_disputes_app(args: dict[str, Any] | DisputesAppArgs) -> Any:
     extra = a.deployment_options.get(DEPLOYMENT)
     if extra:
         deployment = deployment.options(**extra)
-    return deployment.bind(source=source.model_dump(), documents_root=a.documents_root)
+    return deployment.bind(
+        source=source.model_dump(),
+        documents_root=a.documents_root,
+        admission=a.admission.model_dump(),
+    )
 
 
 def app_config(

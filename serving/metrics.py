@@ -14,6 +14,20 @@ LATENCY_BOUNDARIES_MS = [0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150,
 SCORE_BOUNDARIES = [round(0.05 * i, 2) for i in range(1, 20)]
 
 
+def rejected_requests() -> Any:
+    """``riskml_rejected_requests`` (by reason) of an app's replica: every app that admits its
+    requests (serving.admission) counts under this one name, Serve tags the application."""
+    from ray.serve.metrics import Counter
+
+    return Counter(
+        "riskml_rejected_requests",
+        description="Requests turned away before any work (serving.admission), by reason: "
+        "overloaded (503: no slot, nowhere to wait), deadline (503: no slot freed up in time), "
+        "body_too_large (413).",
+        tag_keys=("reason",),
+    )
+
+
 class DecisionMetrics:
     def __init__(self) -> None:
         from ray.serve.metrics import Counter, Gauge, Histogram
@@ -80,13 +94,7 @@ class DecisionMetrics:
             description="Time a request spent publishing its decision events (ms).",
             boundaries=LATENCY_BOUNDARIES_MS,
         )
-        self.rejected = Counter(
-            "riskml_rejected_requests",
-            description="Scoring requests turned away before any work (serving.admission), by "
-            "reason: overloaded (503: no slot, nowhere to wait), deadline (503: no slot freed "
-            "up in time), body_too_large (413).",
-            tag_keys=("reason",),
-        )
+        self.rejected = rejected_requests()
         self.decision_log_pending = Gauge(
             "riskml_decision_log_pending",
             description="Decision events waiting in this replica's outbox.",

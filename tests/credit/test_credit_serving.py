@@ -301,6 +301,25 @@ def test_keys_guard_every_route_but_healthz(app: SimpleNamespace) -> None:
     assert "401" in doc["paths"]["/offers"]["post"]["responses"]
 
 
+def test_the_routes_are_admitted_and_a_body_over_the_limit_is_a_413(app: SimpleNamespace) -> None:
+    """serving.admission on the credit routes (as POST /v1/score): the document declares the
+    503 with Retry-After and the 413; a body over the limit is refused before it is parsed."""
+    from serving.credit import MAX_BODY_BYTES
+
+    doc = app.client.get("/openapi.json").json()
+    for path in ("/decision", "/offers"):
+        responses = doc["paths"][path]["post"]["responses"]
+        assert "Retry-After" in responses["503"]["headers"], path
+        assert "413" in responses, path
+    big = b'{"customer_id": "' + b"c" * MAX_BODY_BYTES + b'"}'
+    r = app.client.post(
+        "/offers", content=big, headers={**AUTH, "content-type": "application/json"}
+    )
+    assert r.status_code == 413 and "over the limit" in r.json()["detail"]
+    assert r.json()["detail"].endswith("/v1/credit/offers")
+    assert app.client.get("/healthz").status_code == 200
+
+
 def test_the_policy_changes_live_through_the_user_config(app: SimpleNamespace) -> None:
     """A tighter PD cut-off in the user_config: the same applications are declined, with
     reasons, by the same replica (reconfigured, not restarted); then back."""

@@ -41,19 +41,35 @@ CLIENT_KEY, ADMIN_KEY = "disputes-client-31c", "disputes-admin-7f2"
 AUTH = {"Authorization": f"Bearer {CLIENT_KEY}"}
 
 
-def _deploy(built: Any, policy: dict[str, Any] | None = None) -> None:
+def _deploy(
+    built: Any, policy: dict[str, Any] | None = None, tight: dict[str, Any] | None = None
+) -> None:
     """The disputes application as serving/serve_config.yaml has it, on the local bundle, one
-    replica, documents under the dispute set's root, API keys in its environment."""
+    replica, documents under the dispute set's root, API keys in its environment; with
+    ``tight``, a second one (:data:`TIGHT`) with those admission limits beside it."""
     from serving.local import deploy_config, wait_running
 
     env = {"RISKML_API_KEYS": CLIENT_KEY, "RISKML_ADMIN_API_KEYS": ADMIN_KEY}
-    entry = app_config(
-        {"bundle_dir": str(built.bundle), "documents_root": str(built.set_dir)},
-        user_config={"policy": policy or {}},
-        actor_options={"runtime_env": {"env_vars": env}},
-    )
-    deploy_config({"applications": [entry]})
+    args = {"bundle_dir": str(built.bundle), "documents_root": str(built.set_dir)}
+    options = {"runtime_env": {"env_vars": env}}
+    entries = [app_config(args, user_config={"policy": policy or {}}, actor_options=options)]
+    if tight is not None:
+        entries.append(
+            app_config(
+                {**args, "admission": tight},
+                name=TIGHT,
+                route_prefix=f"/v1/{TIGHT}",
+                actor_options=options,
+            )
+        )
+    deploy_config({"applications": entries})
     wait_running(APP_NAME)
+    if tight is not None:
+        wait_running(TIGHT)
+
+
+#: The app name (and route prefix below /v1) of the admission test's second app.
+TIGHT = "disputes-tight"
 
 
 @pytest.fixture(scope="module")
@@ -349,3 +365,57 @@ def test_the_policy_changes_live(app: SimpleNamespace) -> None:
     body = case_request(app.dispute_set, ids[0], history=False)
     got = app.client.post("/assess", json=body, headers=AUTH).json()
     assert got["expected_value"]["refund"] > -1e5
+
+
+@pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract is not installed")
+def test_an_overloaded_replica_sheds_assessments_with_503_and_retry_after(
+    app: SimpleNamespace, tmp_path: Path
+) -> None:
+    """Admission (serving.admission, as POST /v1/score): with one assessment at work and none
+    waiting, requests that arrive meanwhile are answered at once with 503, a JSON problem and
+    Retry-After, before their body is read; the one at work finishes, and the slot serves the
+    next. (A scanned document keeps the slot busy: OCR takes seconds.)"""
+    import concurrent.futures as cf
+    import time
+
+    from riskml.data.disputes.documents import scan_pdf
+
+    docs = app.dispute_set.documents.filter(pl.col("doc_type") == "receipt")
+    row = docs.row(1, named=True)
+    scanned = tmp_path / "receipt-scan.pdf"
+    scan_pdf(app.dispute_set.document_path(row["document"]), scanned, seed=5)
+    slow = case_request(app.dispute_set, row["dispute_id"], history=False)
+    content = base64.b64encode(scanned.read_bytes()).decode()
+    slow["documents"] = [{"name": f"scan-{i}.pdf", "content_base64": content} for i in range(3)]
+    quick = case_request(app.dispute_set, row["dispute_id"], history=False)
+    url = app.client.base_url.copy_with(path=f"/v1/{TIGHT}/assess")
+    limits = {"max_in_flight": 1, "max_waiting": 0, "max_wait_ms": 1_000, "retry_after_s": 3}
+    try:
+        _deploy(app.built, tight=limits)
+        with httpx.Client(trust_env=False, timeout=120) as client, cf.ThreadPoolExecutor(4) as ex:
+            assert client.post(url, json=quick, headers=AUTH).status_code == 200  # warm
+            first = ex.submit(client.post, url, json=slow, headers=AUTH)
+            time.sleep(1.0)  # the scanned pages are at work in the one slot
+            assert not first.done()
+            t = time.perf_counter()
+            shed = list(ex.map(lambda _: client.post(url, json=quick, headers=AUTH), range(3)))
+            shed_s = time.perf_counter() - t
+            assert not first.done(), "the slow assessment ended before the test sent the others"
+            assert [r.status_code for r in shed] == [503] * 3, [r.text for r in shed]
+            for r in shed:
+                assert r.headers["retry-after"] == "3"
+                assert r.json()["detail"].startswith("overloaded"), r.text
+            assert shed_s < 1.0  # at once, not after waiting for the slot
+            done = first.result(timeout=120)
+            assert done.status_code == 200, done.text
+            assert done.json()["dispute_id"] == row["dispute_id"]
+            # the slot is free again: the next one is assessed
+            assert client.post(url, json=quick, headers=AUTH).status_code == 200
+        # the app as shipped (2 at work, 4 waiting) takes the same burst without a 503
+        with cf.ThreadPoolExecutor(4) as ex:
+            burst = list(
+                ex.map(lambda _: app.client.post("/assess", json=quick, headers=AUTH), range(4))
+            )
+        assert [r.status_code for r in burst] == [200] * 4
+    finally:
+        _deploy(app.built)

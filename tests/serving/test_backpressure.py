@@ -359,6 +359,77 @@ def test_a_full_replica_sheds_at_once_with_retry_after(standin: SimpleNamespace)
     assert standin.admission.stats()["in_flight"] == 0
 
 
+def test_work_routes_are_admitted_with_a_wait_bound_instead_of_a_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The credit and disputes apps' admission (``work_admission``): its own routes only, each
+    request waits at most ``max_wait_ms`` for a slot (no deadline header matters), the same 503
+    and 413 as /v1/score, naming the route."""
+    from ray import serve
+
+    from serving.admission import work_admission
+
+    admission = work_admission(
+        {"max_in_flight": 1, "max_waiting": 1, "max_wait_ms": 150, "retry_after_s": 4},
+        routes=["/decision", "/offers"],
+        body_limit=1_024,
+    )
+    servable = SimpleNamespace(admission=admission)
+    monkeypatch.setattr(
+        serve, "get_replica_context", lambda: SimpleNamespace(servable_object=servable)
+    )
+    release = asyncio.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        if scope["path"] == "/decision":
+            await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def scenario() -> dict[str, Any]:
+        async with _client(AdmissionMiddleware(app)) as client:
+            working = asyncio.create_task(client.post("/decision", content=b"{}"))
+            while admission.in_flight < 1:
+                await asyncio.sleep(0.001)
+            t = time.perf_counter()
+            # waits its 150 ms (a client deadline header changes nothing here), then 503
+            waited = await client.post("/offers", content=b"{}", headers={TIMEOUT_HEADER: "5"})
+            waited_ms = (time.perf_counter() - t) * 1e3
+            waiting = asyncio.create_task(client.post("/offers", content=b"{}"))
+            while admission.waiting < 1:
+                await asyncio.sleep(0.001)
+            shed = await client.post("/decision", content=b"{}")  # nowhere to wait: at once
+            other = await client.post("/v1/score", content=b"{}")  # not this app's route
+            large = await client.post("/offers", content=b"x" * 2_000)
+            release.set()
+            return {
+                "waited": waited,
+                "waited_ms": waited_ms,
+                "shed": shed,
+                "other": other,
+                "large": large,
+                "done": await asyncio.gather(working, waiting),
+            }
+
+    out = asyncio.run(scenario())
+    for r in (out["waited"], out["shed"]):
+        assert r.status_code == 503 and r.headers["retry-after"] == "4", r.text
+    assert (
+        out["waited"].json()["detail"]
+        == "overloaded: no slot freed up before the request's deadline"
+    )
+    assert out["shed"].json()["detail"].startswith("overloaded: every slot")
+    assert 140 <= out["waited_ms"] < 1_000
+    assert out["other"].status_code == 200  # passed through, never admitted
+    assert out["large"].status_code == 413
+    assert "over the limit of 1024 bytes of /offers" in out["large"].json()["detail"]
+    assert [r.status_code for r in out["done"]] == [200, 200]
+    stats = admission.stats()
+    assert (stats[OVERLOADED], stats[DEADLINE], stats["body_too_large"]) == (1, 1, 1)
+    assert stats["in_flight"] == 0 and stats["waiting"] == 0
+
+
 # -- the OpenAPI document and Serve's options ---------------------------------------------------
 
 
