@@ -480,12 +480,13 @@ def test_serving_metric_names_match_serving_metrics_py() -> None:
     """The names, kinds and tags serving/metrics.py registers (read as text: no Ray import)."""
     text = (REPO_ROOT / "serving" / "metrics.py").read_text()
     registered: dict[str, tuple[str, tuple[str, ...]]] = {}
-    for chunk in re.split(r"self\.\w+ = ", text)[1:]:
-        call = re.match(r'(Counter|Gauge|Histogram)\(\s*"(\w+)"', chunk)
-        assert call, chunk[:80]
-        tags = re.search(r"tag_keys=\(([^)]*)\)", chunk.split("\n        )")[0])
+    # every constructor call, to the line that closes it (in a method or a module function)
+    for call in re.finditer(r'\b(Counter|Gauge|Histogram)\(\s*"(\w+)"(.*?)\n\s*\)', text, re.S):
+        assert call.group(2) not in registered, f"{call.group(2)} registered twice"
+        tags = re.search(r"tag_keys=\(([^)]*)\)", call.group(3))
         labels = tuple(re.findall(r'"(\w+)"', tags.group(1))) if tags else ()
         registered[call.group(2)] = (call.group(1).lower(), labels)
+    assert len(registered) >= 10
     assert {m.name: (m.kind, m.labels) for m in mn.SERVING_METRICS} == registered
 
 
