@@ -216,6 +216,26 @@ def _loop_timings(out: dict[str, Any]) -> dict[str, float]:
     }
 
 
+#: A worker's shard up to this size is copied out of the object store before training.
+PRIVATE_SHARD_MAX_BYTES = 2 << 30
+
+
+def private_copy(arrays: dict[str, Any]) -> dict[str, Any]:
+    """``arrays`` (a shard read from the object store: read-only views of its shared memory)
+    copied into the worker's own memory when they fit :data:`PRIVATE_SHARD_MAX_BYTES`: NumPy
+    asks transparent huge pages for its own large buffers (``madvise``), the object store's
+    mapping has none, and an epoch gathers every row in random order from them, so the plain
+    loop (arrays in its own memory) ran on huge pages and the Ray worker on 4 KiB ones."""
+    import numpy as np
+
+    arrays = dict(arrays)
+    if sum(int(getattr(a, "nbytes", 0)) for a in arrays.values()) > PRIVATE_SHARD_MAX_BYTES:
+        return arrays
+    return {
+        k: np.array(a, copy=True) if isinstance(a, np.ndarray) else a for k, a in arrays.items()
+    }
+
+
 def _torch_worker(config: dict[str, Any]) -> dict[str, Any]:
     """Runs inside every Ray Train worker."""
     import ray
@@ -227,7 +247,7 @@ def _torch_worker(config: dict[str, Any]) -> dict[str, Any]:
     rank = ctx.get_world_rank()
     cfg = dict(config)
     cfg["worker_start"] = t_start
-    cfg["train"] = ray.get(config["train_refs"][rank])
+    cfg["train"] = private_copy(ray.get(config["train_refs"][rank]))
     cfg["valid"] = ray.get(config["valid_ref"])
     cfg["rank"], cfg["world_size"] = rank, ctx.get_world_size()
     cfg["device"] = ray.train.torch.get_device()
