@@ -24,25 +24,26 @@ The layout avoids Ray Data: on a 2-core machine its read tasks starve while the 
 every core, so workers get their shard as numpy arrays through the object store instead; the
 train controller takes no CPU.
 
-Where Ray's extra time went (issue #26; 2 cores, XGBoost ratio 1.42, torch 1.39 before): inside
-the worker's timed window, with two training threads on two cores, anything else that runs costs
-the training about twice its CPU time. Before, Ray Train (2.60) booted two Python processes there:
-a ``PreemptionWatcher`` actor, started as the worker group starts (1.5-2.6 CPU-s in the window),
-and a ``DatasetManager`` actor for Ray Data, created even for runs without datasets (0.4-1.1 CPU-s);
+Where Ray's extra time went (issue #26; 2 cores, XGBoost ratio 1.42, torch 1.39 before): inside the
+worker's timed window, with two training threads on two cores, anything else that runs costs the
+training about twice its CPU time. Before, Ray Train (2.60) booted two Python processes there: a
+``PreemptionWatcher`` actor, started as the worker group starts (1.5-2.6 CPU-s in the window), and
+a ``DatasetManager`` actor for Ray Data, created even for runs without datasets (0.4-1.1 CPU-s);
 and the XGBoost worker reported its last checkpoint round twice (round 100 and "final"), the second
 report blocking 0-2 s until the controller's next poll took the first. Now local clusters run
 without the watcher (``runtime.LOCAL_TRAIN_ENV``: a local node is never drained), riskml's trainers
 drop the Ray Data callback when given no datasets (``runtime.lean_trainer``), and the final report
 is skipped when its round is already checkpointed. What is left in the window: reading the shard
-from the object store (ms), the checkpoint lookup, the two reports with their checkpoints, and
-batches gathered from shared memory, which has no transparent huge pages (~0.07 s per 1M-row
-epoch). Ray Train's start-up (controller, placement group, synchronisation actor, the worker's
-imports: 9-11 s on 2 cores, 12-13 s before) and teardown (up to one 2 s controller poll, then
-the group's shutdown: 2-4 s, 4-5 s before, when the two actors above also had to be stopped) are
+from the object store (ms), the checkpoint lookup and the two reports with their checkpoints. The
+torch worker gathered its batches from the object store's shared memory, which has no transparent
+huge pages, while the plain loop's arrays had them (NumPy ``madvise``s its large buffers): it now
+copies its shard into its own memory first (``sequence_train.private_copy``; ~0.9 s once, outside
+the epochs). Ray Train's start-up (controller, placement group, synchronisation actor, the worker's
+imports: 9-11 s on 2 cores, 12-13 s before) and teardown (up to one 2 s controller poll, then the
+group's shutdown: 2-4 s, 4-5 s before, when the two actors above also had to be stopped) are
 reported separately. First run after the changes (1M rows, load average 2-8 from other jobs):
-XGBoost 1.03 (17.4 s plain, 17.9 s Ray), torch epoch 1.13 (18.5 s, 20.9 s), where the Ray epochs
-of one run (23.5-24.5 s) and of the other (20.9-22.4 s) differed by about as much as the gap.
-"""
+XGBoost 1.03 (17.4 s plain, 17.9 s Ray), torch epoch 1.13 (18.5 s, 20.9 s), where the Ray epochs of
+one run (23.5-24.5 s) and of the other (20.9-22.4 s) differed by about as much as the gap."""
 
 from __future__ import annotations
 
