@@ -55,7 +55,7 @@ from serving.admission import LIMITED, AdmissionMiddleware, work_admission
 from serving.auth import UNAUTHORIZED, Authenticator, Role, bearer
 from serving.config import WorkAdmissionArgs
 from serving.http_api import NO_CPU, BundleSource, RiskApi, install_error_handlers
-from serving.metrics import rejected_requests
+from serving.metrics import count_rejections
 
 log = logging.getLogger("ray.serve")
 
@@ -617,13 +617,12 @@ class CreditIngress:
     ) -> None:
         # first: a replica without the keys it requires fails before loading any model
         self.auth = Authenticator.from_settings(get_settings(), log)
-        rejected = rejected_requests()
         #: serving.admission finds it here (AdmissionMiddleware): slots, waiting, body limit
         self.admission = work_admission(
             admission or ADMISSION,
             routes=["/decision", "/offers"],
             body_limit=MAX_BODY_BYTES,
-            on_reject=lambda reason: rejected.inc(tags={"reason": reason}),
+            on_reject=count_rejections(),
         )
         self.service = CreditService.from_sources(pd, offers)
         try:

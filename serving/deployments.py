@@ -455,7 +455,7 @@ class Ingress:
         self.admission = Admission(
             admission,
             budget_ms=lambda batch, requested: ladder.budget_ms(2 if batch else 1, requested),
-            on_reject=lambda reason: self.metrics.rejected.inc(tags={"reason": reason}),
+            on_reject=self.metrics.count_rejected,
         )
         _check_serve_limits(self.admission)
         self._background: set[asyncio.Task[Any]] = set()

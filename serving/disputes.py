@@ -67,16 +67,12 @@ from serving.admission import (
     LIMITED,
     AdmissionMiddleware,
     Problem,
-    _content_length,
-    read_body,
-    respond,
-    route_path,
     work_admission,
 )
 from serving.auth import UNAUTHORIZED, Authenticator, Role, bearer
 from serving.config import WorkAdmissionArgs
 from serving.http_api import NO_CPU, RiskApi, install_error_handlers
-from serving.metrics import rejected_requests
+from serving.metrics import count_rejections
 
 log = logging.getLogger("ray.serve")
 
@@ -835,42 +831,6 @@ class DisputesApi(RiskApi):
     """The disputes API (no security scheme in its OpenAPI document when no key is configured)."""
 
 
-class BodyLimit:
-    """Pure ASGI: a ``POST /assess`` body over ``limit`` bytes is a 413, by its
-    ``Content-Length`` before it is read, else as soon as what was read passes the limit."""
-
-    def __init__(self, app: Any, limit: int = MAX_BODY_BYTES) -> None:
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if (
-            scope["type"] != "http"
-            or scope.get("method") != "POST"
-            or route_path(scope) != "/assess"
-        ):
-            return await self.app(scope, receive, send)
-        declared = _content_length(scope.get("headers") or [])
-        too_large = declared is not None and declared > self.limit
-        body: bytes | None = None
-        if not too_large:
-            body, too_large = await read_body(receive, self.limit)
-            if body is None and not too_large:
-                return None  # the client went away
-        if too_large:
-            detail = f"request body is over the limit of {self.limit} bytes of /assess"
-            return await respond(send, 413, detail, [(b"connection", b"close")])
-        replayed = False
-
-        async def replay() -> dict[str, Any]:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return dict(await receive())
-
-        return await self.app(scope, replay, send)
-
-
 api = DisputesApi(
     title="riskml disputes",
     version="1",
@@ -878,8 +838,7 @@ api = DisputesApi(
     "the calibrated win probability of a representment, auto-refund / represent / human "
     "review by expected value, and the evidence packet.",
 )
-api.add_middleware(BodyLimit)
-api.add_middleware(AdmissionMiddleware)  # outermost: a request it sheds is never read
+api.add_middleware(AdmissionMiddleware)  # slots, waiting and the body limit of /assess
 install_error_handlers(api)
 
 #: What the assess route may answer beyond its 200, 401 and 422.
@@ -914,13 +873,12 @@ class DisputesIngress:
     ) -> None:
         # first: a replica without the keys it requires fails before loading any model
         self.auth = Authenticator.from_settings(get_settings(), log)
-        rejected = rejected_requests()
         #: serving.admission finds it here (AdmissionMiddleware): slots, waiting, body limit
         self.admission = work_admission(
             admission or ADMISSION,
             routes=["/assess"],
             body_limit=MAX_BODY_BYTES,
-            on_reject=lambda reason: rejected.inc(tags={"reason": reason}),
+            on_reject=count_rejections(),
         )
         self.service = DisputesService.from_source(source, documents_root=documents_root)
         try:

@@ -43,7 +43,6 @@ class LoopLag:
         self.interval_s, self.floor_s = interval_s, floor_s
         #: (due, woke) of the late wake-ups, ``time.perf_counter()``, oldest first
         self.late: deque[tuple[float, float]] = deque(maxlen=keep)
-        self.total_ms = 0.0  # lateness of every late wake-up since the start
         self.max_ms = 0.0
         self._on_late = on_late
 
@@ -57,7 +56,6 @@ class LoopLag:
             if woke - due > floor:
                 late.append((due, woke))
                 ms = (woke - due) * 1e3
-                self.total_ms += ms
                 self.max_ms = max(self.max_ms, ms)
                 if self._on_late is not None:
                     self._on_late(ms)

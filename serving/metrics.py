@@ -7,25 +7,31 @@ tags) and appear on each node's Ray metrics endpoint (``ray_``-prefixed) next to
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 LATENCY_BOUNDARIES_MS = [0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 250, 500, 1000]
 SCORE_BOUNDARIES = [round(0.05 * i, 2) for i in range(1, 20)]
 
 
-def rejected_requests() -> Any:
-    """``riskml_rejected_requests`` (by reason) of an app's replica: every app that admits its
-    requests (serving.admission) counts under this one name, Serve tags the application."""
+def count_rejections() -> Callable[[str], None]:
+    """An admission's ``on_reject`` (serving.admission): counts each request turned away in
+    ``riskml_rejected_requests`` by reason. Every app that admits its requests counts under this
+    one name; Serve tags the application."""
     from ray.serve.metrics import Counter
 
-    return Counter(
+    counter = Counter(
         "riskml_rejected_requests",
         description="Requests turned away before any work (serving.admission), by reason: "
         "overloaded (503: no slot, nowhere to wait), deadline (503: no slot freed up in time), "
         "body_too_large (413).",
         tag_keys=("reason",),
     )
+
+    def count(reason: str) -> None:
+        counter.inc(tags={"reason": reason})
+
+    return count
 
 
 class DecisionMetrics:
@@ -94,7 +100,7 @@ class DecisionMetrics:
             description="Time a request spent publishing its decision events (ms).",
             boundaries=LATENCY_BOUNDARIES_MS,
         )
-        self.rejected = rejected_requests()
+        self.count_rejected = count_rejections()
         self.decision_log_pending = Gauge(
             "riskml_decision_log_pending",
             description="Decision events waiting in this replica's outbox.",

@@ -355,6 +355,17 @@ def _replay(app: FaultApp, txs: Sequence[Mapping[str, Any]], rps: float, **kw: A
     return replay(app.target(), txs, rps=rps, timeout_s=kw.pop("timeout_s", 10.0), **kw)
 
 
+def server_clock(
+    bodies: Sequence[Mapping[str, Any]],
+) -> tuple[list[float], list[float], list[float]]:
+    """Per answer, on the server's clock: ``latency_ms.total``, how long of it the replica's
+    event loop was behind (``loop_lag``, serving.looplag: the replica's saturation or the
+    machine's), and the total less that lag (what the ladder itself took)."""
+    total = [float(b["latency_ms"]["total"]) for b in bodies]
+    lag = [float(b["latency_ms"].get("loop_lag", 0.0)) for b in bodies]
+    return total, lag, [t - x for t, x in zip(total, lag, strict=True)]
+
+
 def _mix(bodies: Sequence[Mapping[str, Any]]) -> dict[str, int]:
     out: dict[str, int] = {}
     for b in bodies:
@@ -381,11 +392,7 @@ def store_down(
         app.redis.start()
     recovered_s = _wait(lambda: _decided_by_models(app, down_txs[0]), 60.0)
     bodies = [r["body"] for r in report.responses if "body" in r]
-    server_total = [b["latency_ms"]["total"] for b in bodies]
-    # how long of each the replica's event loop was behind (serving.looplag): the part of a
-    # late answer that is the replica's saturation or the machine's, not the ladder's waiting
-    loop_lag = [b["latency_ms"].get("loop_lag", 0.0) for b in bodies]
-    ladder_total = [t - lag for t, lag in zip(server_total, loop_lag, strict=True)]
+    server_total, loop_lag, ladder_total = server_clock(bodies)
     features_ms = float(app.ingress["timeouts"]["features_ms"])
     deadline_ms = float(app.ingress["deadline_ms"])
     target = TARGETS["store_down"]
@@ -440,11 +447,7 @@ def slow_model(
     bodies = [r["body"] for r in report.responses if "body" in r]
     deadline_ms = float(app.ingress["deadline_ms"])
     limit = deadline_ms + TARGETS["slow_model"]["answered_within_deadline_plus_ms"]
-    server_total = [b["latency_ms"]["total"] for b in bodies]
-    # how long of each the replica's event loop was behind (serving.looplag): the part of a
-    # late answer that is the replica's saturation or the machine's, not the ladder's waiting
-    loop_lag = [b["latency_ms"].get("loop_lag", 0.0) for b in bodies]
-    ladder_total = [t - lag for t, lag in zip(server_total, loop_lag, strict=True)]
+    server_total, loop_lag, ladder_total = server_clock(bodies)
     # hung: held for the slow model, or never answered (the client gave up after timeout_s);
     # a 503 (shed by the admission: nothing decided) is an answer, counted as not answered
     hung = report.status.get("timeout", 0) + sum(ms >= app.slow_ms for ms in report.latencies)
