@@ -378,6 +378,51 @@ The Lake Outfitters team
     assert asked.refund_date is None
 
 
+def test_tax_inclusive_totals_and_the_words_around_them() -> None:
+    """A total "including tax" is the total; a net amount, a tax line or a refunded amount is
+    not; an invoice address is the billing one; a credit note issued is a refund."""
+    invoice = (
+        "Net amount        82,10 EUR\n"
+        "Sales tax         15,60 EUR\n"
+        "Total (inclusive of VAT)   97,70 EUR\n"
+        "Ship-to address matches invoice address: yes\n"
+    )
+    ev = RulesExtractor().extract([_doc(invoice)]).evidence
+    assert (ev.amount, ev.currency, ev.shipping_address_matches) == (97.7, "EUR", True)
+    note = "Credit memo state: credit memo issued\nCredited amount:\nUSD 12.00\n"
+    ev = RulesExtractor().extract([_doc(note)]).evidence
+    assert (ev.refund_issued, ev.refund_amount, ev.amount) == (True, 12.0, None)
+    checks = "Address verification: street and zip confirmed\nCVV2 check: unverified\n"
+    ev = RulesExtractor().extract([_doc(checks)]).evidence
+    assert (ev.avs_result, ev.cvv_result) == ("match", "unavailable")
+    failed = "Address verification: address unconfirmed\nCVV2 check: incorrect\n"
+    ev = RulesExtractor().extract([_doc(failed)]).evidence
+    assert (ev.avs_result, ev.cvv_result) == ("no_match", "no_match")
+    history = "Tracking events\n2024-06-03   Package received from shipper   Reno\n"
+    assert RulesExtractor().extract([_doc(history)]).evidence.shipping_date == dt.date(2024, 6, 3)
+
+
+@pytest.mark.parametrize(
+    ("said", "acknowledged"),
+    [
+        ("Up to now I have got nothing from you.", False),
+        ("The shipment is still missing.", False),
+        ("Parcel picked up at the locker, everything is there.", True),
+    ],
+)
+def test_what_the_customer_says_about_the_goods(said: str, acknowledged: bool) -> None:
+    thread = f"From: Jane Doe <jane@example.com>\nSubject: Re: Order 5512\n{said}\nJane\n"
+    assert RulesExtractor().extract([_doc(thread)]).evidence.customer_acknowledged is acknowledged
+
+
+def test_a_refusal_in_other_words() -> None:
+    thread = (
+        "From: Lake Outfitters Support <support@lake.example>\nSubject: Re: Order 5512\n"
+        "Dear Jane, a refund is not possible for this order.\nThe Lake Outfitters team\n"
+    )
+    assert RulesExtractor().extract([_doc(thread)]).evidence.refund_issued is False
+
+
 # --- the held-out corpus -------------------------------------------------------------------------
 
 

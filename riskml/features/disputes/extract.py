@@ -833,7 +833,7 @@ AVS = (
     ),
     (
         r"^\s*(?:no[\s_-]*match|mismatch|fail|N(?![/\w]))|no[\s_-]*match|not\s+match|mismatch|"
-        r"failed|not\s+verified|does\s+not\s+match",
+        r"failed|not\s+(?:verified|confirmed)|unconfirmed|does\s+not\s+match",
         "no_match",
     ),
     (
@@ -842,7 +842,11 @@ AVS = (
         r"no\s+(?:response|data)",
         "unavailable",
     ),
-    (r"^\s*(?:full\b|(?:full\s+)?match|pass|[YXMD](?![/\w]))|match|passed|verified", "match"),
+    (
+        r"^\s*(?:full\b|(?:full\s+)?match|pass|[YXMD](?![/\w]))|match|passed|\bverified|"
+        r"\bconfirmed",
+        "match",
+    ),
 )
 CVV = (
     (
@@ -853,10 +857,10 @@ CVV = (
     (
         r"^\s*(?:unavailable|not\s+(?:available|provided|checked|processed|present|supported)|"
         r"n/?a\b|[UPSX](?![/\w]))|unavailable|not\s+(?:available|provided|checked|processed|"
-        r"present|supported)|unknown|missing",
+        r"present|supported)|unknown|missing|unverified|could\s+not\s+be\s+verified",
         "unavailable",
     ),
-    (r"^\s*(?:match|pass|[MY](?![/\w]))|match|passed|verified|correct|valid", "match"),
+    (r"^\s*(?:match|pass|[MY](?![/\w]))|match|passed|\bverified|\bcorrect|\bvalid", "match"),
 )
 #: A refund document's bare "Status" (the delivery statuses never say these).
 REFUND_STATE = (
@@ -883,8 +887,8 @@ REFUND_STATUS = (
     ),
     (
         r"^\s*(?:issued|completed?|processed|refunded|paid|sent|credited|done|yes|y|approved|"
-        r"successful|settled|returned|granted|reimbursed)\b|\b(?:refund|credit)\s+(?:issued|"
-        r"processed|completed|paid|sent|granted)\b",
+        r"successful|succeeded|success|settled|returned|granted|reimbursed)\b|\b(?:refund|credit)"
+        r"(?:\s+(?:note|memo))?\s+(?:issued|processed|completed|paid|sent|granted)\b",
         True,
     ),
 )
@@ -914,10 +918,17 @@ L_ORDER_REF = _labels(
 L_ORDER = _labels(
     L_ORDER_REF, r"order", r"booking", r"invoice", r"receipt", r"purchase", r"reservation"
 )
+#: "incl. VAT", "including sales tax": a total with its tax in it.
+_WITH_TAX = (
+    r"(?:[ \t]+\(?(?:incl(?:uding|usive(?:[ \t]+of)?|\.)?|inc\.?|with)[ \t]+(?:all[ \t]+)?"
+    r"(?:vat|gst|(?:sales[ \t]+)?tax(?:es)?)\)?)?"
+)
+#: Not after "incl."/"including": a tax word that names a part of the total.
+_NOT_INCLUDED = r"(?<!incl\.\s)(?<!incl\s)(?<!inc\.\s)(?<!including\s)(?<!inclusive\s)(?<!of\s)"
 L_TOTAL = _labels(
     r"(?:order[ \t]+|grand[ \t]+|invoice[ \t]+|final[ \t]+|payment[ \t]+|purchase[ \t]+|"
     r"transaction[ \t]+|sale[ \t]+)?total(?:[ \t]+(?:charged|paid|billed|amount|due|payable|"
-    r"price|to[ \t]+pay))?",
+    rf"price|to[ \t]+pay))?{_WITH_TAX}",
     r"(?:order|purchase|transaction|basket|cart)[ \t]+value",
     r"(?:(?:order|payment|purchase|transaction|charge|invoice|sale)[ \t]+)?amount(?:[ \t]+"
     r"(?:charged|paid|billed|due|payable|authori[sz]ed|captured))?",
@@ -1017,7 +1028,7 @@ L_CANCEL = _labels(
     r"(?:end|termination)[ \t]+date",
 )
 _SHIP_SIDE = r"(?:ship(?:ping)?|delivery)(?:[ \t-]*to)?(?:[ \t]+address(?:es)?)?"
-_BILL_SIDE = r"(?:bill(?:ing)?)(?:[ \t-]*to)?(?:[ \t]+address(?:es)?)?"
+_BILL_SIDE = r"(?:bill(?:ing)?|invoice)(?:[ \t-]*to)?(?:[ \t]+address(?:es)?)?"
 #: A shipping/billing address comparison (in a shipping document): the two sides in either
 #: order with a few words between ("Ship-to verified against bill-to").
 L_ADDRESS_MATCH = _labels(
@@ -1097,7 +1108,20 @@ _NOT_ORDER = _cases(
 _NOT_REFUND = _cases("refund", "credit")
 #: Words before "total"/"amount" that make it a part of the order's total.
 _NOT_TOTAL = _cases(
-    "refund", "credit", "line", "unit", "item", "tax", "shipping", "discount", "vat", "delivery"
+    "refund",
+    "refunded",
+    "credit",
+    "credited",
+    "reimbursed",
+    "line",
+    "unit",
+    "item",
+    "tax",
+    "shipping",
+    "discount",
+    "vat",
+    "delivery",
+    "net",
 )
 #: Words before "delivered"/"delivery date" that make it a forecast.
 _NOT_ACTUAL = _cases("estimated", "expected", "scheduled", "planned", "anticipated", "est.")
@@ -1122,8 +1146,9 @@ ACK_PHRASES: tuple[tuple[str, Any], ...] = (
         r"ever\s+)?(?:delivered|received|arrived|came|come|showed\s+up|turned\s+up|reached)|"
         r"\byet\s+to\s+(?:receive|get|see|arrive)|\bstill\s+nothing\b|\bno\s+(?:package|"
         r"parcel|delivery|sign\s+of)\b|\bwhere\s+is\s+my\s+(?:order|package|parcel)|\b(?:package|"
-        r"parcel|order)\s+(?:is|was|got)\s+(?:lost|missing)|\bnot\s+(?:been\s+)?(?:received|"
-        r"delivered)",
+        r"parcel|order|shipment|delivery|goods|item)s?\s+(?:is|are|was|were|got)\s+(?:still\s+)?"
+        r"(?:lost|missing)|\bnot\s+(?:been\s+)?(?:received|delivered)|\b(?:received|got|had)\s+"
+        r"nothing\b",
         False,
     ),
     (
@@ -1136,7 +1161,8 @@ ACK_PHRASES: tuple[tuple[str, Any], ...] = (
         r"\b|\b(?:love|using|enjoying)\s+(?:it|the\s+\w+)\b|\bgot\s+(?:it|the\s+"
         r"(?:item|order|package|parcel))\b|\b(?:started|began|begun)\s+(?:using|wearing)\b|"
         r"\b(?:handed|given)\s+to\s+me\b|\b(?:parcel|package|item|order|goods|delivery)\s+"
-        r"(?:was\s+|has\s+been\s+)?received\b|"
+        r"(?:was\s+|has\s+been\s+)?(?:received|collected|picked\s+up)\b|\beverything\s+(?:was|"
+        r"is)\s+(?:inside|there|included|in\s+the\s+(?:box|parcel|package))\b|"
         r"\b(?:everything|all\s+(?:the\s+)?items|it\s+all)\s+(?:has\s+|have\s+)?(?:arrived|came|"
         r"turned\s+up)\b|\b(?:I|we)\s+(?:now\s+)?have\s+(?:the|my|our)\s+(?:item|order|parcel|"
         r"package|goods|product)s?\b",
@@ -1145,7 +1171,8 @@ ACK_PHRASES: tuple[tuple[str, Any], ...] = (
 )
 REFUND_PHRASES: tuple[tuple[str, Any], ...] = (
     (
-        r"\bno\s+refund\b|\b(?:not|never)\s+(?:been\s+)?(?:issued|processed|given|made)\s+"
+        r"\bno\s+refund\b|\b(?:refund|reimbursement|credit)\s+(?:is|was)\s+not\s+possible\b|"
+        r"\b(?:not|never)\s+(?:been\s+)?(?:issued|processed|given|made)\s+"
         r"(?:a\s+|any\s+|your\s+)?refund|\b(?:not|never)\s+(?:been\s+)?refunded\b|\bnot\s+eligible\s+for\s+a\s+refund|\b(?:declin|refus|reject|"
         r"den)\w*\s+(?:the\s+|your\s+|a\s+)?(?:refund|request)|\brefund\b.{0,40}?\b(?:declined|"
         r"refused|rejected|denied)\b|\b(?:unable|not\s+able)\s+to\s+(?:offer|issue|process|"
@@ -1290,8 +1317,10 @@ def default_rules() -> list[Rule]:
         ),
         pattern_rule(
             "shipping_date",
-            rf"^[ \t]*(?P<v>{DATE})[ \t]+(?:\d{{1,2}}:\d{{2}}[ \t]+)?(?:shipment\s+)?"
-            r"(?:picked\s+up|collected|accepted|received\s+by\s+carrier)",
+            rf"^[ \t]*(?P<v>{DATE})[ \t]+(?:\d{{1,2}}:\d{{2}}[ \t]+)?(?:(?:shipment|parcel|"
+            r"package|consignment|item)\s+(?:was\s+)?)?(?:picked\s+up|collected|accepted|"
+            r"received\s+(?:by\s+(?:the\s+)?(?:carrier|courier)|from\s+(?:the\s+)?(?:sender|"
+            r"shipper|merchant))|handed\s+(?:over\s+)?to\s+(?:the\s+)?(?:carrier|courier))",
             _date,
             0.75,
         ),
@@ -1443,8 +1472,9 @@ KEY_CLASSES: tuple[KeyClass, ...] = (
         _v(AMOUNT_RE),
         _amount,
         unless=_kw(
-            r"\b(?:refund\w*|credit\w*|reimburs\w*|tax|vat|gst|shipping|delivery|postage|"
-            r"discount|subtotal|sub|unit|line|items?|fees?|returned|deposit|tip)\b"
+            rf"\b(?:refund\w*|credit\w*|reimburs\w*|{_NOT_INCLUDED}(?:tax|vat|gst)|shipping|"
+            r"delivery|postage|discount|subtotal|sub|unit|line|items?|fees?|returned|deposit|tip|"
+            r"net)\b"
         ),
     ),
     KeyClass(
@@ -1504,7 +1534,7 @@ KEY_CLASSES: tuple[KeyClass, ...] = (
         _kw(r"\b(?:ship\w*|deliver\w*)\b"),
         _v(_CELL_TEXT),
         enum(YES_NO, max_words=4),
-        also=_kw(r"\bbill\w*\b"),
+        also=_kw(r"\b(?:bill\w*|invoice)\b"),
         typed=False,
     ),
     KeyClass(
