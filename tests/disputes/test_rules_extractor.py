@@ -293,6 +293,20 @@ def test_day_first_dates_and_comma_decimal_amounts() -> None:
     assert parse_date("03/04/2024") == dt.date(2024, 3, 4)
 
 
+def test_timestamps_short_years_and_the_currency_as_the_last_date_hint() -> None:
+    stamped = "Order date: 2024-03-05T14:22:10Z\nDispatched: 06-Mar-24\n"
+    ev = RulesExtractor().extract([_doc(stamped)]).evidence
+    assert (ev.transaction_date, ev.shipping_date) == (dt.date(2024, 3, 5), dt.date(2024, 3, 6))
+    # 05/03/24 reads both ways and nothing else on the page settles it: pounds say day first
+    british = "Invoice date 05/03/24\nTotal fare  £123.40\n"
+    ev = RulesExtractor().extract([_doc(british)]).evidence
+    assert (ev.transaction_date, ev.amount, ev.currency) == (dt.date(2024, 3, 5), 123.4, "GBP")
+    dollars = "Invoice date 05/03/24\nTotal fare  $123.40\n"
+    assert RulesExtractor().extract([_doc(dollars)]).evidence.transaction_date == dt.date(
+        2024, 5, 3
+    )
+
+
 def test_keyed_pairs_read_labels_by_their_words() -> None:
     login = (
         "Acme Outdoor\n"

@@ -4,14 +4,15 @@
 pattern rules. A rule finds a *candidate*: a field's value, the span it was read from and the
 rule's strength (a labelled value, ``Tracking number: 1Z...``, is strong; a value read from prose
 is weaker). Values are parsed tolerantly: dates numeric (``2025-03-14``, ``03/14/2025``,
-``14.03.2025``, ``14/03/25``) or with a month name in any order (``March 14th, 2025``,
-``14-Mar-2025``, ``Friday 14 March 2025``, ``2025 Mar 14``); amounts with either decimal
-separator and a currency symbol or ISO code before or after (``$1,234.50``, ``1.234,50 EUR``,
-``EUR1234.50``, ``US$ 45``); OCR noise (``O``/``0``, ``l``/``1``, ``S``/``5`` in digits where the
-label says the value is a number or an id, ``1D`` for ``ID`` in labels, stray spaces and tildes
-in ids). Whether ``03/04/2025`` is March or April is settled per document
-(:func:`infer_dayfirst`): by a date on it that only reads one way (``21/05/2025``), else by the
-reading that keeps its dates days rather than months apart, else month first (dots: day first).
+``14.03.2025``, ``14/03/25``, ISO timestamps ``2025-03-14T09:30:00Z``) or with a month name in any
+order (``March 14th, 2025``, ``14-Mar-2025``, ``14-Mar-25``, ``Friday 14 March 2025``, ``2025 Mar
+14``); amounts with either decimal separator and a currency symbol or ISO code before or after
+(``$1,234.50``, ``1.234,50 EUR``, ``EUR1234.50``, ``US$ 45``); OCR noise (``O``/``0``, ``l``/``1``,
+``S``/``5`` in digits where the label says the value is a number or an id, ``1D`` for ``ID`` in
+labels, stray spaces and tildes in ids). Whether ``03/04/2025`` is March or April is settled per
+document (:func:`infer_dayfirst`): by a date on it that only reads one way (``21/05/2025``), else
+by the reading that keeps its dates days rather than months apart, else by the currency of its
+amounts (pounds, euros: day first; :func:`currency_dayfirst`), else month first (dots: day first).
 
 Rule kinds, written so that a vendor whose documents no rule has seen is read too:
 
@@ -185,12 +186,14 @@ _DAY = rf"{_D}{{1,2}}(?:st|nd|rd|th)?"
 #: 2025``, ``2025 Mar 14``), optionally after a weekday.
 DATE_RE = (
     rf"(?:(?:mon|tue|wed|thu|fri|sat|sun)[a-z]*\.?,?\s+)?"
-    rf"(?<![\w.])(?:{_D}{{4}}[-/.]{_D}{{1,2}}[-/.]{_D}{{1,2}}(?![\w.]?\d)"  # 2025-03-14
+    # 2025-03-14, 2025-03-14T09:30:00Z
+    rf"(?<![\w.])(?:{_D}{{4}}[-/.]{_D}{{1,2}}[-/.]{_D}{{1,2}}(?!(?!T\d{{2}}:)[\w.]?\d)"
     rf"|{_D}{{1,2}}[-/.]{_D}{{1,2}}[-/.]{_D}{{4}}(?![\w.]?\d)"  # 14/03/2025, 03-14-2025
     rf"|{_D}{{1,2}}[-/.]{_D}{{1,2}}[-/.]\d{{2}}(?![\w.:/-]?\d)"  # 03/14/25
     rf"|{_MONTH_RE}[ \t/-]*{_DAY},?[ \t/-]+{_D}{{4}}"  # March 14, 2025; Mar-14-2025
     rf"|{_DAY}(?:[ \t]+of)?[ \t/.-]*{_MONTH_RE},?[ \t/.-]*{_D}{{4}}"  # 14 March 2025, 14Mar2025
-    rf"|{_D}{{4}}[ \t/.-]+{_MONTH_RE}[ \t/.-]+{_DAY}(?!\d))"  # 2025 Mar 14, 2025-Mar-14
+    rf"|{_D}{{4}}[ \t/.-]+{_MONTH_RE}[ \t/.-]+{_DAY}(?!\d)"  # 2025 Mar 14, 2025-Mar-14
+    rf"|{_D}{{1,2}}-{_MONTH_RE}-\d{{2}}(?![\w.:/-]?\d))"  # 14-Mar-25
 )
 _NUM = r"[0-9OolI|SB]"
 _CUR_PRE = (
@@ -295,7 +298,17 @@ def parse_date(text: str, dayfirst: bool | None = None) -> dt.date | None:
         nums = [fix_digits(n) for n in re.findall(r"[0-9olI|sb]+", rest)]
         nums = [n for n in nums if n.isdigit()]
         if month and len(nums) == 2:
-            day, year = (nums[0], nums[1]) if len(nums[1]) == 4 else (nums[1], nums[0])
+            if len(nums[0]) == 4:
+                year, day = nums
+            elif len(nums[1]) == 4 or len(nums[0]) <= 2 == len(nums[1]):  # 14-Mar-25: 2025
+                day, year = nums
+                year = (
+                    year
+                    if len(year) == 4
+                    else str(2000 + int(year) if int(year) < 70 else 1900 + int(year))
+                )
+            else:
+                return None
             return dt.date(int(year), month, int(day))
     except ValueError:
         return None
@@ -338,6 +351,27 @@ def infer_dayfirst(text: str) -> bool | None:
     if len(spans) == 2 and abs(spans[True] - spans[False]) >= 7:
         return spans[True] < spans[False]
     return None
+
+
+#: Currencies of countries that write numeric dates day first (the US, the one that writes
+#: them month first, pays in dollars; so do Canada, whose usage is mixed, and others).
+DAY_FIRST_CURRENCIES = frozenset(
+    {"GBP", "EUR", "AUD", "NZD", "INR", "ZAR", "CHF", "SEK", "NOK", "DKK", "PLN", "CZK", "BRL"}
+)
+
+
+def currency_dayfirst(text: str) -> bool | None:
+    """True when every currency the page's amounts name is one of countries that put the day
+    first (:data:`DAY_FIRST_CURRENCIES`: ``£12.50``, ``1.234,50 EUR``), else None: the last
+    hint for a page whose numeric dates all read both ways."""
+    found = {got[1] for m in _AMOUNT_PATTERN().finditer(text) if (got := parse_amount(m.group()))}
+    found.discard(None)
+    return True if found and found <= DAY_FIRST_CURRENCIES else None
+
+
+@lru_cache(maxsize=1)
+def _AMOUNT_PATTERN() -> re.Pattern[str]:
+    return re.compile(AMOUNT_RE)
 
 
 @lru_cache(maxsize=1)
@@ -1662,6 +1696,8 @@ def _keyed(
         start = rest_at + v.start()
         s = strength if strength is not None else (0.7 if spaced else 0.8)
         yield kc.field, value, start, start + len(v.group()), s
+        if kc.field in ("amount", "refund_amount") and (got := parse_amount(v.group())) and got[1]:
+            yield "currency", got[1], start, start + len(v.group()), s
 
 
 def _keyed_splits(body: str) -> Iterator[tuple[int, int, bool]]:
@@ -1897,7 +1933,10 @@ class RulesExtractor:
         out: list[Candidate] = []
         for doc in texts:
             # one vendor prints its dates one way: a date like 21/05/2024 settles 03/04/2024
-            dayfirst = infer_dayfirst("\n".join(page.text for page in doc.pages))
+            whole = "\n".join(page.text for page in doc.pages)
+            dayfirst = infer_dayfirst(whole)
+            if dayfirst is None:
+                dayfirst = currency_dayfirst(whole)
             for page in doc.pages:
                 ctx = RuleContext(document=doc.name, ocr=page.source == "ocr", dayfirst=dayfirst)
                 for name, value, start, end, strength in self._hits(page.text, ctx):
