@@ -14,9 +14,15 @@ from riskml.data.disputes.documents import DEVELOPMENT_VARIANTS
 from riskml.data.disputes.evidence import Evidence, ExtractionResult, merge, score
 from riskml.data.disputes.simulator import DisputeSet
 from riskml.features.disputes.extract import (
+    AVS,
+    CVV,
+    DELIVERY_STATUS,
+    REFUND_STATUS,
+    YES_NO,
     Extractor,
     RulesExtractor,
     clean_id,
+    enum,
     evaluate_extractor,
     extract_documents,
     fix_id,
@@ -435,6 +441,29 @@ def test_a_refusal_in_other_words() -> None:
         "Dear Jane, a refund is not possible for this order.\nThe Lake Outfitters team\n"
     )
     assert RulesExtractor().extract([_doc(thread)]).evidence.refund_issued is False
+
+
+@pytest.mark.parametrize(
+    ("table", "cell", "expected"),
+    [
+        (DELIVERY_STATUS, "Left at front door", "delivered"),
+        (DELIVERY_STATUS, "Collected by customer from pickup point", "delivered"),
+        (DELIVERY_STATUS, "Handed over to recipient", "delivered"),
+        (DELIVERY_STATUS, "With delivery courier", "in_transit"),
+        (DELIVERY_STATUS, "Left the sorting centre", "in_transit"),
+        (AVS, "Postcode matches, address does not", "partial"),
+        (AVS, "Issuer does not participate", "unavailable"),
+        (AVS, "Unable to verify", "unavailable"),
+        (CVV, "Not applicable", "unavailable"),
+        (YES_NO, "✗", False),
+        (YES_NO, "Consent given", True),
+        (REFUND_STATUS, "Refund declined", False),
+        (REFUND_STATUS, "Failed", False),
+        (REFUND_STATUS, "Full refund", True),
+    ],
+)
+def test_value_words_vendors_use(table: Any, cell: str, expected: Any) -> None:
+    assert enum(table)(cell, None) == expected  # type: ignore[arg-type]
 
 
 # --- the held-out corpus -------------------------------------------------------------------------

@@ -851,18 +851,28 @@ DELIVERY_STATUS = (
         "returned",
     ),
     (
+        r"(?:collected|picked\s+up|received|signed)\s+by\s+(?:the\s+)?(?:customer|recipient|"
+        r"consignee|addressee|buyer)|\bleft\s+(?:at|in|with|by|on)\s+(?:the\s+)?(?:\w+\s+)?(?:door|"
+        r"porch|doorstep|safe\s+place|reception|neighbou?r|mail\s*box|letter\s*box|locker|"
+        r"concierge|mailroom|garage)|handed\s+(?:over\s+)?to\s+"
+        r"(?:the\s+)?(?:customer|recipient|consignee|addressee|buyer|neighbou?r)",
+        "delivered",
+    ),
+    (
         r"transit|on\s+(?:its|the)\s+way|out\s+for\s+delivery|en\s+route|shipped|in\s+progress|"
         r"awaiting|moving|dispatched|despatched|picked\s+up|collected|accepted|departed|"
         r"arrived\s+at|processing|attempt|\bhub\b|depot|sort(?:ing)?\s+(?:centre|center|facility)|"
-        r"with\s+(?:the\s+)?(?:courier|carrier|driver)",
+        r"with\s+(?:the\s+)?(?:\w+\s+)?(?:courier|carrier|driver)",
         "in_transit",
     ),
-    (r"deliver|signed\s+for|handed\s+to", "delivered"),
+    (r"deliver|signed\s+for|handed\s+(?:over\s+)?to", "delivered"),
 )
 AVS = (
     (
         r"^\s*(?:partial|[AWZPB](?![/\w]))|partial|(?:street|address|zip|postcode|postal\s+code)\b"
-        r"(?:\s+\w+)?\s+only|\bonly\s+(?:the\s+)?(?:street|address|zip|postcode|postal\s+code)",
+        r"(?:\s+\w+)?\s+only|\bonly\s+(?:the\s+)?(?:street|address|zip|postcode|postal\s+code)|"
+        r"\b(?:street|address|zip|post\s*code|postal\s+code)\s+match\w*,?\s+(?:but\s+)?(?:the\s+)?"
+        r"(?:street|address|zip|post\s*code|postal\s+code)\s+(?:does\s*n[o']t|not|mismatch\w*)",
         "partial",
     ),
     (
@@ -872,8 +882,9 @@ AVS = (
     ),
     (
         r"^\s*(?:unavailable|not\s+available|n/?a\b|not\s+(?:checked|supported|performed)|"
-        r"[URSGE](?![/\w]))|unavailable|not\s+(?:available|supported|performed|checked)|unknown|"
-        r"no\s+(?:response|data)",
+        r"[URSGE](?![/\w]))|unavailable|not\s+(?:available|supported|performed|checked|"
+        r"applicable)|unknown|no\s+(?:response|data)|unable\s+to\s+(?:verify|check)|unchecked|"
+        r"does\s+not\s+(?:participate|support)",
         "unavailable",
     ),
     (
@@ -891,7 +902,8 @@ CVV = (
     (
         r"^\s*(?:unavailable|not\s+(?:available|provided|checked|processed|present|supported)|"
         r"n/?a\b|[UPSX](?![/\w]))|unavailable|not\s+(?:available|provided|checked|processed|"
-        r"present|supported)|unknown|missing|unverified|could\s+not\s+be\s+verified",
+        r"present|supported|applicable)|unknown|missing|unverified|could\s+not\s+be\s+verified|"
+        r"unable\s+to\s+(?:verify|check)|unchecked|does\s+not\s+(?:participate|support)",
         "unavailable",
     ),
     (r"^\s*(?:match|pass|[MY](?![/\w]))|match|passed|\bverified|\bcorrect|\bvalid", "match"),
@@ -904,24 +916,27 @@ REFUND_STATE = (
 YES_NO = (
     (
         r"^\s*(?:no|n|false|not|does\s+not|differs?|different|mismatch|unticked|unchecked|"
-        r"declined|refused|off|unverified|failed|\[\s\])(?![\w-])",
+        r"declined|refused|off|unverified|failed|\[\s\]|✗|✘|☐)(?![\w-])",
         False,
     ),
     (
         r"^\s*(?:yes|y|true|matches|match|matched|same|identical|ticked|checked|accepted|agreed|"
-        r"given|confirmed|verified|consistent|acknowledged|consented|on|ok|\[x\]|✓|✔|☑)(?![\w-])",
+        r"given|confirmed|verified|consistent|acknowledged|consented|on|ok|\[x\]|✓|✔|☑|"
+        r"consent\s+(?:given|granted|recorded))(?![\w-])",
         True,
     ),
 )
 REFUND_STATUS = (
     (
-        r"^\s*(?:not|no|none|declined|refused|rejected|denied|pending|n|nil)\b|"
-        r"\b(?:not|no)\s+(?:issued|refund(?:ed)?|credit(?:ed)?|processed|paid)\b",
+        r"^\s*(?:not|no|none|declined|refused|rejected|denied|pending|n|nil|failed)\b|"
+        r"\b(?:not|no)\s+(?:issued|refund(?:ed)?|credit(?:ed)?|processed|paid)\b|"
+        r"\b(?:refund|credit)\s+(?:declined|refused|rejected|denied|failed)\b",
         False,
     ),
     (
         r"^\s*(?:issued|completed?|processed|refunded|paid|sent|credited|done|yes|y|approved|"
-        r"successful|succeeded|success|settled|returned|granted|reimbursed)\b|\b(?:refund|credit)"
+        r"successful|succeeded|success|settled|returned|granted|reimbursed|fully\s+refunded|"
+        r"(?:full|partial)\s+refund)\b|\b(?:refund|credit)"
         r"(?:\s+(?:note|memo))?\s+(?:issued|processed|completed|paid|sent|granted)\b",
         True,
     ),
