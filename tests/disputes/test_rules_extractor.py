@@ -466,6 +466,37 @@ def test_value_words_vendors_use(table: Any, cell: str, expected: Any) -> None:
     assert enum(table)(cell, None) == expected  # type: ignore[arg-type]
 
 
+def test_one_row_tables_subjects_and_ids_beside_words() -> None:
+    """A one-row table whose headers name a status by its event ("Last scan") and a date by
+    its hand-over; an id alone under its label though it has eight digits (not a phone); an
+    order named in an e-mail's subject only; a hyphen and a word after an id not read into it."""
+    carrier = (
+        "Parcel tracking\n"
+        "Tracking no.            Last scan               Proof of delivery date\n"
+        "JD0140021               Delivery complete       2 June 2024\n"
+        "Device session ID\nD00000553\n"
+        "Card code response: Fail\n"
+        "Ship-to vs. billing address\nAddresses differ\n"
+    )
+    ev = RulesExtractor().extract([_doc(carrier)]).evidence
+    assert (ev.tracking_number, ev.delivery_status, ev.delivery_date) == (
+        "JD0140021",
+        "delivered",
+        dt.date(2024, 6, 2),
+    )
+    assert (ev.device_id, ev.cvv_result, ev.shipping_address_matches) == (
+        "D00000553",
+        "no_match",
+        False,
+    )
+    mail = "From: Jane Doe <jane@example.com>\nSubject: {}\nHello, any news?\nJane\n"
+    for subject, order in (
+        ("Re: Question about transaction 58812-B", "58812-B"),
+        ("RE: Invoice 3880468 - your reply", "3880468"),
+    ):
+        assert RulesExtractor().extract([_doc(mail.format(subject))]).evidence.order_id == order
+
+
 # --- the held-out corpus -------------------------------------------------------------------------
 
 

@@ -452,7 +452,7 @@ ID_VALUE = (
     r"#?[ \t]?(?-i:(?=[A-Za-z0-9_/.\-~–]*(?:[ ]?[-~–][ ]?[A-Za-z0-9_/.\-~–]*)*[0-9])"
     + _TOKEN
     # OCR spaces around a hyphen ("ORD-2021 -66887"); digit groups ("9400 1000 ...")
-    + r"(?:[ ]?[-~–][ ]?"
+    + r"(?:(?:[-~–]|[ ][-~–][ ]?|[-~–][ ])(?:(?<=[-~–])(?=[A-Za-z0-9])|(?=[A-Za-z0-9_/.]*\d))"
     + _TOKEN
     + r")*(?:[ ][A-Z0-9]{2,}(?![a-z]))*)"
 )
@@ -683,6 +683,8 @@ def _carrier(raw: str, ctx: RuleContext) -> str | None:
     known = known_carrier(s)
     if known:
         return known
+    if _DATE_PATTERN().search(s):
+        return None  # "Handed over to carrier   15 May 2024": the hand-over's date
     # an unknown name, unless it is the next column's label ("Carrier  Tracking number")
     return s if len(s.split()) <= 4 and _is_name(s) else None
 
@@ -843,7 +845,8 @@ REFUND_CONTEXT = r"\b(?:refund(?:ed)?|credit(?:ed)?\s+(?:note|memo|advice|issued
 DELIVERY_STATUS = (
     (
         r"not\s+found|no\s+record|no\s+(?:information|info|data|details|tracking)|unknown|lost|"
-        r"no\s+scan|not\s+(?:recogni[sz]ed|available|in\s+(?:our|the)\s+system)|invalid|no\s+such",
+        r"no\s+scan|not\s+(?:recogni[sz]ed|available|in\s+(?:our|the)\s+system)|invalid|no\s+such|"
+        r"unavailable|(?:can'?t|cannot|could\s+not|unable\s+to)\s+(?:find|locate|trace)|no\s+trace",
         "not_found",
     ),
     (
@@ -877,7 +880,7 @@ AVS = (
     ),
     (
         r"^\s*(?:no[\s_-]*match|mismatch|fail|N(?![/\w]))|no[\s_-]*match|not\s+match|mismatch|"
-        r"failed|not\s+(?:verified|confirmed)|unconfirmed|does\s+not\s+match",
+        r"failed|not\s+(?:verified|confirmed)|unconfirmed|does\s+not\s+match|\bneither\b",
         "no_match",
     ),
     (
@@ -916,13 +919,14 @@ REFUND_STATE = (
 YES_NO = (
     (
         r"^\s*(?:no|n|false|not|does\s+not|differs?|different|mismatch|unticked|unchecked|"
-        r"declined|refused|off|unverified|failed|\[\s\]|✗|✘|☐)(?![\w-])",
+        r"declined|refused|off|unverified|failed|\[\s\]|✗|✘|☐)(?![\w-])|\b(?:differ|differs|"
+        r"differed|different|not\s+the\s+same|not\s+identical|mismatch(?:ed)?)\b",
         False,
     ),
     (
         r"^\s*(?:yes|y|true|matches|match|matched|same|identical|ticked|checked|accepted|agreed|"
         r"given|confirmed|verified|consistent|acknowledged|consented|on|ok|\[x\]|✓|✔|☑|"
-        r"consent\s+(?:given|granted|recorded))(?![\w-])",
+        r"consent\s+(?:given|granted|recorded)|captured|recorded|logged|obtained|granted)(?![\w-])",
         True,
     ),
 )
@@ -1026,7 +1030,8 @@ L_TRACKING = _labels(
 )
 L_STATUS = _labels(
     r"(?:current[ \t]+|latest[ \t]+|last[ \t]+)?(?:delivery[ \t]+|shipment[ \t]+|tracking[ \t]+|"
-    r"shipping[ \t]+|parcel[ \t]+|package[ \t]+|consignment[ \t]+)?status"
+    r"shipping[ \t]+|parcel[ \t]+|package[ \t]+|consignment[ \t]+)?status",
+    r"(?:current|latest|last|most[ \t]+recent)[ \t]+(?:update|event|scan|activity|checkpoint)",
 )
 L_AVS = _labels(
     r"avs(?:[ \t]+(?:result|response|check|code|status|match))?",
@@ -1038,6 +1043,7 @@ L_CVV = _labels(
     r"(?:cv+|cvc|cid|csc)2?(?:[ \t]+(?:result|response|check|code|status|match))?",
     r"card[ \t]+verification[ \t]+(?:value|code)(?:[ \t]+(?:result|check|response))?",
     r"(?:card[ \t]+)?security[ \t]+code(?:[ \t]+(?:result|check|response))?",
+    r"card[ \t]+code(?:[ \t]+(?:result|check|response|verification))?",
 )
 L_IP = _labels(
     r"ip(?:v[46])?(?:[ \t]+address)?",
@@ -1081,17 +1087,18 @@ _BILL_SIDE = r"(?:bill(?:ing)?|invoice)(?:[ \t-]*to)?(?:[ \t]+address(?:es)?)?"
 #: A shipping/billing address comparison (in a shipping document): the two sides in either
 #: order with a few words between ("Ship-to verified against bill-to").
 L_ADDRESS_MATCH = _labels(
-    rf"{_SHIP_SIDE}[ \t]*(?:[\w/&=-]+[ \t]*){{0,4}}?{_BILL_SIDE}"
+    rf"{_SHIP_SIDE}[ \t]*(?:[\w/&=.-]+[ \t]*){{0,4}}?{_BILL_SIDE}"
     r"(?:[ \t]+(?:match(?:es)?|identical|same|agree|verified|check))?",
-    rf"{_BILL_SIDE}[ \t]*(?:[\w/&=-]+[ \t]*){{0,4}}?{_SHIP_SIDE}"
+    rf"{_BILL_SIDE}[ \t]*(?:[\w/&=.-]+[ \t]*){{0,4}}?{_SHIP_SIDE}"
     r"(?:[ \t]+(?:match(?:es)?|identical|same|agree|verified|check))?",
     r"(?:delivered|shipped)[ \t]+to[ \t]+(?:the[ \t]+)?billing[ \t]+address",
-    r"same[ \t]+as[ \t]+billing(?:[ \t]+address)?",
+    r"same[ \t]+as[ \t]+(?:the[ \t]+)?(?:billing|invoice|card(?:holder'?s?)?|payment)"
+    r"(?:[ \t]+address)?",
 )
 #: "Address check"/"Address match": AVS on an authorisation record, else ship-to vs bill-to.
 L_ADDRESS_AMBIGUOUS = _labels(r"address(?:es)?[ \t]+(?:check|match(?:es)?|verified)")
 #: A page about the card authorisation (where an address check is AVS).
-AUTH_CONTEXT = r"\b(?:cv[cv]2?|cvc|security\s+code|authori[sz]ation|avs)\b"
+AUTH_CONTEXT = r"\b(?:cv[cv]?2?|cvc|security\s+code|card\s+code|authori[sz]ation|avs)\b"
 _TERMS = (
     r"(?:(?:refund|cancellation|returns?)[ \t]+)?(?:policy|policies|terms(?:[ \t]+(?:and|&)[ \t]+"
     r"conditions|[ \t]+of[ \t]+(?:sale|service|use))?|t[ \t]*&[ \t]*cs?|conditions(?:[ \t]+of"
@@ -1102,7 +1109,8 @@ L_POLICY = _labels(
     r"(?:customer[ \t]+|cardholder[ \t]+|buyer[ \t]+)?(?:agreed|accepted|consented|acknowledged)"
     r"[ \t]+(?:to[ \t]+)?(?:the[ \t]+)?(?:terms|policy|t[ \t]*&[ \t]*cs?|refund[ \t]+policy|"
     r"conditions)(?:[ \t]+at[ \t]+checkout)?",
-    r"(?:checkout[ \t]+)?(?:acceptance|consent)(?:[ \t]+(?:status|checkbox|box|given|recorded))?",
+    r"(?:checkout[ \t]+)?(?:acceptance|consent)(?:[ \t]+(?:status|checkbox|box|given|recorded|"
+    r"captured|logged|obtained))?",
     r"(?:policy|terms)[ \t]+checkbox",
 )
 #: A bare "Terms"/"Policy" label: policy acceptance when its value is a short yes/no.
@@ -1155,6 +1163,8 @@ _NOT_ORDER = _cases(
     "of",
 )
 _NOT_REFUND = _cases("refund", "credit")
+#: Words before a noun that make it part of a sentence ("from the retailer"), not a label.
+_ARTICLES = _cases("the", "a", "an", "from", "to", "by", "your", "our", "this")
 #: Words before "total"/"amount" that make it a part of the order's total.
 _NOT_TOTAL = _cases(
     "refund",
@@ -1175,6 +1185,8 @@ _NOT_TOTAL = _cases(
 #: Words before "delivered"/"delivery date" that make it a forecast.
 _NOT_ACTUAL = _cases("estimated", "expected", "scheduled", "planned", "anticipated", "est.")
 _NOT_SUB = _cases("refund", "subscription", "account", "payment", "order", "credit")
+#: Words before "posted"/"sent" that make it another event's date than the parcel's.
+_NOT_SHIPPED = (*_NOT_ACTUAL, *_cases("refund", "credit", "payment", "invoice", "reply", "message"))
 
 #: An e-mail's first-person sentences about the goods.
 _ARRIVE = (
@@ -1210,7 +1222,9 @@ ACK_PHRASES: tuple[tuple[str, Any], ...] = (
         r"\b|\b(?:love|using|enjoying)\s+(?:it|the\s+\w+)\b|\bgot\s+(?:it|the\s+"
         r"(?:item|order|package|parcel))\b|\b(?:started|began|begun)\s+(?:using|wearing)\b|"
         r"\b(?:handed|given)\s+to\s+me\b|\b(?:parcel|package|item|order|goods|delivery)\s+"
-        r"(?:was\s+|has\s+been\s+)?(?:received|collected|picked\s+up)\b|\beverything\s+(?:was|"
+        r"(?:was\s+|has\s+been\s+)?(?:received|collected|picked\s+up|dropped\s+off|left\s+"
+        r"(?:at|on|by|with))\b|\b(?:I|we)\s+(?:have|got)\s+it\s+(?:here|now|with\s+me)\b|"
+        r"\beverything\s+(?:was|"
         r"is)\s+(?:inside|there|included|in\s+the\s+(?:box|parcel|package))\b|"
         r"\b(?:everything|all\s+(?:the\s+)?items|it\s+all)\s+(?:has\s+|have\s+)?(?:arrived|came|"
         r"turned\s+up)\b|\b(?:I|we)\s+(?:now\s+)?have\s+(?:the|my|our)\s+(?:item|order|parcel|"
@@ -1287,7 +1301,23 @@ def default_rules() -> list[Rule]:
         L("order_id", L_ORDER, ID_VALUE, _order_id, not_after=_NOT_ORDER),
         L("order_id", L_ORDER_REF, CODE_VALUE, _code, 0.9, below=False, not_after=_NOT_ORDER),
         pattern_rule("order_id", ORDER_SHAPE, _order_id, 0.6),
-        L("merchant_name", L_MERCHANT, CELL_VALUE, _merchant, 0.9, below=False),
+        # an e-mail's subject names the order it is about ("Ticket update for payment 3442160")
+        pattern_rule(
+            "order_id",
+            rf"^[ \t]*Subject:[^\n]*?\b(?:{_ORDER_NOUN}|payment|transaction)[ \t]*(?:{_NO}[ \t]*)?"
+            rf"[:.]?[ \t]*(?P<v>{ID_VALUE})",
+            _order_id,
+            0.65,
+        ),
+        L(
+            "merchant_name",
+            L_MERCHANT,
+            CELL_VALUE,
+            _merchant,
+            0.9,
+            below=False,
+            not_after=_ARTICLES,
+        ),
         L("amount", L_TOTAL, AMOUNT, _amount, not_after=_NOT_TOTAL, currency=True),
         L(
             "currency",
@@ -1296,7 +1326,7 @@ def default_rules() -> list[Rule]:
             lambda raw, ctx: raw if raw in CURRENCY_CODES else None,
         ),
         L("transaction_date", L_ORDER_DATE, DATE, _date, not_after=_NOT_REFUND),
-        L("shipping_date", L_SHIP_DATE, DATE, _date, not_after=_NOT_ACTUAL),
+        L("shipping_date", L_SHIP_DATE, DATE, _date, not_after=_NOT_SHIPPED),
         L("delivery_date", L_DELIVERY_DATE, DATE, _date, not_after=_NOT_ACTUAL),
         L("carrier", L_CARRIER, CELL_VALUE, _carrier, 0.9, below=False),
         L("tracking_number", L_TRACKING, ID_VALUE, _tracking),
@@ -1359,7 +1389,9 @@ def default_rules() -> list[Rule]:
         pattern_rule(
             "cancellation_date",
             rf"\b(?:cancell?\w*|unsubscrib\w*|terminat\w*|(?:ended|stopped|closed|quit)\s+(?:my|"
-            rf"the|our)\s+(?:subscription|membership|plan|account|service))\b[^.\n]{{0,40}}?\b"
+            rf"the|our)\s+(?:subscription|membership|plan|account|service)|(?:switched|turned)\s+"
+            rf"off\s+(?:the\s+)?auto-?renew\w*|disabled\s+(?:the\s+)?auto-?renew\w*|opted\s+out)"
+            rf"\b[^.\n]{{0,40}}?\b"
             rf"(?:on|effective|as\s+of)"
             rf"\s+(?P<v>{DATE})",
             _date,
@@ -1369,7 +1401,8 @@ def default_rules() -> list[Rule]:
             rf"^[ \t]*(?P<v>{DATE})[ \t]+(?:\d{{1,2}}:\d{{2}}[ \t]+)?(?:(?:shipment|parcel|"
             r"package|consignment|item)\s+(?:was\s+)?)?(?:picked\s+up|collected|accepted|"
             r"received\s+(?:by\s+(?:the\s+)?(?:carrier|courier)|from\s+(?:the\s+)?(?:sender|"
-            r"shipper|merchant))|handed\s+(?:over\s+)?to\s+(?:the\s+)?(?:carrier|courier))",
+            r"shipper|merchant|retailer|seller|vendor|store|shop))|handed\s+(?:over\s+)?to\s+"
+            r"(?:the\s+)?(?:carrier|courier))",
             _date,
             0.75,
         ),
@@ -1569,7 +1602,10 @@ KEY_CLASSES: tuple[KeyClass, ...] = (
     ),
     KeyClass(
         "delivery_status",
-        _kw(r"\b(?:status|state|progress)\b"),
+        _kw(
+            r"\b(?:status|state|progress)\b|\b(?:current|latest|last|most\s+recent)\s+(?:update|"
+            r"event|scan|activity|checkpoint)\b"
+        ),
         _v(_CELL_TEXT),
         enum(DELIVERY_STATUS, max_words=8),
         unless=_kw(
@@ -1583,7 +1619,7 @@ KEY_CLASSES: tuple[KeyClass, ...] = (
         _kw(r"\b(?:ship\w*|deliver\w*)\b"),
         _v(_CELL_TEXT),
         enum(YES_NO, max_words=4),
-        also=_kw(r"\b(?:bill\w*|invoice)\b"),
+        also=_kw(r"\b(?:bill\w*|invoice|card(?:holder'?s?)?)\b"),
         typed=False,
     ),
     KeyClass(
@@ -1599,7 +1635,7 @@ KEY_CLASSES: tuple[KeyClass, ...] = (
     ),
     KeyClass(
         "cvv_result",
-        _kw(r"\b(?:cvv2?|cvc2?|cv2|cid|csc|security\s+code|card\s+verification)\b"),
+        _kw(r"\b(?:cvv2?|cvc2?|cv2|cid|csc|security\s+code|card\s+verification|card\s+code)\b"),
         _v(_CELL_TEXT),
         enum(CVV, max_words=8),
         typed=False,
@@ -1742,7 +1778,11 @@ def _keyed_splits(body: str) -> Iterator[tuple[int, int, bool]]:
 
 _CELL = re.compile(r"[^|\s](?:[^|\n]*?[^|\s])?(?=[ \t]{2,}|[ \t]*\||[ \t]*$)", re.MULTILINE)
 #: Column headers of logs (history tables): their rows are not the case's record.
-_LOG_HEADER = re.compile(r"\b(?:event|time|timestamp|activity|history|location)\b", re.IGNORECASE)
+_LOG_HEADER = re.compile(
+    r"(?:^|[ \t]{2,}|\|)[ \t]*(?:events?|time(?:[ \t]*\([^)]*\))?|timestamp|activity|history|"
+    r"location|depot|facility|place)[ \t]*(?:$|[ \t]{2,}|\|)",
+    re.IGNORECASE,
+)
 
 
 def header_row_pairs(text: str) -> Iterator[tuple[str, str, int]]:
@@ -1768,7 +1808,7 @@ def header_row_pairs(text: str) -> Iterator[tuple[str, str, int]]:
 
 
 _CONTACT = re.compile(
-    r"@|www\.|https?://|\.(?:com|net|org|example|shop|store|co)\b|\+?\d[\d ()-]{7,}"
+    r"@|www\.|https?://|\.(?:com|net|org|example|shop|store|co)\b|(?<!\w)\+?\d[\d ()-]{7,}"
 )
 
 
