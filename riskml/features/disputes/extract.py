@@ -1779,8 +1779,8 @@ def _keyed_splits(body: str) -> Iterator[tuple[int, int, bool]]:
 _CELL = re.compile(r"[^|\s](?:[^|\n]*?[^|\s])?(?=[ \t]{2,}|[ \t]*\||[ \t]*$)", re.MULTILINE)
 #: Column headers of logs (history tables): their rows are not the case's record.
 _LOG_HEADER = re.compile(
-    r"(?:^|[ \t]{2,}|\|)[ \t]*(?:events?|time(?:[ \t]*\([^)]*\))?|timestamp|activity|history|"
-    r"location|depot|facility|place)[ \t]*(?:$|[ \t]{2,}|\|)",
+    r"(?:events?|time(?:[ \t]*\([^)]*\))?|timestamp|activity|history|location|depot|facility|"
+    r"place)",
     re.IGNORECASE,
 )
 
@@ -1795,7 +1795,7 @@ def header_row_pairs(text: str) -> Iterator[tuple[str, str, int]]:
         heads = [(m.start(), m.group()) for m in _CELL.finditer(head)]
         if len(heads) < 2 or any(len(h) > 40 or re.search(r"\d", h) for _, h in heads):
             continue
-        if _LOG_HEADER.search(head):
+        if any(_LOG_HEADER.fullmatch(h) for _, h in heads):
             continue
         vat, row = lines[i + 1]
         cells = [(m.start(), m.group()) for m in _CELL.finditer(row)]
