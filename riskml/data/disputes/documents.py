@@ -26,7 +26,7 @@ Document types (:data:`DOC_TYPES`) and the fields they can show (:data:`DOC_FIEL
                             a table of earlier sessions (other IPs/devices: distractors).
 ``refund_receipt``          a credit note: order id, merchant, refund issued, amount, date.
 
-Variants (the ``variant`` knob, 0-9: :data:`N_VARIANTS` = 10): each is one document vendor's
+Variants (the ``variant`` knob, 0-11: :data:`N_VARIANTS` = 12): each is one document vendor's
 look. It changes the labels (``"Order #"``, ``"Order number:"``, ``"Ref"``...), the date format
 (``2024-03-05``, ``05 Mar 2024``, ``03/05/2024``...), the amount format (``$1,234.50``,
 ``USD 1234.50``...), the wording of values (``"Y (full match)"``, ``"Parcel delivered"``...), the
@@ -34,17 +34,17 @@ titles, the font, the layout (label lines, a bordered two-column table, ``|``-se
 lines, labels in a header row above their values, ...) and some pages' content (which carriers'
 pages quote the order reference or list a travel history, the e-mail wording).
 
-:data:`DEVELOPMENT_VARIANTS` (0-7) are the ones extraction rules may be written on. Variants
-4-5, then 6-7 were held out first (written after the rules, never used to write them), and
-each pair became development data once the rules had been measured on it and then tuned with
-it in view. :data:`HELD_OUT_VARIANTS` (8-9, two more vendors) were written later by someone
-who had not read the rules: labels, value wording, date and amount formats, e-mail wording (a
-phrase set of their own) and a layout (``columns``) no development variant uses, so a held-out
+:data:`DEVELOPMENT_VARIANTS` (0-9) are the ones extraction rules may be written on. Each pair
+of 4-5, 6-7 and 8-9 was held out first (written after the rules; 8-9 by someone who had not
+read them), measured, and became development data once the rules were tuned with it in view.
+:data:`HELD_OUT_VARIANTS` (10-11, an Australian retailer and a print-on-demand shop) were
+written later, blind to the rules: labels, value wording, date and amount formats, e-mail
+wording (a phrase set of their own) and a layout no development variant uses, so a held-out
 corpus (these variants, other seeds) measures how the rules generalise to a new merchant
 integration. Whoever writes rules reads neither the held-out variants' rows of the tables
 below nor documents rendered in them. Variants 0-5 render byte for byte as they did before 6-7
-were added, and 0-7 as before 8-9 were added (the simulator's sets and the bundles trained on
-them depend on it).
+were added, 0-7 as before 8-9 and 0-9 as before 10-11 (the simulator's sets and the bundles
+trained on them depend on it).
 
 Scans (:func:`scan_pdf`): each page rendered to an image with pypdfium2 (200 dpi), slightly
 rotated, blurred, contrast-reduced and speckled with PIL/numpy, and written as an image-only PDF
@@ -135,19 +135,20 @@ DOC_FIELDS: dict[str, tuple[str, ...]] = {
     ),
 }
 
-N_VARIANTS = 10
-#: Variants extraction rules may be developed on (4-5, then 6-7 were held out until the rules
-#: had been measured on them, then tuned with them in view).
-DEVELOPMENT_VARIANTS: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 7)
+N_VARIANTS = 12
+#: Variants extraction rules may be developed on (4-5, 6-7, then 8-9 were held out until the
+#: rules had been measured on them, then tuned with them in view).
+DEVELOPMENT_VARIANTS: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9)
 #: Variants kept for held-out evaluation (labels, formats and wording no development one uses),
 #: written blind to the rules and never used to write them.
-HELD_OUT_VARIANTS: tuple[int, ...] = (8, 9)
+HELD_OUT_VARIANTS: tuple[int, ...] = (10, 11)
 
 #: ``lines``: ``label value`` per line; ``table``: a bordered two-column table; ``compact``: two
 #: pairs a line, ``|``-separated; ``aligned``: labels in one column and values in a second, no
 #: borders; ``stacked``: a small label above its value; ``columns``: a header row of labels with
-#: their values in the row below (as many pairs a row as fit the page's width).
-Layout = Literal["lines", "table", "compact", "aligned", "stacked", "columns"]
+#: their values in the row below (as many pairs a row as fit the page's width); ``leaders``: the
+#: label at the left, its value right-aligned at the end of a panel, a dotted rule between them.
+Layout = Literal["lines", "table", "compact", "aligned", "stacked", "columns", "leaders"]
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,8 @@ class Style:
 
     date_format: str
     #: symbol_comma | code_plain | comma_code | symbol_plain | us_symbol | code_comma |
-    #: dot_comma_code | code_space | symbol_comma_code | plain_code
+    #: dot_comma_code | code_space | symbol_comma_code | plain_code | code_symbol |
+    #: symbol_paren_code
     amount_format: str
     font: str
     layout: Layout
@@ -179,6 +181,12 @@ STYLES: tuple[Style, ...] = (
     # amounts and the code, labels in a header row above the values)
     Style("%o %B %Y", "symbol_comma_code", "Times-Roman", "table", False),
     Style("%A, %B %-d, %Y", "plain_code", "Helvetica", "columns", True),
+    # held out, written after 8-9: an Australian homewares retailer (short weekday, day-first
+    # dates; the code before the symbol; values right-aligned on dotted leaders), a US
+    # print-on-demand shop (month-first dates with an ordinal day; the code in brackets after
+    # the amount)
+    Style("%a %-d %b %Y", "code_symbol", "Helvetica", "leaders", False),
+    Style("%B %o, %Y", "symbol_paren_code", "Times-Roman", "aligned", True),
 )
 
 #: Field -> its label in each variant (index = variant).
@@ -194,6 +202,8 @@ LABELS: dict[str, tuple[str, ...]] = {
         "PURCHASE REF.",
         "Invoice no.",
         "Merchant reference",
+        "Web order #",
+        "Confirmation Code:",
     ),
     "merchant_name": (
         "Merchant:",
@@ -206,6 +216,8 @@ LABELS: dict[str, tuple[str, ...]] = {
         "SOLD THROUGH",
         "Trading as:",
         "Business name",
+        "Supplier",
+        "Shop Name:",
     ),
     "transaction_date": (
         "Order date:",
@@ -218,6 +230,8 @@ LABELS: dict[str, tuple[str, ...]] = {
         "DATE OF ORDER",
         "Invoice date:",
         "Payment date",
+        "Purchase date",
+        "Order Submitted:",
     ),
     "amount": (
         "Total:",
@@ -230,6 +244,8 @@ LABELS: dict[str, tuple[str, ...]] = {
         "AMOUNT PAID",
         "Order value:",
         "Gross amount",
+        "Total (inc. GST)",
+        "ORDER TOTAL:",
     ),
     "shipping_date": (
         "Ship date:",
@@ -242,6 +258,8 @@ LABELS: dict[str, tuple[str, ...]] = {
         "FULFILLED ON",
         "Posted on:",
         "Handed over to carrier",
+        "Left our warehouse",
+        "Shipment Date:",
     ),
     "carrier": (
         "Carrier:",
@@ -254,6 +272,8 @@ LABELS: dict[str, tuple[str, ...]] = {
         "SHIPPING PROVIDER",
         "Delivery company:",
         "Logistics provider",
+        "Delivery service",
+        "Ship Method:",
     ),
     "tracking_number": (
         "Tracking #",
@@ -266,6 +286,8 @@ LABELS: dict[str, tuple[str, ...]] = {
         "CONSIGNMENT NO.",
         "Waybill number:",
         "Track & trace number",
+        "Article number",
+        "Track Your Package:",
     ),
     "delivery_status": (
         "Status:",
@@ -278,6 +300,8 @@ LABELS: dict[str, tuple[str, ...]] = {
         "CONSIGNMENT STATUS",
         "Latest update:",
         "Last event",
+        "Current stage",
+        "Package Status:",
     ),
     "delivery_date": (
         "Delivered on:",
@@ -290,6 +314,8 @@ LABELS: dict[str, tuple[str, ...]] = {
         "DELIVERY COMPLETED",
         "Arrival date:",
         "Delivery confirmed",
+        "Delivered date",
+        "Drop-off Date:",
     ),
     "shipping_address_matches": (
         "Ship-to matches billing address:",
@@ -302,6 +328,8 @@ LABELS: dict[str, tuple[str, ...]] = {
         "SHIP-TO SAME AS BILL-TO",
         "Same as card address:",
         "Delivery vs. billing address",
+        "Delivery address same as billing",
+        "Shipping Matches Billing:",
     ),
     "avs_result": (
         "AVS result:",
@@ -314,6 +342,8 @@ LABELS: dict[str, tuple[str, ...]] = {
         "AVS CHECK",
         "Cardholder address check:",
         "Billing address verification",
+        "Street/postcode check",
+        "AVS Outcome:",
     ),
     "cvv_result": (
         "CVV result:",
@@ -326,6 +356,8 @@ LABELS: dict[str, tuple[str, ...]] = {
         "SECURITY CODE CHECK",
         "CV2 check:",
         "Card code response",
+        "Security code (CCV)",
+        "Verification Code Result:",
     ),
     "ip_address": (
         "IP address:",
@@ -338,6 +370,8 @@ LABELS: dict[str, tuple[str, ...]] = {
         "REMOTE IP",
         "Browser IP:",
         "Shopper IP",
+        "Device IP address",
+        "Checkout IP:",
     ),
     "device_id": (
         "Device ID:",
@@ -350,6 +384,8 @@ LABELS: dict[str, tuple[str, ...]] = {
         "DEVICE TOKEN",
         "Machine ID:",
         "Device session ID",
+        "Device hash",
+        "Browser Fingerprint:",
     ),
     "refund_issued": (
         "Refund status:",
@@ -362,6 +398,8 @@ LABELS: dict[str, tuple[str, ...]] = {
         "REFUND OUTCOME",
         "Your refund:",
         "Refund transaction",
+        "Refund decision",
+        "Reimbursement Status:",
     ),
     "refund_amount": (
         "Refund amount:",
@@ -374,6 +412,8 @@ LABELS: dict[str, tuple[str, ...]] = {
         "REFUNDED AMOUNT",
         "Refund value:",
         "Amount returned",
+        "Total refunded (inc. GST)",
+        "Reimbursed Amount:",
     ),
     "refund_date": (
         "Refund date:",
@@ -386,6 +426,8 @@ LABELS: dict[str, tuple[str, ...]] = {
         "DATE OF REFUND",
         "Refund made on:",
         "Refund posted",
+        "Refund paid on",
+        "Reimbursement Date:",
     ),
     "policy_accepted": (
         "Terms accepted:",
@@ -398,6 +440,8 @@ LABELS: dict[str, tuple[str, ...]] = {
         "POLICY CONSENT",
         "Agreed to our returns policy:",
         "Consent captured",
+        "Store policy acknowledged",
+        "Terms Checkbox:",
     ),
     "cancellation_date": (
         "Cancelled on:",
@@ -410,6 +454,8 @@ LABELS: dict[str, tuple[str, ...]] = {
         "CANCELLATION EFFECTIVE",
         "Subscription ended:",
         "Cancellation requested",
+        "Plan cancelled on",
+        "Subscription Stop Date:",
     ),
 }
 
@@ -427,6 +473,8 @@ VALUE_WORDS: dict[str, dict[Any, tuple[str, ...]]] = {
             "DELIVERY SUCCESSFUL",
             "Your parcel has been delivered",
             "Delivery complete",
+            "Successfully delivered",
+            "Package delivered",
         ),
         "in_transit": (
             "In transit",
@@ -439,6 +487,8 @@ VALUE_WORDS: dict[str, dict[Any, tuple[str, ...]]] = {
             "IN CARRIER NETWORK",
             "With the courier",
             "Awaiting delivery",
+            "Onboard for delivery",
+            "Moving through network",
         ),
         "returned": (
             "Returned to sender",
@@ -451,6 +501,8 @@ VALUE_WORDS: dict[str, dict[Any, tuple[str, ...]]] = {
             "RETURN COMPLETED",
             "Returned to our warehouse",
             "Return to origin",
+            "Article returned to sender",
+            "Returned (undeliverable)",
         ),
         "not_found": (
             "No record found",
@@ -463,6 +515,8 @@ VALUE_WORDS: dict[str, dict[Any, tuple[str, ...]]] = {
             "NO TRACKING EVENTS",
             "We can't find this parcel",
             "Tracking unavailable",
+            "Tracking number not recognised",
+            "Nothing found for this number",
         ),
     },
     "avs_result": {
@@ -477,6 +531,8 @@ VALUE_WORDS: dict[str, dict[Any, tuple[str, ...]]] = {
             "PASSED",
             "Address & postcode matched",
             "Pass - street and postal code",
+            "Street + postcode verified",
+            "Exact match (street + ZIP)",
         ),
         "partial": (
             "Z (ZIP only)",
@@ -489,6 +545,8 @@ VALUE_WORDS: dict[str, dict[Any, tuple[str, ...]]] = {
             "POSTCODE ONLY",
             "Postcode matched, address not",
             "Partial - postal code only",
+            "Postcode verified, street not",
+            "ZIP matched, street did not",
         ),
         "no_match": (
             "N (no match)",
@@ -501,6 +559,8 @@ VALUE_WORDS: dict[str, dict[Any, tuple[str, ...]]] = {
             "FAILED",
             "Neither matched",
             "Fail - no match",
+            "Not verified - mismatch",
+            "Mismatch on street and ZIP",
         ),
         "unavailable": (
             "U (unavailable)",
@@ -513,6 +573,8 @@ VALUE_WORDS: dict[str, dict[Any, tuple[str, ...]]] = {
             "NOT CHECKED",
             "Check not performed",
             "Unchecked - not supported",
+            "Issuer doesn't support AVS",
+            "Not returned by issuer",
         ),
     },
     "cvv_result": {
@@ -527,6 +589,8 @@ VALUE_WORDS: dict[str, dict[Any, tuple[str, ...]]] = {
             "PASSED",
             "CV2 matched",
             "Pass",
+            "CCV verified",
+            "Code matched",
         ),
         "no_match": (
             "N (no match)",
@@ -539,6 +603,8 @@ VALUE_WORDS: dict[str, dict[Any, tuple[str, ...]]] = {
             "FAILED",
             "CV2 not matched",
             "Fail",
+            "CCV did not match",
+            "Code mismatch",
         ),
         "unavailable": (
             "U (unavailable)",
@@ -551,6 +617,8 @@ VALUE_WORDS: dict[str, dict[Any, tuple[str, ...]]] = {
             "UNVERIFIED",
             "CV2 not checked",
             "Unchecked",
+            "CCV check unavailable",
+            "No response from issuer",
         ),
     },
     "shipping_address_matches": {
@@ -565,6 +633,8 @@ VALUE_WORDS: dict[str, dict[Any, tuple[str, ...]]] = {
             "TRUE",
             "Yes, same",
             "Same address",
+            "Same as billing",
+            "Matches",
         ),
         False: (
             "No",
@@ -577,6 +647,8 @@ VALUE_WORDS: dict[str, dict[Any, tuple[str, ...]]] = {
             "FALSE",
             "No, not the same",
             "Addresses differ",
+            "Different to billing",
+            "Does not match",
         ),
     },
     "policy_accepted": {
@@ -591,6 +663,8 @@ VALUE_WORDS: dict[str, dict[Any, tuple[str, ...]]] = {
             "TRUE",
             "Yes, at checkout",
             "Captured",
+            "Ticked by customer",
+            "Checked",
         ),
         False: (
             "No",
@@ -603,6 +677,8 @@ VALUE_WORDS: dict[str, dict[Any, tuple[str, ...]]] = {
             "FALSE",
             "No record of agreement",
             "Not captured",
+            "Left unticked",
+            "Unchecked",
         ),
     },
     "refund_issued": {
@@ -617,6 +693,8 @@ VALUE_WORDS: dict[str, dict[Any, tuple[str, ...]]] = {
             "SUCCEEDED",
             "Refunded to your card",
             "Settled to card",
+            "Approved & paid",
+            "Reimbursed",
         ),
         False: (
             "Not issued",
@@ -629,13 +707,16 @@ VALUE_WORDS: dict[str, dict[Any, tuple[str, ...]]] = {
             "NONE ISSUED",
             "Not refunded",
             "No refund initiated",
+            "Declined",
+            "Not reimbursed",
         ),
     },
 }
 
 #: Correspondence wording in sets of phrases (:data:`PHRASE_SETS`: which set a variant draws
 #: from); ``{date}``/``{amount}`` are filled in. Set 1 was held-out wording while variants 4-5
-#: were held out; set 2 is held-out variants 6-7's, set 3 held-out variants 8-9's.
+#: were held out; set 2 is held-out variants 6-7's, set 3 held-out variants 8-9's, set 4
+#: held-out variants 10-11's.
 PHRASES: dict[str, tuple[tuple[str, ...], ...]] = {
     "acknowledged": (
         (
@@ -658,6 +739,11 @@ PHRASES: dict[str, tuple[tuple[str, ...], ...]] = {
             "Yes, the item reached me safely and works.",
             "My order was dropped off on {date} and I have it here.",
         ),
+        (
+            "My order came on {date} and I've got it here.",
+            "The box was waiting on my doorstep on {date}.",
+            "All the items turned up and they look fine.",
+        ),
     ),
     "not_received": (
         (
@@ -677,6 +763,11 @@ PHRASES: dict[str, tuple[tuple[str, ...], ...]] = {
             "No parcel has come to my address at all.",
             "The order hasn't reached me.",
         ),
+        (
+            "Nothing has turned up here yet.",
+            "I still don't have the items I paid for.",
+            "The delivery never came, there's nothing here.",
+        ),
     ),
     "cancelled": (
         (
@@ -694,6 +785,11 @@ PHRASES: dict[str, tuple[tuple[str, ...], ...]] = {
             "I switched off auto-renewal on {date}.",
             "I stopped the service on {date} and asked not to be billed again.",
             "My plan was cancelled by me on {date}.",
+        ),
+        (
+            "I cancelled the plan from my account page on {date}.",
+            "I asked you to close my account on {date} and I was still charged.",
+            "My subscription should have stopped on {date}, when I cancelled it.",
         ),
     ),
     "refund": (
@@ -714,6 +810,11 @@ PHRASES: dict[str, tuple[tuple[str, ...], ...]] = {
             "A refund for {amount} went back to your card on {date}.",
             "On {date} we paid {amount} back to you.",
         ),
+        (
+            "We've sent {amount} back to your card; it was processed on {date}.",
+            "A credit of {amount} was put through to your account on {date}.",
+            "Refund confirmed: {amount}, actioned on {date}.",
+        ),
     ),
     "refund_no_details": (
         ("We have issued a full refund.", "A refund has been processed."),
@@ -725,6 +826,10 @@ PHRASES: dict[str, tuple[tuple[str, ...], ...]] = {
         (
             "Your payment has been refunded in full.",
             "We have refunded your purchase.",
+        ),
+        (
+            "We've put the money back on your card.",
+            "Your refund has gone through.",
         ),
     ),
     "no_refund": (
@@ -741,11 +846,16 @@ PHRASES: dict[str, tuple[tuple[str, ...], ...]] = {
             "Unfortunately we cannot refund this purchase.",
             "Your request for a refund has been declined.",
         ),
+        (
+            "We won't be able to give you your money back for this order.",
+            "After reviewing it, this order doesn't qualify for a refund.",
+        ),
     ),
 }
 
-#: Which set of :data:`PHRASES` each variant draws its wording from (3: variants 8-9 only).
-PHRASE_SETS: tuple[int, ...] = (0, 0, 0, 0, 1, 1, 2, 2, 3, 3)
+#: Which set of :data:`PHRASES` each variant draws its wording from (3: variants 8-9 only;
+#: 4: variants 10-11 only).
+PHRASE_SETS: tuple[int, ...] = (0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4)
 
 _SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "CAD": "C$", "AUD": "A$"}
 
@@ -869,7 +979,7 @@ def _ordinal(day: int) -> str:
 def format_date(value: dt.date, variant: int) -> str:
     """``value`` in the variant's date format (English month names, no locale; ``%-d``/``%-m``:
     day/month without a leading zero; ``%o``: the day as an ordinal, ``5th``; ``%A``: the
-    weekday)."""
+    weekday, ``%a`` its first three letters)."""
     fmt = STYLES[variant].date_format
     months = _MONTHS
     out = fmt.replace("%-d", str(value.day)).replace("%-m", str(value.month))
@@ -880,6 +990,8 @@ def format_date(value: dt.date, variant: int) -> str:
         out = out.replace("%o", _ordinal(value.day))
     if "%A" in out:
         out = out.replace("%A", _WEEKDAYS[value.weekday()])
+    if "%a" in out:
+        out = out.replace("%a", _WEEKDAYS[value.weekday()][:3])
     return out
 
 
@@ -912,6 +1024,11 @@ def format_amount(value: float, currency: str, variant: int) -> str:
         )
     if kind == "plain_code":
         return f"{plain} {currency}"
+    if kind == "code_symbol":  # the code, then the symbol ($ for any dollar)
+        sign = "$" if currency in ("USD", "CAD", "AUD") else _SYMBOLS.get(currency, "")
+        return f"{currency} {sign}{comma}"
+    if kind == "symbol_paren_code":  # the symbol (if any) and the code in brackets after
+        return f"{_SYMBOLS.get(currency, '')}{comma} ({currency})"
     return f"{currency} {comma}"  # code_comma
 
 
@@ -1017,6 +1134,8 @@ class _Writer:
                 self.gap(3)
         elif layout == "columns":
             self._columns(pairs)
+        elif layout == "leaders":
+            self._leaders(pairs)
         else:
             for label, shown in pairs:
                 self.text(f"{label} {shown}")
@@ -1063,6 +1182,33 @@ class _Writer:
                     x += cell[2]
                 self.y -= size * 1.45
             self.gap(5)
+
+    def _leaders(self, pairs: list[tuple[str, str]]) -> None:
+        """Each label at the left and its value right-aligned at the end of a panel (at least
+        320 points wide, wider for a long pair, at most the page), a light dotted rule between
+        the two; the label is drawn first, so each line reads ``label value``."""
+        from reportlab.pdfbase.pdfmetrics import stringWidth
+
+        font, size = self.style.font, self.size
+        widths = [(stringWidth(k, font, size), stringWidth(v, font, size)) for k, v in pairs]
+        panel = min(_PAGE_W - 2 * _MARGIN, max(320.0, *(a + b + 40 for a, b in widths)))
+        right = _MARGIN + panel
+        for (label, shown), (label_w, value_w) in zip(pairs, widths, strict=True):
+            self._room(size * 1.6)
+            base = self.y - size
+            self.c.setFont(font, size)
+            self.c.drawString(_MARGIN, base, label)
+            self.c.drawRightString(right, base, shown)
+            start, end = _MARGIN + label_w + 10, right - value_w - 10
+            if end - start > 12:  # a light grey dotted rule
+                self.c.saveState()
+                self.c.setStrokeGray(0.65)
+                self.c.setLineWidth(0.6)
+                self.c.setDash(0.6, 3.4)
+                self.c.line(start, base + 1, end, base + 1)
+                self.c.restoreState()
+            self.y -= size * 1.6
+        self.gap(4)
 
     def _table(self, pairs: list[tuple[str, str]]) -> None:
         row_h = self.size * 1.8
@@ -1113,6 +1259,9 @@ def _letterhead(w: _Writer, ctx: DocumentContext, title: str, *, merchant_field:
         f"{ctx.merchant.website}  ·  {ctx.merchant.support_email}  ·  {ctx.merchant.phone}", size=8
     )
     w.text(ctx.merchant.address.one_line(), size=8)
+    if w.variant == 10:  # an Australian business prints its ABN on every page
+        digits = f"{int(hashlib.sha256(ctx.merchant.name.encode()).hexdigest(), 16) % 10**11:011d}"
+        w.text(f"ABN {digits[:2]} {digits[2:5]} {digits[5:8]} {digits[8:]}", size=8)
     w.rule()
     w.text(title, size=13, bold=True)
     w.gap(4)
@@ -1125,6 +1274,8 @@ _ADDRESS_HEADINGS: tuple[tuple[str, str], ...] = (
     ("BILLED TO", "SHIPPED TO"),
     ("Card holder's address", "Your delivery details"),
     ("Billing details", "Shipping details"),
+    ("Invoice to", "Deliver to"),
+    ("Payment address", "Ship to recipient"),
 )
 
 
@@ -1167,6 +1318,14 @@ _RECEIPT_WORDS: tuple[tuple[tuple[str, ...], tuple[str, str, str]], ...] = (
         ("Goods", "Postage & packing", "VAT charged"),
     ),
     (("Line item", "Units", "Unit amount", "Amount"), ("Net", "Shipping fee", "Tax collected")),
+    (
+        ("Item description", "Qty", "Each (ex GST)", "Total (ex GST)"),
+        ("Sub-total (ex GST)", "Freight", "GST"),
+    ),
+    (
+        ("Design / product", "Qty", "Unit cost", "Subtotal"),
+        ("Merchandise", "Shipping & handling", "Taxes"),
+    ),
 )
 
 
@@ -1183,6 +1342,8 @@ def _receipt(w: _Writer, ctx: DocumentContext) -> None:
         "Payment receipt",
         "Thank you for your order - VAT receipt",
         "Charge details",
+        "Tax Invoice (Paid)",
+        "Order summary",
     )
     _letterhead(w, ctx, title[w.variant], merchant_field=True)
     w.fields(["order_id", "transaction_date"])
@@ -1212,11 +1373,15 @@ def _receipt(w: _Writer, ctx: DocumentContext) -> None:
         f"PAYMENT METHOD {cust.card_brand} - {cust.card_last4}",
         f"Payment taken from your {cust.card_brand} card, last four digits {cust.card_last4}",
         f"Charged to {cust.card_brand} xxxx-{cust.card_last4}",
+        f"Payment: {cust.card_brand} xxxx xxxx xxxx {cust.card_last4}",
+        f"Card charged: {cust.card_brand} ****{cust.card_last4}",
     )
     w.text(paid[w.variant], size=9)
     thanks = ("Thank you for shopping with us.",) * 8 + (
         "Thanks for shopping with us - keep this receipt for your records.",
         "This document was generated automatically by the payment platform.",
+        "Questions about your order? Visit our help centre or call us.",
+        "Printed on demand just for you - thanks for supporting independent artists.",
     )
     w.text(thanks[w.variant], size=9)
 
@@ -1233,6 +1398,8 @@ def _shipping(w: _Writer, ctx: DocumentContext) -> None:
         "FULFILLMENT UPDATE",
         "Your order is on its way to you",
         "Fulfilment event",
+        "Your order is on the move",
+        "Your prints have shipped",
     )
     _letterhead(w, ctx, title[w.variant], merchant_field=True)
     name = ctx.customer.name
@@ -1241,6 +1408,8 @@ def _shipping(w: _Writer, ctx: DocumentContext) -> None:
         f"Hi {name.split()[0]}, a shipment for your purchase is on the way.",
         f"Dear {name}, good news: we have posted your order today.",
         f"Notification sent to {name}: fulfilment has started for the items below.",
+        f"Hi {name.split()[0]}, great news - your order has been packed and sent.",
+        f"Hey {name.split()[0]}! Your order has finished printing and is heading your way.",
     )
     w.para(greeting[w.variant])
     w.fields(["order_id", "transaction_date", "shipping_date", "carrier", "tracking_number"])
@@ -1254,11 +1423,19 @@ _EVENTS: dict[int, tuple[str, str, str]] = {
     **dict.fromkeys((1, 3, 4), ("Picked up", "Arrived at sort facility", "Delivered")),
     6: ("Parcel collected from sender", "Processed at parcel centre", "Handed over to recipient"),
     8: ("Item received from the retailer", "Sorted at mail centre", "Delivered to the door"),
+    10: ("Lodged with carrier", "Processed through facility", "Delivered to address"),
+    11: (
+        "Accepted at origin facility",
+        "In transit to next facility",
+        "Delivered, front door/porch",
+    ),
 }
 #: The travel history's heading and column headings where a variant has its own.
 _HISTORY_WORDS: dict[int, tuple[str, list[str]]] = {
     6: ("Shipment history", ["Date", "Event", "Location"]),
     8: ("Parcel journey", ["Date", "Update", "Depot"]),
+    10: ("Tracking history", ["Date", "Details", "Location"]),
+    11: ("Package progress", ["Date", "Activity", "Location"]),
 }
 
 
@@ -1294,6 +1471,8 @@ def _delivery(w: _Writer, ctx: DocumentContext) -> None:
         "CONSIGNMENT STATUS REPORT",
         "Where's my parcel?",
         "Carrier tracking snapshot",
+        "Track your item",
+        "Package tracking results",
     )
     w.text(title[w.variant], size=13, bold=True)
     w.rule()
@@ -1301,9 +1480,14 @@ def _delivery(w: _Writer, ctx: DocumentContext) -> None:
     if w.facts.delivery_status == "delivered":
         names.append("delivery_date")
     w.fields(names)
-    if w.variant not in (2, 5, 6, 8):  # these carriers' pages do not quote the shipper's ref.
+    if w.variant not in (2, 5, 6, 8, 11):  # these carriers' pages do not quote the shipper's ref.
         w.fields(["order_id"])
-    to = {8: "Delivering to:", 9: "Destination:"}.get(w.variant, "Ship to:")
+    to = {
+        8: "Delivering to:",
+        9: "Destination:",
+        10: "Destination suburb:",
+        11: "Shipping to:",
+    }.get(w.variant, "Ship to:")
     w.text(f"{to} {ctx.customer.shipping.city}, {ctx.customer.shipping.region}", size=9)
     if w.variant in _EVENTS:  # these carriers' pages list the travel history
         rows = _carrier_events(w, ctx)
@@ -1319,6 +1503,8 @@ def _delivery(w: _Writer, ctx: DocumentContext) -> None:
             6: "Placed at: front door. Received by: ",
             8: "Safe place: porch. Signature captured: ",
             9: "Proof of delivery: front door, signed ",
+            10: "Safe drop at front door. Receiver name: ",
+            11: "Delivery photo taken at front door. Recipient: ",
         }.get(w.variant, "Left at: front door. Signed by: ")
         w.text(proof + signed, size=9)
 
@@ -1344,6 +1530,8 @@ def _policy(w: _Writer, ctx: DocumentContext) -> None:
         "REFUND TERMS AND CONSENT LOG",
         "Returns and refunds: our promise to you",
         "Terms of service acceptance",
+        "Change of mind returns & refunds",
+        "Shop policies: returns, refunds & cancellations",
     )
     _letterhead(w, ctx, title[w.variant], merchant_field=True)
     w.para(_POLICY_TEXT, size=9)
@@ -1353,6 +1541,8 @@ def _policy(w: _Writer, ctx: DocumentContext) -> None:
         "CHECKOUT CONSENT",
         "What you agreed to when you ordered",
         "Consent audit entry",
+        "Checkout declaration",
+        "Checkout terms log",
     )
     w.text(record[w.variant], bold=True)
     w.text(f"Account: {ctx.customer.email}", size=9)
@@ -1382,6 +1572,7 @@ def _correspondence(w: _Writer, ctx: DocumentContext, key: str) -> None:
         (f"Re: Order {order}",) * 6
         + (f"Re: Your order no. {order}", f"Re: Support request - purchase {order}")
         + (f"RE: Invoice {order} - your enquiry", f"Re: Ticket update for payment {order}")
+        + (f"RE: Web order {order} - customer care", f"Re: Help with order {order}")
     )[w.variant]
     if not order:
         subject = "Re: your recent purchase"
@@ -1397,6 +1588,8 @@ def _correspondence(w: _Writer, ctx: DocumentContext, key: str) -> None:
             "SUPPORT CONVERSATION EXPORT",
             "Our emails with you",
             "Ticket transcript",
+            "Customer care emails",
+            "Helpdesk conversation",
         )[w.variant],
         size=13,
         bold=True,
@@ -1437,6 +1630,8 @@ def _correspondence(w: _Writer, ctx: DocumentContext, key: str) -> None:
     greeting = {
         8: f"Hello {first}, thanks for getting in touch with our customer services team.",
         9: f"Hi {first}, thanks for reaching out.",
+        10: f"G'day {first}, thanks for your email.",
+        11: f"Hey {first}, thanks so much for writing in!",
     }.get(w.variant, f"Dear {first}, thank you for contacting us.")
     reply: list[str] = [greeting]
     if f.refund_issued is True:
@@ -1469,9 +1664,12 @@ def _correspondence(w: _Writer, ctx: DocumentContext, key: str) -> None:
         sent + dt.timedelta(days=1),
         subject,
         reply,
-        sign={8: f"Kind regards, {signature} Customer Services", 9: f"{signature} Support"}.get(
-            w.variant, f"The {signature} team"
-        ),
+        sign={
+            8: f"Kind regards, {signature} Customer Services",
+            9: f"{signature} Support",
+            10: f"Cheers, the {signature} Customer Care team",
+            11: f"- {signature} Happiness Team",
+        }.get(w.variant, f"The {signature} team"),
     )
 
 
@@ -1488,7 +1686,7 @@ def _email(
 ) -> None:
     w.text(f"From: {sender} <{address}>", size=9)
     w.text(f"To: {to}", size=9)
-    w.text(f"{'Date' if w.variant == 6 else 'Sent'}: {format_date(when, w.variant)}", size=9)
+    w.text(f"{'Date' if w.variant in (6, 11) else 'Sent'}: {format_date(when, w.variant)}", size=9)
     w.text(f"Subject: {subject}", size=9, bold=True)
     w.gap(3)
     w.para(" ".join(body))
@@ -1509,6 +1707,8 @@ def _login(w: _Writer, ctx: DocumentContext) -> None:
         "RISK CHECK SUMMARY",
         "Online order security check",
         "Payment risk evaluation",
+        "Transaction risk assessment",
+        "Checkout fraud review",
     )
     _letterhead(w, ctx, title[w.variant], merchant_field=True)
     headings = (("Account holder", "Checkout session", "Authorisation"),) * 6 + (
@@ -1516,6 +1716,8 @@ def _login(w: _Writer, ctx: DocumentContext) -> None:
         ("ACCOUNT", "SESSION", "CARD CHECKS"),
         ("Your account", "When you ordered", "Card security checks"),
         ("Customer", "Payment session", "Issuer response"),
+        ("Shopper", "Online checkout", "Bank verification"),
+        ("Buyer", "Checkout details", "Card checks"),
     )
     holder, session, authorisation = headings[w.variant]
     w.text(f"{holder}: {ctx.customer.name} ({ctx.customer.email})", size=9)
@@ -1526,7 +1728,9 @@ def _login(w: _Writer, ctx: DocumentContext) -> None:
     if w.style.history and ctx.sessions:
         iso = w.variant == 9  # the platform's activity log: ISO 8601 UTC timestamps
         w.text(
-            "Prior activity for this customer" if iso else "Earlier sessions on this account",
+            {9: "Prior activity for this customer", 11: "Recent account activity"}.get(
+                w.variant, "Earlier sessions on this account"
+            ),
             bold=True,
         )
         rows = [
@@ -1538,11 +1742,10 @@ def _login(w: _Writer, ctx: DocumentContext) -> None:
             ]
             for s in ctx.sessions
         ]
-        header = (
-            ["Timestamp", "IP address", "Device", "Activity"]
-            if iso
-            else ["Time (UTC)", "IP", "Device", "Event"]
-        )
+        header = {
+            9: ["Timestamp", "IP address", "Device", "Activity"],
+            11: ["Logged at (UTC)", "IP address", "Device", "Action"],
+        }.get(w.variant, ["Time (UTC)", "IP", "Device", "Event"])
         w.grid(header, rows, [120, 130, 130, 120])
 
 
@@ -1558,14 +1761,19 @@ def _refund_receipt(w: _Writer, ctx: DocumentContext) -> None:
         "REFUND SUMMARY",
         "Your refund is on its way",
         "Refund details",
+        "Refund advice",
+        "Reimbursement receipt",
     )
     _letterhead(w, ctx, title[w.variant], merchant_field=True)
-    w.text(f"Customer: {ctx.customer.name}", size=9)
+    who = {10: "Refund to", 11: "Buyer"}.get(w.variant, "Customer")
+    w.text(f"{who}: {ctx.customer.name}", size=9)
     w.fields(["order_id", "refund_issued", "refund_amount", "refund_date"])
     card = ctx.customer.card_brand, ctx.customer.card_last4
     credited = {
         8: f"Refunded to your {card[0]} card, last four digits {card[1]}",
         9: f"Destination: {card[0]} xxxx-{card[1]}",
+        10: f"Returned to card: {card[0]} xxxx xxxx xxxx {card[1]}",
+        11: f"Sent back to: {card[0]} ****{card[1]}",
     }.get(w.variant, f"Credited to {card[0]} ending in {card[1]}")
     w.text(credited, size=9)
 
