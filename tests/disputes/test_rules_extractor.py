@@ -497,6 +497,33 @@ def test_one_row_tables_subjects_and_ids_beside_words() -> None:
         assert RulesExtractor().extract([_doc(mail.format(subject))]).evidence.order_id == order
 
 
+def test_totals_before_tax_columns_and_names_with_label_words() -> None:
+    """A total "ex GST" is not the total; a header among others takes its value from its own
+    column; a merchant whose name ends in "Store" is not a "Store:" label; a code and a
+    symbol together ("USD $29.58") or a code in parentheses are one amount."""
+    invoice = (
+        "Item              Qty    Total (ex GST)\n"
+        "Desk lamp         1      USD $27.91\n"
+        "Sub-total (ex GST) USD $27.91\n"
+        "Total (inc. GST) USD $29.58\n"
+    )
+    ev = RulesExtractor().extract([_doc(invoice)]).evidence
+    assert (ev.amount, ev.currency) == (29.58, "USD")
+    checks = (
+        "Address verification              Card code response\n"
+        "Pass - street and postal code     Unchecked\n"
+        "Payment\n"
+        "ORDER TOTAL:   $137.41 (USD)\n"
+    )
+    ev = RulesExtractor().extract([_doc(checks)]).evidence
+    assert (ev.avs_result, ev.cvv_result, ev.amount) == ("match", "unavailable", 137.41)
+    mail = (
+        "From: Leaf Store Support <support@leafstore.example>\nSubject: Re: Order 5512\n"
+        "Hi, we are looking into this.\nLeaf Store Support\n"
+    )
+    assert RulesExtractor().extract([_doc(mail)]).evidence.merchant_name == "Leaf Store"
+
+
 # --- the held-out corpus -------------------------------------------------------------------------
 
 

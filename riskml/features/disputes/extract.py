@@ -216,9 +216,9 @@ _CENTS = rf"[.,]{_NUM}{{2}}(?![\w])"
 #: An amount: with a currency (symbol or ISO code, before or after, with or without a space)
 #: or with cents.
 AMOUNT_RE = (
-    rf"(?:{_CUR_PRE}[ \t\u00a0]?(?<![\d.,]){_DIGITS}(?:{_CENTS})?(?![\w.,]\d)"
-    rf"(?:[ \t]?{_CUR_POST})?"
-    rf"|{_NUMBER}(?:{_CENTS}(?:[ \t\u00a0]?{_CUR_POST})?|[ \t\u00a0]?{_CUR_POST}))"
+    rf"(?:{_CUR_PRE}(?:[ \t]?{_CUR_PRE})?[ \t\u00a0]?(?<![\d.,]){_DIGITS}(?:{_CENTS})?(?![\w.,]\d)"
+    rf"(?:[ \t]?\(?{_CUR_POST}\)?)?"
+    rf"|{_NUMBER}(?:{_CENTS}(?:[ \t\u00a0]?\(?{_CUR_POST}\)?)?|[ \t\u00a0]?{_CUR_POST}))"
 )
 
 
@@ -242,6 +242,7 @@ def parse_amount(text: str) -> tuple[float, str | None] | None:
     if code and code.group(1) in CURRENCY_CODES:
         currency = code.group(1)
         text = text.replace(code.group(1), " ")
+    text = re.sub(r"\(\s*\)", "", text)  # "12.50 (USD)": the code's parentheses
     number = fix_digits(re.sub(r"[\s\u00a0']", "", text))
     negative = number.startswith("-")
     number = number.lstrip("-")
@@ -442,7 +443,9 @@ Parser = Callable[[str, RuleContext], Any]
 #: leaders (``Order number ...... 123``).
 _SEP = r"[ \t]*(?:[:#=|\-–—→>\[\]]|\.:?|[.·…_]{2,}:?|\bis\b|\bwas\b|\bon\b)?[ \t]*"
 #: A short parenthetical a label may carry (``Address check (AVS)``, ``Total (incl. VAT)``).
-_PAREN = r"(?:[ \t]*\([^()\n]{1,30}\))?"
+#: A parenthesis after a label ("Total (USD)", "Security code (CCV)"); never one that takes
+#: something out of it ("Total (ex GST)": a total before tax).
+_PAREN = r"(?:[ \t]*\((?![ \t]*(?:ex|excl\w*|excluding|before|pre|net)\b)[^()\n]{1,30}\))?"
 #: The end of a value cell: two spaces, a ``|`` column separator or the end of the line.
 _CELL_END = r"(?=[ \t]{2,}|[ \t]*\||[ \t]*$)"
 #: An identifier with at least one digit (case-sensitive inside a case-insensitive rule).
@@ -470,6 +473,14 @@ def _labels(*alternatives: str) -> str:
     return "(?:" + "|".join(sorted(alternatives, key=len, reverse=True)) + ")"
 
 
+#: Two cells on a line: a gap of two spaces (or a tab) between words.
+_MULTI_CELL = re.compile(r"\S(?:[ ]{2,}|\t)\S")
+
+
+def _line_start(text: str, at: int) -> int:
+    return text.rfind("\n", 0, at) + 1
+
+
 def label_rule(
     name: str,
     labels: str,
@@ -491,7 +502,7 @@ def label_rule(
     # the words a label must not follow, checked on the line before a match (a lookbehind per
     # word, tried at every position, made the rules several times slower)
     guard = (
-        re.compile(rf"\b(?:{'|'.join(re.escape(w) for w in not_after)})[ \t]$", re.IGNORECASE)
+        re.compile(rf"\b(?:{'|'.join(re.escape(w) for w in not_after)})(?:[ \t]|-)$", re.IGNORECASE)
         if not_after
         else None
     )
@@ -514,9 +525,14 @@ def label_rule(
             return
         seen: set[int] = set()
         for pattern, s in patterns:
+            below_value = s < strength
             for m in pattern.finditer(text):
                 if m.start("v") in seen:
                     continue
+                if below_value and _MULTI_CELL.search(
+                    text, _line_start(text, m.start()), m.start()
+                ):
+                    continue  # a header among others: its value is in its column, not first
                 if guard is not None and guard.search(text, max(0, m.start() - 40), m.start()):
                     continue
                 raw = m.group("v")
@@ -846,7 +862,8 @@ DELIVERY_STATUS = (
     (
         r"not\s+found|no\s+record|no\s+(?:information|info|data|details|tracking)|unknown|lost|"
         r"no\s+scan|not\s+(?:recogni[sz]ed|available|in\s+(?:our|the)\s+system)|invalid|no\s+such|"
-        r"unavailable|(?:can'?t|cannot|could\s+not|unable\s+to)\s+(?:find|locate|trace)|no\s+trace",
+        r"unavailable|(?:can'?t|cannot|could\s+not|unable\s+to)\s+(?:find|locate|trace)|no\s+trace|"
+        r"nothing\s+found|no\s+results?\b",
         "not_found",
     ),
     (
@@ -865,7 +882,8 @@ DELIVERY_STATUS = (
         r"transit|on\s+(?:its|the)\s+way|out\s+for\s+delivery|en\s+route|shipped|in\s+progress|"
         r"awaiting|moving|dispatched|despatched|picked\s+up|collected|accepted|departed|"
         r"arrived\s+at|processing|attempt|\bhub\b|depot|sort(?:ing)?\s+(?:centre|center|facility)|"
-        r"with\s+(?:the\s+)?(?:\w+\s+)?(?:courier|carrier|driver)",
+        r"with\s+(?:the\s+)?(?:\w+\s+)?(?:courier|carrier|driver)|on\s*board|loaded\s+(?:on|onto)|"
+        r"\bfor\s+delivery\b",
         "in_transit",
     ),
     (r"deliver|signed\s+for|handed\s+(?:over\s+)?to", "delivered"),
@@ -874,8 +892,9 @@ AVS = (
     (
         r"^\s*(?:partial|[AWZPB](?![/\w]))|partial|(?:street|address|zip|postcode|postal\s+code)\b"
         r"(?:\s+\w+)?\s+only|\bonly\s+(?:the\s+)?(?:street|address|zip|postcode|postal\s+code)|"
-        r"\b(?:street|address|zip|post\s*code|postal\s+code)\s+match\w*,?\s+(?:but\s+)?(?:the\s+)?"
-        r"(?:street|address|zip|post\s*code|postal\s+code)\s+(?:does\s*n[o']t|not|mismatch\w*)",
+        r"\b(?:street|address|zip|post\s*code|postal\s+code)\s+(?:match\w*|verified|confirmed|ok),?"
+        r"\s+(?:but\s+)?(?:the\s+)?(?:street|address|zip|post\s*code|postal\s+code)\s+(?:does\s*n[o']t|"
+        r"did\s*n[o']t|not|mismatch\w*|failed)",
         "partial",
     ),
     (
@@ -886,8 +905,8 @@ AVS = (
     (
         r"^\s*(?:unavailable|not\s+available|n/?a\b|not\s+(?:checked|supported|performed)|"
         r"[URSGE](?![/\w]))|unavailable|not\s+(?:available|supported|performed|checked|"
-        r"applicable)|unknown|no\s+(?:response|data)|unable\s+to\s+(?:verify|check)|unchecked|"
-        r"does\s+not\s+(?:participate|support)",
+        r"applicable|returned)|unknown|no\s+(?:response|data)|unable\s+to\s+(?:verify|check)|"
+        r"unchecked|does\s*(?:n'?t|\s+not)\s+(?:participate|support)",
         "unavailable",
     ),
     (
@@ -906,7 +925,8 @@ CVV = (
         r"^\s*(?:unavailable|not\s+(?:available|provided|checked|processed|present|supported)|"
         r"n/?a\b|[UPSX](?![/\w]))|unavailable|not\s+(?:available|provided|checked|processed|"
         r"present|supported|applicable)|unknown|missing|unverified|could\s+not\s+be\s+verified|"
-        r"unable\s+to\s+(?:verify|check)|unchecked|does\s+not\s+(?:participate|support)",
+        r"unable\s+to\s+(?:verify|check)|unchecked|does\s*(?:n'?t|\s+not)\s+(?:participate|support)|"
+        r"no\s+(?:response|data)|not\s+returned",
         "unavailable",
     ),
     (r"^\s*(?:match|pass|[MY](?![/\w]))|match|passed|\bverified|\bcorrect|\bvalid", "match"),
@@ -920,7 +940,8 @@ YES_NO = (
     (
         r"^\s*(?:no|n|false|not|does\s+not|differs?|different|mismatch|unticked|unchecked|"
         r"declined|refused|off|unverified|failed|\[\s\]|✗|✘|☐)(?![\w-])|\b(?:differ|differs|"
-        r"differed|different|not\s+the\s+same|not\s+identical|mismatch(?:ed)?)\b",
+        r"differed|different|not\s+the\s+same|not\s+identical|mismatch(?:ed)?|unticked|unchecked|"
+        r"not\s+(?:ticked|checked))\b",
         False,
     ),
     (
@@ -1004,8 +1025,10 @@ L_SHIP_DATE = _labels(
     rf"{_SHIP_EVENT}[ \t]+(?:date|on)",
     rf"date[ \t]+(?:of[ \t]+)?{_SHIP_EVENT}",
     r"date[ \t]+(?:shipped|dispatched|despatched|posted|mailed|picked[ \t]+up)",
-    r"(?:shipped|dispatched|despatched|posted|mailed|picked[ \t]+up)(?:[ \t]+(?:on|at|date))?",
+    r"(?:shipped|dispatched|despatched|posted|mailed|picked[ \t]+up|lodged)"
+    r"(?:[ \t]+(?:on|at|date))?",
     r"dispatch(?:ed)?",
+    r"left[ \t]+(?:the[ \t]+|our[ \t]+)?(?:warehouse|depot|premises)(?:[ \t]+on)?",
 )
 L_DELIVERY_DATE = _labels(
     r"(?:proof[ \t]+of[ \t]+)?deliver(?:y|ed)[ \t]+(?:date|on|at)",
@@ -1016,7 +1039,7 @@ L_CARRIER = _labels(
     r"(?:shipping[ \t]+|delivery[ \t]+)?carrier",
     r"courier(?:[ \t]+(?:service|company|name))?",
     r"(?:ship(?:ped)?|sent|dispatched|despatched|delivered|delivery)[ \t]+(?:via|with|by)",
-    r"(?:shipping|delivery|postal|parcel)[ \t]+(?:carrier|company|service|provider|partner|"
+    r"(?:ship(?:ping)?|delivery|postal|parcel)[ \t]+(?:carrier|company|service|provider|partner|"
     r"method|agent|firm)",
     r"logistics(?:[ \t]+(?:partner|provider|company))?",
     r"via",
@@ -1026,24 +1049,29 @@ L_TRACKING = _labels(
     rf"track[ \t]*(?:&|and|\+)[ \t]*trace(?:[ \t]*{_NO})?",
     rf"(?:air[ \t]*)?waybill(?:[ \t]*{_NO})?",
     rf"awb(?:[ \t]*{_NO})?",
-    rf"(?:consignment|parcel|shipment|package)[ \t]*{_NO}",
+    rf"(?:consignment|parcel|shipment|package|article)[ \t]*{_NO}",
+    r"track[ \t]+(?:your|my|this|the)[ \t]+(?:package|parcel|order|shipment|item|delivery)",
 )
 L_STATUS = _labels(
     r"(?:current[ \t]+|latest[ \t]+|last[ \t]+)?(?:delivery[ \t]+|shipment[ \t]+|tracking[ \t]+|"
     r"shipping[ \t]+|parcel[ \t]+|package[ \t]+|consignment[ \t]+)?status",
-    r"(?:current|latest|last|most[ \t]+recent)[ \t]+(?:update|event|scan|activity|checkpoint)",
+    r"(?:current|latest|last|most[ \t]+recent)[ \t]+(?:update|event|scan|activity|checkpoint|"
+    r"stage)",
 )
 L_AVS = _labels(
     r"avs(?:[ \t]+(?:result|response|check|code|status|match))?",
     r"address[ \t]+verification(?:[ \t]+(?:service|system))?(?:[ \t]*\(avs\))?"
     r"(?:[ \t]+(?:result|response|status|check|code))?",
     r"billing[ \t]+address[ \t]+(?:check|verification)(?:[ \t]+result)?",
+    r"(?:street|address)[ \t]*(?:/|and|&|\+)[ \t]*(?:post[ \t]*code|postal[ \t]+code|zip)"
+    r"[ \t]+(?:check|verification|match|result)",
 )
 L_CVV = _labels(
-    r"(?:cv+|cvc|cid|csc)2?(?:[ \t]+(?:result|response|check|code|status|match))?",
+    r"(?:cv+|cvc|ccv|cid|csc)2?(?:[ \t]+(?:result|response|check|code|status|match))?",
     r"card[ \t]+verification[ \t]+(?:value|code)(?:[ \t]+(?:result|check|response))?",
     r"(?:card[ \t]+)?security[ \t]+code(?:[ \t]+(?:result|check|response))?",
     r"card[ \t]+code(?:[ \t]+(?:result|check|response|verification))?",
+    r"(?:card[ \t]+)?verification[ \t]+code(?:[ \t]+(?:result|check|response))?",
 )
 L_IP = _labels(
     r"ip(?:v[46])?(?:[ \t]+address)?",
@@ -1072,7 +1100,9 @@ L_REFUND_DATE = _labels(
 #: A bare "Processed on"/"Issued on": the refund's date on a page about a refund.
 L_PROCESSED_ON = _labels(r"(?:processed|issued|completed)(?:[ \t]+on)?")
 L_REFUND_STATUS = _labels(
-    r"(?:refund|credit|reimbursement)[ \t]+(?:status|state|issued|processed)", r"refund"
+    r"(?:refund|credit|reimbursement)[ \t]+(?:status|state|issued|processed|decision|outcome|"
+    r"result)",
+    r"refund",
 )
 L_CANCEL = _labels(
     r"cancell?(?:ation|ed)(?:[ \t]+(?:date|on|effective))?",
@@ -1110,17 +1140,21 @@ L_POLICY = _labels(
     r"[ \t]+(?:to[ \t]+)?(?:the[ \t]+)?(?:terms|policy|t[ \t]*&[ \t]*cs?|refund[ \t]+policy|"
     r"conditions)(?:[ \t]+at[ \t]+checkout)?",
     r"(?:checkout[ \t]+)?(?:acceptance|consent)(?:[ \t]+(?:status|checkbox|box|given|recorded|"
-    r"captured|logged|obtained))?",
+    r"captured|logged|obtained))?+",
     r"(?:policy|terms)[ \t]+checkbox",
 )
 #: A bare "Terms"/"Policy" label: policy acceptance when its value is a short yes/no.
 L_TERMS = _labels(_TERMS)
 L_MERCHANT = _labels(
-    r"merchant(?:[ \t]+(?:name|of[ \t]+record))?",
+    r"merchant[ \t]+(?:name|of[ \t]+record)",
     r"(?:sold|billed|invoiced|supplied)[ \t]+by",
-    r"(?:seller|vendor|retailer|supplier|store|shop)(?:[ \t]+name)?",
+    r"(?:seller|vendor|retailer|supplier|store|shop)[ \t]+name",
     r"(?:trading|doing[ \t]+business)[ \t]+as",
 )
+#: A bare noun naming the merchant ("Seller", "Store"): read with a colon or a gap only.
+L_MERCHANT_NOUN = _labels(r"merchant|seller|vendor|retailer|supplier|store|shop")
+#: A value after a colon, a bar, a tab or a gap of two spaces (not after one space).
+_AFTER_GAP = r"(?:(?<=[:|\t])|(?<=[ ]{2})|(?<=:[ ]))"
 
 
 def _cases(*words: str) -> tuple[str, ...]:
@@ -1165,6 +1199,8 @@ _NOT_ORDER = _cases(
 _NOT_REFUND = _cases("refund", "credit")
 #: Words before a noun that make it part of a sentence ("from the retailer"), not a label.
 _ARTICLES = _cases("the", "a", "an", "from", "to", "by", "your", "our", "this")
+#: ... and for a carrier label: "Lodged with carrier", "Handed to courier".
+_NOT_CARRIER = (*_ARTICLES, *_cases("with", "over", "at"))
 #: Words before "total"/"amount" that make it a part of the order's total.
 _NOT_TOTAL = _cases(
     "refund",
@@ -1181,6 +1217,7 @@ _NOT_TOTAL = _cases(
     "vat",
     "delivery",
     "net",
+    "sub",
 )
 #: Words before "delivered"/"delivery date" that make it a forecast.
 _NOT_ACTUAL = _cases("estimated", "expected", "scheduled", "planned", "anticipated", "est.")
@@ -1205,7 +1242,8 @@ ACK_PHRASES: tuple[tuple[str, Any], ...] = (
     (
         r"\bdid\s*n'?t\s+(?:receive|get|arrive)|\bnothing\s+(?:was\s+|has\s+been\s+|has\s+|had\s+|"
         r"ever\s+)?(?:delivered|received|arrived|came|come|showed\s+up|turned\s+up|reached)|"
-        r"\byet\s+to\s+(?:receive|get|see|arrive)|\bstill\s+nothing\b|\bno\s+(?:package|"
+        r"\byet\s+to\s+(?:receive|get|see|arrive)|\bstill\s+nothing\b|\bstill\s+(?:do\s*n[o']t|"
+        r"haven'?t|have\s+not)\s+(?:have|got|received)\b|\bno\s+(?:package|"
         r"parcel|delivery|sign\s+of)\b|\bwhere\s+is\s+my\s+(?:order|package|parcel)|\b(?:package|"
         r"parcel|order|shipment|delivery|goods|item)s?\s+(?:is|are|was|were|got)\s+(?:still\s+)?"
         r"(?:lost|missing)|\bnot\s+(?:been\s+)?(?:received|delivered)|\b(?:received|got|had)\s+"
@@ -1223,7 +1261,8 @@ ACK_PHRASES: tuple[tuple[str, Any], ...] = (
         r"(?:item|order|package|parcel))\b|\b(?:started|began|begun)\s+(?:using|wearing)\b|"
         r"\b(?:handed|given)\s+to\s+me\b|\b(?:parcel|package|item|order|goods|delivery)\s+"
         r"(?:was\s+|has\s+been\s+)?(?:received|collected|picked\s+up|dropped\s+off|left\s+"
-        r"(?:at|on|by|with))\b|\b(?:I|we)\s+(?:have|got)\s+it\s+(?:here|now|with\s+me)\b|"
+        r"(?:at|on|by|with))\b|\b(?:I|we)(?:'ve|\s+have)?\s+(?:have|got)\s+it\s+(?:here|now|with\s+"
+        r"me)\b|\bwaiting\s+(?:on|at|by|outside)\s+my\s+(?:front\s+)?(?:doorstep|door|porch)\b|"
         r"\beverything\s+(?:was|"
         r"is)\s+(?:inside|there|included|in\s+the\s+(?:box|parcel|package))\b|"
         r"\b(?:everything|all\s+(?:the\s+)?items|it\s+all)\s+(?:has\s+|have\s+)?(?:arrived|came|"
@@ -1241,7 +1280,10 @@ REFUND_PHRASES: tuple[tuple[str, Any], ...] = (
         r"refused|rejected|denied)\b|\b(?:unable|not\s+able)\s+to\s+(?:offer|issue|process|"
         r"provide|give)\s+(?:a|any)\s+refund|\b(?:cannot|can'?t|won'?t|will\s+not)\s+(?:offer|"
         r"issue|process|provide|give)\s+(?:a|any|you\s+a)\s+refund|\b(?:will\s+not|won'?t|cannot|"
-        r"can'?t|unable\s+to)\s+(?:be\s+)?(?:refund|reimburs|credit)\w*",
+        r"can'?t|unable\s+to)\s+(?:be\s+)?(?:refund|reimburs|credit)\w*|\b(?:won'?t|will\s+not|"
+        r"cannot|can'?t|unable\s+to)\s+(?:be\s+able\s+to\s+)?(?:give|offer|pay|send)\s+(?:you\s+)?"
+        r"(?:your\s+|the\s+)?money\s+back|\b(?:does\s*n[o']t|do\s*n[o']t|not)\s+qualify\s+for\s+"
+        r"(?:a\s+)?refund",
         False,
     ),
     (
@@ -1251,8 +1293,10 @@ REFUND_PHRASES: tuple[tuple[str, Any], ...] = (
         r"(?:card|account|bank|original\s+payment)|\bwe\s+(?:have\s+)?(?:reimbursed|reversed)\b|"
         r"\brefund\b(?:[^.]|\.(?=\d)){0,40}?\b(?:completed|processed|issued|sent|paid|credited)\s+"
         r"on\b|"
-        r"\b(?:went|gone|sent|paid)\s+back\s+to\s+your\s+(?:card|account|bank)|\bwe\s+(?:have\s+)?"
-        r"(?:sent|paid|put|transferred)\b.{0,30}?\bback\s+to\s+(?:you|your)\b|\bwe\s+(?:have\s+)?"
+        r"\b(?:went|gone|sent|paid)\s+back\s+to\s+your\s+(?:card|account|bank)|\bwe(?:\s+have|'ve)?\s+"
+        r"(?:sent|paid|put|transferred)\b.{0,30}?\bback\s+(?:to|on|onto)\s+(?:you|your)\b|"
+        r"\b(?:was|were|has\s+been)\s+put\s+through\b|\brefund\s+(?:confirmed|approved|completed)\b|"
+        r"\brefund\s+has\s+gone\s+through\b|\bwe\s+(?:have\s+)?"
         r"returned\s+(?:the\s+(?:money|funds|payment|amount|sum)|[$€£¥]|[A-Z]{3}\s?\d|\d)|"
         r"\b(?:we\s+have|we'?ve|has\s+been|have\s+been|was|were)\s+(?:issued|processed|sent|"
         r"refunded|credited|returned|completed)\b.{0,30}?\brefund|\brefund\b.{0,40}?\b(?:was|has\s+"
@@ -1318,6 +1362,15 @@ def default_rules() -> list[Rule]:
             below=False,
             not_after=_ARTICLES,
         ),
+        L(
+            "merchant_name",
+            L_MERCHANT_NOUN,
+            _AFTER_GAP + CELL_VALUE,
+            _merchant,
+            0.9,
+            below=False,
+            not_after=_ARTICLES,
+        ),
         L("amount", L_TOTAL, AMOUNT, _amount, not_after=_NOT_TOTAL, currency=True),
         L(
             "currency",
@@ -1328,7 +1381,7 @@ def default_rules() -> list[Rule]:
         L("transaction_date", L_ORDER_DATE, DATE, _date, not_after=_NOT_REFUND),
         L("shipping_date", L_SHIP_DATE, DATE, _date, not_after=_NOT_SHIPPED),
         L("delivery_date", L_DELIVERY_DATE, DATE, _date, not_after=_NOT_ACTUAL),
-        L("carrier", L_CARRIER, CELL_VALUE, _carrier, 0.9, below=False),
+        L("carrier", L_CARRIER, CELL_VALUE, _carrier, 0.9, below=False, not_after=_NOT_CARRIER),
         L("tracking_number", L_TRACKING, ID_VALUE, _tracking),
         L("delivery_status", L_STATUS, CELL_VALUE, enum(DELIVERY_STATUS), 0.9, not_after=_NOT_SUB),
         L("avs_result", L_AVS, CELL_VALUE, enum(AVS)),
@@ -1357,9 +1410,9 @@ def default_rules() -> list[Rule]:
         merchant_rule(
             pattern_rule(
                 "refund_amount",
-                rf"\b(?:(?:refund|credit|reimbursement)\s+(?:of|for)|(?:credited|refunded|"
-                rf"reimbursed|reversed|we\s+(?:have\s+)?(?:returned|sent|paid|transferred))"
-                rf"(?:\s+you)?)\s+(?P<v>{AMOUNT})",
+                rf"\b(?:(?:refund|credit|reimbursement)\s+(?:of|for|(?:confirmed|approved|issued|"
+                rf"processed)\s*:?)|(?:credited|refunded|reimbursed|reversed|we(?:\s+have|'ve)?\s+"
+                rf"(?:returned|sent|paid|transferred))(?:\s+you)?)\s+(?P<v>{AMOUNT})",
                 _amount,
                 currency=True,
             )
@@ -1380,8 +1433,8 @@ def default_rules() -> list[Rule]:
             pattern_rule(
                 "refund_date",
                 rf"\b(?:refund\w*|credit(?:ed\b|\b(?!\s+card))|reimburs\w*|revers\w*|(?:returned|"
-                rf"went\s+back|sent\s+back|paid\s+back)\s+to\s+your\s+(?:card|account|bank)|we\s+"
-                rf"(?:have\s+)?(?:returned|sent|paid|transferred)\b.{{0,30}}?\bback)\b"
+                rf"went\s+back|sent\s+back|paid\s+back)\s+to\s+your\s+(?:card|account|bank)|we"
+                rf"(?:\s+have|'ve)?\s+(?:returned|sent|paid|transferred)\b.{{0,30}}?\bback)\b"
                 rf"(?:[^.\n]|\.(?=\d)){{0,60}}?\b(?:on|dated)\s+(?P<v>{DATE})",
                 _date,
             )
@@ -1390,7 +1443,8 @@ def default_rules() -> list[Rule]:
             "cancellation_date",
             rf"\b(?:cancell?\w*|unsubscrib\w*|terminat\w*|(?:ended|stopped|closed|quit)\s+(?:my|"
             rf"the|our)\s+(?:subscription|membership|plan|account|service)|(?:switched|turned)\s+"
-            rf"off\s+(?:the\s+)?auto-?renew\w*|disabled\s+(?:the\s+)?auto-?renew\w*|opted\s+out)"
+            rf"off\s+(?:the\s+)?auto-?renew\w*|disabled\s+(?:the\s+)?auto-?renew\w*|opted\s+out|"
+            rf"close\s+my\s+(?:account|subscription|membership|plan))"
             rf"\b[^.\n]{{0,40}}?\b"
             rf"(?:on|effective|as\s+of)"
             rf"\s+(?P<v>{DATE})",
@@ -1399,7 +1453,8 @@ def default_rules() -> list[Rule]:
         pattern_rule(
             "shipping_date",
             rf"^[ \t]*(?P<v>{DATE})[ \t]+(?:\d{{1,2}}:\d{{2}}[ \t]+)?(?:(?:shipment|parcel|"
-            r"package|consignment|item)\s+(?:was\s+)?)?(?:picked\s+up|collected|accepted|"
+            r"package|consignment|item|article)\s+(?:was\s+)?)?(?:picked\s+up|collected|accepted|"
+            r"lodged(?:\s+(?:with|at)\s+(?:the\s+)?(?:carrier|courier|post\s+office))?|"
             r"received\s+(?:by\s+(?:the\s+)?(?:carrier|courier)|from\s+(?:the\s+)?(?:sender|"
             r"shipper|merchant|retailer|seller|vendor|store|shop))|handed\s+(?:over\s+)?to\s+"
             r"(?:the\s+)?(?:carrier|courier))",
@@ -1513,8 +1568,8 @@ KEY_CLASSES: tuple[KeyClass, ...] = (
         "shipping_date",
         _kw(
             r"\b(?:ship(?:ped|ping|ment)?|dispatch\w*|despatch\w*|sent|posted|mailed|handed|"
-            r"picked|pick-?up|collected|collection|fulfil\w*|departed|left\s+(?:the\s+)?"
-            r"(?:warehouse|depot|facility|store))\b"
+            r"picked|pick-?up|collected|collection|fulfil\w*|departed|lodged|left\s+(?:the\s+|our\s+|"
+            r"its\s+)?(?:warehouse|depot|facility|store|premises))\b"
         ),
         _v(DATE_RE),
         _date,
@@ -1526,8 +1581,8 @@ KEY_CLASSES: tuple[KeyClass, ...] = (
     KeyClass(
         "delivery_date",
         _kw(
-            r"\b(?:deliver(?:ed|y)|arriv\w*|received|signed|handed\s+(?:over\s+)?to\s+(?:the\s+)?"
-            r"(?:recipient|customer|consignee))\b"
+            r"\b(?:deliver(?:ed|y)|arriv\w*|received|signed|drop(?:ped)?[\s-]?off|handed\s+(?:over\s+)?"
+            r"to\s+(?:the\s+)?(?:recipient|customer|consignee))\b"
         ),
         _v(DATE_RE),
         _date,
@@ -1556,7 +1611,7 @@ KEY_CLASSES: tuple[KeyClass, ...] = (
         unless=_kw(
             rf"\b(?:refund\w*|credit\w*|reimburs\w*|{_NOT_INCLUDED}(?:tax|vat|gst)|shipping|"
             r"delivery|postage|discount|subtotal|sub|unit|line|items?|fees?|returned|deposit|tip|"
-            r"net)\b"
+            r"net|ex|excl\w*|excluding|freight|each)\b"
         ),
     ),
     KeyClass(
@@ -1568,8 +1623,8 @@ KEY_CLASSES: tuple[KeyClass, ...] = (
     KeyClass(
         "tracking_number",
         _kw(
-            r"\b(?:track\w*|waybill|awb|consignment|(?:parcel|shipment|package)\s+(?:id|no|"
-            r"number|ref\w*|#))\b"
+            r"\b(?:track\w*|waybill|awb|consignment|con\s+note|(?:parcel|shipment|package|article)\s+"
+            r"(?:id|no|number|ref\w*|#))\b"
         ),
         _v(ID_VALUE),
         _tracking,
@@ -1604,7 +1659,7 @@ KEY_CLASSES: tuple[KeyClass, ...] = (
         "delivery_status",
         _kw(
             r"\b(?:status|state|progress)\b|\b(?:current|latest|last|most\s+recent)\s+(?:update|"
-            r"event|scan|activity|checkpoint)\b"
+            r"event|scan|activity|checkpoint|stage)\b"
         ),
         _v(_CELL_TEXT),
         enum(DELIVERY_STATUS, max_words=8),
@@ -1626,7 +1681,7 @@ KEY_CLASSES: tuple[KeyClass, ...] = (
         "avs_result",
         _kw(
             r"\bavs\b|\baddress\s+verification\b|\bbilling\s+address\s+(?:check|verification|"
-            r"match)\b"
+            r"match)\b|\b(?:street|address)\s*(?:/|and|&|\+)\s*(?:post\s*code|postal\s+code|zip)\b"
         ),
         _v(_CELL_TEXT),
         enum(AVS, max_words=8),
@@ -1635,7 +1690,10 @@ KEY_CLASSES: tuple[KeyClass, ...] = (
     ),
     KeyClass(
         "cvv_result",
-        _kw(r"\b(?:cvv2?|cvc2?|cv2|cid|csc|security\s+code|card\s+verification|card\s+code)\b"),
+        _kw(
+            r"\b(?:cvv2?|cvc2?|cv2|ccv|cid|csc|security\s+code|card\s+verification|card\s+code|"
+            r"verification\s+code)\b"
+        ),
         _v(_CELL_TEXT),
         enum(CVV, max_words=8),
         typed=False,
@@ -1663,7 +1721,9 @@ KEY_CLASSES: tuple[KeyClass, ...] = (
         ),
         _v(_CELL_TEXT),
         _merchant,
-        unless=_kw(r"\b(?:id|number|no|code|category|address|phone|url|website|e-?mail|credit)\b"),
+        unless=_kw(
+            r"\b(?:id|number|no|code|category|address|phone|url|website|e-?mail|credit|ref\w*)\b"
+        ),
         typed=False,
     ),
 )
@@ -1795,8 +1855,8 @@ def header_row_pairs(text: str) -> Iterator[tuple[str, str, int]]:
         heads = [(m.start(), m.group()) for m in _CELL.finditer(head)]
         if len(heads) < 2 or any(len(h) > 40 or re.search(r"\d", h) for _, h in heads):
             continue
-        if any(_LOG_HEADER.fullmatch(h) for _, h in heads):
-            continue
+        if any(_LOG_HEADER.fullmatch(h) or h.endswith(":") for _, h in heads):
+            continue  # a log's header, or a "Label:  value" line (not a row of headers)
         vat, row = lines[i + 1]
         cells = [(m.start(), m.group()) for m in _CELL.finditer(row)]
         if len(cells) != len(heads):
