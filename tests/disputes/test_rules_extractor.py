@@ -553,21 +553,23 @@ def _scores(ds: DisputeSet) -> tuple[Any, Any]:
 
 
 def test_held_out_clean_f1(held_out_dispute_set: DisputeSet) -> None:
-    """Held-out template variants 10-11 (written blind to the rules, never used to write them)
+    """Held-out template variants 12-13 (written blind to the rules, never used to write them)
     and seeds. Measured on this 40-dispute corpus (December 2026) before any rule saw them:
-    per-document F1 0.911 (precision 0.985), per-case F1 0.934 (precision 0.993); on a 150-
-    dispute corpus 0.905 / 0.922, where the rules of the morning (before 6-9 were read) had
-    0.859 / 0.881. The bounds sit just under what was measured blind: a rule change that
+    per-document F1 0.898 (precision 0.945), per-case F1 0.920 (precision 0.957); on a 150-
+    dispute corpus 0.901 / 0.938, where the rules of the morning (before 6-11 were read) had
+    0.871 / 0.909. Every blind pair so far read about 0.90 per document (8-9: 0.902, 10-11:
+    0.905) however many pairs the rules had been tuned on: a new vendor's formats and words are
+    what the rules miss. The bounds sit just under what was measured blind: a rule change that
     costs generality fails them."""
     variants = set(held_out_dispute_set.documents["variant"].to_list())
     assert variants.isdisjoint(DEVELOPMENT_VARIANTS)
     per_doc, per_case = _scores(held_out_dispute_set)
     figures = (per_doc.as_dict()["micro"], per_case.as_dict()["micro"])
     assert per_doc.pairs >= 60
-    assert per_doc.micro_f1 >= 0.9, figures
-    assert per_case.micro_f1 >= 0.92, figures
-    assert per_case.total.precision >= 0.97, figures  # what the rules claim is right
-    for name in ("order_id", "transaction_date", "ip_address"):
+    assert per_doc.micro_f1 >= 0.89, figures
+    assert per_case.micro_f1 >= 0.91, figures
+    assert per_case.total.precision >= 0.95, figures  # what the rules claim is right
+    for name in ("order_id", "ip_address", "device_id"):
         counts = per_doc.per_field[name]
         if counts.tp + counts.fn:
             assert counts.f1 >= 0.95, (name, counts)
