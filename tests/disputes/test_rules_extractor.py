@@ -524,6 +524,27 @@ def test_totals_before_tax_columns_and_names_with_label_words() -> None:
     assert RulesExtractor().extract([_doc(mail)]).evidence.merchant_name == "Leaf Store"
 
 
+def test_label_value_pairs_side_by_side() -> None:
+    """A grid of ``Label: value`` pairs, two a line: each pair is read, including dates with
+    their weekday in parentheses, and a value's own words are not split off as a label."""
+    grid = (
+        " Booking No.:        K-77120             Booked:        4 Mar 2025 (Tue)\n"
+        " Amount Due:         EUR 1.234,50        Client IP:     81.2.69.142\n"
+        " AVS:    Y                CVV2 Result:   Not performed (P)\n"
+        "Basket\n"
+        "Items Total  EUR 1.100,00\n"
+    )
+    assert RulesExtractor().extract([_doc(grid)]).evidence.present() == {
+        "order_id": "K-77120",
+        "transaction_date": dt.date(2025, 3, 4),
+        "amount": 1234.5,
+        "currency": "EUR",
+        "ip_address": "81.2.69.142",
+        "avs_result": "match",
+        "cvv_result": "unavailable",
+    }
+
+
 # --- the held-out corpus -------------------------------------------------------------------------
 
 

@@ -194,6 +194,7 @@ DATE_RE = (
     rf"|{_DAY}(?:[ \t]+of)?[ \t/.-]*{_MONTH_RE},?[ \t/.-]*{_D}{{4}}"  # 14 March 2025, 14Mar2025
     rf"|{_D}{{4}}[ \t/.-]+{_MONTH_RE}[ \t/.-]+{_DAY}(?!\d)"  # 2025 Mar 14, 2025-Mar-14
     rf"|{_D}{{1,2}}-{_MONTH_RE}-\d{{2}}(?![\w.:/-]?\d))"  # 14-Mar-25
+    r"(?:[ \t]*\((?:mon|tue|wed|thu|fri|sat|sun)[a-z]*\.?\))?"  # 14 Mar 2025 (Fri)
 )
 _NUM = r"[0-9OolI|SB]"
 _CUR_PRE = (
@@ -270,6 +271,7 @@ def parse_date(text: str, dayfirst: bool | None = None) -> dt.date | None:
     when ``a > 12`` or ``dayfirst`` (dots: day first unless ``dayfirst`` is False), else month
     first (US); a 2-digit year is 20yy (19yy from 70). Month names in any order."""
     s = re.sub(r"^(?:mon|tue|wed|thu|fri|sat|sun)[a-z]*\.?,?\s+", "", text.strip().lower())
+    s = re.sub(r"\s*\((?:mon|tue|wed|thu|fri|sat|sun)[a-z]*\.?\)$", "", s)
     s = re.sub(r"\s+", " ", s.replace(",", " ")).strip()
     m = re.fullmatch(r"(\S{4})[-/.](\S{1,2})[-/.](\S{1,2})", s)
     try:
@@ -899,7 +901,8 @@ AVS = (
     ),
     (
         r"^\s*(?:no[\s_-]*match|mismatch|fail|N(?![/\w]))|no[\s_-]*match|not\s+match|mismatch|"
-        r"failed|not\s+(?:verified|confirmed)|unconfirmed|does\s+not\s+match|\bneither\b",
+        r"failed|not\s+(?:verified|confirmed)|unconfirmed|does\s+not\s+match|\bneither\b|"
+        r"^\s*none\b|\bno\s+(?:details?|data|fields?)\s+match|\bno\s+(?:avs|address)\s+match",
         "no_match",
     ),
     (
@@ -922,7 +925,8 @@ CVV = (
         "no_match",
     ),
     (
-        r"^\s*(?:unavailable|not\s+(?:available|provided|checked|processed|present|supported)|"
+        r"^\s*(?:unavailable|not\s+(?:available|provided|checked|processed|present|supported|"
+        r"performed)|"
         r"n/?a\b|[UPSX](?![/\w]))|unavailable|not\s+(?:available|provided|checked|processed|"
         r"present|supported|applicable)|unknown|missing|unverified|could\s+not\s+be\s+verified|"
         r"unable\s+to\s+(?:verify|check)|unchecked|does\s*(?:n'?t|\s+not)\s+(?:participate|support)|"
@@ -1037,7 +1041,7 @@ L_DELIVERY_DATE = _labels(
 )
 L_CARRIER = _labels(
     r"(?:shipping[ \t]+|delivery[ \t]+)?carrier",
-    r"courier(?:[ \t]+(?:service|company|name))?",
+    r"courier(?:[ \t]+(?:service|company|name))?+",
     r"(?:ship(?:ped)?|sent|dispatched|despatched|delivered|delivery)[ \t]+(?:via|with|by)",
     r"(?:ship(?:ping)?|delivery|postal|parcel)[ \t]+(?:carrier|company|service|provider|partner|"
     r"method|agent|firm)",
@@ -1197,6 +1201,8 @@ _NOT_ORDER = _cases(
     "of",
 )
 _NOT_REFUND = _cases("refund", "credit")
+#: ... and a customer's sentence ("Got my order on 26 Jun") is no order-date label.
+_NOT_ORDER_DATE = (*_NOT_REFUND, *_cases("my", "got", "received"))
 #: Words before a noun that make it part of a sentence ("from the retailer"), not a label.
 _ARTICLES = _cases("the", "a", "an", "from", "to", "by", "your", "our", "this")
 #: ... and for a carrier label: "Lodged with carrier", "Handed to courier".
@@ -1211,6 +1217,7 @@ _NOT_TOTAL = _cases(
     "line",
     "unit",
     "item",
+    "items",
     "tax",
     "shipping",
     "discount",
@@ -1221,14 +1228,16 @@ _NOT_TOTAL = _cases(
 )
 #: Words before "delivered"/"delivery date" that make it a forecast.
 _NOT_ACTUAL = _cases("estimated", "expected", "scheduled", "planned", "anticipated", "est.")
-_NOT_SUB = _cases("refund", "subscription", "account", "payment", "order", "credit")
+_NOT_SUB = _cases(
+    "refund", "subscription", "account", "payment", "order", "credit", "avs", "cvv", "cvc", "csc"
+)
 #: Words before "posted"/"sent" that make it another event's date than the parcel's.
 _NOT_SHIPPED = (*_NOT_ACTUAL, *_cases("refund", "credit", "payment", "invoice", "reply", "message"))
 
 #: An e-mail's first-person sentences about the goods.
 _ARRIVE = (
     r"(?:receiv|arriv|came|come|deliver|got|get|reach|turn(?:ed)?\s+up|show(?:n|ed)?\s+up|"
-    r"ma(?:de|ke)\s+it)"
+    r"ma(?:de|ke)\s+it|drop(?:ped)?\s+(?:\w+\s+)?off)"
 )
 ACK_PHRASES: tuple[tuple[str, Any], ...] = (
     (
@@ -1236,7 +1245,8 @@ ACK_PHRASES: tuple[tuple[str, Any], ...] = (
         False,
     ),
     (
-        rf"\b(?:has|have|had|did|was|were|is|does)\s*(?:n'?t|\s+not)\b.{{0,30}}?\b{_ARRIVE}",
+        rf"\b(?:has|have|had|did|was|were|is|does)(?:\s+still)?\s*(?:n'?t|\s+not)\b.{{0,30}}?\b"
+        rf"{_ARRIVE}",
         False,
     ),
     (
@@ -1257,8 +1267,8 @@ ACK_PHRASES: tuple[tuple[str, Any], ...] = (
         r"\b(?:it|they|the\s+(?:order|item|package|parcel|goods|product|delivery)|my\s+(?:order|"
         r"item|package|parcel|goods|delivery|purchase))\s+(?:has\s+|have\s+|finally\s+)?(?:arrived|"
         r"came|turned\s+up|showed\s+up|was\s+delivered|were\s+delivered|got\s+here|reached\s+me)"
-        r"\b|\b(?:love|using|enjoying)\s+(?:it|the\s+\w+)\b|\bgot\s+(?:it|the\s+"
-        r"(?:item|order|package|parcel))\b|\b(?:started|began|begun)\s+(?:using|wearing)\b|"
+        r"\b|\b(?:love|using|enjoying)\s+(?:it|the\s+\w+)\b|\bgot\s+(?:it|(?:the|my)\s+"
+        r"(?:item|order|package|parcel|goods|delivery))\b|\bdelivered\s+to\s+me\b|\b(?:started|began|begun)\s+(?:using|wearing)\b|"
         r"\b(?:handed|given)\s+to\s+me\b|\b(?:parcel|package|item|order|goods|delivery)\s+"
         r"(?:was\s+|has\s+been\s+)?(?:received|collected|picked\s+up|dropped\s+off|left\s+"
         r"(?:at|on|by|with))\b|\b(?:I|we)(?:'ve|\s+have)?\s+(?:have|got)\s+it\s+(?:here|now|with\s+"
@@ -1273,7 +1283,9 @@ ACK_PHRASES: tuple[tuple[str, Any], ...] = (
 )
 REFUND_PHRASES: tuple[tuple[str, Any], ...] = (
     (
-        r"\bno\s+refund\b|\b(?:refund|reimbursement|credit)\s+(?:is|was)\s+not\s+possible\b|"
+        r"\bno\s+refund\b|\b(?:refund|reimbursement|credit)\s+(?:is|was)\s+not\s+possible\b|\b(?:refund|"
+        r"reimbursement)\s+(?:can'?t|cannot|won'?t|will\s+not)\s+be\s+(?:given|issued|offered|"
+        r"made|processed)|"
         r"\b(?:not|never)\s+(?:been\s+)?(?:issued|processed|given|made)\s+"
         r"(?:a\s+|any\s+|your\s+)?refund|\b(?:not|never)\s+(?:been\s+)?refunded\b|\bnot\s+eligible\s+for\s+a\s+refund|\b(?:declin|refus|reject|"
         r"den)\w*\s+(?:the\s+|your\s+|a\s+)?(?:refund|request)|\brefund\b.{0,40}?\b(?:declined|"
@@ -1296,6 +1308,9 @@ REFUND_PHRASES: tuple[tuple[str, Any], ...] = (
         r"\b(?:went|gone|sent|paid)\s+back\s+to\s+your\s+(?:card|account|bank)|\bwe(?:\s+have|'ve)?\s+"
         r"(?:sent|paid|put|transferred)\b.{0,30}?\bback\s+(?:to|on|onto)\s+(?:you|your)\b|"
         r"\b(?:was|were|has\s+been)\s+put\s+through\b|\brefund\s+(?:confirmed|approved|completed)\b|"
+        r"\b(?:arranged|approved|authori[sz]ed)\s+(?:a|the|your)\s+(?:full\s+|partial\s+)?refund\b|"
+        r"\brefunded\s+to\s+you\b|\brefund\b.{0,40}?\b(?:has|have)\s+(?:now\s+)?been\s+(?:approved|"
+        r"completed|processed|issued|sent)\b|"
         r"\brefund\s+has\s+gone\s+through\b|\bwe\s+(?:have\s+)?"
         r"returned\s+(?:the\s+(?:money|funds|payment|amount|sum)|[$€£¥]|[A-Z]{3}\s?\d|\d)|"
         r"\b(?:we\s+have|we'?ve|has\s+been|have\s+been|was|were)\s+(?:issued|processed|sent|"
@@ -1378,7 +1393,7 @@ def default_rules() -> list[Rule]:
             r"[A-Z]{3}\b",
             lambda raw, ctx: raw if raw in CURRENCY_CODES else None,
         ),
-        L("transaction_date", L_ORDER_DATE, DATE, _date, not_after=_NOT_REFUND),
+        L("transaction_date", L_ORDER_DATE, DATE, _date, not_after=_NOT_ORDER_DATE),
         L("shipping_date", L_SHIP_DATE, DATE, _date, not_after=_NOT_SHIPPED),
         L("delivery_date", L_DELIVERY_DATE, DATE, _date, not_after=_NOT_ACTUAL),
         L("carrier", L_CARRIER, CELL_VALUE, _carrier, 0.9, below=False, not_after=_NOT_CARRIER),
@@ -1456,7 +1471,8 @@ def default_rules() -> list[Rule]:
             r"package|consignment|item|article)\s+(?:was\s+)?)?(?:picked\s+up|collected|accepted|"
             r"lodged(?:\s+(?:with|at)\s+(?:the\s+)?(?:carrier|courier|post\s+office))?|"
             r"received\s+(?:by\s+(?:the\s+)?(?:carrier|courier)|from\s+(?:the\s+)?(?:sender|"
-            r"shipper|merchant|retailer|seller|vendor|store|shop))|handed\s+(?:over\s+)?to\s+"
+            r"shipper|merchant|retailer|seller|vendor|store|shop))|picked\s+up\s+from\s+(?:the\s+)?"
+            r"(?:sender|shipper|merchant|retailer|seller|vendor|store|shop)|handed\s+(?:over\s+)?to\s+"
             r"(?:the\s+)?(?:carrier|courier))",
             _date,
             0.75,
@@ -1735,13 +1751,24 @@ _NOT_A_KEY = re.compile(
 )
 
 
+#: Where a line holds a second ``Label: value`` pair: a ``|``, or a gap before a label (words
+#: with single spaces, then a colon) after a value ("No.:  3638246    Created:  15 May 2024").
+_PAIR_SPLIT = re.compile(
+    r"\||(?<=[^\s:])[ \t]{2,}(?=[A-Za-z](?:[^:\n|\s]|[ \t](?![ \t])){0,40}:(?:[ \t]|$))"
+)
+
+
 def _segments(text: str) -> Iterator[tuple[int, str, tuple[int, str] | None]]:
-    """Each line of ``text`` and each ``|``-separated part of it, with its offset; a line that
-    is one part comes with the next non-empty line (where a label alone on its line has its
-    value)."""
+    """Each line of ``text`` and each pair on it (``|``-separated parts, or ``Label: value``
+    pairs side by side in a grid), with its offset; a line that is one part comes with the
+    next non-empty line (where a label alone on its line has its value)."""
     lines = [(m.start(), m.group()) for m in re.finditer(r"[^\n]+", text) if m.group().strip()]
     for i, (at, line) in enumerate(lines):
-        parts = [(at + m.start(), m.group()) for m in re.finditer(r"[^|]+", line)]
+        cuts = [(m.start(), m.end()) for m in _PAIR_SPLIT.finditer(line)]
+        bounds = [0, *(c for cut in cuts for c in cut), len(line)]
+        parts = [
+            (at + a, line[a:b]) for a, b in zip(bounds[::2], bounds[1::2], strict=True) if b > a
+        ]
         below = lines[i + 1] if len(parts) == 1 and i + 1 < len(lines) else None
         for part_at, part in parts:
             yield part_at, part, below
