@@ -297,6 +297,11 @@ def test_day_first_dates_and_comma_decimal_amounts() -> None:
     assert (ev.transaction_date, ev.shipping_date) == (dt.date(2024, 8, 9), dt.date(2024, 8, 11))
     # and without any cue a US page stays month first
     assert parse_date("03/04/2024") == dt.date(2024, 3, 4)
+    # a currency named in the label only, "US $", an airline's date
+    fare = "Fare total (USD): 1,234.50\nPAYMENT DATE   05MAR24\nAMOUNT PAID    US $45.00\n"
+    ev = RulesExtractor().extract([_doc(fare)]).evidence
+    assert (ev.currency, ev.transaction_date) == ("USD", dt.date(2024, 3, 5))
+    assert parse_amount("US $45.00") == (45.0, "USD")
 
 
 def test_timestamps_short_years_and_the_currency_as_the_last_date_hint() -> None:

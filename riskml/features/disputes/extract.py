@@ -117,6 +117,7 @@ _CONFUSABLE = "OoQlI|iSsBZ"
 CURRENCY_SYMBOLS = {
     "$": "USD",
     "US$": "USD",
+    "US $": "USD",
     "€": "EUR",
     "£": "GBP",
     "¥": "JPY",
@@ -193,7 +194,9 @@ DATE_RE = (
     rf"|{_MONTH_RE}[ \t/-]*{_DAY},?[ \t/-]+{_D}{{4}}"  # March 14, 2025; Mar-14-2025
     rf"|{_DAY}(?:[ \t]+of)?[ \t/.-]*{_MONTH_RE},?[ \t/.-]*{_D}{{4}}"  # 14 March 2025, 14Mar2025
     rf"|{_D}{{4}}[ \t/.-]+{_MONTH_RE}[ \t/.-]+{_DAY}(?!\d)"  # 2025 Mar 14, 2025-Mar-14
-    rf"|{_D}{{1,2}}-{_MONTH_RE}-\d{{2}}(?![\w.:/-]?\d))"  # 14-Mar-25
+    rf"|{_D}{{1,2}}-{_MONTH_RE}-\d{{2}}(?![\w.:/-]?\d)"  # 14-Mar-25
+    # 14MAR25 (an airline's or a mainframe's date)
+    rf"|(?-i:{_D}{{1,2}}(?:JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)\d{{2}})(?![\w]))"
     r"(?:[ \t]*\((?:mon|tue|wed|thu|fri|sat|sun)[a-z]*\.?\))?"  # 14 Mar 2025 (Fri)
 )
 _NUM = r"[0-9OolI|SB]"
@@ -475,6 +478,8 @@ def _labels(*alternatives: str) -> str:
     return "(?:" + "|".join(sorted(alternatives, key=len, reverse=True)) + ")"
 
 
+#: A currency code in a label's parentheses ("Amount (USD)").
+_LABEL_CURRENCY = re.compile(r"\(([A-Z]{3})\)")
 #: Two cells on a line: a gap of two spaces (or a tab) between words.
 _MULTI_CELL = re.compile(r"\S(?:[ ]{2,}|\t)\S")
 
@@ -545,8 +550,12 @@ def label_rule(
                 yield name, parsed, m.start("v"), m.end("v"), s
                 if currency:
                     got = parse_amount(raw)
-                    if got and got[1]:
-                        yield "currency", got[1], m.start("v"), m.end("v"), s
+                    named = got[1] if got else None
+                    if named is None:
+                        code = _LABEL_CURRENCY.search(text, m.start(), m.start("v"))
+                        named = code.group(1) if code and code.group(1) in CURRENCY_CODES else None
+                    if named:
+                        yield "currency", named, m.start("v"), m.end("v"), s
 
     return rule
 
