@@ -550,6 +550,31 @@ def test_label_value_pairs_side_by_side() -> None:
     }
 
 
+def test_printouts_with_dot_leaders_and_abbreviations() -> None:
+    """An order system's printout: capitals, dot leaders between label and value, NBR/DLVRY/
+    SHPMT abbreviations, 05JUN2024 dates, currencies written out; spans stay the page's."""
+    page = (
+        "INVOICE NBR . . . . . . . . :  A-55120\n"
+        "INVOICE DATE  . . . . . . . :  03JUN2024\n"
+        "SHPMT RELEASED TO CARRIER ..:  04JUN2024\n"
+        "DLVRY DATE........ 06JUN2024\n"
+        "MDSE TOTAL 90.00 US DOLLARS\n"
+        "AMOUNT BILLED . . . . . . . :  97.20 US DOLLARS\n"
+        "CVV RESP CD . . . . . . . . :  CVV OK\n"
+    )
+    result = RulesExtractor().extract([_doc(page)])
+    assert result.evidence.present() == {
+        "order_id": "A-55120",
+        "transaction_date": dt.date(2024, 6, 3),
+        "shipping_date": dt.date(2024, 6, 4),
+        "delivery_date": dt.date(2024, 6, 6),
+        "amount": 97.2,
+        "currency": "USD",
+        "cvv_result": "match",
+    }
+    assert result.fields["order_id"].provenance[0].text == "A-55120"
+
+
 # --- the held-out corpus -------------------------------------------------------------------------
 
 

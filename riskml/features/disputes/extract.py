@@ -214,6 +214,21 @@ _CUR_POST = (
     + "|".join(sorted(CURRENCY_CODES))
     + r")\b)"
 )
+#: Currencies written out after an amount ("137.41 US DOLLARS").
+CURRENCY_WORDS = {
+    "us dollars": "USD",
+    "u.s. dollars": "USD",
+    "dollars": "USD",
+    "euros": "EUR",
+    "euro": "EUR",
+    "pounds sterling": "GBP",
+    "pounds": "GBP",
+    "canadian dollars": "CAD",
+    "australian dollars": "AUD",
+}
+_CUR_WORD = (
+    r"(?i:" + "|".join(re.escape(w) for w in sorted(CURRENCY_WORDS, key=len, reverse=True)) + r")\b"
+)
 _DIGITS = rf"(?:{_NUM}{{1,3}}(?:[,. \u00a0']{_NUM}{{3}})+|{_NUM}+)"
 _NUMBER = rf"(?<![\w.,]){_DIGITS}"
 _CENTS = rf"[.,]{_NUM}{{2}}(?![\w])"
@@ -222,7 +237,8 @@ _CENTS = rf"[.,]{_NUM}{{2}}(?![\w])"
 AMOUNT_RE = (
     rf"(?:{_CUR_PRE}(?:[ \t]?{_CUR_PRE})?[ \t\u00a0]?(?<![\d.,]){_DIGITS}(?:{_CENTS})?(?![\w.,]\d)"
     rf"(?:[ \t]?\(?{_CUR_POST}\)?)?"
-    rf"|{_NUMBER}(?:{_CENTS}(?:[ \t\u00a0]?\(?{_CUR_POST}\)?)?|[ \t\u00a0]?{_CUR_POST}))"
+    rf"|{_NUMBER}(?:{_CENTS}(?:[ \t\u00a0]?\(?{_CUR_POST}\)?|[ \t]{_CUR_WORD})?"
+    rf"|[ \t\u00a0]?{_CUR_POST}))"
 )
 
 
@@ -237,6 +253,11 @@ def parse_amount(text: str) -> tuple[float, str | None] | None:
     ISO code before or after the number."""
     text = text.strip()
     currency = None
+    for word in sorted(CURRENCY_WORDS, key=len, reverse=True):
+        found = re.search(rf"\b{re.escape(word)}\b", text, re.IGNORECASE)
+        if found:
+            currency, text = CURRENCY_WORDS[word], text[: found.start()] + text[found.end() :]
+            break
     for sym in sorted(CURRENCY_SYMBOLS, key=len, reverse=True):
         if sym in text:
             currency = CURRENCY_SYMBOLS[sym]
@@ -478,6 +499,8 @@ def _labels(*alternatives: str) -> str:
     return "(?:" + "|".join(sorted(alternatives, key=len, reverse=True)) + ")"
 
 
+#: Dot leaders: three or more dots (spaced or not) after a label, before a colon or a value.
+_LEADER = re.compile(r"(?<=[A-Za-z)#.])[ \t]*(?:[.·…][ \t]?){3,}(?=[ \t]*(?::|\S))")
 #: A currency code in a label's parentheses ("Amount (USD)").
 _LABEL_CURRENCY = re.compile(r"\(([A-Z]{3})\)")
 #: Two cells on a line: a gap of two spaces (or a tab) between words.
@@ -878,7 +901,8 @@ DELIVERY_STATUS = (
         "not_found",
     ),
     (
-        r"return|back\s+to\s+(?:the\s+)?(?:sender|shipper|merchant|origin)|undeliverable|\brts\b",
+        r"return|back\s+to\s+(?:the\s+)?(?:sender|shipper|merchant|origin)|undeliverable|\brts\b|"
+        r"sent\s+back|undelivered",
         "returned",
     ),
     (
@@ -890,7 +914,7 @@ DELIVERY_STATUS = (
         "delivered",
     ),
     (
-        r"transit|on\s+(?:its|the)\s+way|out\s+for\s+delivery|en\s+route|shipped|in\s+progress|"
+        r"transit|on\s+(?:its|the)\s+way|out\s+for\s+delivery|en\s*route|shipped|in\s+progress|"
         r"awaiting|moving|dispatched|despatched|picked\s+up|collected|accepted|departed|"
         r"arrived\s+at|processing|attempt|\bhub\b|depot|sort(?:ing)?\s+(?:centre|center|facility)|"
         r"with\s+(?:the\s+)?(?:\w+\s+)?(?:courier|carrier|driver)|on\s*board|loaded\s+(?:on|onto)|"
@@ -911,13 +935,15 @@ AVS = (
     (
         r"^\s*(?:no[\s_-]*match|mismatch|fail|N(?![/\w]))|no[\s_-]*match|not\s+match|mismatch|"
         r"failed|not\s+(?:verified|confirmed)|unconfirmed|does\s+not\s+match|\bneither\b|"
-        r"^\s*none\b|\bno\s+(?:details?|data|fields?)\s+match|\bno\s+(?:avs|address)\s+match",
+        r"^\s*none\b|\bno\s+(?:details?|data|fields?)\s+match|\bno\s+(?:avs|address)\s+match|"
+        r"\brejected\b",
         "no_match",
     ),
     (
         r"^\s*(?:unavailable|not\s+available|n/?a\b|not\s+(?:checked|supported|performed)|"
         r"[URSGE](?![/\w]))|unavailable|not\s+(?:available|supported|performed|checked|"
-        r"applicable|returned)|unknown|no\s+(?:response|data)|unable\s+to\s+(?:verify|check)|"
+        r"applicable|returned)|unknown|no\s+(?:response|data|(?:avs\s+)?result)|unable\s+to\s+"
+        r"(?:verify|check)|"
         r"unchecked|does\s*(?:n'?t|\s+not)\s+(?:participate|support)",
         "unavailable",
     ),
@@ -930,19 +956,23 @@ AVS = (
 CVV = (
     (
         r"^\s*(?:no[\s_-]*match|mismatch|fail|N(?![/\w]))|no[\s_-]*match|not\s+match|mismatch|"
-        r"failed|incorrect|invalid|does\s+not\s+match",
+        r"failed|incorrect|invalid|does\s+not\s+match|rejected|declined",
         "no_match",
     ),
     (
         r"^\s*(?:unavailable|not\s+(?:available|provided|checked|processed|present|supported|"
         r"performed)|"
         r"n/?a\b|[UPSX](?![/\w]))|unavailable|not\s+(?:available|provided|checked|processed|"
-        r"present|supported|applicable)|unknown|missing|unverified|could\s+not\s+be\s+verified|"
+        r"present|supported|applicable|verified)|unknown|missing|unverified|could\s+not\s+be\s+verified|"
         r"unable\s+to\s+(?:verify|check)|unchecked|does\s*(?:n'?t|\s+not)\s+(?:participate|support)|"
         r"no\s+(?:response|data)|not\s+returned",
         "unavailable",
     ),
-    (r"^\s*(?:match|pass|[MY](?![/\w]))|match|passed|\bverified|\bcorrect|\bvalid", "match"),
+    (
+        r"^\s*(?:match|pass|ok|[MY](?![/\w]))|match|passed|\bverified|\bcorrect|\bvalid|\bok\b|"
+        r"\baccepted\b",
+        "match",
+    ),
 )
 #: A refund document's bare "Status" (the delivery statuses never say these).
 REFUND_STATE = (
@@ -953,8 +983,8 @@ YES_NO = (
     (
         r"^\s*(?:no|n|false|not|does\s+not|differs?|different|mismatch|unticked|unchecked|"
         r"declined|refused|off|unverified|failed|\[\s\]|✗|✘|☐)(?![\w-])|\b(?:differ|differs|"
-        r"differed|different|not\s+the\s+same|not\s+identical|mismatch(?:ed)?|unticked|unchecked|"
-        r"not\s+(?:ticked|checked))\b",
+        r"differed|different|diff|not\s+the\s+same|not\s+identical|mismatch(?:ed)?|unticked|"
+        r"unchecked|unselected|not\s+(?:ticked|checked|selected)|elsewhere)\b",
         False,
     ),
     (
@@ -987,7 +1017,7 @@ REFUND_STATUS = (
 #: "ID" as OCR reads it ("1D", "lD", "10").
 _ID = r"[il1|][d0o]"
 #: The words that say "this is a reference": number, no., #, ID, code, ref.
-_NO = rf"(?:no\.?|nr\.?|n[º°o]\.?|num(?:ber)?\.?|#|{_ID}|code|ref(?:erence)?\.?)"
+_NO = rf"(?:no\.?|nr\.?|nbr\.?|n[º°o]\.?|num(?:ber)?\.?|#|{_ID}|code|ref(?:erence)?\.?)"
 #: What an order reference is the reference of.
 _ORDER_NOUN = (
     r"(?:order|purchase|booking|reservation|invoice|receipt|confirmation|sales?[ \t]+order|po)"
@@ -1234,6 +1264,8 @@ _NOT_TOTAL = _cases(
     "delivery",
     "net",
     "sub",
+    "mdse",
+    "merchandise",
 )
 #: Words before "delivered"/"delivery date" that make it a forecast.
 _NOT_ACTUAL = _cases("estimated", "expected", "scheduled", "planned", "anticipated", "est.")
@@ -1266,10 +1298,13 @@ ACK_PHRASES: tuple[tuple[str, Any], ...] = (
         r"parcel|delivery|sign\s+of)\b|\bwhere\s+is\s+my\s+(?:order|package|parcel)|\b(?:package|"
         r"parcel|order|shipment|delivery|goods|item)s?\s+(?:is|are|was|were|got)\s+(?:still\s+)?"
         r"(?:lost|missing)|\bnot\s+(?:been\s+)?(?:received|delivered)|\b(?:received|got|had)\s+"
-        r"nothing\b",
+        r"nothing\b|\bstill\s+without\b|\bno\s+(?:courier|driver|carrier|one)\s+(?:has\s+)?(?:been|"
+        r"came|come)\b",
         False,
     ),
     (
+        r"\bdropped\s+(?:the|my|our)\s+(?:parcel|package|order|item|box|goods)\s+off\b|"
+        r"\beverything\s+(?:was|has\s+been)\s+(?:received|delivered)\b|"
         r"\b(?:I|we)\s+(?:have\s+|did\s+)?(?:received|got|collected|picked\s+up|signed\s+for|"
         r"opened|installed|wore|tried)\b|\b(?:arrived|was\s+delivered|came|turned\s+up)\b.{0,60}?"
         r"\b(?:I|we)\b|\b(?:I|we)\s+(?:have\s+been|am|are|was|were)\s+(?:using|wearing|enjoying)\b|"
@@ -1292,7 +1327,8 @@ ACK_PHRASES: tuple[tuple[str, Any], ...] = (
 )
 REFUND_PHRASES: tuple[tuple[str, Any], ...] = (
     (
-        r"\bno\s+refund\b|\b(?:refund|reimbursement|credit)\s+(?:is|was)\s+not\s+possible\b|\b(?:refund|"
+        r"\bno\s+refund\b|\bnot\s+in\s+a\s+position\s+to\s+(?:refund|reimburse|credit)|"
+        r"\b(?:refund|reimbursement|credit)\s+(?:is|was)\s+not\s+possible\b|\b(?:refund|"
         r"reimbursement)\s+(?:can'?t|cannot|won'?t|will\s+not)\s+be\s+(?:given|issued|offered|"
         r"made|processed)|"
         r"\b(?:not|never)\s+(?:been\s+)?(?:issued|processed|given|made)\s+"
@@ -1311,7 +1347,9 @@ REFUND_PHRASES: tuple[tuple[str, Any], ...] = (
         r"\b(?:money|funds|payment|amount|sum|charge|balance)\b.{0,40}?\b(?:has\s+been|have\s+"
         r"been|was|were)\s+(?:returned|refunded|credited|reimbursed|reversed|sent\s+back|put\s+"
         r"back)\b|\b(?:returned|refunded|credited|reversed|reimbursed)\b.{0,30}?\bto\s+your\s+"
-        r"(?:card|account|bank|original\s+payment)|\bwe\s+(?:have\s+)?(?:reimbursed|reversed)\b|"
+        r"(?:card|account|bank|original\s+payment)|\bwe(?:\s+have|'ve)?\s+(?:reimbursed|reversed)\b|"
+        r"\bpaid\s+back\s+(?:to|onto|on)\s+your\b|\bpaid\s+(?:your|the)\s+money\s+back\b|"
+        r"\breleased\s+(?:a|the|your)\s+refund\b|"
         r"\brefund\b(?:[^.]|\.(?=\d)){0,40}?\b(?:completed|processed|issued|sent|paid|credited)\s+"
         r"on\b|"
         r"\b(?:went|gone|sent|paid)\s+back\s+to\s+your\s+(?:card|account|bank)|\bwe(?:\s+have|'ve)?\s+"
@@ -1445,12 +1483,12 @@ def default_rules() -> list[Rule]:
             pattern_rule(
                 "refund_amount",
                 rf"(?P<v>{AMOUNT})\s+(?:was|has\s+been|have\s+been|were)\s+(?:returned|refunded|"
-                r"credited|reimbursed|reversed|sent\s+back)",
+                r"credited|reimbursed|reversed|sent\s+back|paid\s+back)",
                 _amount,
                 0.75,
                 currency=True,
                 when=r"\b(?:was|been|were)\s+(?:returned|refunded|credited|reimbursed|reversed|"
-                r"sent)",
+                r"sent|paid\s+back)",
             )
         ),
         merchant_rule(
@@ -1477,7 +1515,8 @@ def default_rules() -> list[Rule]:
         pattern_rule(
             "shipping_date",
             rf"^[ \t]*(?P<v>{DATE})[ \t]+(?:\d{{1,2}}:\d{{2}}[ \t]+)?(?:(?:shipment|parcel|"
-            r"package|consignment|item|article)\s+(?:was\s+)?)?(?:picked\s+up|collected|accepted|"
+            r"package|consignment|item|article|waybill)\s+(?:was\s+)?)?(?:picked\s+up|collected|"
+            r"accepted|pick-?up\s+scan|"
             r"lodged(?:\s+(?:with|at)\s+(?:the\s+)?(?:carrier|courier|post\s+office))?|"
             r"received\s+(?:by\s+(?:the\s+)?(?:carrier|courier)|from\s+(?:the\s+)?(?:sender|"
             r"shipper|merchant|retailer|seller|vendor|store|shop))|picked\s+up\s+from\s+(?:the\s+)?"
@@ -1488,7 +1527,8 @@ def default_rules() -> list[Rule]:
         ),
         pattern_rule(
             "delivery_date",
-            rf"^[ \t]*(?P<v>{DATE})[ \t]+(?:\d{{1,2}}:\d{{2}}[ \t]+)?delivered\b",
+            rf"^[ \t]*(?P<v>{DATE})[ \t]+(?:\d{{1,2}}:\d{{2}}[ \t]+)?(?:delivered\b|delivery\s+"
+            r"scan\b)",
             _date,
             0.75,
         ),
@@ -1593,7 +1633,8 @@ KEY_CLASSES: tuple[KeyClass, ...] = (
         "shipping_date",
         _kw(
             r"\b(?:ship(?:ped|ping|ment)?|dispatch\w*|despatch\w*|sent|posted|mailed|handed|"
-            r"picked|pick-?up|collected|collection|fulfil\w*|departed|lodged|left\s+(?:the\s+|our\s+|"
+            r"picked|pick-?up|collected|collection|fulfil\w*|departed|lodged|shpmt|shipmt|"
+            r"released\s+(?:to|for)|left\s+(?:the\s+|our\s+|"
             r"its\s+)?(?:warehouse|depot|facility|store|premises))\b"
         ),
         _v(DATE_RE),
@@ -1606,7 +1647,8 @@ KEY_CLASSES: tuple[KeyClass, ...] = (
     KeyClass(
         "delivery_date",
         _kw(
-            r"\b(?:deliver(?:ed|y)|arriv\w*|received|signed|drop(?:ped)?[\s-]?off|handed\s+(?:over\s+)?"
+            r"\b(?:deliver(?:ed|y)|dlvry|dlvd|delv|arriv\w*|received|signed|drop(?:ped)?[\s-]?off|"
+            r"handed\s+(?:over\s+)?"
             r"to\s+(?:the\s+)?(?:recipient|customer|consignee))\b"
         ),
         _v(DATE_RE),
@@ -1683,7 +1725,8 @@ KEY_CLASSES: tuple[KeyClass, ...] = (
     KeyClass(
         "delivery_status",
         _kw(
-            r"\b(?:status|state|progress)\b|\b(?:current|latest|last|most\s+recent)\s+(?:update|"
+            r"\b(?:status|state|progress)\b|\b(?:consignment|shipment|parcel|package|tracking|"
+            r"delivery)\s+update\b|\b(?:current|latest|last|most\s+recent)\s+(?:update|"
             r"event|scan|activity|checkpoint|stage)\b"
         ),
         _v(_CELL_TEXT),
@@ -2108,7 +2151,10 @@ class RulesExtractor:
 
     def _hits(self, text: str, ctx: RuleContext) -> Iterator[Hit]:
         """Every rule's hits on the page, then on each header-row table cell pair (read as
-        ``header: value``, its spans mapped back to the value cell, strength x 0.85)."""
+        ``header: value``, its spans mapped back to the value cell, strength x 0.85). Dot
+        leaders between a label and its value (``ORDER NBR . . . . :  123``) are read as the
+        gap they draw (blanked in place: every span stays the page's)."""
+        text = _LEADER.sub(lambda m: re.sub(r"[.·…]", " ", m.group()), text)
         for rule in self.rules:
             yield from rule(text, ctx)
         for header, value, at in header_row_pairs(text):
