@@ -70,7 +70,12 @@ def build_app(args: dict[str, Any] | AppArgs) -> Any:
         decider_config = (a.decider_config or DeciderConfig()).model_dump()
         ingress = opts(Ingress).options(user_config={**ingress_config, "decider": decider_config})
         components = a.model_dump(include=set(COMPONENT_FIELDS), exclude_none=True)
-        return ingress.bind(champion=a.champion, colocated=components, admission=admission)
+        return ingress.bind(
+            champion=a.champion,
+            colocated=components,
+            admission=admission,
+            warm_up_rounds=a.warm_up_rounds,
+        )
 
     features = opts(FeatureFetcher).bind(a.feature_source.model_dump())  # type: ignore[union-attr]
     xgboost = opts(XGBoostScorer).bind({v: s.model_dump() for v, s in a.tabular_models.items()})
@@ -91,4 +96,12 @@ def build_app(args: dict[str, Any] | AppArgs) -> Any:
             a.sequence_batching.batch_wait_timeout_ms,
         )
     ingress = opts(Ingress).options(user_config=ingress_config)
-    return ingress.bind(features, xgboost, decider, sequence, a.champion, admission=admission)
+    return ingress.bind(
+        features,
+        xgboost,
+        decider,
+        sequence,
+        a.champion,
+        admission=admission,
+        warm_up_rounds=a.warm_up_rounds,
+    )

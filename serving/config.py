@@ -190,6 +190,13 @@ class AppArgs(BaseModel):
     ingress_config: IngressConfig | None = None
     decider_config: DeciderConfig | None = None
     admission: AdmissionArgs = Field(default_factory=AdmissionArgs)
+    warm_up_rounds: int = Field(
+        default=20,
+        ge=0,
+        le=1000,
+        description="Decisions each Ingress replica runs on a synthetic transaction before it "
+        "takes traffic (serving.warmup: reads only); 0: none.",
+    )
     deployment_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @model_validator(mode="before")

@@ -64,6 +64,7 @@ from serving.schemas import (
     to_response,
 )
 from serving.scorers import tabular_result
+from serving.warmup import warm_up
 
 log = logging.getLogger("ray.serve")
 
@@ -415,7 +416,9 @@ class ColocatedBackend:
 class Ingress:
     """``Ingress.bind(features, xgboost, decider, sequence, champion)`` (distributed) or
     ``Ingress.bind(champion=..., colocated=component_specs)`` (colocated); ``admission``: the
-    :class:`serving.config.AdmissionArgs` of the replica (defaults when absent)."""
+    :class:`serving.config.AdmissionArgs` of the replica (defaults when absent);
+    ``warm_up_rounds``: decisions on a synthetic transaction before the replica takes traffic
+    (:mod:`serving.warmup`; its report is ``self.warm_up``)."""
 
     async def __init__(  # type: ignore[misc]  # Serve supports async constructors
         self,
@@ -426,6 +429,7 @@ class Ingress:
         champion: str | None = None,
         colocated: Mapping[str, Any] | None = None,
         admission: Mapping[str, Any] | None = None,
+        warm_up_rounds: int = 20,
     ) -> None:
         from serving.metrics import DecisionMetrics
 
@@ -480,6 +484,13 @@ class Ingress:
         self.loop_lag = LoopLag(on_late=self.metrics.loop_lag.observe)
         self.ladder.loop_lag = self.loop_lag.during  # the breaker tells saturation apart
         self._spawn(self.loop_lag.run())
+        #: every stage run before Serve routes the first request here (serving.warmup)
+        self.warm_up = await warm_up(
+            backend.stages,
+            backend.versions,
+            rounds=warm_up_rounds,
+            contributions=self.ladder.config.contributions,
+        )
         settle_heap()
 
     async def __del__(self) -> None:
