@@ -575,6 +575,32 @@ def test_printouts_with_dot_leaders_and_abbreviations() -> None:
     assert result.fields["order_id"].provenance[0].text == "A-55120"
 
 
+def test_business_forms_and_values_that_name_the_billing_side() -> None:
+    """A form's boxes (a row of headers over a row of values) are read by column, a header
+    beside a header is not its value; an SO number is the order; a delivery address "same as
+    invoice address" says the two match; a card-code "doesn't match" is no match."""
+    form = (
+        " SO Number              SO Date              Invoice Total\n"
+        " 6988842                2024-May-15          $137.41 US\n"
+        "\n"
+        " Ship Via               PRO / Tracking No.\n"
+        " UPS                    1ZYN5NDC0236623914\n"
+        "Ship-to party\n"
+        "Delivery address:   Differs from invoice address\n"
+        "CVD result: 2 Doesn't match\n"
+    )
+    assert RulesExtractor().extract([_doc(form)]).evidence.present() == {
+        "order_id": "6988842",
+        "transaction_date": dt.date(2024, 5, 15),
+        "amount": 137.41,
+        "currency": "USD",
+        "carrier": "UPS",
+        "tracking_number": "1ZYN5NDC0236623914",
+        "shipping_address_matches": False,
+        "cvv_result": "no_match",
+    }
+
+
 # --- the held-out corpus -------------------------------------------------------------------------
 
 

@@ -511,6 +511,22 @@ def _line_start(text: str, at: int) -> int:
     return text.rfind("\n", 0, at) + 1
 
 
+def _in_header_row(text: str, at: int) -> bool:
+    """Whether the line at ``at`` is a table's row of headers: two or more cells, each with a
+    field label in it, no digits, and the next non-empty line has as many cells (its values)."""
+    start = _line_start(text, at)
+    end = text.find("\n", at)
+    end = len(text) if end < 0 else end
+    line = text[start:end]
+    if not _MULTI_CELL.search(line) or re.search(r"\d", line):
+        return False
+    following = next((ln for ln in text[end + 1 :].split("\n", 3)[:3] if ln.strip()), "")
+    heads = _CELL.findall(line)
+    if len(heads) < 2 or not all(_ALL_LABELS().search(h) for h in heads):
+        return False
+    return len(_CELL.findall(following)) == len(heads)
+
+
 def label_rule(
     name: str,
     labels: str,
@@ -563,6 +579,8 @@ def label_rule(
                     text, _line_start(text, m.start()), m.start()
                 ):
                     continue  # a header among others: its value is in its column, not first
+                if not below_value and _in_header_row(text, m.start()):
+                    continue  # "Ship Via   PRO / Tracking No.": the next header, not a value
                 if guard is not None and guard.search(text, max(0, m.start() - 40), m.start()):
                     continue
                 raw = m.group("v")
@@ -935,6 +953,7 @@ AVS = (
     (
         r"^\s*(?:no[\s_-]*match|mismatch|fail|N(?![/\w]))|no[\s_-]*match|not\s+match|mismatch|"
         r"failed|not\s+(?:verified|confirmed)|unconfirmed|does\s+not\s+match|\bneither\b|"
+        r"(?:does|did)\s*n'?t\s+match|"
         r"^\s*none\b|\bno\s+(?:details?|data|fields?)\s+match|\bno\s+(?:avs|address)\s+match|"
         r"\brejected\b",
         "no_match",
@@ -956,14 +975,15 @@ AVS = (
 CVV = (
     (
         r"^\s*(?:no[\s_-]*match|mismatch|fail|N(?![/\w]))|no[\s_-]*match|not\s+match|mismatch|"
-        r"failed|incorrect|invalid|does\s+not\s+match|rejected|declined",
+        r"failed|incorrect|invalid|does\s+not\s+match|rejected|declined|(?:does|did)\s*n'?t\s+match",
         "no_match",
     ),
     (
         r"^\s*(?:unavailable|not\s+(?:available|provided|checked|processed|present|supported|"
         r"performed)|"
         r"n/?a\b|[UPSX](?![/\w]))|unavailable|not\s+(?:available|provided|checked|processed|"
-        r"present|supported|applicable|verified)|unknown|missing|unverified|could\s+not\s+be\s+verified|"
+        r"present|supported|applicable|verified|certified)|unknown|missing|unverified|could\s+not\s+be\s+"
+        r"verified|issuer\s+not\b|"
         r"unable\s+to\s+(?:verify|check)|unchecked|does\s*(?:n'?t|\s+not)\s+(?:participate|support)|"
         r"no\s+(?:response|data)|not\s+returned",
         "unavailable",
@@ -984,7 +1004,7 @@ YES_NO = (
         r"^\s*(?:no|n|false|not|does\s+not|differs?|different|mismatch|unticked|unchecked|"
         r"declined|refused|off|unverified|failed|\[\s\]|✗|✘|☐)(?![\w-])|\b(?:differ|differs|"
         r"differed|different|diff|not\s+the\s+same|not\s+identical|mismatch(?:ed)?|unticked|"
-        r"unchecked|unselected|not\s+(?:ticked|checked|selected)|elsewhere)\b",
+        r"unchecked|unselected|not\s+(?:ticked|checked|selected)|elsewhere|separate)\b",
         False,
     ),
     (
@@ -1003,7 +1023,8 @@ REFUND_STATUS = (
     ),
     (
         r"^\s*(?:issued|completed?|processed|refunded|paid|sent|credited|done|yes|y|approved|"
-        r"successful|succeeded|success|settled|returned|granted|reimbursed|fully\s+refunded|"
+        r"successful|succeeded|success|settled|returned|granted|reimbursed|fully\s+refunded|posted|"
+        r"applied|paid\s+back|"
         r"(?:full|partial)\s+refund)\b|\b(?:refund|credit)"
         r"(?:\s+(?:note|memo))?\s+(?:issued|processed|completed|paid|sent|granted)\b",
         True,
@@ -1020,7 +1041,8 @@ _ID = r"[il1|][d0o]"
 _NO = rf"(?:no\.?|nr\.?|nbr\.?|n[º°o]\.?|num(?:ber)?\.?|#|{_ID}|code|ref(?:erence)?\.?)"
 #: What an order reference is the reference of.
 _ORDER_NOUN = (
-    r"(?:order|purchase|booking|reservation|invoice|receipt|confirmation|sales?[ \t]+order|po)"
+    r"(?:order|purchase|booking|reservation|invoice|receipt|confirmation|sales?[ \t]+order|po|"
+    r"(?-i:SO))"
 )
 #: Whose reference it is.
 _OWNER = r"(?:(?:your|our|the|merchant|shipper'?s?|sender'?s?|seller'?s?|vendor'?s?)[ \t]+)"
@@ -1103,14 +1125,14 @@ L_STATUS = _labels(
 )
 L_AVS = _labels(
     r"avs(?:[ \t]+(?:result|response|check|code|status|match))?",
-    r"address[ \t]+verification(?:[ \t]+(?:service|system))?(?:[ \t]*\(avs\))?"
+    r"address[ \t]+verif(?:ication|\.)(?:[ \t]+(?:service|system))?(?:[ \t]*\(avs\))?"
     r"(?:[ \t]+(?:result|response|status|check|code))?",
     r"billing[ \t]+address[ \t]+(?:check|verification)(?:[ \t]+result)?",
     r"(?:street|address)[ \t]*(?:/|and|&|\+)[ \t]*(?:post[ \t]*code|postal[ \t]+code|zip)"
-    r"[ \t]+(?:check|verification|match|result)",
+    r"[ \t]+(?:check|verification|result)",
 )
 L_CVV = _labels(
-    r"(?:cv+|cvc|ccv|cid|csc)2?(?:[ \t]+(?:result|response|check|code|status|match))?",
+    r"(?:cv+|cvc|ccv|cvd|cid|csc)2?(?:[ \t]+(?:result|response|check|code|status|match))?",
     r"card[ \t]+verification[ \t]+(?:value|code)(?:[ \t]+(?:result|check|response))?",
     r"(?:card[ \t]+)?security[ \t]+code(?:[ \t]+(?:result|check|response))?",
     r"card[ \t]+code(?:[ \t]+(?:result|check|response|verification))?",
@@ -1156,7 +1178,7 @@ L_CANCEL = _labels(
     r"(?:end|termination)[ \t]+date",
 )
 _SHIP_SIDE = r"(?:ship(?:ping)?|delivery)(?:[ \t-]*to)?(?:[ \t]+address(?:es)?)?"
-_BILL_SIDE = r"(?:bill(?:ing)?|invoice)(?:[ \t-]*to)?(?:[ \t]+address(?:es)?)?"
+_BILL_SIDE = r"(?:bill(?:ing)?|invoice|sold)(?:[ \t-]*to)?(?:[ \t]+address(?:es)?)?"
 #: A shipping/billing address comparison (in a shipping document): the two sides in either
 #: order with a few words between ("Ship-to verified against bill-to").
 L_ADDRESS_MATCH = _labels(
@@ -1195,7 +1217,10 @@ L_MERCHANT = _labels(
     r"(?:trading|doing[ \t]+business)[ \t]+as",
 )
 #: A bare noun naming the merchant ("Seller", "Store"): read with a colon or a gap only.
-L_MERCHANT_NOUN = _labels(r"merchant|seller|vendor|retailer|supplier|store|shop")
+L_MERCHANT_NOUN = _labels(
+    r"merchant|seller|vendor|retailer|supplier|store|shop|web[ \t-]?shop|online[ \t]+(?:shop|"
+    r"store)|distributor|wholesaler|dealer|reseller"
+)
 #: A value after a colon, a bar, a tab or a gap of two spaces (not after one space).
 _AFTER_GAP = r"(?:(?<=[:|\t])|(?<=[ ]{2})|(?<=:[ ]))"
 
@@ -1245,7 +1270,10 @@ _NOT_ORDER_DATE = (*_NOT_REFUND, *_cases("my", "got", "received"))
 #: Words before a noun that make it part of a sentence ("from the retailer"), not a label.
 _ARTICLES = _cases("the", "a", "an", "from", "to", "by", "your", "our", "this")
 #: ... and for a carrier label: "Lodged with carrier", "Handed to courier".
-_NOT_CARRIER = (*_ARTICLES, *_cases("with", "over", "at"))
+_NOT_CARRIER = (
+    *_ARTICLES,
+    *_cases("with", "over", "at", "accepted", "paid", "submitted", "received", "signed", "ordered"),
+)
 #: Words before "total"/"amount" that make it a part of the order's total.
 _NOT_TOTAL = _cases(
     "refund",
@@ -1265,6 +1293,7 @@ _NOT_TOTAL = _cases(
     "net",
     "sub",
     "mdse",
+    "memo",
     "merchandise",
 )
 #: Words before "delivered"/"delivery date" that make it a forecast.
@@ -1308,12 +1337,13 @@ ACK_PHRASES: tuple[tuple[str, Any], ...] = (
         r"\b(?:I|we)\s+(?:have\s+|did\s+)?(?:received|got|collected|picked\s+up|signed\s+for|"
         r"opened|installed|wore|tried)\b|\b(?:arrived|was\s+delivered|came|turned\s+up)\b.{0,60}?"
         r"\b(?:I|we)\b|\b(?:I|we)\s+(?:have\s+been|am|are|was|were)\s+(?:using|wearing|enjoying)\b|"
-        r"\b(?:it|they|the\s+(?:order|item|package|parcel|goods|product|delivery)|my\s+(?:order|"
+        r"\b(?:it|they|the\s+(?:order|item|package|parcel|goods|product|delivery)|(?:my|your)\s+(?:order|"
         r"item|package|parcel|goods|delivery|purchase))\s+(?:has\s+|have\s+|finally\s+)?(?:arrived|"
         r"came|turned\s+up|showed\s+up|was\s+delivered|were\s+delivered|got\s+here|reached\s+me)"
         r"\b|\b(?:love|using|enjoying)\s+(?:it|the\s+\w+)\b|\bgot\s+(?:it|(?:the|my)\s+"
         r"(?:item|order|package|parcel|goods|delivery))\b|\bdelivered\s+to\s+me\b|\b(?:started|began|begun)\s+(?:using|wearing)\b|"
-        r"\b(?:handed|given)\s+to\s+me\b|\b(?:parcel|package|item|order|goods|delivery)\s+"
+        r"\b(?:handed|given)\s+to\s+me\b|\bpicked\s+(?:the|my|our)\s+(?:parcel|package|order|"
+        r"item|box|goods)\s+up\b|\b(?:parcel|package|item|order|goods|delivery)\s+"
         r"(?:was\s+|has\s+been\s+)?(?:received|collected|picked\s+up|dropped\s+off|left\s+"
         r"(?:at|on|by|with))\b|\b(?:I|we)(?:'ve|\s+have)?\s+(?:have|got)\s+it\s+(?:here|now|with\s+"
         r"me)\b|\bwaiting\s+(?:on|at|by|outside)\s+my\s+(?:front\s+)?(?:doorstep|door|porch)\b|"
@@ -1328,6 +1358,7 @@ ACK_PHRASES: tuple[tuple[str, Any], ...] = (
 REFUND_PHRASES: tuple[tuple[str, Any], ...] = (
     (
         r"\bno\s+refund\b|\bnot\s+in\s+a\s+position\s+to\s+(?:refund|reimburse|credit)|"
+        r"\bdecided\s+not\s+to\s+(?:refund|reimburse|credit)|"
         r"\b(?:refund|reimbursement|credit)\s+(?:is|was)\s+not\s+possible\b|\b(?:refund|"
         r"reimbursement)\s+(?:can'?t|cannot|won'?t|will\s+not)\s+be\s+(?:given|issued|offered|"
         r"made|processed)|"
@@ -1472,7 +1503,7 @@ def default_rules() -> list[Rule]:
         merchant_rule(
             pattern_rule(
                 "refund_amount",
-                rf"\b(?:(?:refund|credit|reimbursement)\s+(?:of|for|(?:confirmed|approved|issued|"
+                rf"\b(?:(?:refund|credit|reimbursement)\s+(?:of|for|:|(?:confirmed|approved|issued|"
                 rf"processed)\s*:?)|(?:credited|refunded|reimbursed|reversed|we(?:\s+have|'ve)?\s+"
                 rf"(?:returned|sent|paid|transferred))(?:\s+you)?)\s+(?P<v>{AMOUNT})",
                 _amount,
@@ -1513,6 +1544,29 @@ def default_rules() -> list[Rule]:
             _date,
         ),
         pattern_rule(
+            "cancellation_date",
+            rf"\b(?:[Oo]n|[Aa]s\s+of)\s+(?P<v>{DATE}),?\s+(?:I|we)\s+(?:\w+\s+){{0,2}}?(?:cancell?\w*|"
+            r"terminated|ended|stopped|unsubscribed|closed)\b",
+            _date,
+            0.8,
+        ),
+        pattern_rule(
+            "cancellation_date",
+            rf"\b(?:subscription|membership|plan|account|contract|service)\s+(?:was|has\s+been)\s+"
+            rf"(?:stopped|ended|cancell?ed|terminated|closed)\s+(?:on|as\s+of)\s+(?P<v>{DATE})",
+            _date,
+            0.8,
+        ),
+        merchant_rule(
+            pattern_rule(
+                "refund_date",
+                rf"\b[Oo]n\s+(?P<v>{DATE}),?\s+we\s+(?:have\s+)?(?:returned|refunded|credited|"
+                r"reimbursed|reversed|sent|paid|issued)\b",
+                _date,
+                0.8,
+            )
+        ),
+        pattern_rule(
             "shipping_date",
             rf"^[ \t]*(?P<v>{DATE})[ \t]+(?:\d{{1,2}}:\d{{2}}[ \t]+)?(?:(?:shipment|parcel|"
             r"package|consignment|item|article|waybill)\s+(?:was\s+)?)?(?:picked\s+up|collected|"
@@ -1547,6 +1601,15 @@ def default_rules() -> list[Rule]:
         merchant_rule(phrase_rule("refund_issued", REFUND_PHRASES, 0.8)),
         phrase_rule("policy_accepted", POLICY_PHRASES, 0.75),
         phrase_rule("shipping_address_matches", ADDRESS_PHRASES, 0.75),
+        pattern_rule(
+            "shipping_address_matches",
+            r"\b(?:ship(?:ping)?|deliver(?:y|ing))(?:[ \t-]*to)?[ \t]+address[ \t]*:?"
+            r"[ \t]*(?P<v>(?:same[ \t]+as|identical[ \t]+to|(?:differs?|different)[ \t]+"
+            r"(?:from|to))[ \t]+(?:the[ \t]+)?(?:billing|invoice|card(?:holder)?|payment)[ \t]+"
+            r"address)",
+            enum(YES_NO),
+            0.85,
+        ),
         letterhead_rule,
         keyed_rule,
         carrier_mention_rule,
@@ -1599,7 +1662,7 @@ KEY_CLASSES: tuple[KeyClass, ...] = (
         "order_id",
         _kw(
             r"\b(?:order|purchase|booking|reservation|invoice|confirmation|reference|ref|receipt|"
-            r"po)\b"
+            r"po|(?-i:SO))\b"
         ),
         _v(ID_VALUE),
         _order_id,
@@ -1620,12 +1683,12 @@ KEY_CLASSES: tuple[KeyClass, ...] = (
         "transaction_date",
         _kw(
             r"\b(?:order\w*|purchas\w*|transaction|booking|booked|invoice\w*|checkout|payment|"
-            r"placed|bought|sale|paid|charged?)\b"
+            r"placed|bought|sale|paid|charged?|(?-i:SO))\b"
         ),
         _v(DATE_RE),
         _date,
         unless=_kw(
-            r"\b(?:ship\w*|dispatch\w*|despatch\w*|deliver\w*|refund\w*|credit\w*|cancel\w*|"
+            r"\b(?:ship\w*|dispatch\w*|despatch\w*|deliver\w*|refund\w*|credit\w*|cancel\w*|back|"
             r"terminat\w*|end(?:ed)?|estimated|expected|due|next|renew\w*)\b"
         ),
     ),
@@ -1660,7 +1723,7 @@ KEY_CLASSES: tuple[KeyClass, ...] = (
     ),
     KeyClass(
         "refund_date",
-        _kw(r"\b(?:refund\w*|credit(?:ed)?|reimburs\w*|revers\w*)\b"),
+        _kw(r"\b(?:refund\w*|credit(?:ed)?|reimburs\w*|revers\w*|paid\s+back)\b"),
         _v(DATE_RE),
         _date,
     ),
@@ -1683,7 +1746,7 @@ KEY_CLASSES: tuple[KeyClass, ...] = (
     ),
     KeyClass(
         "refund_amount",
-        _kw(r"\b(?:refund\w*|credit(?:ed)?|reimburs\w*|returned)\b"),
+        _kw(r"\b(?:refund\w*|credit(?:ed)?|reimburs\w*|returned|(?:get|paid|given)\s+back)\b"),
         _v(AMOUNT_RE),
         _amount,
     ),
@@ -1748,7 +1811,7 @@ KEY_CLASSES: tuple[KeyClass, ...] = (
     KeyClass(
         "avs_result",
         _kw(
-            r"\bavs\b|\baddress\s+verification\b|\bbilling\s+address\s+(?:check|verification|"
+            r"\bavs\b|\baddress\s+verif(?:ication|\.)?(?!\w)|\bbilling\s+address\s+(?:check|verification|"
             r"match)\b|\b(?:street|address)\s*(?:/|and|&|\+)\s*(?:post\s*code|postal\s+code|zip)\b"
         ),
         _v(_CELL_TEXT),
@@ -1759,7 +1822,7 @@ KEY_CLASSES: tuple[KeyClass, ...] = (
     KeyClass(
         "cvv_result",
         _kw(
-            r"\b(?:cvv2?|cvc2?|cv2|ccv|cid|csc|security\s+code|card\s+verification|card\s+code|"
+            r"\b(?:cvv2?|cvc2?|cv2|ccv|cvd|cid|csc|security\s+code|card\s+verification|card\s+code|"
             r"verification\s+code)\b"
         ),
         _v(_CELL_TEXT),
@@ -1777,7 +1840,7 @@ KEY_CLASSES: tuple[KeyClass, ...] = (
         "refund_issued",
         _kw(r"\b(?:refund\w*|credit(?:ed)?|reimburs\w*)\b"),
         _v(_CELL_TEXT),
-        enum(REFUND_STATUS, max_words=4),
+        enum(REFUND_STATUS, max_words=6),
         unless=_kw(r"\b(?:policy|terms|card|date|amount|total|value|sum|reason)\b"),
         typed=False,
     ),
@@ -1785,7 +1848,7 @@ KEY_CLASSES: tuple[KeyClass, ...] = (
         "merchant_name",
         _kw(
             r"\b(?:merchant|seller|vendor|retailer|supplier|(?:sold|billed|invoiced)\s+by|store|"
-            r"shop)\b"
+            r"shop|web-?shop|distributor|wholesaler|dealer|reseller)\b"
         ),
         _v(_CELL_TEXT),
         _merchant,
@@ -1934,8 +1997,8 @@ def header_row_pairs(text: str) -> Iterator[tuple[str, str, int]]:
         heads = [(m.start(), m.group()) for m in _CELL.finditer(head)]
         if len(heads) < 2 or any(len(h) > 40 or re.search(r"\d", h) for _, h in heads):
             continue
-        if any(_LOG_HEADER.fullmatch(h) or h.endswith(":") for _, h in heads):
-            continue  # a log's header, or a "Label:  value" line (not a row of headers)
+        if any(_LOG_HEADER.fullmatch(h) or ":" in h for _, h in heads):
+            continue  # a log's header, or "Label:  value" / "Y: match" cells (no headers)
         vat, row = lines[i + 1]
         cells = [(m.start(), m.group()) for m in _CELL.finditer(row)]
         if len(cells) != len(heads):
@@ -1975,7 +2038,8 @@ _TRACKING_PAGE = re.compile(
 #: ... and what only the merchant's own documents show.
 _MERCHANT_PAGE = re.compile(
     r"\b(?:bill(?:ing)?[\s-]*(?:to|address)|sold\s+by|subtotal|unit\s+price|order\s+(?:date|"
-    r"placed|total)|thank\s+you\s+for\s+(?:your\s+order|shopping)|checkout)\b",
+    r"placed|total)|thank\s+you\s+for\s+(?:your\s+order|shopping)|checkout|your\s+order|"
+    r"invoiced?\s+to|sold[\s-]+to)\b",
     re.IGNORECASE,
 )
 _MAIL_HEADER = re.compile(r"[ \t]*(?:From|To|Cc|Sent|Date|Subject):", re.IGNORECASE)
