@@ -1876,6 +1876,42 @@ class _Writer:
 # --- the document types ---------------------------------------------------------------------------
 
 
+def _grouped(digits: str, *sizes: int, sep: str = " ") -> str:
+    """``digits`` cut into groups of ``sizes`` ("30518414381", 2, 3, 3 -> "30 518 414 381")."""
+    parts, at = [], 0
+    for size in (*sizes, len(digits)):
+        parts.append(digits[at : at + size])
+        at += size
+    return sep.join(p for p in parts if p)
+
+
+#: What a variant's letterhead prints under the address, from a number the merchant's name
+#: derives (stable per merchant): its business registration, or a print banner.
+_REGISTRATION: dict[int, Callable[[int], str]] = {
+    # an Australian business prints its ABN on every page
+    10: lambda n: f"ABN {_grouped(f'{n % 10**11:011d}', 2, 3, 3)}",
+    # an Irish VAT number; a Singapore UEN (the GST number too)
+    12: lambda n: f"VAT Reg. No. IE{n % 10**7:07d}{'ABCDEFGHJKLMNPQRSTUVWXY'[n % 23]}",
+    13: lambda n: f"Co. Reg. / GST Reg. No. 20{n % 10**7:07d}{'ABCDEFGHJKLMNPQRSTUVWXY'[n % 23]}",
+    # a South African company's registration and VAT numbers
+    14: lambda n: (
+        f"Reg. No. {2005 + n % 19}/{n % 10**6:06d}/07  ·  VAT No. 4{(n >> 24) % 10**9:09d}"
+    ),
+    # the order system's print banner
+    15: lambda n: "CUSTOMER ORDER SYSTEM  -  PRINTED COPY  -  PAGE 1",
+    # a Dutch company's Chamber of Commerce and VAT numbers
+    16: lambda n: (
+        f"Chamber of Commerce (KvK) {n % 10**8:08d}  ·  VAT no. NL{(n >> 32) % 10**9:09d}B01"
+    ),
+    # a Canadian business number for GST/HST, and the branch
+    17: lambda n: f"GST/HST Reg. No. {n % 10**9:09d} RT0001  ·  Branch {1 + n % 40:03d}",
+    # a Norwegian company's organisation number, registered for VAT
+    18: lambda n: f"Org. no. {_grouped(f'9{n % 10**8:08d}', 3, 3)} MVA",
+    # a Swiss business identification number, registered for VAT
+    19: lambda n: f"UID CHE-{_grouped(f'{n % 10**9:09d}', 3, 3, sep='.')} VAT",
+}
+
+
 def _letterhead(w: _Writer, ctx: DocumentContext, title: str, *, merchant_field: bool) -> None:
     """The merchant's header; ``merchant_field``: the name counts as the merchant_name field."""
     name = ctx.merchant.name
@@ -1889,46 +1925,10 @@ def _letterhead(w: _Writer, ctx: DocumentContext, title: str, *, merchant_field:
         f"{ctx.merchant.website}  ·  {ctx.merchant.support_email}  ·  {ctx.merchant.phone}", size=8
     )
     w.text(ctx.merchant.address.one_line(), size=8)
-    if w.variant == 10:  # an Australian business prints its ABN on every page
-        digits = f"{int(hashlib.sha256(ctx.merchant.name.encode()).hexdigest(), 16) % 10**11:011d}"
-        w.text(f"ABN {digits[:2]} {digits[2:5]} {digits[5:8]} {digits[8:]}", size=8)
-    elif w.variant in (12, 13):  # an Irish VAT number; a Singapore UEN (the GST number too)
+    registration = _REGISTRATION.get(w.variant)
+    if registration is not None:
         number = int(hashlib.sha256(ctx.merchant.name.encode()).hexdigest(), 16)
-        letter = "ABCDEFGHJKLMNPQRSTUVWXY"[number % 23]
-        w.text(
-            f"VAT Reg. No. IE{number % 10**7:07d}{letter}"
-            if w.variant == 12
-            else f"Co. Reg. / GST Reg. No. 20{number % 10**7:07d}{letter}",
-            size=8,
-        )
-    elif w.variant == 14:  # a South African company's registration and VAT numbers
-        number = int(hashlib.sha256(ctx.merchant.name.encode()).hexdigest(), 16)
-        w.text(
-            f"Reg. No. {2005 + number % 19}/{number % 10**6:06d}/07  ·  "
-            f"VAT No. 4{(number >> 24) % 10**9:09d}",
-            size=8,
-        )
-    elif w.variant == 15:  # the order system's print banner
-        w.text("CUSTOMER ORDER SYSTEM  -  PRINTED COPY  -  PAGE 1", size=8)
-    elif w.variant == 16:  # a Dutch company's Chamber of Commerce and VAT numbers
-        number = int(hashlib.sha256(ctx.merchant.name.encode()).hexdigest(), 16)
-        w.text(
-            f"Chamber of Commerce (KvK) {number % 10**8:08d}  ·  "
-            f"VAT no. NL{(number >> 32) % 10**9:09d}B01",
-            size=8,
-        )
-    elif w.variant == 17:  # a Canadian business number for GST/HST, and the branch
-        number = int(hashlib.sha256(ctx.merchant.name.encode()).hexdigest(), 16)
-        w.text(
-            f"GST/HST Reg. No. {number % 10**9:09d} RT0001  ·  Branch {1 + number % 40:03d}",
-            size=8,
-        )
-    elif w.variant == 18:  # a Norwegian company's organisation number, registered for VAT
-        digits = f"9{int(hashlib.sha256(ctx.merchant.name.encode()).hexdigest(), 16) % 10**8:08d}"
-        w.text(f"Org. no. {digits[:3]} {digits[3:6]} {digits[6:]} MVA", size=8)
-    elif w.variant == 19:  # a Swiss business identification number, registered for VAT
-        digits = f"{int(hashlib.sha256(ctx.merchant.name.encode()).hexdigest(), 16) % 10**9:09d}"
-        w.text(f"UID CHE-{digits[:3]}.{digits[3:6]}.{digits[6:]} VAT", size=8)
+        w.text(registration(number), size=8)
     w.rule()
     w.text(title, size=13, bold=True)
     w.gap(4)
