@@ -229,6 +229,7 @@ CURRENCY_WORDS = {
 _CUR_WORD = (
     r"(?i:" + "|".join(re.escape(w) for w in sorted(CURRENCY_WORDS, key=len, reverse=True)) + r")\b"
 )
+_CURRENCY_WORD = re.compile(rf"\b{_CUR_WORD}")
 _DIGITS = rf"(?:{_NUM}{{1,3}}(?:[,. \u00a0']{_NUM}{{3}})+|{_NUM}+)"
 _NUMBER = rf"(?<![\w.,]){_DIGITS}"
 _CENTS = rf"[.,]{_NUM}{{2}}(?![\w])"
@@ -253,11 +254,10 @@ def parse_amount(text: str) -> tuple[float, str | None] | None:
     ISO code before or after the number."""
     text = text.strip()
     currency = None
-    for word in sorted(CURRENCY_WORDS, key=len, reverse=True):
-        found = re.search(rf"\b{re.escape(word)}\b", text, re.IGNORECASE)
-        if found:
-            currency, text = CURRENCY_WORDS[word], text[: found.start()] + text[found.end() :]
-            break
+    found = _CURRENCY_WORD.search(text)
+    if found:
+        currency = CURRENCY_WORDS[found.group().lower()]
+        text = text[: found.start()] + text[found.end() :]
     for sym in sorted(CURRENCY_SYMBOLS, key=len, reverse=True):
         if sym in text:
             currency = CURRENCY_SYMBOLS[sym]
