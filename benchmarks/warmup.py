@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import json
 import os
-import pickle
 import platform
 import statistics
 import subprocess
@@ -34,13 +33,25 @@ from riskml.console import print_table, write_json
 
 
 def _child(world_file: Path, rounds: int, decisions: int, redis_url: str) -> dict[str, Any]:
+    import datetime as dt
+
+    import polars as pl
+
     from riskml.decision.config import IngressConfig
     from riskml.decision.ladder import Ladder
     from serving.inprocess import LocalComponents
     from serving.schemas import TransactionRequest
     from serving.warmup import warm_up
+    from tests.support.world import World
 
-    world = pickle.loads(world_file.read_bytes())
+    saved = json.loads(world_file.read_text())
+    world = World(
+        root=Path(saved["root"]),
+        features_dir=Path(saved["features_dir"]),
+        bundle=Path(saved["bundle"]),
+        replay_day=dt.datetime.fromisoformat(saved["replay_day"]),
+        day=pl.read_parquet(saved["day"]),
+    )
     store = world.store("redis", redis_url)
     requests = world.requests()[:decisions]
 
@@ -92,8 +103,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     runs: dict[str, list[dict[str, Any]]] = {"cold": [], "warmed": []}
     with tempfile.TemporaryDirectory(prefix="riskml-warmup-") as tmp:
         world = build_world(Path(tmp) / "world")
-        world_file = Path(tmp) / "world.pkl"
-        world_file.write_bytes(pickle.dumps(world))
+        # the child processes rebuild the world from its paths and the day's parquet
+        world.day.write_parquet(Path(tmp) / "day.parquet")
+        world_file = Path(tmp) / "world.json"
+        world_file.write_text(
+            json.dumps(
+                {
+                    "root": str(world.root),
+                    "features_dir": str(world.features_dir),
+                    "bundle": str(world.bundle),
+                    "replay_day": world.replay_day.isoformat(),
+                    "day": str(Path(tmp) / "day.parquet"),
+                }
+            )
+        )
         for i in range(a.pairs):
             order = ("cold", "warmed") if i % 2 == 0 else ("warmed", "cold")
             for mode in order:
