@@ -465,6 +465,14 @@ def test_a_refusal_in_other_words() -> None:
         (REFUND_STATUS, "Refund declined", False),
         (REFUND_STATUS, "Failed", False),
         (REFUND_STATUS, "Full refund", True),
+        (REFUND_STATUS, "Transferred back to the card", True),
+        (AVS, "Positive: street and zip correct", "match"),
+        (AVS, "Negative", "no_match"),
+        (AVS, "Zip code: no match, street: matches", "partial"),
+        (AVS, "Not possible, no answer from the bank", "unavailable"),
+        (CVV, "Negative - code wrong", "no_match"),
+        (CVV, "Positive", "match"),
+        (YES_NO, "Checkbox selected by shopper", True),
     ],
 )
 def test_value_words_vendors_use(table: Any, cell: str, expected: Any) -> None:
@@ -599,6 +607,84 @@ def test_business_forms_and_values_that_name_the_billing_side() -> None:
         "shipping_address_matches": False,
         "cvv_result": "no_match",
     }
+
+
+def test_grids_of_header_rows_over_value_rows() -> None:
+    """Label rows over value rows, stacked (a grid, not a list): every pair is read, unknown
+    prefixes on a label ("Web order ref.", "Source IP at checkout") included; a tracking
+    result, a date of hand-over, general terms accepted, a reimbursement and its value date
+    on its page; a signature is no carrier; a log's lines stay a list."""
+    grid = (
+        "Lumen Bikes\n"
+        "www.lumenbikes.example  |  +44 20 7946 0000\n"
+        "Payment risk check\n"
+        "Web order ref.                    Source IP at checkout\n"
+        "K-5521907                         203.0.113.77\n"
+        "Date of purchase                  Hardware ID\n"
+        "03.02.2025                        HW-88120\n"
+        "Address verification              Card security code\n"
+        "Positive - street correct         Negative\n"
+        "General terms accepted during registration: Checkbox ticked\n"
+    )
+    assert RulesExtractor().extract([_doc(grid)]).evidence.present() == {
+        "order_id": "K-5521907",
+        "merchant_name": "Lumen Bikes",
+        "ip_address": "203.0.113.77",
+        "transaction_date": dt.date(2025, 2, 3),
+        "device_id": "HW-88120",
+        "avs_result": "match",
+        "cvv_result": "no_match",
+        "policy_accepted": True,
+    }
+    tracking = (
+        "Parcel number                     Date of handover\n"
+        "CP4471902318                      7 March 2025\n"
+        "Delivery result\n"
+        "Handed over to the addressee\n"
+        "Delivered with photo signature. Signed: OKAFOR\n"
+    )
+    ev = RulesExtractor().extract([_doc(tracking)]).evidence
+    assert (ev.tracking_number, ev.delivery_date, ev.delivery_status, ev.carrier) == (
+        "CP4471902318",
+        dt.date(2025, 3, 7),
+        "delivered",
+        None,
+    )
+    refund = (
+        "Reimbursement advice\n"
+        "Order reference                   Amount reimbursed\n"
+        "K-5521907                         EUR 61.20\n"
+        "Reimbursement                     Value date\n"
+        "Executed                          12.03.2025\n"
+    )
+    ev = RulesExtractor().extract([_doc(refund)]).evidence
+    assert (ev.refund_amount, ev.refund_issued, ev.refund_date, ev.amount) == (
+        61.2,
+        True,
+        dt.date(2025, 3, 12),
+        None,
+    )
+    log = (
+        "Device               Browser\n"
+        "Pixel phone          Chrome\n"
+        "Work laptop          Firefox\n"
+        "Home tablet          Safari\n"
+    )
+    assert RulesExtractor().extract([_doc(log)]).evidence.device_id is None
+
+
+def test_refunds_refused_and_made_in_other_words() -> None:
+    ex = RulesExtractor()
+    said = "From: Shop Support <help@shop.example>\nSubject: Order 88120\n{}\n"
+    refused = ex.extract([_doc(said.format("Sorry, we are not issuing a refund here."))])
+    assert refused.evidence.refund_issued is False
+    made = ex.extract([_doc(said.format("On 9 April 2025 a full refund of $12.00 was made."))])
+    assert (made.evidence.refund_issued, made.evidence.refund_date) == (
+        True,
+        dt.date(2025, 4, 9),
+    )
+    back = ex.extract([_doc("Your money back\nSent back on: 11 April 2025\nRefund: Done\n")])
+    assert (back.evidence.refund_date, back.evidence.shipping_date) == (dt.date(2025, 4, 11), None)
 
 
 # --- the held-out corpus -------------------------------------------------------------------------

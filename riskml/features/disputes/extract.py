@@ -232,7 +232,7 @@ _CUR_WORD = (
 _CURRENCY_WORD = re.compile(rf"\b{_CUR_WORD}")
 _DIGITS = rf"(?:{_NUM}{{1,3}}(?:[,. \u00a0']{_NUM}{{3}})+|{_NUM}+)"
 _NUMBER = rf"(?<![\w.,]){_DIGITS}"
-_CENTS = rf"[.,]{_NUM}{{2}}(?![\w])"
+_CENTS = rf"[.,]{_NUM}{{2}}(?![\w]|[.,]\d)"  # not a date's day and month ("12.03.2025")
 #: An amount: with a currency (symbol or ISO code, before or after, with or without a space)
 #: or with cents.
 AMOUNT_RE = (
@@ -456,6 +456,9 @@ class RuleContext:
     document: str
     ocr: bool = False
     dayfirst: bool | None = None
+    #: The whole page: what a rule's ``when``/``unless`` look at (a header-row cell pair is read
+    #: as a line of its own, but it stays on its page: "Value date" on a refund's page).
+    page: str = ""
 
 
 #: A hit: (field, value, start, end, strength).
@@ -567,7 +570,10 @@ def label_rule(
     veto = re.compile(unless, re.IGNORECASE) if unless else None
 
     def rule(text: str, ctx: RuleContext) -> Iterator[Hit]:
-        if (need is not None and not need.search(text)) or (veto is not None and veto.search(text)):
+        scope = ctx.page or text
+        if (need is not None and not need.search(scope)) or (
+            veto is not None and veto.search(scope)
+        ):
             return
         seen: set[int] = set()
         for pattern, s in patterns:
@@ -909,7 +915,9 @@ _DESK = (
 #: An order reference recognised by its shape alone: an order/invoice/PO prefix and digits.
 ORDER_SHAPE = r"(?<![\w-])(?P<v>(?-i:(?:ORD|ORDER|INV|PO|SO)[-_/#]?\d[\w/-]*\d))(?![\w-])"
 #: A page about a refund (where a bare "Processed on" dates the refund).
-REFUND_CONTEXT = r"\b(?:refund(?:ed)?|credit(?:ed)?\s+(?:note|memo|advice|issued|to))\b"
+REFUND_CONTEXT = (
+    r"\b(?:refund(?:ed)?|credit(?:ed)?\s+(?:note|memo|advice|issued|to)|reimburse(?:d|ment))\b"
+)
 DELIVERY_STATUS = (
     (
         r"not\s+found|no\s+record|no\s+(?:information|info|data|details|tracking)|unknown|lost|"
@@ -941,13 +949,22 @@ DELIVERY_STATUS = (
     ),
     (r"deliver|signed\s+for|handed\s+(?:over\s+)?to", "delivered"),
 )
+#: A check that could not be made: "Not possible - no reply from issuer".
+_NO_REPLY = r"not\s+possible|no\s+(?:reply|answer)\s+from"
 AVS = (
     (
         r"^\s*(?:partial|[AWZPB](?![/\w]))|partial|(?:street|address|zip|postcode|postal\s+code)\b"
         r"(?:\s+\w+)?\s+only|\bonly\s+(?:the\s+)?(?:street|address|zip|postcode|postal\s+code)|"
         r"\b(?:street|address|zip|post\s*code|postal\s+code)\s+(?:match\w*|verified|confirmed|ok),?"
         r"\s+(?:but\s+)?(?:the\s+)?(?:street|address|zip|post\s*code|postal\s+code)\s+(?:does\s*n[o']t|"
-        r"did\s*n[o']t|not|mismatch\w*|failed)",
+        r"did\s*n[o']t|not|mismatch\w*|failed|incorrect|wrong)",
+        "partial",
+    ),
+    (
+        r"\b(?:street|address|zip(?:\s*code)?|post\s*code|postal\s+code)\s*:?\s+(?:does\s*n[o']t|"
+        r"did\s*n[o']t|not|no)\s+match\w*,?\s+(?:but\s+)?(?:the\s+)?(?:street|address|"
+        r"zip(?:\s*code)?|post\s*code|postal\s+code)"
+        r"\s*:?\s+(?:match\w*|verified|confirmed|ok|correct)\b",
         "partial",
     ),
     (
@@ -955,7 +972,7 @@ AVS = (
         r"failed|not\s+(?:verified|confirmed)|unconfirmed|does\s+not\s+match|\bneither\b|"
         r"(?:does|did)\s*n'?t\s+match|"
         r"^\s*none\b|\bno\s+(?:details?|data|fields?)\s+match|\bno\s+(?:avs|address)\s+match|"
-        r"\brejected\b",
+        r"\brejected\b|^\s*negative\b|\bincorrect\b",
         "no_match",
     ),
     (
@@ -963,19 +980,20 @@ AVS = (
         r"[URSGE](?![/\w]))|unavailable|not\s+(?:available|supported|performed|checked|"
         r"applicable|returned)|unknown|no\s+(?:response|data|(?:avs\s+)?result)|unable\s+to\s+"
         r"(?:verify|check)|"
-        r"unchecked|does\s*(?:n'?t|\s+not)\s+(?:participate|support)",
+        rf"unchecked|does\s*(?:n'?t|\s+not)\s+(?:participate|support)|{_NO_REPLY}",
         "unavailable",
     ),
     (
-        r"^\s*(?:full\b|(?:full\s+)?match|pass|[YXMD](?![/\w]))|match|passed|\bverified|"
-        r"\bconfirmed",
+        r"^\s*(?:full\b|(?:full\s+)?match|pass|positive|[YXMD](?![/\w]))|match|passed|\bverified|"
+        r"\bconfirmed|\bcorrect\b",
         "match",
     ),
 )
 CVV = (
     (
         r"^\s*(?:no[\s_-]*match|mismatch|fail|N(?![/\w]))|no[\s_-]*match|not\s+match|mismatch|"
-        r"failed|incorrect|invalid|does\s+not\s+match|rejected|declined|(?:does|did)\s*n'?t\s+match",
+        r"failed|incorrect|invalid|does\s+not\s+match|rejected|declined|(?:does|did)\s*n'?t\s+match|"
+        r"^\s*negative\b",
         "no_match",
     ),
     (
@@ -985,11 +1003,12 @@ CVV = (
         r"present|supported|applicable|verified|certified)|unknown|missing|unverified|could\s+not\s+be\s+"
         r"verified|issuer\s+not\b|"
         r"unable\s+to\s+(?:verify|check)|unchecked|does\s*(?:n'?t|\s+not)\s+(?:participate|support)|"
-        r"no\s+(?:response|data)|not\s+returned",
+        rf"no\s+(?:response|data)|not\s+returned|{_NO_REPLY}",
         "unavailable",
     ),
     (
-        r"^\s*(?:match|pass|ok|[MY](?![/\w]))|match|passed|\bverified|\bcorrect|\bvalid|\bok\b|"
+        r"^\s*(?:match|pass|ok|positive|[MY](?![/\w]))|match|passed|\bverified|\bcorrect|\bvalid|"
+        r"\bok\b|"
         r"\baccepted\b",
         "match",
     ),
@@ -1010,7 +1029,8 @@ YES_NO = (
     (
         r"^\s*(?:yes|y|true|matches|match|matched|same|identical|ticked|checked|accepted|agreed|"
         r"given|confirmed|verified|consistent|acknowledged|consented|on|ok|\[x\]|✓|✔|☑|"
-        r"consent\s+(?:given|granted|recorded)|captured|recorded|logged|obtained|granted)(?![\w-])",
+        r"consent\s+(?:given|granted|recorded)|captured|recorded|logged|obtained|granted)(?![\w-])|"
+        r"^\s*(?:check)?box\s+(?:ticked|checked|selected|marked)\b",
         True,
     ),
 )
@@ -1024,7 +1044,7 @@ REFUND_STATUS = (
     (
         r"^\s*(?:issued|completed?|processed|refunded|paid|sent|credited|done|yes|y|approved|"
         r"successful|succeeded|success|settled|returned|granted|reimbursed|fully\s+refunded|posted|"
-        r"applied|paid\s+back|"
+        r"applied|paid\s+back|executed|transferred|"
         r"(?:full|partial)\s+refund)\b|\b(?:refund|credit)"
         r"(?:\s+(?:note|memo))?\s+(?:issued|processed|completed|paid|sent|granted)\b",
         True,
@@ -1099,6 +1119,8 @@ L_DELIVERY_DATE = _labels(
     r"(?:proof[ \t]+of[ \t]+)?deliver(?:y|ed)[ \t]+(?:date|on|at)",
     r"date[ \t]+(?:of[ \t]+)?deliver(?:y|ed)",
     r"delivered",
+    r"hand[ \t-]*over[ \t]+(?:date|on)",
+    r"date[ \t]+of[ \t]+hand[ \t-]*over",
 )
 L_CARRIER = _labels(
     r"(?:shipping[ \t]+|delivery[ \t]+)?carrier",
@@ -1122,6 +1144,7 @@ L_STATUS = _labels(
     r"shipping[ \t]+|parcel[ \t]+|package[ \t]+|consignment[ \t]+)?status",
     r"(?:current|latest|last|most[ \t]+recent)[ \t]+(?:update|event|scan|activity|checkpoint|"
     r"stage)",
+    r"(?:tracking|delivery|shipment|consignment|parcel)[ \t]+(?:result|outcome)",
 )
 L_AVS = _labels(
     r"avs(?:[ \t]+(?:result|response|check|code|status|match))?",
@@ -1144,7 +1167,7 @@ L_IP = _labels(
     r"(?:[ \t]+address)?",
 )
 L_DEVICE = _labels(
-    rf"(?:device|browser|machine)(?:[ \t]+(?:{_ID}|fingerprint|identifier|hash|token|"
+    rf"(?:device|browser|machine|hardware)(?:[ \t]+(?:{_ID}|fingerprint|identifier|hash|token|"
     rf"ref(?:erence)?))?",
     rf"(?:device[ \t]+)?fingerprint(?:[ \t]+{_ID})?",
 )
@@ -1163,11 +1186,13 @@ L_REFUND_DATE = _labels(
     r"reimburse(?:d|ment)[ \t]+(?:date|on)",
 )
 #: A bare "Processed on"/"Issued on": the refund's date on a page about a refund.
-L_PROCESSED_ON = _labels(r"(?:processed|issued|completed)(?:[ \t]+on)?")
+L_PROCESSED_ON = _labels(
+    r"(?:processed|issued|completed|executed)(?:[ \t]+on)?", r"value[ \t]+date"
+)
 L_REFUND_STATUS = _labels(
     r"(?:refund|credit|reimbursement)[ \t]+(?:status|state|issued|processed|decision|outcome|"
     r"result)",
-    r"refund",
+    r"refund|reimbursement",
 )
 L_CANCEL = _labels(
     r"cancell?(?:ation|ed)(?:[ \t]+(?:date|on|effective))?",
@@ -1195,12 +1220,14 @@ L_ADDRESS_AMBIGUOUS = _labels(r"address(?:es)?[ \t]+(?:check|match(?:es)?|verifi
 #: A page about the card authorisation (where an address check is AVS).
 AUTH_CONTEXT = r"\b(?:cv[cv]?2?|cvc|security\s+code|card\s+code|authori[sz]ation|avs)\b"
 _TERMS = (
+    r"(?:general[ \t]+terms(?:[ \t]+(?:and|&)[ \t]+conditions)?|gtcs?|"
     r"(?:(?:refund|cancellation|returns?)[ \t]+)?(?:policy|policies|terms(?:[ \t]+(?:and|&)[ \t]+"
     r"conditions|[ \t]+of[ \t]+(?:sale|service|use))?|t[ \t]*&[ \t]*cs?|conditions(?:[ \t]+of"
-    r"[ \t]+sale)?)"
+    r"[ \t]+sale)?))"
 )
 L_POLICY = _labels(
-    rf"{_TERMS}[ \t]+(?:accepted|agreed|acknowledged|acceptance|agreement|consent)",
+    rf"{_TERMS}[ \t]+(?:accepted|agreed|acknowledged|acceptance|agreement|consent)"
+    r"(?:[ \t]+(?:at|during|on)[ \t]+(?:checkout|purchase|order|sign[ \t-]?up|registration))?",
     r"(?:customer[ \t]+|cardholder[ \t]+|buyer[ \t]+)?(?:agreed|accepted|consented|acknowledged)"
     r"[ \t]+(?:to[ \t]+)?(?:the[ \t]+)?(?:terms|policy|t[ \t]*&[ \t]*cs?|refund[ \t]+policy|"
     r"conditions)(?:[ \t]+at[ \t]+checkout)?",
@@ -1281,6 +1308,7 @@ _NOT_TOTAL = _cases(
     "credit",
     "credited",
     "reimbursed",
+    "reimbursement",
     "line",
     "unit",
     "item",
@@ -1371,7 +1399,8 @@ REFUND_PHRASES: tuple[tuple[str, Any], ...] = (
         r"can'?t|unable\s+to)\s+(?:be\s+)?(?:refund|reimburs|credit)\w*|\b(?:won'?t|will\s+not|"
         r"cannot|can'?t|unable\s+to)\s+(?:be\s+able\s+to\s+)?(?:give|offer|pay|send)\s+(?:you\s+)?"
         r"(?:your\s+|the\s+)?money\s+back|\b(?:does\s*n[o']t|do\s*n[o']t|not)\s+qualify\s+for\s+"
-        r"(?:a\s+)?refund",
+        r"(?:a\s+)?refund|\b(?:will\s+not|won'?t|cannot|can'?t|are\s+not|aren'?t)\s+(?:be\s+)?"
+        r"(?:giving|offering|issuing|providing|making|processing)\s+(?:you\s+)?(?:a|any)\s+refund",
         False,
     ),
     (
@@ -1394,7 +1423,7 @@ REFUND_PHRASES: tuple[tuple[str, Any], ...] = (
         r"\b(?:we\s+have|we'?ve|has\s+been|have\s+been|was|were)\s+(?:issued|processed|sent|"
         r"refunded|credited|returned|completed)\b.{0,30}?\brefund|\brefund\b.{0,40}?\b(?:was|has\s+"
         r"been|is|have\s+been)\s+(?:processed|sent|issued|credited|paid|completed|approved\s+and\s+"
-        r"processed|returned|refunded)|\b(?:we\s+have|we'?ve)\s+(?:issued|processed|sent|"
+        r"processed|returned|refunded|made)|\b(?:we\s+have|we'?ve)\s+(?:issued|processed|sent|"
         r"completed)\s+(?:a|your|the|a\s+full|a\s+partial)\s+refund|\bwe\s+(?:have\s+)?(?:refunded|"
         r"credited)\b|\b(?:has|have)\s+been\s+(?:refunded|credited)\b|\bcredited\s+back\b",
         True,
@@ -1560,8 +1589,9 @@ def default_rules() -> list[Rule]:
         merchant_rule(
             pattern_rule(
                 "refund_date",
-                rf"\b[Oo]n\s+(?P<v>{DATE}),?\s+we\s+(?:have\s+)?(?:returned|refunded|credited|"
-                r"reimbursed|reversed|sent|paid|issued)\b",
+                rf"\b[Oo]n\s+(?P<v>{DATE}),?\s+(?:we\s+(?:have\s+)?(?:returned|refunded|credited|"
+                r"reimbursed|reversed|sent|paid|issued)\b|(?:a|the|your)\s+(?:full\s+|partial\s+)?"
+                r"refund\b)",
                 _date,
                 0.8,
             )
@@ -1575,7 +1605,7 @@ def default_rules() -> list[Rule]:
             r"received\s+(?:by\s+(?:the\s+)?(?:carrier|courier)|from\s+(?:the\s+)?(?:sender|"
             r"shipper|merchant|retailer|seller|vendor|store|shop))|picked\s+up\s+from\s+(?:the\s+)?"
             r"(?:sender|shipper|merchant|retailer|seller|vendor|store|shop)|handed\s+(?:over\s+)?to\s+"
-            r"(?:the\s+)?(?:carrier|courier))",
+            r"(?:the\s+)?(?:carrier|courier)|handed\s+in\b)",
             _date,
             0.75,
         ),
@@ -1704,7 +1734,7 @@ KEY_CLASSES: tuple[KeyClass, ...] = (
         _date,
         unless=_kw(
             r"\b(?:deliver\w*|estimated|expected|scheduled|recipient|customer|refund\w*|"
-            r"credit\w*|received|arriv\w*)\b"
+            r"credit\w*|received|arriv\w*|back)\b"
         ),
     ),
     KeyClass(
@@ -1723,7 +1753,9 @@ KEY_CLASSES: tuple[KeyClass, ...] = (
     ),
     KeyClass(
         "refund_date",
-        _kw(r"\b(?:refund\w*|credit(?:ed)?|reimburs\w*|revers\w*|paid\s+back)\b"),
+        _kw(
+            r"\b(?:refund\w*|credit(?:ed)?|reimburs\w*|revers\w*|(?:paid|sent|given|put)\s+back)\b"
+        ),
         _v(DATE_RE),
         _date,
     ),
@@ -1741,7 +1773,7 @@ KEY_CLASSES: tuple[KeyClass, ...] = (
         unless=_kw(
             rf"\b(?:refund\w*|credit\w*|reimburs\w*|{_NOT_INCLUDED}(?:tax|vat|gst)|shipping|"
             r"delivery|postage|discount|subtotal|sub|unit|line|items?|fees?|returned|deposit|tip|"
-            r"net|ex|excl\w*|excluding|freight|each)\b"
+            r"net|ex|excl\w*|excluding|freight|each|date)\b"
         ),
     ),
     KeyClass(
@@ -1768,7 +1800,7 @@ KEY_CLASSES: tuple[KeyClass, ...] = (
     ),
     KeyClass(
         "device_id",
-        _kw(r"\b(?:device|fingerprint|browser|machine)\b"),
+        _kw(r"\b(?:device|fingerprint|browser|machine|hardware)\b"),
         _v(ID_VALUE),
         _id,
         unless=_kw(r"\b(?:type|model|os|name)\b"),
@@ -1782,7 +1814,7 @@ KEY_CLASSES: tuple[KeyClass, ...] = (
         ),
         _v(_CELL_TEXT),
         _carrier,
-        unless=_kw(r"\b(?:track\w*|number|no|id|code|ref\w*|date|status|state)\b"),
+        unless=_kw(r"\b(?:track\w*|number|no|id|code|ref\w*|date|status|state|sign\w*)\b"),
         typed=False,
     ),
     KeyClass(
@@ -1987,24 +2019,36 @@ _LOG_HEADER = re.compile(
 )
 
 
+def _header_cells(line: str) -> list[tuple[int, str]] | None:
+    """The cells of a table's header row (two or more short cells, no digits, no colon, not a
+    log's columns), else None."""
+    heads = [(m.start(), m.group()) for m in _CELL.finditer(line)]
+    if len(heads) < 2 or any(len(h) > 40 or re.search(r"\d", h) for _, h in heads):
+        return None
+    if any(_LOG_HEADER.fullmatch(h) or ":" in h for _, h in heads):
+        return None  # a log's header, or "Label:  value" / "Y: match" cells (no headers)
+    return heads
+
+
 def header_row_pairs(text: str) -> Iterator[tuple[str, str, int]]:
     """``(header, value, value offset)`` for each column of a one-row table: a line of two or
-    more short header cells (no digits) followed by exactly one line with as many cells (a
-    second such line makes it a list, e.g. a log, and it is skipped)."""
+    more short header cells (no digits) followed by exactly one line with as many cells. A
+    second such line makes it a list (e.g. a log) and it is skipped, unless that line is the
+    next header row of a grid (header cells, one of them a field's label: label rows over value
+    rows, "Order no.  Carrier" / "ORD-1  FedEx" / "Order date  Parcel ID" / ...)."""
     lines = [(m.start(), m.group()) for m in re.finditer(r"[^\n]*", text) if m.group().strip()]
     for i in range(len(lines) - 1):
-        _, head = lines[i]
-        heads = [(m.start(), m.group()) for m in _CELL.finditer(head)]
-        if len(heads) < 2 or any(len(h) > 40 or re.search(r"\d", h) for _, h in heads):
+        heads = _header_cells(lines[i][1])
+        if heads is None:
             continue
-        if any(_LOG_HEADER.fullmatch(h) or ":" in h for _, h in heads):
-            continue  # a log's header, or "Label:  value" / "Y: match" cells (no headers)
         vat, row = lines[i + 1]
         cells = [(m.start(), m.group()) for m in _CELL.finditer(row)]
         if len(cells) != len(heads):
             continue
         if i + 2 < len(lines) and len(list(_CELL.finditer(lines[i + 2][1]))) == len(heads):
-            continue
+            after = _header_cells(lines[i + 2][1])
+            if after is None or not any(is_label(h) for _, h in after):
+                continue
         for (_, h), (c_at, c) in zip(heads, cells, strict=True):
             yield h, c, vat + c_at
 
@@ -2196,7 +2240,12 @@ class RulesExtractor:
             if dayfirst is None:
                 dayfirst = currency_dayfirst(whole)
             for page in doc.pages:
-                ctx = RuleContext(document=doc.name, ocr=page.source == "ocr", dayfirst=dayfirst)
+                ctx = RuleContext(
+                    document=doc.name,
+                    ocr=page.source == "ocr",
+                    dayfirst=dayfirst,
+                    page=page.text,
+                )
                 for name, value, start, end, strength in self._hits(page.text, ctx):
                     out.append(
                         Candidate(
