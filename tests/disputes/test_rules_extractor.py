@@ -673,6 +673,50 @@ def test_grids_of_header_rows_over_value_rows() -> None:
     assert RulesExtractor().extract([_doc(log)]).evidence.device_id is None
 
 
+def test_values_above_their_captions_and_labels_with_a_gloss() -> None:
+    """An app's tiles (each value above its caption, a row of them or a lone one set apart);
+    a column of lone lines still reads down; a label glossed in a second language after a
+    slash; dates with a French or a bilingual month; a points line is no order number."""
+    tiles = (
+        "Sakura Mall\n"
+        "sakuramall.example  |  +81 3 5555 0000\n"
+        " Hinode Tea House\n"
+        " Seller store\n"
+        "Hinode Tea House  ·  tea@hinode.example\n"
+        " HT-440012                     2025/1/7 (Tue)                US$48.20\n"
+        " Purchase code                 Purchased                     Billed total\n"
+        " 198.51.100.23                 TX-77341\n"
+        " Connecting IP                 Handset ID\n"
+        "Points added for this order: 48 pt\n"
+    )
+    assert RulesExtractor().extract([_doc(tiles)]).evidence.present() == {
+        "order_id": "HT-440012",
+        "merchant_name": "Hinode Tea House",
+        "transaction_date": dt.date(2025, 1, 7),
+        "amount": 48.2,
+        "currency": "USD",
+        "ip_address": "198.51.100.23",
+        "device_id": "TX-77341",
+    }
+    column = (
+        "Shipment record\nSHIPMENT REF.\n88120455\nDELIVERED ON\n2025/02/03\nPURCHASE NO.\n4410\n"
+    )
+    ev = RulesExtractor().extract([_doc(column)]).evidence
+    assert (ev.delivery_date, ev.transaction_date) == (dt.date(2025, 2, 3), None)
+    glossed = (
+        "Reçu / Receipt\n"
+        "Date of sale / Date de vente        3 févr. 2025\n"
+        "Sub-total / Sous-total 40,00 $ CA\n"
+        "Grand total / Total général 46,00 $ CA\n"
+        "Ordered / Commandé : JUL/JUIL 04 2024\n"
+    )
+    ev = RulesExtractor().extract([_doc(glossed)]).evidence
+    assert (ev.amount, ev.currency, ev.transaction_date) == (46.0, "CAD", dt.date(2025, 2, 3))
+    assert parse_date("14 juillet 2024") == dt.date(2024, 7, 14)
+    assert parse_date("1er mars 2025") == dt.date(2025, 3, 1)
+    assert parse_date("04 JUN/JUIN 2024") == dt.date(2024, 6, 4)
+
+
 def test_refunds_refused_and_made_in_other_words() -> None:
     ex = RulesExtractor()
     said = "From: Shop Support <help@shop.example>\nSubject: Order 88120\n{}\n"

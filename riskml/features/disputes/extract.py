@@ -132,6 +132,15 @@ CURRENCY_SYMBOLS = {
     "₹": "INR",
     "zł": "PLN",
     "Kč": "CZK",
+    # the sign before the country, as French-Canadian prices print it ("34,16 $ US")
+    "$ US": "USD",
+    "$US": "USD",
+    "$ CA": "CAD",
+    "$CA": "CAD",
+    "$ CAN": "CAD",
+    "$CAN": "CAD",
+    "$ AU": "AUD",
+    "$AU": "AUD",
 }
 CURRENCY_CODES = frozenset(
     {
@@ -175,13 +184,35 @@ _MONTHS = {
         ]
     )
     for m in names
+} | {  # French, as Canadian and European vendors print them
+    m: i + 1
+    for i, names in enumerate(
+        [
+            ("janv", "janvier"),
+            ("fév", "févr", "février", "fev", "fevr", "fevrier"),
+            ("mars",),
+            ("avr", "avril"),
+            ("mai",),
+            ("juin",),
+            ("juil", "juillet"),
+            ("août", "aout"),
+            ("septembre",),
+            ("octobre",),
+            ("novembre",),
+            ("déc", "décembre", "decembre"),
+        ]
+    )
+    for m in names
 }
 _MONTH_RE = (
     r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
-    r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
+    r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?|janv(?:ier)?|f[ée]vr?(?:ier)?|"
+    r"mars|avr(?:il)?|mai|juin|juil(?:let)?|ao[uû]t|septembre|octobre|novembre|d[ée]c(?:embre)?)"
+    r"\.?(?:/(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|janv|f[ée]v|avr|mai|juin|juil|"
+    r"ao[uû]|d[ée]c)[a-zéû]*\.?)?"  # a bilingual month: MAY/MAI, JUL/JUIL
 )
 _D = r"[0-9OolI|SB]"  # a digit as OCR may print it
-_DAY = rf"{_D}{{1,2}}(?:st|nd|rd|th)?"
+_DAY = rf"{_D}{{1,2}}(?:st|nd|rd|th|er)?"
 #: A date: numeric (year first, or day/month first with a 4- or 2-digit year, any of ``-/.``)
 #: or with a month name in any order (``March 14, 2025``, ``14-Mar-2025``, ``14th of March
 #: 2025``, ``2025 Mar 14``), optionally after a weekday.
@@ -317,11 +348,11 @@ def parse_date(text: str, dayfirst: bool | None = None) -> dt.date | None:
         month_m = re.search(rf"(?<![a-z]){_MONTH_RE}(?![a-z])", s)
         if not month_m:
             return None
-        word = re.sub(r"\W", "", month_m.group())
+        word = re.sub(r"\W", "", month_m.group().split("/")[0])
         month = _MONTHS.get(word) or _MONTHS.get(word[:3])
         rest = s[: month_m.start()] + " " + s[month_m.end() :]
         rest = re.sub(r"\bof\b", " ", rest)
-        rest = re.sub(r"(?<=[0-9OolI|SB])(?:st|nd|rd|th)\b", " ", rest)
+        rest = re.sub(r"(?<=[0-9OolI|SB])(?:st|nd|rd|th|er)\b", " ", rest)
         nums = [fix_digits(n) for n in re.findall(r"[0-9olI|sb]+", rest)]
         nums = [n for n in nums if n.isdigit()]
         if month and len(nums) == 2:
@@ -475,6 +506,11 @@ _SEP = r"[ \t]*(?:[:#=|\-–—→>\[\]]|\.:?|[.·…_]{2,}:?|\bis\b|\bwas\b|\bo
 #: A parenthesis after a label ("Total (USD)", "Security code (CCV)"); never one that takes
 #: something out of it ("Total (ex GST)": a total before tax).
 _PAREN = r"(?:[ \t]*\((?![ \t]*(?:ex|excl\w*|excluding|before|pre|net)\b)[^()\n]{1,30}\))?"
+#: A label's gloss in a second language after a slash ("Total amount / Montant total  34,16 $"):
+#: letters up to a gap, a colon or the value's first digit or currency sign.
+_GLOSS = (
+    r"(?:[ \t]*/[ \t]*(?=[^\W\d_])[^\n/:\d$€£]{1,40}?(?=[ \t]{2,}|[ \t]*:|[ \t]+[\d$€£]|[ \t]*$))?"
+)
 #: The end of a value cell: two spaces, a ``|`` column separator or the end of the line.
 _CELL_END = r"(?=[ \t]{2,}|[ \t]*\||[ \t]*$)"
 #: An identifier with at least one digit (case-sensitive inside a case-insensitive rule).
@@ -555,7 +591,9 @@ def label_rule(
         if not_after
         else None
     )
-    patterns = [(re.compile(rf"(?im)\b{labels}(?!\w){_PAREN}{_SEP}(?P<v>{value})"), strength)]
+    patterns = [
+        (re.compile(rf"(?im)\b{labels}(?!\w){_PAREN}{_GLOSS}{_SEP}(?P<v>{value})"), strength)
+    ]
     if below:
         patterns.append(
             (
@@ -760,7 +798,7 @@ def _carrier(raw: str, ctx: RuleContext) -> str | None:
     if _DATE_PATTERN().search(s):
         return None  # "Handed over to carrier   15 May 2024": the hand-over's date
     # an unknown name, unless it is the next column's label ("Carrier  Tracking number")
-    return s if len(s.split()) <= 4 and _is_name(s) else None
+    return s if len(s.split()) <= 4 and _is_name(s) and not _names_a_field(s) else None
 
 
 def is_label(text: str) -> bool:
@@ -972,7 +1010,7 @@ AVS = (
         r"failed|not\s+(?:verified|confirmed)|unconfirmed|does\s+not\s+match|\bneither\b|"
         r"(?:does|did)\s*n'?t\s+match|"
         r"^\s*none\b|\bno\s+(?:details?|data|fields?)\s+match|\bno\s+(?:avs|address)\s+match|"
-        r"\brejected\b|^\s*negative\b|\bincorrect\b",
+        r"\brejected\b|^\s*(?:negative|ng)\b|\bincorrect\b",
         "no_match",
     ),
     (
@@ -984,7 +1022,7 @@ AVS = (
         "unavailable",
     ),
     (
-        r"^\s*(?:full\b|(?:full\s+)?match|pass|positive|[YXMD](?![/\w]))|match|passed|\bverified|"
+        r"^\s*(?:full\b|(?:full\s+)?match|pass|positive|ok\b|[YXMD](?![/\w]))|match|passed|\bverified|"
         r"\bconfirmed|\bcorrect\b",
         "match",
     ),
@@ -993,7 +1031,7 @@ CVV = (
     (
         r"^\s*(?:no[\s_-]*match|mismatch|fail|N(?![/\w]))|no[\s_-]*match|not\s+match|mismatch|"
         r"failed|incorrect|invalid|does\s+not\s+match|rejected|declined|(?:does|did)\s*n'?t\s+match|"
-        r"^\s*negative\b",
+        r"^\s*(?:negative|ng)\b",
         "no_match",
     ),
     (
@@ -1116,7 +1154,8 @@ L_SHIP_DATE = _labels(
     r"left[ \t]+(?:the[ \t]+|our[ \t]+)?(?:warehouse|depot|premises)(?:[ \t]+on)?",
 )
 L_DELIVERY_DATE = _labels(
-    r"(?:proof[ \t]+of[ \t]+)?deliver(?:y|ed)[ \t]+(?:date|on|at)",
+    r"(?:proof[ \t]+of[ \t]+)?deliver(?:y|ed)(?:[ \t]+(?:completion|completed|made|effected))?"
+    r"[ \t]+(?:date|on|at)",
     r"date[ \t]+(?:of[ \t]+)?deliver(?:y|ed)",
     r"delivered",
     r"hand[ \t-]*over[ \t]+(?:date|on)",
@@ -1167,8 +1206,8 @@ L_IP = _labels(
     r"(?:[ \t]+address)?",
 )
 L_DEVICE = _labels(
-    rf"(?:device|browser|machine|hardware)(?:[ \t]+(?:{_ID}|fingerprint|identifier|hash|token|"
-    rf"ref(?:erence)?))?",
+    rf"(?:device|browser|machine|hardware|handset)(?:[ \t]+(?:{_ID}|fingerprint|identifier|hash|"
+    rf"token|ref(?:erence)?))?",
     rf"(?:device[ \t]+)?fingerprint(?:[ \t]+{_ID})?",
 )
 L_REFUND_AMOUNT = _labels(
@@ -1203,7 +1242,10 @@ L_CANCEL = _labels(
     r"(?:end|termination)[ \t]+date",
 )
 _SHIP_SIDE = r"(?:ship(?:ping)?|delivery)(?:[ \t-]*to)?(?:[ \t]+address(?:es)?)?"
-_BILL_SIDE = r"(?:bill(?:ing)?|invoice|sold)(?:[ \t-]*to)?(?:[ \t]+address(?:es)?)?"
+_BILL_SIDE = (
+    r"(?:bill(?:ing)?|invoice|sold|(?:orderer|purchaser|buyer|card[ \t]*holder)(?:'?s)?)"
+    r"(?:[ \t-]*to)?(?:[ \t]+address(?:es)?)?"
+)
 #: A shipping/billing address comparison (in a shipping document): the two sides in either
 #: order with a few words between ("Ship-to verified against bill-to").
 L_ADDRESS_MATCH = _labels(
@@ -1239,6 +1281,7 @@ L_POLICY = _labels(
 L_TERMS = _labels(_TERMS)
 L_MERCHANT = _labels(
     r"merchant[ \t]+(?:name|of[ \t]+record)",
+    r"(?:seller|vendor|merchant)(?:'s)?[ \t]+(?:shop|store)",
     r"(?:sold|billed|invoiced|supplied)[ \t]+by",
     r"(?:seller|vendor|retailer|supplier|store|shop)[ \t]+name",
     r"(?:trading|doing[ \t]+business)[ \t]+as",
@@ -1290,6 +1333,7 @@ _NOT_ORDER = _cases(
     "session",
     "terminal",
     "of",
+    "this",
 )
 _NOT_REFUND = _cases("refund", "credit")
 #: ... and a customer's sentence ("Got my order on 26 Jun") is no order-date label.
@@ -1323,6 +1367,7 @@ _NOT_TOTAL = _cases(
     "mdse",
     "memo",
     "merchandise",
+    "sous",
 )
 #: Words before "delivered"/"delivery date" that make it a forecast.
 _NOT_ACTUAL = _cases("estimated", "expected", "scheduled", "planned", "anticipated", "est.")
@@ -1379,7 +1424,9 @@ ACK_PHRASES: tuple[tuple[str, Any], ...] = (
         r"is)\s+(?:inside|there|included|in\s+the\s+(?:box|parcel|package))\b|"
         r"\b(?:everything|all\s+(?:the\s+)?items|it\s+all)\s+(?:has\s+|have\s+)?(?:arrived|came|"
         r"turned\s+up)\b|\b(?:I|we)\s+(?:now\s+)?have\s+(?:the|my|our)\s+(?:item|order|parcel|"
-        r"package|goods|product)s?\b",
+        r"package|goods|product)s?\b|(?:^|[.!?]\s+)(?:received|got|collected)\s+(?:it|them|"
+        r"(?:the|my)\s+(?:item|order|package|parcel|goods|delivery))\b|\bcontents?\s+(?:was|were|is|"
+        r"are)\s+(?:fine|ok|okay|intact|complete|all\s+there)\b",
         True,
     ),
 )
@@ -1406,7 +1453,8 @@ REFUND_PHRASES: tuple[tuple[str, Any], ...] = (
     (
         r"\b(?:money|funds|payment|amount|sum|charge|balance)\b.{0,40}?\b(?:has\s+been|have\s+"
         r"been|was|were)\s+(?:returned|refunded|credited|reimbursed|reversed|sent\s+back|put\s+"
-        r"back)\b|\b(?:returned|refunded|credited|reversed|reimbursed)\b.{0,30}?\bto\s+your\s+"
+        r"back)\b|\b(?:was|were|has\s+been)\s+(?:refunded|credited|reimbursed)\s+to\s+(?:the|your)\s+"
+        r"(?:card|account)\b|\b(?:returned|refunded|credited|reversed|reimbursed)\b.{0,30}?\bto\s+your\s+"
         r"(?:card|account|bank|original\s+payment)|\bwe(?:\s+have|'ve)?\s+(?:reimbursed|reversed)\b|"
         r"\bpaid\s+back\s+(?:to|onto|on)\s+your\b|\bpaid\s+(?:your|the)\s+money\s+back\b|"
         r"\breleased\s+(?:a|the|your)\s+refund\b|"
@@ -1470,7 +1518,8 @@ def default_rules() -> list[Rule]:
         # an e-mail's subject names the order it is about ("Ticket update for payment 3442160")
         pattern_rule(
             "order_id",
-            rf"^[ \t]*Subject:[^\n]*?\b(?:{_ORDER_NOUN}|payment|transaction)[ \t]*(?:{_NO}[ \t]*)?"
+            rf"^[ \t]*Subject:[^\n]*?\b(?:{_ORDER_NOUN}|payment|transaction)(?:[ \t]*/[ \t]*\w+)?"
+            rf"[ \t]*(?:{_NO}[ \t]*)?"
             rf"[:.]?[ \t]*(?P<v>{ID_VALUE})",
             _order_id,
             0.65,
@@ -1574,8 +1623,10 @@ def default_rules() -> list[Rule]:
         ),
         pattern_rule(
             "cancellation_date",
-            rf"\b(?:[Oo]n|[Aa]s\s+of)\s+(?P<v>{DATE}),?\s+(?:I|we)\s+(?:\w+\s+){{0,2}}?(?:cancell?\w*|"
-            r"terminated|ended|stopped|unsubscribed|closed)\b",
+            rf"\b(?:[Oo]n|[Aa]s\s+of)\s+(?P<v>{DATE}),?\s+(?:I|we)\s+(?:(?:\w+\s+){{0,2}}?(?:cancell?\w*|"
+            r"terminated|ended|stopped|unsubscribed|closed)\b|(?:\w+\s+){0,3}?(?:end|stop|cancel|"
+            r"terminate|close)\s+(?:the|my|our)\s+(?:subscription|membership|plan|account|service|"
+            r"contract)\b)",
             _date,
             0.8,
         ),
@@ -1591,7 +1642,8 @@ def default_rules() -> list[Rule]:
                 "refund_date",
                 rf"\b[Oo]n\s+(?P<v>{DATE}),?\s+(?:we\s+(?:have\s+)?(?:returned|refunded|credited|"
                 r"reimbursed|reversed|sent|paid|issued)\b|(?:a|the|your)\s+(?:full\s+|partial\s+)?"
-                r"refund\b)",
+                r"refund\b|[^.\n]{0,30}?\b(?:was|were|has\s+been)\s+(?:refunded|credited|reimbursed|"
+                r"returned)\b)",
                 _date,
                 0.8,
             )
@@ -1685,7 +1737,7 @@ _CELL_TEXT = r"[^\s|](?:[^\n|]*?[^\s|])?(?=[ \t]{2,}|[ \t]*\||[ \t]*$)"
 _OTHER_REF = (
     r"date|time|placed|total|amount|status|state|track\w*|shipment|parcel|package|consignment|"
     r"waybill|refund\w*|credit\w*|customer|account|transaction|payment|auth\w*|ticket|case|"
-    r"returns?|items?|qty|quantity|tax|vat|subject|device|ip|member\w*|loyalty|support|claim"
+    r"returns?|items?|qty|quantity|tax|vat|subject|device|ip|member\w*|loyalty|points?|support|claim"
 )
 KEY_CLASSES: tuple[KeyClass, ...] = (
     KeyClass(
@@ -1800,7 +1852,7 @@ KEY_CLASSES: tuple[KeyClass, ...] = (
     ),
     KeyClass(
         "device_id",
-        _kw(r"\b(?:device|fingerprint|browser|machine|hardware)\b"),
+        _kw(r"\b(?:device|fingerprint|browser|machine|hardware|handset)\b"),
         _v(ID_VALUE),
         _id,
         unless=_kw(r"\b(?:type|model|os|name)\b"),
@@ -1820,7 +1872,7 @@ KEY_CLASSES: tuple[KeyClass, ...] = (
     KeyClass(
         "delivery_status",
         _kw(
-            r"\b(?:status|state|progress)\b|\b(?:consignment|shipment|parcel|package|tracking|"
+            r"\b(?:status|state|progress|situation)\b|\b(?:consignment|shipment|parcel|package|tracking|"
             r"delivery)\s+update\b|\b(?:current|latest|last|most\s+recent)\s+(?:update|"
             r"event|scan|activity|checkpoint|stage)\b"
         ),
@@ -2053,6 +2105,54 @@ def header_row_pairs(text: str) -> Iterator[tuple[str, str, int]]:
             yield h, c, vat + c_at
 
 
+#: A number standing alone (a value), not one inside a word ("3-digit code", "IPv4").
+_NUMBER_WORD = re.compile(r"(?<![\w-])\d+(?![\w-])")
+
+
+def _names_a_field(cell: str) -> bool:
+    """A cell that is a field's label, or whose words name a field ("Order reception no.")."""
+    return is_label(cell) or any(
+        k.words.search(cell) and not (k.unless and k.unless.search(cell)) for k in KEY_CLASSES
+    )
+
+
+def caption_row_pairs(text: str) -> Iterator[tuple[str, str, int, float]]:
+    """``(caption, value, value offset, weight)`` where each value stands above its caption (an
+    app's tiles: "ORD-1   2024/5/10" over "Order no.   Order placed"): a row of caption cells,
+    one of them a field's label, under a row of as many cells that is no table header itself.
+    Not when the row below has as many cells (then the captions head that row: a table),
+    except a lone caption over a lone line, weighed less ("Carrier" over "UPS" reads down)."""
+    lines = [(m.start(), m.group()) for m in re.finditer(r"[^\n]*", text) if m.group().strip()]
+    cells = [[(m.start(), m.group()) for m in _CELL.finditer(line)] for _, line in lines]
+    for i in range(1, len(lines)):
+        caps, values = cells[i], cells[i - 1]
+        if not caps or len(values) != len(caps):
+            continue
+        if any(len(c) > 40 or ":" in c or _NUMBER_WORD.search(c) for _, c in caps):
+            continue
+        if len(caps) == 1:
+            if not is_label(caps[0][1]):
+                continue  # a lone caption is a whole label ("Seller shop"), not a title
+            column = {len(line) - len(line.lstrip()) for _, line in lines[max(0, i - 2) : i + 1]}
+            if i >= 2 and len(cells[i - 2]) == 1 and len(column) == 1:
+                continue  # one column of lone lines ("Order ref." / "7436762" / ...) reads down
+        elif not any(_names_a_field(c) for _, c in caps):
+            continue
+        above = _header_cells(lines[i - 1][1])
+        if above is not None and any(is_label(h) for _, h in above):
+            continue  # the row above is a table's header row
+        below = len(cells[i + 1]) if i + 1 < len(lines) else 0
+        weight = 0.85
+        if below == len(caps):
+            if below > 1:
+                continue
+            weight = 0.6
+        vat = lines[i - 1][0]
+        for (_, c), (v_at, v) in zip(caps, values, strict=True):
+            if not is_label(v):
+                yield c, v, vat + v_at, weight
+
+
 _CONTACT = re.compile(
     r"@|www\.|https?://|\.(?:com|net|org|example|shop|store|co)\b|(?<!\w)\+?\d[\d ()-]{7,}"
 )
@@ -2263,20 +2363,25 @@ class RulesExtractor:
         return out
 
     def _hits(self, text: str, ctx: RuleContext) -> Iterator[Hit]:
-        """Every rule's hits on the page, then on each header-row table cell pair (read as
-        ``header: value``, its spans mapped back to the value cell, strength x 0.85). Dot
+        """Every rule's hits on the page, then on each header-row table cell pair and each
+        caption under its value (read as ``header: value``, its spans mapped back to the value
+        cell, strength x 0.85; a lone caption over a lone line, x 0.6: that line may be its
+        value read down the page). Dot
         leaders between a label and its value (``ORDER NBR . . . . :  123``) are read as the
         gap they draw (blanked in place: every span stays the page's)."""
         text = _LEADER.sub(lambda m: re.sub(r"[.·…]", " ", m.group()), text)
         for rule in self.rules:
             yield from rule(text, ctx)
-        for header, value, at in header_row_pairs(text):
+        pairs = itertools.chain(
+            ((h, v, at, 0.85) for h, v, at in header_row_pairs(text)), caption_row_pairs(text)
+        )
+        for header, value, at, factor in pairs:
             mini = f"{header}: {value}"
             base = len(header) + 2
             for rule in self.rules:
                 for name, parsed, start, end, strength in rule(mini, ctx):
                     if start >= base:
-                        yield name, parsed, at + start - base, at + end - base, strength * 0.85
+                        yield name, parsed, at + start - base, at + end - base, strength * factor
 
     def extract(self, documents: Sequence[Path | str | DocumentText]) -> ExtractionResult:
         texts = extract_texts(documents)
