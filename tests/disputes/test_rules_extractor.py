@@ -717,6 +717,40 @@ def test_values_above_their_captions_and_labels_with_a_gloss() -> None:
     assert parse_date("04 JUN/JUIN 2024") == dt.date(2024, 6, 4)
 
 
+def test_letters_with_dash_lines_and_dates_spaced_after_the_dots() -> None:
+    """A business letter's information block and dash lines; dates as ``7. 3. 2025``; an order
+    "of" a date; dispatched "by us"; a transport company; an address check by the issuer; a
+    credit booked back and the money returned on a date; a code "wrong"."""
+    letter = (
+        "                                   Your purchase of    07.03.2025\n"
+        "Shipping advice\n"
+        "   -  Dispatched by the shop on:        8. 3. 2025\n"
+        "   -  Transport partner:                 GLS\n"
+        "   -  Address verification by the issuing bank:  Confirmed\n"
+        "   -  Card security code:                Code wrong\n"
+    )
+    ev = RulesExtractor().extract([_doc(letter)]).evidence
+    assert (ev.transaction_date, ev.shipping_date, ev.carrier) == (
+        dt.date(2025, 3, 7),
+        dt.date(2025, 3, 8),
+        "GLS",
+    )
+    assert (ev.avs_result, ev.cvv_result) == ("match", "no_match")
+    credit = (
+        "Credit advice\n"
+        "Paid back on:       12. 3. 2025\n"
+        "Credited sum:       EUR 19,90\n"
+        "Return of funds:    Amount refunded\n"
+    )
+    ev = RulesExtractor().extract([_doc(credit)]).evidence
+    assert (ev.refund_date, ev.refund_amount, ev.refund_issued, ev.amount) == (
+        dt.date(2025, 3, 12),
+        19.9,
+        True,
+        None,
+    )
+
+
 def test_refunds_refused_and_made_in_other_words() -> None:
     ex = RulesExtractor()
     said = "From: Shop Support <help@shop.example>\nSubject: Order 88120\n{}\n"

@@ -221,6 +221,7 @@ DATE_RE = (
     # 2025-03-14, 2025-03-14T09:30:00Z
     rf"(?<![\w.])(?:{_D}{{4}}[-/.]{_D}{{1,2}}[-/.]{_D}{{1,2}}(?!(?!T\d{{2}}:)[\w.]?\d)"
     rf"|{_D}{{1,2}}[-/.]{_D}{{1,2}}[-/.]{_D}{{4}}(?![\w.]?\d)"  # 14/03/2025, 03-14-2025
+    rf"|{_D}{{1,2}}\.[ \t]{_D}{{1,2}}\.[ \t]{_D}{{4}}(?![\w.]?\d)"  # 14. 3. 2025 (Czech)
     rf"|{_D}{{1,2}}[-/.]{_D}{{1,2}}[-/.]\d{{2}}(?![\w.:/-]?\d)"  # 03/14/25
     rf"|{_MONTH_RE}[ \t/-]*{_DAY},?[ \t/-]+{_D}{{4}}"  # March 14, 2025; Mar-14-2025
     rf"|{_DAY}(?:[ \t]+of)?[ \t/.-]*{_MONTH_RE},?[ \t/.-]*{_D}{{4}}"  # 14 March 2025, 14Mar2025
@@ -328,6 +329,7 @@ def parse_date(text: str, dayfirst: bool | None = None) -> dt.date | None:
     s = re.sub(r"^(?:mon|tue|wed|thu|fri|sat|sun)[a-z]*\.?,?\s+", "", text.strip().lower())
     s = re.sub(r"\s*\((?:mon|tue|wed|thu|fri|sat|sun)[a-z]*\.?\)$", "", s)
     s = re.sub(r"\s+", " ", s.replace(",", " ")).strip()
+    s = re.sub(r"^(\S{1,2})\. (\S{1,2})\. (\S{4})$", r"\1.\2.\3", s)  # 14. 3. 2025
     m = re.fullmatch(r"(\S{4})[-/.](\S{1,2})[-/.](\S{1,2})", s)
     try:
         if m:
@@ -1031,7 +1033,7 @@ CVV = (
     (
         r"^\s*(?:no[\s_-]*match|mismatch|fail|N(?![/\w]))|no[\s_-]*match|not\s+match|mismatch|"
         r"failed|incorrect|invalid|does\s+not\s+match|rejected|declined|(?:does|did)\s*n'?t\s+match|"
-        r"^\s*(?:negative|ng)\b",
+        r"^\s*(?:negative|ng)\b|\bwrong\b",
         "no_match",
     ),
     (
@@ -1082,8 +1084,9 @@ REFUND_STATUS = (
     (
         r"^\s*(?:issued|completed?|processed|refunded|paid|sent|credited|done|yes|y|approved|"
         r"successful|succeeded|success|settled|returned|granted|reimbursed|fully\s+refunded|posted|"
-        r"applied|paid\s+back|executed|transferred|"
-        r"(?:full|partial)\s+refund)\b|\b(?:refund|credit)"
+        r"applied|paid\s+back|executed|transferred|booked(?:\s+back)?|"
+        r"(?:full|partial)\s+refund)\b|\b(?:money|amount|funds)\s+(?:returned|refunded|booked\s+"
+        r"back)\b|\b(?:refund|credit)"
         r"(?:\s+(?:note|memo))?\s+(?:issued|processed|completed|paid|sent|granted)\b",
         True,
     ),
@@ -1138,6 +1141,7 @@ _ORDER_EVENT = r"(?:order|purchase|transaction|payment|checkout|booking|invoice|
 L_ORDER_DATE = _labels(
     rf"{_ORDER_EVENT}[ \t]+(?:date|time|placed(?:[ \t]+on)?|made(?:[ \t]+on)?|on)",
     rf"date[ \t]+(?:of[ \t]+)?(?:the[ \t]+)?{_ORDER_EVENT}",
+    rf"(?:your[ \t]+)?{_ORDER_EVENT}[ \t]+(?:of|dated)",  # "Your order of 10.05.2024"
     r"(?:ordered|purchased|placed|bought|booked|invoiced|paid)(?:[ \t]+(?:on|at|date))?",
     r"order[ \t]+(?:was[ \t]+)?placed(?:[ \t]+on)?",
 )
@@ -1148,6 +1152,9 @@ L_SHIP_DATE = _labels(
     rf"{_SHIP_EVENT}[ \t]+(?:date|on)",
     rf"date[ \t]+(?:of[ \t]+)?{_SHIP_EVENT}",
     r"date[ \t]+(?:shipped|dispatched|despatched|posted|mailed|picked[ \t]+up)",
+    r"sent[ \t]+out(?:[ \t]+(?:on|date))?",
+    r"(?:shipped|dispatched|despatched|sent)[ \t]+by[ \t]+(?:us|the[ \t]+(?:shop|store|seller|"
+    r"merchant))(?:[ \t]+on)?",
     r"(?:shipped|dispatched|despatched|posted|mailed|picked[ \t]+up|lodged)"
     r"(?:[ \t]+(?:on|at|date))?",
     r"dispatch(?:ed)?",
@@ -1156,6 +1163,7 @@ L_SHIP_DATE = _labels(
 L_DELIVERY_DATE = _labels(
     r"(?:proof[ \t]+of[ \t]+)?deliver(?:y|ed)(?:[ \t]+(?:completion|completed|made|effected))?"
     r"[ \t]+(?:date|on|at)",
+    r"delivered[ \t]+to[ \t]+(?:you|the[ \t]+(?:recipient|customer|addressee))[ \t]+on",
     r"date[ \t]+(?:of[ \t]+)?deliver(?:y|ed)",
     r"delivered",
     r"hand[ \t-]*over[ \t]+(?:date|on)",
@@ -1165,7 +1173,8 @@ L_CARRIER = _labels(
     r"(?:shipping[ \t]+|delivery[ \t]+)?carrier",
     r"courier(?:[ \t]+(?:service|company|name))?+",
     r"(?:ship(?:ped)?|sent|dispatched|despatched|delivered|delivery)[ \t]+(?:via|with|by)",
-    r"(?:ship(?:ping)?|delivery|postal|parcel)[ \t]+(?:carrier|company|service|provider|partner|"
+    r"(?:ship(?:ping)?|delivery|postal|parcel|transport)[ \t]+(?:carrier|company|service|provider|"
+    r"partner|"
     r"method|agent|firm)",
     r"logistics(?:[ \t]+(?:partner|provider|company))?",
     r"via",
@@ -1192,6 +1201,8 @@ L_AVS = _labels(
     r"billing[ \t]+address[ \t]+(?:check|verification)(?:[ \t]+result)?",
     r"(?:street|address)[ \t]*(?:/|and|&|\+)[ \t]*(?:post[ \t]*code|postal[ \t]+code|zip)"
     r"[ \t]+(?:check|verification|result)",
+    r"(?:billing[ \t]+)?address[ \t]+(?:check|verification)[ \t]+(?:by|from)[ \t]+(?:the[ \t]+)?"
+    r"(?:card[ \t]+)?(?:issuer|issuing[ \t]+bank|bank)",
 )
 L_CVV = _labels(
     r"(?:cv+|cvc|ccv|cvd|cid|csc)2?(?:[ \t]+(?:result|response|check|code|status|match))?",
@@ -1213,6 +1224,7 @@ L_DEVICE = _labels(
 L_REFUND_AMOUNT = _labels(
     r"refund(?:ed)?[ \t]+(?:amount|total|sum|value)",
     r"amount[ \t]+(?:refunded|credited|reimbursed|returned)",
+    r"(?:refunded|credited|reimbursed|returned)[ \t]+(?:amount|sum|total)",
     r"refunded",
     r"credit(?:ed)?(?:[ \t]+(?:amount|total|value))?",
     r"reimburse(?:d|ment)(?:[ \t]+amount)?",
@@ -1223,6 +1235,8 @@ L_REFUND_DATE = _labels(
     r"date[ \t]+(?:of[ \t]+)?(?:refund|refunded|credit|credited|reimbursement)",
     r"credit(?:ed)?[ \t]+(?:date|on|issued(?:[ \t]+on)?)",
     r"reimburse(?:d|ment)[ \t]+(?:date|on)",
+    r"(?:booked|paid|sent|credited|transferred)[ \t]+back(?:[ \t]+on)?",
+    r"(?:money|amount|payment)[ \t]+(?:returned|refunded|reimbursed)[ \t]+on",
 )
 #: A bare "Processed on"/"Issued on": the refund's date on a page about a refund.
 L_PROCESSED_ON = _labels(
@@ -1230,7 +1244,8 @@ L_PROCESSED_ON = _labels(
 )
 L_REFUND_STATUS = _labels(
     r"(?:refund|credit|reimbursement)[ \t]+(?:status|state|issued|processed|decision|outcome|"
-    r"result)",
+    r"result|entry)",
+    r"return[ \t]+of[ \t]+(?:money|funds|payment)",
     r"refund|reimbursement",
 )
 L_CANCEL = _labels(
@@ -1353,6 +1368,7 @@ _NOT_TOTAL = _cases(
     "credited",
     "reimbursed",
     "reimbursement",
+    "returned",
     "line",
     "unit",
     "item",
@@ -1426,7 +1442,10 @@ ACK_PHRASES: tuple[tuple[str, Any], ...] = (
         r"turned\s+up)\b|\b(?:I|we)\s+(?:now\s+)?have\s+(?:the|my|our)\s+(?:item|order|parcel|"
         r"package|goods|product)s?\b|(?:^|[.!?]\s+)(?:received|got|collected)\s+(?:it|them|"
         r"(?:the|my)\s+(?:item|order|package|parcel|goods|delivery))\b|\bcontents?\s+(?:was|were|is|"
-        r"are)\s+(?:fine|ok|okay|intact|complete|all\s+there)\b",
+        r"are)\s+(?:fine|ok|okay|intact|complete|all\s+there)\b|\b(?:I|we)\s+(?:have\s+)?(?:accepted|"
+        r"took\s+over|taken\s+over)\s+(?:the|my|our)\s+(?:consignment|package|parcel|order|delivery|"
+        r"shipment|goods|items?)\b|\ball\s+(?:the\s+)?(?:products|items|goods|contents)\s+(?:were|was)\s+"
+        r"(?:inside|there|included)\b",
         True,
     ),
 )
@@ -1462,7 +1481,8 @@ REFUND_PHRASES: tuple[tuple[str, Any], ...] = (
         r"on\b|"
         r"\b(?:went|gone|sent|paid)\s+back\s+to\s+your\s+(?:card|account|bank)|\bwe(?:\s+have|'ve)?\s+"
         r"(?:sent|paid|put|transferred)\b.{0,30}?\bback\s+(?:to|on|onto)\s+(?:you|your)\b|"
-        r"\b(?:was|were|has\s+been)\s+put\s+through\b|\brefund\s+(?:confirmed|approved|completed)\b|"
+        r"\b(?:was|were|has\s+been)\s+put\s+through\b|\bwe\s+(?:have\s+)?made\s+(?:the|a|your)\s+"
+        r"(?:full\s+|partial\s+)?refund\b|\brefund\s+(?:confirmed|approved|completed)\b|"
         r"\b(?:arranged|approved|authori[sz]ed)\s+(?:a|the|your)\s+(?:full\s+|partial\s+)?refund\b|"
         r"\brefunded\s+to\s+you\b|\brefund\b.{0,40}?\b(?:has|have)\s+(?:now\s+)?been\s+(?:approved|"
         r"completed|processed|issued|sent)\b|"
@@ -1641,7 +1661,8 @@ def default_rules() -> list[Rule]:
             pattern_rule(
                 "refund_date",
                 rf"\b[Oo]n\s+(?P<v>{DATE}),?\s+(?:we\s+(?:have\s+)?(?:returned|refunded|credited|"
-                r"reimbursed|reversed|sent|paid|issued)\b|(?:a|the|your)\s+(?:full\s+|partial\s+)?"
+                r"reimbursed|reversed|sent|paid|issued|made\s+(?:the|a|your)\s+refund)\b|(?:a|the|"
+                r"your)\s+(?:full\s+|partial\s+)?"
                 r"refund\b|[^.\n]{0,30}?\b(?:was|were|has\s+been)\s+(?:refunded|credited|reimbursed|"
                 r"returned)\b)",
                 _date,
@@ -1657,7 +1678,8 @@ def default_rules() -> list[Rule]:
             r"received\s+(?:by\s+(?:the\s+)?(?:carrier|courier)|from\s+(?:the\s+)?(?:sender|"
             r"shipper|merchant|retailer|seller|vendor|store|shop))|picked\s+up\s+from\s+(?:the\s+)?"
             r"(?:sender|shipper|merchant|retailer|seller|vendor|store|shop)|handed\s+(?:over\s+)?to\s+"
-            r"(?:the\s+)?(?:carrier|courier)|handed\s+in\b)",
+            r"(?:the\s+)?(?:carrier|courier)|handed\s+in\b|taken\s+over\s+from\s+(?:the\s+)?(?:sender|"
+            r"shipper|merchant|retailer|seller|vendor|store|shop))",
             _date,
             0.75,
         ),
@@ -1862,7 +1884,7 @@ KEY_CLASSES: tuple[KeyClass, ...] = (
         _kw(
             r"\b(?:carrier|courier|logistics|(?:shipped|sent|delivered|transported|carried|"
             r"dispatched|despatched|shipping)\s+(?:by|with|via)|(?:delivery|shipping|postal|"
-            r"parcel)\s+(?:partner|service|company|provider|method|agent|firm))\b"
+            r"parcel|transport)\s+(?:partner|service|company|provider|method|agent|firm))\b"
         ),
         _v(_CELL_TEXT),
         _carrier,
