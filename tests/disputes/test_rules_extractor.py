@@ -794,16 +794,18 @@ def _scores(ds: DisputeSet) -> tuple[Any, Any]:
 
 
 def test_held_out_clean_f1(held_out_dispute_set: DisputeSet) -> None:
-    """Held-out template variants 22-23 (written blind to the rules, never used to write them)
+    """Held-out template variants 24-25 (written blind to the rules, never used to write them)
     and seeds. Measured on this 40-dispute corpus (December 2026) before any rule saw them:
-    per-document F1 0.871 (precision 0.997), per-case F1 0.881 (precision 1.000); on a 150-
-    dispute corpus 0.874 / 0.881 (precision 0.999): variant 22 (a Czech cosmetics web shop)
-    0.863, variant 23 (a German wine merchant's DIN business letters) 0.882; the rules before
-    they were tuned on 20-21 read the same.
+    per-document F1 0.622 (precision 0.830), per-case F1 0.708 (precision 0.879); on a 150-
+    dispute corpus 0.645 / 0.710 (precision 0.829 / 0.873): variant 24 (a Greek delicatessen's
+    web shop, captions in small capitals over their values) 0.629, variant 25 (an Argentine
+    exporter's fiscal documents, ruled boxes of pairs) 0.664; the morning's rules, before three
+    pairs were tuned in, 0.645.
     Blind pairs, per document, each measured before the rules were tuned on it: 8-9 0.902,
     10-11 0.905, 12-13 0.901, 14-15 0.756 (a retailer 0.946, an order-system printout 0.44),
     16-17 0.866 (a retailer 0.962, business forms 0.733), 18-19 0.925, 20-21 0.635 (app
-    tiles, each value above its caption, 0.399; bilingual forms 0.829), 22-23 0.872. A
+    tiles, each value above its caption, 0.399; bilingual forms 0.829), 22-23 0.872, 24-25
+    0.647. A
     typical retailer reads at 0.86-0.96; a layout of another kind costs recall first, and
     one that inverts label and value costs precision too. The bounds sit just under what was
     measured blind: a rule change that costs generality fails them."""
@@ -812,10 +814,10 @@ def test_held_out_clean_f1(held_out_dispute_set: DisputeSet) -> None:
     per_doc, per_case = _scores(held_out_dispute_set)
     figures = (per_doc.as_dict()["micro"], per_case.as_dict()["micro"])
     assert per_doc.pairs >= 60
-    assert per_doc.micro_f1 >= 0.86, figures
-    assert per_case.micro_f1 >= 0.87, figures
-    assert per_case.total.precision >= 0.98, figures  # what the rules claim is right
-    floors = {"merchant_name": 0.97, "amount": 0.96, "tracking_number": 0.97, "device_id": 0.97}
+    assert per_doc.micro_f1 >= 0.60, figures
+    assert per_case.micro_f1 >= 0.69, figures
+    assert per_case.total.precision >= 0.86, figures  # what the rules claim is right
+    floors = {"merchant_name": 0.53, "amount": 0.42, "tracking_number": 0.45, "device_id": 0.67}
     for name, floor in floors.items():
         counts = per_doc.per_field[name]
         if counts.tp + counts.fn:
