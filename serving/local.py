@@ -96,17 +96,36 @@ def app_config(
     }
 
 
+def shipped_logging_config() -> dict[str, Any]:
+    """The ``logging_config`` of ``serving/serve_config.yaml`` (what the RayService runs)."""
+    import yaml
+
+    from riskml.k8s.manifests import SERVE_CONFIG_PATH
+
+    doc = yaml.safe_load(SERVE_CONFIG_PATH.read_text())
+    return dict(doc.get("logging_config") or {})
+
+
+def with_shipped_logging(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with the shipped ``logging_config`` where it names none."""
+    if "logging_config" in config:
+        return config
+    return {**config, "logging_config": shipped_logging_config()}
+
+
 def deploy_config(config: dict[str, Any]) -> None:
     """Apply a serve config declaratively, the way ``serve run config.yaml`` does.
 
     The applications listed become the whole declarative set (others deployed this way are
     removed). A change confined to a deployment's ``user_config`` is applied in place through
-    ``reconfigure()`` without restarting replicas; a change of ``args`` restarts them.
+    ``reconfigure()`` without restarting replicas; a change of ``args`` restarts them. A config
+    without a ``logging_config`` gets the shipped one (:func:`shipped_logging_config`), so local
+    replicas log as the cluster's do.
     """
     from ray.serve.context import _get_global_client
     from ray.serve.schema import ServeDeploySchema
 
-    schema = ServeDeploySchema.model_validate(config)
+    schema = ServeDeploySchema.model_validate(with_shipped_logging(config))
     client = _get_global_client()  # the client `serve run config.yaml` uses
     if client is None:  # pragma: no cover - serve.start() was called before
         raise RuntimeError("Serve is not running on this Ray cluster")

@@ -134,3 +134,21 @@ def test_every_app_in_the_serve_config_has_its_args_model_and_a_stranger_is_refu
         assert callable(import_attr(app["import_path"]))
     with pytest.raises(ValueError, match=r"'serving\.nope:build' is not a riskml Serve app"):
         validate_app_args("serving.nope:build", {})
+
+
+def test_local_deploys_log_as_the_shipped_config_no_access_line_per_request() -> None:
+    """Serve's access line per request cost ~3 % of an Ingress replica's CPU at 300 rps; the
+    shipped config turns it off and every local deploy (demo, benchmarks, tests) takes the
+    shipped logging config unless it names its own."""
+    from ray.serve.schema import LoggingConfig, ServeDeploySchema
+
+    from serving.local import shipped_logging_config, with_shipped_logging
+
+    shipped = shipped_logging_config()
+    assert LoggingConfig(**shipped).enable_access_log is False
+    assert shipped["encoding"] == "JSON"
+    app = {"name": "a", "route_prefix": "/", "import_path": "serving.app:build_app"}
+    schema = ServeDeploySchema.model_validate(with_shipped_logging({"applications": [app]}))
+    assert schema.logging_config is not None and schema.logging_config.enable_access_log is False
+    own = {"applications": [app], "logging_config": {"enable_access_log": True}}
+    assert with_shipped_logging(own) == own
