@@ -764,13 +764,16 @@ def training_sequences(
     idx = hi[:, None] + k[None, :]  # (m, SEQ_LEN), oldest first
     valid = idx >= lo[:, None]
     flat = np.where(valid, idx, 0).ravel()
-    els = sequence_rows(
-        ts[flat],
-        src["seq_amount"].to_numpy()[flat],
-        src["seq_category"].to_numpy()[flat],
-        src["seq_channel"].to_numpy()[flat],
-        src["seq_terminal_risk"].to_numpy()[flat],
-        np.repeat(now, SEQ_LEN),
-    ).reshape(len(rows), SEQ_LEN, len(SEQ_FIELDS))
+    # padding positions read row 0 (any customer's, maybe after ``now``: a negative age's log
+    # is NaN) and are zeroed below
+    with np.errstate(invalid="ignore"):
+        els = sequence_rows(
+            ts[flat],
+            src["seq_amount"].to_numpy()[flat],
+            src["seq_category"].to_numpy()[flat],
+            src["seq_channel"].to_numpy()[flat],
+            src["seq_terminal_risk"].to_numpy()[flat],
+            np.repeat(now, SEQ_LEN),
+        ).reshape(len(rows), SEQ_LEN, len(SEQ_FIELDS))
     els[~valid] = 0.0
     return els
