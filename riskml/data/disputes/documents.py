@@ -1953,8 +1953,8 @@ def format_amount(value: float, currency: str, variant: int) -> str:
         swiss = comma.replace(",", "'")
         return f"{currency} {swiss}"
     if kind == "prefix_glued":  # US$ / CA$ / AU$ (or the symbol) against it; else the code
-        prefix = {"USD": "US$", "CAD": "CA$", "AUD": "AU$"}.get(currency, _SYMBOLS.get(currency))
-        return f"{prefix}{comma}" if prefix else f"{currency} {comma}"
+        glued = {"USD": "US$", "CAD": "CA$", "AUD": "AU$"}.get(currency, _SYMBOLS.get(currency))
+        return f"{glued}{comma}" if glued else f"{currency} {comma}"
     if kind == "spaced_comma_symbol_after":  # Canadian French: 1 234,50 $ US (the sign after)
         sign = {"USD": "$ US", "CAD": "$ CA", "AUD": "$ AU"}.get(
             currency, _SYMBOLS.get(currency, currency)
