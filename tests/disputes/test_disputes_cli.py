@@ -210,7 +210,9 @@ def test_evaluate_writes_the_keys_other_tools_read(built: Any, corpus: Path, wor
         if key == "extraction_f1_scanned" and figures[key] is None:
             continue  # a corpus drawn without a scanned document
         assert isinstance(figures[key], float) and math.isfinite(figures[key]), key
-    assert figures["extraction_f1_clean"] > 0.9
+    # the held-out pair as the rules read it (0.65 for 24-25, measured blind): its own test,
+    # test_rules_extractor.py::test_held_out_clean_f1, holds the figure; here, that it is one
+    assert figures["extraction_f1_clean"] > 0.5
     assert 0 <= figures["reason_family_accuracy"] <= 1
     assert 0 < figures["outcome_auc"] <= 1 and 0 <= figures["outcome_ece"] <= 1
     assert figures["always_refund_ev_per_dispute"] < 0  # refunding gives the amount back
