@@ -2093,10 +2093,22 @@ _LOG_HEADER = re.compile(
 )
 
 
-def _header_cells(line: str) -> list[tuple[int, str]] | None:
-    """The cells of a table's header row (two or more short cells, no digits, no colon, not a
-    log's columns), else None."""
-    heads = [(m.start(), m.group()) for m in _CELL.finditer(line)]
+#: A page's non-blank lines: (offset, line, its cells as (offset in the line, text)).
+Row = tuple[int, str, list[tuple[int, str]]]
+
+
+def table_rows(text: str) -> list[Row]:
+    """The page's non-blank lines split into cells once (both table readers walk them)."""
+    return [
+        (m.start(), m.group(), [(c.start(), c.group()) for c in _CELL.finditer(m.group())])
+        for m in re.finditer(r"[^\n]*", text)
+        if m.group().strip()
+    ]
+
+
+def _header_cells(heads: list[tuple[int, str]]) -> list[tuple[int, str]] | None:
+    """``heads`` if they are a table's header row (two or more short cells, no digits, no
+    colon, not a log's columns), else None."""
     if len(heads) < 2 or any(len(h) > 40 or re.search(r"\d", h) for _, h in heads):
         return None
     if any(_LOG_HEADER.fullmatch(h) or ":" in h for _, h in heads):
@@ -2104,23 +2116,21 @@ def _header_cells(line: str) -> list[tuple[int, str]] | None:
     return heads
 
 
-def header_row_pairs(text: str) -> Iterator[tuple[str, str, int]]:
+def header_row_pairs(rows: list[Row]) -> Iterator[tuple[str, str, int]]:
     """``(header, value, value offset)`` for each column of a one-row table: a line of two or
     more short header cells (no digits) followed by exactly one line with as many cells. A
     second such line makes it a list (e.g. a log) and it is skipped, unless that line is the
     next header row of a grid (header cells, one of them a field's label: label rows over value
     rows, "Order no.  Carrier" / "ORD-1  FedEx" / "Order date  Parcel ID" / ...)."""
-    lines = [(m.start(), m.group()) for m in re.finditer(r"[^\n]*", text) if m.group().strip()]
-    for i in range(len(lines) - 1):
-        heads = _header_cells(lines[i][1])
+    for i in range(len(rows) - 1):
+        heads = _header_cells(rows[i][2])
         if heads is None:
             continue
-        vat, row = lines[i + 1]
-        cells = [(m.start(), m.group()) for m in _CELL.finditer(row)]
+        vat, _, cells = rows[i + 1]
         if len(cells) != len(heads):
             continue
-        if i + 2 < len(lines) and len(list(_CELL.finditer(lines[i + 2][1]))) == len(heads):
-            after = _header_cells(lines[i + 2][1])
+        if i + 2 < len(rows) and len(rows[i + 2][2]) == len(heads):
+            after = _header_cells(rows[i + 2][2])
             if after is None or not any(is_label(h) for _, h in after):
                 continue
         for (_, h), (c_at, c) in zip(heads, cells, strict=True):
@@ -2138,16 +2148,14 @@ def _names_a_field(cell: str) -> bool:
     )
 
 
-def caption_row_pairs(text: str) -> Iterator[tuple[str, str, int, float]]:
+def caption_row_pairs(rows: list[Row]) -> Iterator[tuple[str, str, int, float]]:
     """``(caption, value, value offset, weight)`` where each value stands above its caption (an
     app's tiles: "ORD-1   2024/5/10" over "Order no.   Order placed"): a row of caption cells,
     one of them a field's label, under a row of as many cells that is no table header itself.
     Not when the row below has as many cells (then the captions head that row: a table),
     except a lone caption over a lone line, weighed less ("Carrier" over "UPS" reads down)."""
-    lines = [(m.start(), m.group()) for m in re.finditer(r"[^\n]*", text) if m.group().strip()]
-    cells = [[(m.start(), m.group()) for m in _CELL.finditer(line)] for _, line in lines]
-    for i in range(1, len(lines)):
-        caps, values = cells[i], cells[i - 1]
+    for i in range(1, len(rows)):
+        caps, values = rows[i][2], rows[i - 1][2]
         if not caps or len(values) != len(caps):
             continue
         if any(len(c) > 40 or ":" in c or _NUMBER_WORD.search(c) for _, c in caps):
@@ -2155,21 +2163,21 @@ def caption_row_pairs(text: str) -> Iterator[tuple[str, str, int, float]]:
         if len(caps) == 1:
             if not is_label(caps[0][1]):
                 continue  # a lone caption is a whole label ("Seller shop"), not a title
-            column = {len(line) - len(line.lstrip()) for _, line in lines[max(0, i - 2) : i + 1]}
-            if i >= 2 and len(cells[i - 2]) == 1 and len(column) == 1:
+            column = {len(line) - len(line.lstrip()) for _, line, _ in rows[max(0, i - 2) : i + 1]}
+            if i >= 2 and len(rows[i - 2][2]) == 1 and len(column) == 1:
                 continue  # one column of lone lines ("Order ref." / "7436762" / ...) reads down
         elif not any(_names_a_field(c) for _, c in caps):
             continue
-        above = _header_cells(lines[i - 1][1])
+        above = _header_cells(values)
         if above is not None and any(is_label(h) for _, h in above):
             continue  # the row above is a table's header row
-        below = len(cells[i + 1]) if i + 1 < len(lines) else 0
+        below = len(rows[i + 1][2]) if i + 1 < len(rows) else 0
         weight = 0.85
         if below == len(caps):
             if below > 1:
                 continue
             weight = 0.6
-        vat = lines[i - 1][0]
+        vat = rows[i - 1][0]
         for (_, c), (v_at, v) in zip(caps, values, strict=True):
             if not is_label(v):
                 yield c, v, vat + v_at, weight
@@ -2394,8 +2402,9 @@ class RulesExtractor:
         text = _LEADER.sub(lambda m: re.sub(r"[.·…]", " ", m.group()), text)
         for rule in self.rules:
             yield from rule(text, ctx)
+        rows = table_rows(text)
         pairs = itertools.chain(
-            ((h, v, at, 0.85) for h, v, at in header_row_pairs(text)), caption_row_pairs(text)
+            ((h, v, at, 0.85) for h, v, at in header_row_pairs(rows)), caption_row_pairs(rows)
         )
         for header, value, at, factor in pairs:
             mini = f"{header}: {value}"
