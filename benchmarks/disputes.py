@@ -64,18 +64,25 @@ def _throughput(paths: list[Path], work: Any, repeat: int) -> dict[str, float]:
 
 
 def extraction(paths: list[Path], repeat: int) -> dict[str, Any]:
-    """Plain text extraction against the rules extractor on the same documents."""
+    """Plain text extraction against the rules extractor and the layout extractor (the rules
+    and the learned layout model, the default) on the same documents."""
     from riskml.features.disputes.extract import RulesExtractor
+    from riskml.features.disputes.layout import LayoutExtractor, default_model
     from riskml.features.disputes.text import extract_text
 
-    rules = RulesExtractor()
+    rules, layout = RulesExtractor(), LayoutExtractor()
+    default_model()  # loaded once per process, before the clock
     text = _throughput(paths, extract_text, repeat)
     ruled = _throughput(paths, lambda p: rules.extract([p]), repeat)
+    laid = _throughput(paths, lambda p: layout.extract([p]), repeat)
     return {
         "text": text,
         "rules": ruled,
+        "layout": laid,
         "rules_over_text": round(ruled["documents_per_second"] / text["documents_per_second"], 4),
         "rules_extra_ms_per_document": round(ruled["ms_per_document"] - text["ms_per_document"], 3),
+        "layout_over_text": round(laid["documents_per_second"] / text["documents_per_second"], 4),
+        "layout_extra_ms_per_document": round(laid["ms_per_document"] - text["ms_per_document"], 3),
     }
 
 
@@ -229,9 +236,14 @@ def main(argv: list[str] | None = None) -> None:
     path = write_json(args.out or RESULTS / day / "disputes.json", result)
     clean = result["extraction_clean"]
     rows: dict[str, Any] = {
-        "clean PDFs: text / rules documents/s": f"{clean['text']['documents_per_second']:.1f} / "
-        f"{clean['rules']['documents_per_second']:.1f}",
-        "clean PDFs: rules / text": clean["rules_over_text"],
+        "clean PDFs: text / rules / layout documents/s": (
+            f"{clean['text']['documents_per_second']:.1f} / "
+            f"{clean['rules']['documents_per_second']:.1f} / "
+            f"{clean['layout']['documents_per_second']:.1f}"
+        ),
+        "clean PDFs: rules / text, layout / text": (
+            f"{clean['rules_over_text']} / {clean['layout_over_text']}"
+        ),
     }
     scanned = result.get("extraction_scanned") or {}
     if "rules" in scanned:

@@ -51,7 +51,8 @@ def extract_evidence(
     train_config_json: str = "",
 ) -> None:
     """Read every dispute's documents into evidence with per-field provenance and confidence
-    (the configured extractor: rules by default, offline); F1 against the simulator's truth."""
+    (the configured extractor: the rules and the learned layout model by default, offline); F1
+    against the simulator's truth."""
     import json
     from pathlib import Path
 

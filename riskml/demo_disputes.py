@@ -2,11 +2,12 @@
 defaults.
 
 1. ``disputes_training`` on ``kfp.local``: a simulated dispute set (records, customer messages,
-   evidence PDFs, the customers' history) -> the evidence extracted from the documents (rules,
-   offline) -> features -> the outcome model trained on what was known at the held-out window's
-   start -> calibrated on a later slice (the ``disputes-outcome`` bundle with the rules baseline,
-   the reason-family classifier and the policy) -> time-ordered backtest -> gate -> register ->
-   deploy: ``models:/disputes-outcome@champion``, with MLflow embedded under ``RISKML_HOME``.
+   evidence PDFs, the customers' history) -> the evidence extracted from the documents (the rules
+   and the learned layout model, offline) -> features -> the outcome model trained on what was
+   known at the held-out window's start -> calibrated on a later slice (the ``disputes-outcome``
+   bundle with the rules baseline, the reason-family classifier and the policy) -> time-ordered
+   backtest -> gate -> register -> deploy: ``models:/disputes-outcome@champion``, with MLflow
+   embedded under ``RISKML_HOME``.
 2. The disputes Serve app (:mod:`serving.disputes`) serves the champion on a local Ray; the
    held-out window's disputes go to ``POST /v1/disputes/assess`` over HTTP with their documents
    (base64 PDFs) and the card's history: evidence, decision, win probability, packet.
@@ -376,7 +377,8 @@ def summary(
     f = result.get("figures") or {}
     console.print(
         f"[bold]extraction[/bold] on held-out templates: F1 clean "
-        f"{fmt(f.get('extraction_f1_clean'), 'ratio')}, scanned "
+        f"{fmt(f.get('extraction_f1_clean'), 'ratio')} (the rules alone "
+        f"{fmt(f.get('rules_extraction_f1_clean'), 'ratio')}), scanned "
         f"{fmt(f.get('extraction_f1_scanned'), 'ratio')}; reason family from the message "
         f"{fmt(f.get('reason_family_accuracy'), '%')}",
         soft_wrap=True,

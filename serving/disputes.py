@@ -633,7 +633,7 @@ class DisputesService:
     def assess(self, request: AssessRequest) -> dict[str, Any]:
         """Read the documents, extract the evidence, assess the dispute (the bundle's model,
         policy and rule), build the packet; the response as a dict."""
-        from riskml.features.disputes.extract import extract_documents
+        from riskml.features.disputes.extractors import extract_documents
 
         t0 = time.perf_counter()
         d = request.dispute

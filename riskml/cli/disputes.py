@@ -193,8 +193,12 @@ def extract(
         typer.Option("--out", help="With --data: directory [RISKML_HOME/disputes/evidence]."),
     ] = None,
     extractor: Annotated[
-        str, typer.Option(help="rules (offline, default) | llm (RISKML_LLM_* settings).")
-    ] = "rules",
+        str,
+        typer.Option(
+            help="layout (the rules and the learned layout model, offline, default) | rules "
+            "(the rules alone) | llm (RISKML_LLM_* settings)."
+        ),
+    ] = "layout",
     ocr: Annotated[str, typer.Option(help="auto | never | always.")] = "auto",
     json_out: JsonOut = None,
 ) -> None:
@@ -224,7 +228,7 @@ def extract(
             if json_out:
                 write_json(json_out, summary)
             return
-        from riskml.features.disputes.extract import extract_documents
+        from riskml.features.disputes.extractors import extract_documents
 
         result = extract_documents(config.read(list(files or [])), config.extractor_instance())
     except (OCRUnavailable, TextExtractionError, RuntimeError) as exc:

@@ -336,16 +336,17 @@ def evaluate_extraction(
     *,
     max_scanned: int | None = None,
 ) -> dict[str, Any]:
-    """Per-document precision / recall / F1 of ``extractor`` (default: the rules) on
+    """Per-document precision / recall / F1 of ``extractor`` (default: the layout extractor,
+    the rules and the learned layout model) on
     ``corpus``'s documents, clean and scanned apart. Scanned documents need tesseract; without
     it their figures are None with the reason."""
     import polars as pl
 
     from riskml.data.disputes.evidence import Evidence, score
-    from riskml.features.disputes.extract import RulesExtractor
+    from riskml.features.disputes.layout import LayoutExtractor
     from riskml.features.disputes.text import OCRUnavailable
 
-    extractor = extractor or RulesExtractor()
+    extractor = extractor or LayoutExtractor()
     docs = corpus.documents.sort("document")
     out: dict[str, Any] = {"extractor": getattr(extractor, "name", type(extractor).__name__)}
     for kind, scanned in (("clean", False), ("scanned", True)):
@@ -474,11 +475,15 @@ def evaluate_disputes(
     if config.extracted_evidence and dispute_set.documents.height:
         extracted, extraction_run = _extracted_test_dataset(dispute_set, truth, config, extractor)
     backtest = backtest_outcome(truth, config, extracted=extracted)
-    extraction = reason = None
+    extraction = rules_extraction = reason = None
     if held_out is not None:
+        from riskml.features.disputes.extract import RulesExtractor
+
         extraction = evaluate_extraction(
             held_out, extractor, max_scanned=config.max_scanned_documents
         )
+        # the rules alone on the same clean documents: what the layout model adds
+        rules_extraction = evaluate_extraction(held_out, RulesExtractor(), max_scanned=0)
         reason = evaluate_reason_family(dispute_set, held_out)
     outcome, baseline, policy = backtest["outcome"], backtest["rules_baseline"], backtest["policy"]
     ev_key = (
@@ -489,6 +494,7 @@ def evaluate_disputes(
     result: dict[str, Any] = {
         "extraction_f1_clean": extraction["clean"]["f1"] if extraction else None,
         "extraction_f1_scanned": extraction["scanned"]["f1"] if extraction else None,
+        "rules_extraction_f1_clean": rules_extraction["clean"]["f1"] if rules_extraction else None,
         "reason_family_accuracy": reason["reason_family_accuracy"] if reason else None,
         "outcome_auc": outcome["auc"],
         "outcome_ap": outcome["ap"],
@@ -505,6 +511,7 @@ def evaluate_disputes(
         "policy_ev_per_dispute_extracted": backtest.get("policy_extracted", {}).get(ev_key),
         "backtest": backtest,
         "extraction": extraction,
+        "extraction_rules": rules_extraction,
         "outcome_extraction_run": extraction_run,
         "reason_family": reason,
         "data": {

@@ -189,13 +189,14 @@ def dispute_dataset(
 def extract_case_evidence(
     dispute_set: DisputeSet, extractor: Extractor | None = None
 ) -> tuple[dict[str, Evidence], dict[str, dict[str, ExtractedField]], dict[str, Any]]:
-    """Run ``extractor`` (default: the rules) over every case's documents: evidence and field
+    """Run ``extractor`` (default: the layout extractor, the rules and the learned layout model)
+    over every case's documents: evidence and field
     confidences by dispute id, and a small report (cases, documents, seconds)."""
     import time
 
-    from riskml.features.disputes.extract import RulesExtractor
+    from riskml.features.disputes.layout import LayoutExtractor
 
-    extractor = extractor or RulesExtractor()
+    extractor = extractor or LayoutExtractor()
     evidence: dict[str, Evidence] = {}
     fields: dict[str, dict[str, ExtractedField]] = {}
     t0 = time.perf_counter()
@@ -225,8 +226,9 @@ def dataset_from_set(
     rule: CompellingRule | None = None,
 ) -> DisputeDataset:
     """A :class:`DisputeDataset` from a simulated (or imported) dispute set, with the ground
-    truth evidence (``"truth"``: the simulator's), the evidence the rules extractor (or
-    ``extractor``) reads from the documents (``"rules"``), or given evidence by dispute id.
+    truth evidence (``"truth"``: the simulator's), the evidence the default extractor (the
+    rules and the layout model; or ``extractor``) reads from the documents (``"rules"``: the
+    name predates the layout model), or given evidence by dispute id.
     The simulator's ``p_win`` comes along when the set has one."""
     truth = dispute_set.truth
     fields = None

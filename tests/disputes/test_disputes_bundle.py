@@ -184,15 +184,15 @@ def test_an_uncalibrated_model_is_never_bundled(built: SimpleNamespace, tmp_path
 
 def test_the_bundle_extracts_and_reads_messages_as_configured(built: SimpleNamespace) -> None:
     from components.disputes_tasks import read_set
-    from riskml.features.disputes.extract import RulesExtractor
+    from riskml.features.disputes.layout import LayoutExtractor
 
     bundle = load_disputes_bundle(built.bundle)
     dispute_set = read_set(built.set_dir)
     case = dispute_set.disputes.row(3, named=True)
     docs = dispute_set.case_documents(case["dispute_id"])
     got = bundle.extract(docs)
-    assert got.extractor == "rules" and got.documents == [p.name for p in docs]
-    assert got.evidence == RulesExtractor().extract(docs).evidence
+    assert got.extractor == "layout" and got.documents == [p.name for p in docs]
+    assert got.evidence == LayoutExtractor().extract(docs).evidence
     assert bundle.reason_family("   ") is None
     assert bundle.reason_family("I never made this purchase, my card was stolen") == "fraud"
 

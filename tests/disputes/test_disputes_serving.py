@@ -126,7 +126,7 @@ def test_health_is_open_and_the_model_route_shows_internals_to_an_admin(
     assert info["feature_names"] is None and info["policy"] is None  # not an admin key
     admin = app.client.get("/model", headers={"Authorization": f"Bearer {ADMIN_KEY}"}).json()
     assert admin["feature_names"] == app.service.bundle.model.feature_names
-    assert admin["rule"]["min_age_days"] == 120 and admin["extraction"]["extractor"] == "rules"
+    assert admin["rule"]["min_age_days"] == 120 and admin["extraction"]["extractor"] == "layout"
     assert admin["calibration"]["method"] == app.service.bundle.model.calibrator.method
 
 

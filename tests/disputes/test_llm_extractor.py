@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from riskml.data.disputes.evidence import field_names
-from riskml.features.disputes.extract import extract_documents
+from riskml.features.disputes.extractors import extract_documents
 from riskml.features.disputes.llm import (
     LLMAnswerError,
     LLMError,
@@ -286,7 +286,7 @@ def test_library_call_with_the_llm(server: OpenAIServer) -> None:
     result = extract_documents([_doc()], extractor="llm", llm_settings=settings)
     assert result.extractor == "llm" and result.evidence.order_id == "ORD-2024-55120"
     # the rules read the same document the same way
-    rules = extract_documents([_doc()])
+    rules = extract_documents([_doc()], extractor="rules")
     assert rules.extractor == "rules"
     for name in ("order_id", "amount", "transaction_date", "ip_address", "device_id"):
         assert getattr(rules.evidence, name) == getattr(result.evidence, name), name

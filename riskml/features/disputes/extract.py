@@ -50,8 +50,9 @@ documents is surer than one found once. The chosen value's confidence is
 conflicting values; its provenance lists every span it was read from (document, page, start,
 end, text).
 
-:func:`extract_documents` is the library call: paths (or already-read :class:`DocumentText`) in,
-:class:`ExtractionResult` out, with ``extractor="rules"`` or ``"llm"``.
+:func:`riskml.features.disputes.extractors.extract_documents` is the library call: paths (or
+already-read :class:`DocumentText`) in, :class:`ExtractionResult` out, with ``extractor=
+"layout"`` (the default: these rules and the learned layout model), ``"rules"`` or ``"llm"``.
 """
 
 from __future__ import annotations
@@ -60,12 +61,11 @@ import datetime as dt
 import ipaddress
 import itertools
 import re
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from riskml.data.disputes.evidence import (
     Evidence,
@@ -79,10 +79,7 @@ from riskml.data.disputes.evidence import (
 )
 from riskml.features.disputes.text import DocumentText, extract_texts
 
-if TYPE_CHECKING:
-    from riskml.features.disputes.llm import LLMSettings
-
-ExtractorName = Literal["rules", "llm"]
+ExtractorName = Literal["layout", "rules", "llm"]
 
 
 @runtime_checkable
@@ -2491,33 +2488,6 @@ def _choose(name: str, found: list[Candidate]) -> tuple[list[Candidate], float, 
             chosen.append(c)
     conflicts = [groups[k][0].value for k in order if k != best]
     return chosen, round(min(1.0, confidence), 4), conflicts
-
-
-def extract_documents(
-    documents: Sequence[Path | str | DocumentText],
-    extractor: ExtractorName | Extractor = "rules",
-    *,
-    llm_settings: LLMSettings | None = None,
-) -> ExtractionResult:
-    """Evidence from one case's documents with the named extractor (``"rules"``, the default,
-    or ``"llm"``: :class:`riskml.features.disputes.llm.LLMExtractor` with ``llm_settings`` or
-    the ``RISKML_LLM_*`` environment) or any :class:`Extractor`."""
-    if isinstance(extractor, str):
-        if extractor == "rules":
-            chosen: Extractor = RulesExtractor()
-        elif extractor == "llm":
-            from riskml.features.disputes.llm import LLMExtractor, LLMSettings
-
-            chosen = LLMExtractor(settings=llm_settings or LLMSettings.from_settings())
-        else:
-            raise ValueError(f"unknown extractor {extractor!r}; choose 'rules' or 'llm'")
-    else:
-        chosen = extractor
-    t0 = time.perf_counter()
-    result = chosen.extract(documents)
-    if not result.latency_ms:
-        result.latency_ms = (time.perf_counter() - t0) * 1000
-    return result
 
 
 def evaluate_extractor(

@@ -89,8 +89,10 @@ class ExtractionConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    extractor: Literal["rules", "llm"] = Field(
-        "rules", description="rules (offline, deterministic) | llm (RISKML_LLM_* settings)."
+    extractor: Literal["layout", "rules", "llm"] = Field(
+        "layout",
+        description="layout (the rules and the learned layout model: offline, deterministic) | "
+        "rules (the rules alone) | llm (RISKML_LLM_* settings).",
     )
     ocr: Literal["auto", "never", "always"] = Field(
         "auto", description="OCR pages without a text layer (auto), never, or every page."
@@ -113,13 +115,13 @@ class ExtractionConfig(BaseModel):
 
     def extractor_instance(self) -> Any:
         """The configured :class:`~riskml.features.disputes.extract.Extractor`."""
+        from riskml.features.disputes.extractors import make_extractor
+
         if self.extractor == "llm":
             from riskml.features.disputes.llm import LLMExtractor
 
             return LLMExtractor()
-        from riskml.features.disputes.extract import RulesExtractor
-
-        return RulesExtractor()
+        return make_extractor(self.extractor)
 
 
 class DecisionConfig(BaseModel):
@@ -166,7 +168,7 @@ class DisputesBundle:
         """The evidence in one case's documents (paths, PDF bytes or read
         :class:`~riskml.features.disputes.text.DocumentText`), read as :attr:`extraction`
         says."""
-        from riskml.features.disputes.extract import extract_documents
+        from riskml.features.disputes.extractors import extract_documents
 
         texts = self.extraction.read(list(documents))
         return extract_documents(texts, self.extraction.extractor_instance())
