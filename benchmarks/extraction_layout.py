@@ -47,7 +47,15 @@ def _scores(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
 
     s = score(pairs)
     t = s.total
-    return {"pairs": s.pairs, "precision": t.precision, "recall": t.recall, "f1": t.f1}
+    return {
+        "pairs": s.pairs,
+        "tp": t.tp,
+        "fp": t.fp,
+        "fn": t.fn,
+        "precision": t.precision,
+        "recall": t.recall,
+        "f1": t.f1,
+    }
 
 
 def held_out(n_disputes: int, seed: int, variants: Sequence[int] | None) -> dict[str, Any]:

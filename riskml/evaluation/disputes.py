@@ -410,10 +410,10 @@ def _extracted_test_dataset(
     disputes in the test windows (the others, used only to train, keep their ground truth:
     the models are trained on ground truth either way)."""
     from riskml.data.disputes.evidence import ExtractedField
-    from riskml.features.disputes.extract import RulesExtractor
+    from riskml.features.disputes.layout import LayoutExtractor
     from riskml.training.disputes import dispute_dataset
 
-    extractor = extractor or RulesExtractor()
+    extractor = extractor or LayoutExtractor()
     windows = fold_cutoffs(truth, config.n_folds, config.first_share)
     start, end = windows[0][0], windows[-1][1]
     opened = truth.disputes.get_column("opened_at").to_list()
