@@ -108,7 +108,8 @@ FEATURES_VERSION = 1
 N_FEATURES = 2**18
 MODEL_FILE = Path(__file__).with_name("layout_model.npz")
 
-_CELL = re.compile(r"[^|\s](?:[^|\n]*?[^|\s])?(?=[ \t]{2,}|[ \t]*\||[ \t]*$)")
+#: A line's cells: runs of text between gaps of two or more spaces or ``|`` (the rules' own).
+_CELL = rules_mod._CELL
 _IP = re.compile(r"(?<![\w.:])(?:" + rules_mod.IP_VALUE + r")(?![\w.:])")
 #: An identifier: a token with a digit, or digit groups ("1Z 999 AA1 01"), not in a word.
 _TOKEN = re.compile(
@@ -120,6 +121,8 @@ _PHONE = re.compile(
     r"(?<![\w-])\+\d[\d ()-]{7,}\d|\(\d{3}\)[ ]?\d{3}-\d{4}"
     r"|(?<![\w-])\d{3}[ .-]\d{3}[ .-]\d{4}(?![\w-])"
 )
+#: Values with an identifier's characters that are something else (the rules' list without
+#: phone numbers: long digit runs are tracking numbers here, phone numbers are masked above).
 _NOT_ID = re.compile(
     r"\d{1,3}(?:[.,]\d{3})*[.,]\d{2}|(?:\d{1,3}\.){3}\d{1,3}|.*@.*|(?:www\.|https?://).*"
 )
