@@ -126,11 +126,13 @@ def test_the_model_fills_what_the_rules_left_empty_from_its_threshold() -> None:
     )
     assert (got.evidence.order_id, got.evidence.amount) == ("MODEL-1", None)
     assert got.fields["order_id"].confidence == 0.31
-    # a reading the schema refuses is an error, not a silent value
-    with pytest.raises(ValueError, match="amount"):
-        LayoutExtractor(
-            rules=RulesExtractor(rules=[]), model=_Fixed({"amount": (-3.0, 0.9)})
-        ).extract([_doc("a page\n")])
+    # a reading the schema refuses is not taken: the case is read, the reason is a warning
+    refused = LayoutExtractor(
+        rules=RulesExtractor(rules=[]),
+        model=_Fixed({"amount": (-3.0, 0.9), "order_id": ("A-1", 0.9)}),
+    ).extract([_doc("a page\n")])
+    assert (refused.evidence.amount, refused.evidence.order_id) == (None, "A-1")
+    assert any(w.startswith("amount: the layout model's reading -3.0") for w in refused.warnings)
 
 
 def test_named_extractors_and_the_default() -> None:

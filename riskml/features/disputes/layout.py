@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from riskml.data.disputes.evidence import (
     Evidence,
@@ -709,14 +710,15 @@ class LayoutExtractor:
         texts = extract_texts(documents)
         result = self.rules.from_candidates(self.rules.candidates(texts), [d.name for d in texts])
         model = self.model or default_model()
-        best: dict[str, Reading] = {}
+        best: dict[str, tuple[Reading, DocumentText]] = {}
         for doc in texts:
             for name, reading in model.read(doc).items():
-                if name not in best or reading.probability > best[name].probability:
-                    best[name] = reading
+                if name not in best or reading.probability > best[name][0].probability:
+                    best[name] = (reading, doc)
         values = result.evidence.model_dump()
         fields = dict(result.fields)
-        for name, reading in best.items():
+        warnings = list(result.warnings)
+        for name, (reading, doc) in best.items():
             current, sure = values.get(name), fields.get(name)
             take = (current is None and reading.probability >= self.threshold) or (
                 current is not None
@@ -726,19 +728,26 @@ class LayoutExtractor:
             )
             if not take:
                 continue
-            values[name] = reading.value
+            try:  # the schema checks the model's reading as it checks the rules'
+                value = getattr(Evidence.model_validate({name: reading.value}), name)
+            except ValidationError as exc:
+                warnings.append(
+                    f"{name}: the layout model's reading {reading.value!r} is not a valid value "
+                    f"({exc.errors()[0]['msg']}); kept the rules' ({current!r})"
+                )
+                continue
+            values[name] = value
             c = reading.candidate
-            page_text = next(d for d in texts if d.name == reading.document).page(c.page).text
             fields[name] = ExtractedField(
-                value=reading.value,
+                value=value,
                 confidence=round(min(1.0, reading.probability), 4),
                 provenance=[
                     Provenance(
-                        document=reading.document,
+                        document=doc.name,
                         page=c.page,
                         start=c.start,
                         end=c.end,
-                        text=page_text[c.start : c.end],
+                        text=doc.page(c.page).text[c.start : c.end],
                     )
                 ],
             )
@@ -747,7 +756,7 @@ class LayoutExtractor:
             fields=fields,
             extractor=self.name,
             documents=result.documents,
-            warnings=result.warnings,
+            warnings=warnings,
         )
 
 
