@@ -42,10 +42,8 @@ BLIND_RULES: dict[tuple[int, int], str] = {
 }
 
 
-def _scores(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
-    from riskml.data.disputes.evidence import score
-
-    s = score(pairs)
+def _summary(s: Any) -> dict[str, Any]:
+    """Pooled counts and precision / recall / F1 of an ``ExtractionScores``."""
     t = s.total
     return {
         "pairs": s.pairs,
@@ -58,11 +56,17 @@ def _scores(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
     }
 
 
+def _scores(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
+    from riskml.data.disputes.evidence import score
+
+    return _summary(score(pairs))
+
+
 def held_out(n_disputes: int, seed: int, variants: Sequence[int] | None) -> dict[str, Any]:
-    from riskml.data.disputes.evidence import Evidence, merge
+    from riskml.data.disputes.evidence import Evidence, merge, score
     from riskml.data.disputes.simulator import DisputeConfig, simulate_disputes
     from riskml.features.disputes.extract import RulesExtractor
-    from riskml.features.disputes.layout import LayoutExtractor, default_model
+    from riskml.features.disputes.layout import LayoutExtractor
     from riskml.features.disputes.text import extract_text
 
     overrides: dict[str, Any] = {"n_disputes": n_disputes, "seed": seed, "scanned_share": 0.0}
@@ -73,22 +77,22 @@ def held_out(n_disputes: int, seed: int, variants: Sequence[int] | None) -> dict
         ds = simulate_disputes(config, Path(tmp) / "held-out")
         rows = list(ds.documents.iter_rows(named=True))
         texts = {r["document"]: extract_text(ds.root / r["document"]) for r in rows}
-    default_model()  # loaded before the clock starts
+    truth = {r["document"]: Evidence.model_validate_json(r["truth"]) for r in rows}
+    cases: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        cases[r["dispute_id"]].append(r)
     out: dict[str, Any] = {"variants": sorted({r["variant"] for r in rows}), "documents": len(rows)}
+    # both made before the clock (the layout extractor loads its model when it is made)
     for name, extractor in (("rules", RulesExtractor()), ("layout", LayoutExtractor())):
         t0 = time.perf_counter()
         got = {r["document"]: extractor.extract([texts[r["document"]]]).evidence for r in rows}
         seconds = time.perf_counter() - t0
-        truth = {r["document"]: Evidence.model_validate_json(r["truth"]) for r in rows}
         per_variant = {
             v: _scores(
                 [(got[r["document"]], truth[r["document"]]) for r in rows if r["variant"] == v]
             )
             for v in out["variants"]
         }
-        cases: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for r in rows:
-            cases[r["dispute_id"]].append(r)
         per_case = _scores(
             [
                 (
@@ -98,14 +102,14 @@ def held_out(n_disputes: int, seed: int, variants: Sequence[int] | None) -> dict
                 for rs in cases.values()
             ]
         )
-        from riskml.data.disputes.evidence import score
-
-        fields = score([(got[d], truth[d]) for d in got]).per_field
+        per_document = score([(got[d], truth[d]) for d in got])
         out[name] = {
-            "per_document": _scores([(got[d], truth[d]) for d in got]),
+            "per_document": _summary(per_document),
             "per_case": per_case,
             "per_variant": {str(v): s for v, s in per_variant.items()},
-            "fields": {f: c.as_dict() for f, c in fields.items() if c.tp + c.fp + c.fn},
+            "fields": {
+                f: c.as_dict() for f, c in per_document.per_field.items() if c.tp + c.fp + c.fn
+            },
             "ms_per_document": seconds / len(rows) * 1000,
         }
     return out

@@ -461,8 +461,20 @@ class DisputesService:
             raise BundleIntegrityError(f"{bundle.path}: not a disputes bundle")
         self.bundle = bundle
         self.policy = bundle.policy
+        self.extractor = self._extractor()
         self.documents_root = Path(documents_root).resolve() if documents_root else None
         self.uri: str | None = None
+
+    def _extractor(self) -> Any:
+        """The bundle's extractor, made once a replica (the layout model, 0.5 s, loads at start,
+        not in the first request); None while the LLM it names is not configured: each request
+        then says so (503), as it did."""
+        from riskml.features.disputes.llm import LLMError
+
+        try:
+            return self.bundle.extraction.extractor_instance()
+        except LLMError:
+            return None
 
     @classmethod
     def from_source(
@@ -638,7 +650,8 @@ class DisputesService:
         t0 = time.perf_counter()
         d = request.dispute
         texts = self.read_documents(request.documents)
-        extraction = extract_documents(texts, self.bundle.extraction.extractor_instance())
+        extractor = self.extractor or self.bundle.extraction.extractor_instance()  # LLMError: 503
+        extraction = extract_documents(texts, extractor)
         record = {
             **d.model_dump(include=set(DisputeIn.model_fields)),
             "tx_ts": _utc(d.tx_ts),

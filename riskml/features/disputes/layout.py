@@ -94,16 +94,6 @@ CELL_CLASSES: tuple[str, ...] = (
     "customer_acknowledged",
     "refund_issued",
 )
-_BOOLEAN = frozenset(
-    {"shipping_address_matches", "policy_accepted", "customer_acknowledged", "refund_issued"}
-)
-#: Every field the model reads (the currency follows the amount).
-LEARNED_FIELDS: tuple[str, ...] = (
-    *(f for fs in SHAPED.values() for f in fs),
-    *CELL_CLASSES,
-    "merchant_name",
-    "currency",
-)
 #: Bump when candidates or features change: a model of another version is refused.
 FEATURES_VERSION = 1
 N_FEATURES = 2**18
@@ -437,18 +427,17 @@ class _Head:
             np.asarray(estimator.intercept_, dtype=np.float64),
         )
 
-    def proba(self, x: Any) -> np.ndarray:
-        """Per candidate (row of ``x``) the probability of each class (``[P(no), P(yes)]`` for
-        a yes/no head): the regression's own ``predict_proba``, computed on the sparse weights
-        (sklearn's path makes the dense ``features x k`` matrix contiguous on every call)."""
-        if self.constant is not None:
-            return np.full((x.shape[0], 2), [1.0 - self.constant, self.constant])
-        return self.proba_of(np.asarray((x @ self.weights).todense()))
-
-    def proba_of(self, xw: np.ndarray) -> np.ndarray:
-        """:meth:`proba` from the product of the features and the weights."""
+    def proba(self, xw: np.ndarray | None, n: int) -> np.ndarray:
+        """Per candidate (``n`` of them) the probability of each class (``[P(no), P(yes)]``
+        for a yes/no head) from ``xw``, the product of their features and :attr:`weights`
+        (None for a constant head): the regression's own ``predict_proba``, computed on the
+        sparse weights (sklearn's path makes the dense ``features x k`` matrix contiguous on
+        every call)."""
         from scipy.special import expit, softmax
 
+        if self.constant is not None:
+            return np.full((n, 2), [1.0 - self.constant, self.constant])
+        assert xw is not None, "a head with weights needs the product"
         z = xw + self.intercept
         if z.shape[1] == 1:
             p = expit(z[:, 0])
@@ -589,17 +578,18 @@ class LayoutModel:
             cands = by_kind.get(head.kind)
             if not cands:
                 continue
-            if head.constant is not None:
-                proba = np.full((len(cands), 2), [1.0 - head.constant, head.constant])
-            else:
-                proba = head.proba_of(scores[head.kind][:, self._stacked[head.kind][1][name]])
+            xw = None
+            if head.constant is None:
+                xw = scores[head.kind][:, self._stacked[head.kind][1][name]]
+            proba = head.proba(xw, len(cands))
             if name in CELL_CLASSES:
                 classes = list(head.classes)
                 proba = proba.copy()
                 proba[:, classes.index("none")] = -1.0
                 i = int(np.argmax(proba.max(axis=1)))
                 j = int(np.argmax(proba[i]))
-                value: Any = classes[j] == "True" if name in _BOOLEAN else classes[j]
+                # the class as the schema reads it ("True" is a boolean field's true)
+                value = getattr(Evidence.model_validate({name: classes[j]}), name)
                 out[name] = Reading(name, value, float(proba[i, j]), document, cands[i])
                 continue
             p = proba[:, 1]
@@ -699,7 +689,8 @@ class LayoutExtractor:
     """The rules, and the layout model where they found nothing or are less sure than it is."""
 
     rules: rules_mod.RulesExtractor = field(default_factory=rules_mod.RulesExtractor)
-    model: LayoutModel | None = None
+    #: The shipped model unless one is given (loaded when the extractor is made, once a process).
+    model: LayoutModel = field(default_factory=default_model)
     #: The model's reading fills a field the rules left empty from this probability on.
     threshold: float = 0.3
     #: The model's reading replaces the rules' from this probability on (the rules < 0.99 sure).
@@ -708,11 +699,10 @@ class LayoutExtractor:
 
     def extract(self, documents: Sequence[Path | str | DocumentText]) -> ExtractionResult:
         texts = extract_texts(documents)
-        result = self.rules.from_candidates(self.rules.candidates(texts), [d.name for d in texts])
-        model = self.model or default_model()
+        result = self.rules.extract(texts)
         best: dict[str, tuple[Reading, DocumentText]] = {}
         for doc in texts:
-            for name, reading in model.read(doc).items():
+            for name, reading in self.model.read(doc).items():
                 if name not in best or reading.probability > best[name][0].probability:
                     best[name] = (reading, doc)
         values = result.evidence.model_dump()

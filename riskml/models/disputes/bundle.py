@@ -117,10 +117,6 @@ class ExtractionConfig(BaseModel):
         """The configured :class:`~riskml.features.disputes.extract.Extractor`."""
         from riskml.features.disputes.extractors import make_extractor
 
-        if self.extractor == "llm":
-            from riskml.features.disputes.llm import LLMExtractor
-
-            return LLMExtractor()
         return make_extractor(self.extractor)
 
 
