@@ -68,6 +68,7 @@ def _words(text: str) -> list[tuple[str, int]]:
         ("US$ 45", (45.0, "USD")),
         ("$125.49 USD", (125.49, "USD")),
         ("CHF 1'234.50", (1234.5, "CHF")),
+        ("U$S 190,59", (190.59, "USD")),  # Argentina's dollar sign (not "$" and an OCR'd 5)
     ],
 )
 def test_parse_amount(text: str, expected: tuple[float, str | None]) -> None:
@@ -317,6 +318,14 @@ def test_timestamps_short_years_and_the_currency_as_the_last_date_hint() -> None
     assert RulesExtractor().extract([_doc(dollars)]).evidence.transaction_date == dt.date(
         2024, 5, 3
     )
+    # dollars with a decimal comma: a locale that writes the day first (a Greek shop's "$")
+    greek = "Order date: 2/6/2024\nFinal amount: 150,92 $\n"
+    ev = RulesExtractor().extract([_doc(greek)]).evidence
+    assert (ev.transaction_date, ev.amount, ev.currency) == (dt.date(2024, 6, 2), 150.92, "USD")
+    mixed = "Order date: 2/6/2024\nShipping 4,99 $\nTotal $150.92\n"  # both: no hint
+    assert RulesExtractor().extract([_doc(mixed)]).evidence.transaction_date == dt.date(
+        2024, 2, 6
+    )
 
 
 def test_keyed_pairs_read_labels_by_their_words() -> None:
@@ -375,6 +384,16 @@ def test_a_carrier_page_names_the_carrier_not_the_merchant() -> None:
         "SP1234567890",
         dt.date(2024, 6, 20),
     )
+    # a price under a carrier's label is no carrier's name
+    totals = (
+        "ORDER REF.:        ORDER PLACED ON:\nORD-2023-30045     20/5/2024\n"
+        "                  Products 137,39 $\n"
+        "                  Courier shipping 4,99 $\n"
+        "                  VAT 8,54 $\n"
+        "                  Final amount: 150,92 $\n"
+    )
+    ev = RulesExtractor().extract([_doc(totals)]).evidence
+    assert (ev.carrier, ev.amount) == (None, 150.92)
     # a merchant's page: the title above the letterhead is skipped, the domain confirms it
     invoice = "INVOICE\nBlue Boutique\nwww.blueboutique.example  ·  +1 555 0675\nOrder # 4471\n"
     assert RulesExtractor().extract([_doc(invoice)]).evidence.merchant_name == "Blue Boutique"

@@ -115,6 +115,7 @@ CURRENCY_SYMBOLS = {
     "$": "USD",
     "US$": "USD",
     "US $": "USD",
+    "U$S": "USD",  # Argentina's and Uruguay's dollar sign
     "€": "EUR",
     "£": "GBP",
     "¥": "JPY",
@@ -417,13 +418,24 @@ DAY_FIRST_CURRENCIES = frozenset(
 )
 
 
+#: An amount's decimal comma ("137,39", "1.234,50"): the locales that write it write dates day
+#: first (continental Europe, Latin America; a dollar sign does not make them American).
+_DECIMAL_COMMA = re.compile(r"\d,\d{2}(?![\d.,])")
+_DECIMAL_POINT = re.compile(r"\d\.\d{2}(?![\d.,])")
+
+
 def currency_dayfirst(text: str) -> bool | None:
     """True when every currency the page's amounts name is one of countries that put the day
-    first (:data:`DAY_FIRST_CURRENCIES`: ``£12.50``, ``1.234,50 EUR``), else None: the last
-    hint for a page whose numeric dates all read both ways."""
-    found = {got[1] for m in _AMOUNT_PATTERN().finditer(text) if (got := parse_amount(m.group()))}
+    first (:data:`DAY_FIRST_CURRENCIES`: ``£12.50``, ``1.234,50 EUR``), or when its amounts
+    write cents after a decimal comma and none after a point (``137,39 $``), else None: the
+    last hint for a page whose numeric dates all read both ways."""
+    amounts = [m.group() for m in _AMOUNT_PATTERN().finditer(text)]
+    found = {got[1] for a in amounts if (got := parse_amount(a))}
     found.discard(None)
-    return True if found and found <= DAY_FIRST_CURRENCIES else None
+    if found and found <= DAY_FIRST_CURRENCIES:
+        return True
+    comma = any(_DECIMAL_COMMA.search(a) for a in amounts)
+    return True if comma and not any(_DECIMAL_POINT.search(a) for a in amounts) else None
 
 
 @lru_cache(maxsize=1)
@@ -796,6 +808,8 @@ def _carrier(raw: str, ctx: RuleContext) -> str | None:
         return known
     if _DATE_PATTERN().search(s):
         return None  # "Handed over to carrier   15 May 2024": the hand-over's date
+    if _AMOUNT_PATTERN().search(s):
+        return None  # "Courier shipping 4,99 $ / VAT 8,54 $": a price under the label
     # an unknown name, unless it is the next column's label ("Carrier  Tracking number")
     return s if len(s.split()) <= 4 and _is_name(s) and not _names_a_field(s) else None
 
