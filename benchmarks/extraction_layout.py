@@ -10,11 +10,12 @@ seeds, no scans), each document's text read once and given to both extractors; t
 (:data:`riskml.features.disputes.layout.MODEL_FILE`, trained on the development variants only).
 
 ``--history``: how the combination was chosen, without the held-out variants. Each pair of
-development variants 8-9 ... 22-23 was blind to the rules once: the rules of the commit that
+development variants from 8-9 on was blind to the rules once: the rules of the commit that
 added the pair (loaded with ``git show``) read it as they did then, and a model trained on the
-other 22 development variants reads it too (leave one pair out; pairs 0-1 ... 6-7 are scored by
+other development variants reads it too (leave one pair out; pairs 0-1 ... 6-7 are scored by
 the model alone: no blind rules exist for them). Per pair: the rules, the model alone, and the
-combination for a grid of thresholds.
+combination for a grid of thresholds (each document read once by the rules and once by the
+model, combined at each point); the mean over the blind pairs per point.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ BLIND_RULES: dict[tuple[int, int], str] = {
     (18, 19): "5ea6a3d",
     (20, 21): "5020b59",
     (22, 23): "0712687",
+    (24, 25): "97b2458",
+    (26, 27): "7229909",
 }
 
 
@@ -116,9 +119,13 @@ def held_out(n_disputes: int, seed: int, variants: Sequence[int] | None) -> dict
 
 
 def history(
-    n_disputes: int, thresholds: Sequence[float], overrides: Sequence[float]
+    n_disputes: int,
+    thresholds: Sequence[float],
+    overrides: Sequence[float],
+    sures: Sequence[float],
 ) -> dict[str, Any]:
     from benchmarks.extraction_heldout import _extractor_at
+    from riskml.data.disputes.documents import DEVELOPMENT_VARIANTS
     from riskml.features.disputes.extract import RulesExtractor
     from riskml.features.disputes.layout import LayoutExtractor, LayoutModel, training_examples
 
@@ -129,7 +136,7 @@ def history(
             (Path(tmp) / rev).mkdir()
             old[pair] = _extractor_at(rev, Path(tmp) / rev)
     out: dict[str, Any] = {"documents": len(examples), "pairs": {}}
-    for k in range(12):
+    for k in range(len(DEVELOPMENT_VARIANTS) // 2):
         pair = (2 * k, 2 * k + 1)
         train = [(d, t) for d, t, v in examples if v not in pair]
         test = [(d, t) for d, t, v in examples if v in pair]
@@ -137,30 +144,42 @@ def history(
         model = LayoutModel.fit(train)
         fit_s = time.perf_counter() - t0
         entry: dict[str, Any] = {"documents": len(test), "fit_seconds": fit_s}
+        readings = [[model.read(d)] for d, _ in test]
         empty = RulesExtractor(rules=[])  # no rules: the model alone
         entry["model_alone"] = _scores(
             [
-                (LayoutExtractor(rules=empty, model=model, threshold=0.3).extract([d]).evidence, t)
-                for d, t in test
+                (
+                    LayoutExtractor(rules=empty, model=model, threshold=0.3)
+                    .combine([d], empty.extract([d]), r)
+                    .evidence,
+                    t,
+                )
+                for (d, t), r in zip(test, readings, strict=True)
             ]
         )
         if pair in old:
             rules = old[pair]
-            entry["rules_blind"] = _scores([(rules.extract([d]).evidence, t) for d, t in test])
+            results = [rules.extract([d]) for d, _ in test]
+            entry["rules_blind"] = _scores(
+                [(res.evidence, t) for res, (_, t) in zip(results, test, strict=True)]
+            )
             entry["combined"] = {
-                f"threshold={th},override={ov}": _scores(
+                f"threshold={th},override={ov},sure={sure}": _scores(
                     [
                         (
-                            LayoutExtractor(rules=rules, model=model, threshold=th, override=ov)
-                            .extract([d])
+                            LayoutExtractor(
+                                rules=rules, model=model, threshold=th, override=ov, sure=sure
+                            )
+                            .combine([d], res, r)
                             .evidence,
                             t,
                         )
-                        for d, t in test
+                        for (d, t), res, r in zip(test, results, readings, strict=True)
                     ]
                 )
                 for th in thresholds
                 for ov in overrides
+                for sure in sures
             }
         out["pairs"][f"{pair[0]}-{pair[1]}"] = entry
         print(
@@ -168,6 +187,14 @@ def history(
             {k: v["f1"] for k, v in entry.items() if isinstance(v, dict) and "f1" in v},
             flush=True,
         )
+    blind = [e for e in out["pairs"].values() if "rules_blind" in e]
+    mean: dict[str, float] = {
+        name: sum(e[name]["f1"] for e in blind) / len(blind)
+        for name in ("rules_blind", "model_alone")
+    }
+    for combo in blind[0]["combined"]:
+        mean[combo] = sum(e["combined"][combo]["f1"] for e in blind) / len(blind)
+    out["mean_f1_over_blind_pairs"] = mean
     return out
 
 
@@ -180,7 +207,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     if args.history:
-        results = history(900, (0.2, 0.3), (0.5, 0.7, 0.9))
+        results = history(900, (0.2, 0.3), (0.5, 0.7, 0.9), (0.99, 1.01))
     else:
         results = held_out(args.disputes, args.seed, args.variants)
         print_table(

@@ -63,6 +63,30 @@ def test_candidates_carry_the_words_around_them_wherever_they_stand() -> None:
         assert TILES[c.start : c.end] == c.text
 
 
+def test_a_cell_by_its_domain_its_words_and_its_line() -> None:
+    page = (
+        "Komorebi Market\n"
+        "global.komorebi-market.example\n"
+        " Cedar Grocers\n"
+        "8941 River Road, Madison, WI 53743\n"
+        "Shop: www.cedargrocers.example  ·  support@cedargrocers.example\n"
+        "Address check:       Y (full match)\n"
+        "Commande 8209187\n"
+    )
+    doc = _doc(page)
+    cells = {c.value: set(c.features) for c in document_candidates(doc) if c.kind == "cell"}
+    # the shop's name is two addresses' domain; the marketplace's bare host name is none; an
+    # address has digits
+    assert {"domain=2", "vdigits=False", "linerank=3"} <= cells["Cedar Grocers"]
+    assert {"domain=0", "linerank=1"} <= cells["Komorebi Market"]
+    assert {"domain=0", "vdigits=True"} <= cells["8941 River Road, Madison, WI 53743"]
+    # what the rules' value words would read in the cell, wherever it stands
+    assert {"E:avs=match", "E:yesno=True"} <= cells["Y (full match)"]
+    # the identifier after a word is a candidate of its own
+    ids = {c.value for c in document_candidates(doc) if c.kind == "id"}
+    assert "8209187" in ids
+
+
 def test_the_shipped_model_reads_a_layout_by_its_words_and_geometry() -> None:
     got = LayoutExtractor().extract([_doc(TILES, "summary.pdf")])
     ev = got.evidence
@@ -104,8 +128,8 @@ def _one_rule(value: str, strength: float) -> RulesExtractor:
 @pytest.mark.parametrize(
     ("strength", "model_p", "expected"),
     [
-        (0.6, 0.95, "MODEL-1"),  # the model is surer than the rules: its value
-        (0.6, 0.85, "RULE-1"),  # below the override: the rules' value stays
+        (0.6, 0.55, "MODEL-1"),  # from the override on (0.5), the model's value
+        (0.6, 0.45, "RULE-1"),  # below the override: the rules' value stays
         (0.995, 0.99, "RULE-1"),  # the rules are sure: theirs, whatever the model says
     ],
 )
@@ -117,6 +141,11 @@ def test_the_model_overrides_only_unsure_rules(
     )
     got = ex.extract([_doc("ORD 1 of a page\n")])
     assert got.evidence.order_id == expected
+    # the rules' reading combined with the model's, given both (what a benchmark's grid does)
+    doc = _doc("ORD 1 of a page\n")
+    never_sure = LayoutExtractor(rules=ex.rules, model=ex.model, sure=1.01)
+    combined = never_sure.combine([doc], ex.rules.extract([doc]), [ex.model.read(doc)])
+    assert combined.evidence.order_id == ("RULE-1" if model_p < 0.5 else "MODEL-1")
 
 
 def test_the_model_fills_what_the_rules_left_empty_from_its_threshold() -> None:
