@@ -846,19 +846,32 @@ def _ALL_LABELS() -> re.Pattern[str]:
     return re.compile("|".join(labels), re.IGNORECASE)
 
 
+#: A value vocabulary, compiled: (case-insensitive regex, the value it means) in order.
+Vocabulary = tuple[tuple[re.Pattern[str], Any], ...]
+
+
+def compile_vocabulary(table: Sequence[tuple[str, Any]]) -> Vocabulary:
+    return tuple((re.compile(p, re.IGNORECASE), v) for p, v in table)
+
+
+def vocabulary_value(vocabulary: Vocabulary, text: str) -> Any:
+    """The value of the first of ``vocabulary``'s regexes found in ``text``, or None."""
+    for p, v in vocabulary:
+        if p.search(text):
+            return v
+    return None
+
+
 def enum(table: Sequence[tuple[str, Any]], *, max_words: int | None = None) -> Parser:
     """A parser mapping the first matching regex (searched in the value cell) to its value.
     ``max_words``: longer cells are prose, not a value (a bare label such as "Terms")."""
-    compiled = [(re.compile(p, re.IGNORECASE), v) for p, v in table]
+    compiled = compile_vocabulary(table)
 
     def parse(raw: str, ctx: RuleContext) -> Any:
         cell = re.split(r"[ \t]{2,}|\|", raw.strip())[0]
         if max_words is not None and len(cell.split()) > max_words:
             return None
-        for p, v in compiled:
-            if p.search(cell):
-                return v
-        return None
+        return vocabulary_value(compiled, cell)
 
     return parse
 

@@ -289,11 +289,11 @@ def _shape(value: str) -> str:
     return re.sub(r"(.)\1+", r"\1+", s)[:12]
 
 
-#: The rules' value vocabularies (regex -> value): what each would read in a cell is a feature
-#: of the cell wherever it stands, so a new vendor's wording the rules know is read by the model
-#: next to a label the rules do not know.
-_VOCABULARIES: dict[str, tuple[tuple[re.Pattern[str], Any], ...]] = {
-    name: tuple((re.compile(p, re.IGNORECASE), v) for p, v in table)
+#: The rules' value vocabularies: what each would read in a cell (the whole cell, not only its
+#: first run as a rule reads a value) is a feature of the cell wherever it stands, so a new
+#: vendor's wording the rules know is read by the model next to a label the rules do not know.
+_VOCABULARIES: dict[str, rules_mod.Vocabulary] = {
+    name: rules_mod.compile_vocabulary(table)
     for name, table in (
         ("avs", rules_mod.AVS),
         ("cvv", rules_mod.CVV),
@@ -305,13 +305,11 @@ _VOCABULARIES: dict[str, tuple[tuple[re.Pattern[str], Any], ...]] = {
 
 
 def _vocabulary(value: str) -> list[str]:
-    out = []
-    for name, table in _VOCABULARIES.items():
-        for pattern, v in table:
-            if pattern.search(value):
-                out.append(f"E:{name}={v}")
-                break
-    return out
+    return [
+        f"E:{name}={v}"
+        for name, vocabulary in _VOCABULARIES.items()
+        if (v := rules_mod.vocabulary_value(vocabulary, value)) is not None
+    ]
 
 
 #: A web address or an e-mail's domain (``www.cedar-grocers.example``,
