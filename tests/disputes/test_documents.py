@@ -330,7 +330,7 @@ def test_rendering_is_deterministic_and_checks_its_arguments(tmp_path: Path) -> 
     assert c.path.read_bytes() != a.path.read_bytes()
     with pytest.raises(ValueError, match="unknown document type 'invoice'"):
         render_document("invoice", FACTS, CONTEXT, tmp_path / "x.pdf")
-    with pytest.raises(ValueError, match="variant must be 0-29"):
+    with pytest.raises(ValueError, match="variant must be 0-31"):
         render_document("receipt", FACTS, CONTEXT, tmp_path / "x.pdf", variant=N_VARIANTS)
 
 

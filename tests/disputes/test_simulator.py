@@ -260,8 +260,8 @@ def test_given_transactions_are_used(tmp_path: Path, tiny_tx: pl.DataFrame) -> N
 def test_config_is_checked() -> None:
     with pytest.raises(ValidationError, match="unknown genuine dispute types"):
         DisputeConfig(type_mix={"chargeback_fun": 1.0})
-    with pytest.raises(ValidationError, match="variants must be 0-29"):
-        DisputeConfig(variants=(30,))
+    with pytest.raises(ValidationError, match="variants must be 0-31"):
+        DisputeConfig(variants=(32,))
     with pytest.raises(ValidationError, match="history_days"):
         DisputeConfig(history_days=500, transactions=SimulationConfig(days=100))
     with pytest.raises(ValidationError, match="extra"):
