@@ -69,6 +69,7 @@ def _words(text: str) -> list[tuple[str, int]]:
         ("$125.49 USD", (125.49, "USD")),
         ("CHF 1'234.50", (1234.5, "CHF")),
         ("U$S 190,59", (190.59, "USD")),  # Argentina's dollar sign (not "$" and an OCR'd 5)
+        ("INR 1,04,577.39", (104577.39, "INR")),  # lakhs: grouped in twos above the thousands
     ],
 )
 def test_parse_amount(text: str, expected: tuple[float, str | None]) -> None:
@@ -97,6 +98,8 @@ def test_parse_amount(text: str, expected: tuple[float, str | None]) -> None:
         "2025 Mar 14",
         "Mar-14-2025",
         "14Mar2025",
+        "2025. 3. 14.",  # year first, a dot and a space (Korean, Hungarian)
+        "2025. 03. 14",
     ],
 )
 def test_parse_date(text: str) -> None:
@@ -781,6 +784,111 @@ def test_refunds_refused_and_made_in_other_words() -> None:
     )
     back = ex.extract([_doc("Your money back\nSent back on: 11 April 2025\nRefund: Done\n")])
     assert (back.evidence.refund_date, back.evidence.shipping_date) == (dt.date(2025, 4, 11), None)
+
+
+def test_amounts_with_a_conversion_and_year_first_dotted_dates() -> None:
+    """A total with its conversion in parentheses is the first amount ("(INR" is no currency
+    of it); "2024. 5. 11." is a date wherever it stands; "Total Invoice Value", "Outbound
+    date", "POD Date", "Airway Bill No.", "Tracking invoice no." and "Dispatched through" are
+    labels; a refund's "Refundable Amount" and "Credited On" too."""
+    ex = RulesExtractor()
+    invoice = ex.extract(
+        [
+            _doc(
+                "Tax Invoice\n"
+                " Buyer's Order No.      ORD-2024-11873\n"
+                " Taxable Value          USD 1,182.94 (INR 98,243.17)\n"
+                " Total Invoice Value    USD 1,259.21 (INR 1,04,577.39)\n"
+                " Date of order (IST)    2024. 5. 20.\n"
+            )
+        ]
+    ).evidence
+    assert (invoice.amount, invoice.currency, invoice.order_id, invoice.transaction_date) == (
+        1259.21,
+        "USD",
+        "ORD-2024-11873",
+        dt.date(2024, 5, 20),
+    )
+    shipped = ex.extract(
+        [
+            _doc(
+                "Release notice\n"
+                "  Outbound date           2024. 6. 14.\n"
+                "  Dispatched through      DHL\n"
+                "  Airway Bill No.         0333216018\n"
+            )
+        ]
+    ).evidence
+    assert (shipped.shipping_date, shipped.carrier, shipped.tracking_number) == (
+        dt.date(2024, 6, 14),
+        "DHL",
+        "0333216018",
+    )
+    delivered = ex.extract(
+        [_doc("Parcel enquiry\n  Tracking invoice no.   158039283331\n  POD Date   24-Jun-24\n")]
+    ).evidence
+    assert (delivered.tracking_number, delivered.delivery_date, delivered.order_id) == (
+        "158039283331",
+        dt.date(2024, 6, 24),
+        None,  # the waybill's "invoice no." is no order's
+    )
+    refund = ex.extract(
+        [
+            _doc(
+                "Credit memo\n"
+                " Refund Initiated       Yes, credited to source\n"
+                " Refundable Amount      EUR 86.37 (INR 7,173.03)\n"
+                " Refund Credited On     14 June 2024\n"
+            )
+        ]
+    ).evidence
+    assert (refund.refund_issued, refund.refund_amount, refund.currency, refund.refund_date) == (
+        True,
+        86.37,
+        "EUR",
+        dt.date(2024, 6, 14),
+    )
+
+
+def test_header_blocks_beside_an_address_and_signatures() -> None:
+    """Labelled columns over their values right of the issuer's address are read by column
+    (but a log's header over its rows is not one record); "for ACME" over "Authorised
+    Signatory" names the merchant, a footer's "Company:" too, and "Challan No." is no name;
+    "Recipient same as orderer" compares the addresses."""
+    ex = RulesExtractor()
+    head = (
+        " Kestrel Traders                              Voucher No.             Dated\n"
+        "                                              KT/DC/2024-25/1003      29-May-24\n"
+        " 7184 Church Street, Tucson, AZ 85739         Buyer's Order No.       Order Date\n"
+        " GSTIN/UIN: 19QMUCC3829P1ZZ                   ORD-2024-19190          28-May-24\n"
+        " E-Mail: accounts@kestrel.example             Date of Despatch        Dispatched through\n"
+        " Phone: +1 555 3601                           29-May-24               Blue Dart\n"
+        "                                              Destination\n"
+        "                                              Tucson, US\n"
+        "  Recipient same as orderer     Same as orderer\n"
+        "                                    for KESTREL TRADERS\n\n\n"
+        "                                    Authorised Signatory\n"
+    )
+    got = ex.extract([_doc(head)]).evidence
+    assert (got.order_id, got.transaction_date, got.shipping_date, got.carrier) == (
+        "ORD-2024-19190",
+        dt.date(2024, 5, 28),
+        dt.date(2024, 5, 29),
+        "Blue Dart",
+    )
+    assert (got.merchant_name, got.shipping_address_matches) == ("Kestrel Traders", True)
+    log = (
+        "Previous sign-ins\n"
+        "Signed in (UTC)        IP                  Device          Action\n"
+        "2024/05/23 12:07       24.212.13.110       D00000299       login\n"
+        "2024/05/26 15:15       24.212.13.111       D00000298       login\n"
+    )
+    seen = ex.extract([_doc(log)]).evidence
+    assert (seen.delivery_date, seen.ip_address, seen.device_id) == (None, None, None)
+    footer = "Thank you for shopping with us.\nCompany: Moss & Fern  ·  CEO Kim Ji-won\n"
+    assert ex.extract([_doc(footer)]).evidence.merchant_name == "Moss & Fern"
+    carrier = "Logistics company: FedEx\n"
+    assert ex.extract([_doc(carrier)]).evidence.merchant_name is None
 
 
 # --- the held-out corpus -------------------------------------------------------------------------

@@ -220,6 +220,7 @@ DATE_RE = (
     rf"(?<![\w.])(?:{_D}{{4}}[-/.]{_D}{{1,2}}[-/.]{_D}{{1,2}}(?!(?!T\d{{2}}:)[\w.]?\d)"
     rf"|{_D}{{1,2}}[-/.]{_D}{{1,2}}[-/.]{_D}{{4}}(?![\w.]?\d)"  # 14/03/2025, 03-14-2025
     rf"|{_D}{{1,2}}\.[ \t]{_D}{{1,2}}\.[ \t]{_D}{{4}}(?![\w.]?\d)"  # 14. 3. 2025 (Czech)
+    rf"|{_D}{{4}}\.[ \t]{_D}{{1,2}}\.[ \t]{_D}{{1,2}}\.?(?![\w]|[ \t]*\.?\d)"  # 2025. 3. 14.
     rf"|{_D}{{1,2}}[-/.]{_D}{{1,2}}[-/.]\d{{2}}(?![\w.:/-]?\d)"  # 03/14/25
     rf"|{_MONTH_RE}[ \t/-]*{_DAY},?[ \t/-]+{_D}{{4}}"  # March 14, 2025; Mar-14-2025
     rf"|{_DAY}(?:[ \t]+of)?[ \t/.-]*{_MONTH_RE},?[ \t/.-]*{_D}{{4}}"  # 14 March 2025, 14Mar2025
@@ -260,15 +261,23 @@ _CUR_WORD = (
     r"(?i:" + "|".join(re.escape(w) for w in sorted(CURRENCY_WORDS, key=len, reverse=True)) + r")\b"
 )
 _CURRENCY_WORD = re.compile(rf"\b{_CUR_WORD}")
-_DIGITS = rf"(?:{_NUM}{{1,3}}(?:[,. \u00a0']{_NUM}{{3}})+|{_NUM}+)"
+#: Digits grouped by thousands (``1,234,567``, ``1.234.567``, ``1 234 567``) or the Indian way
+#: (``12,34,567``: lakhs and crores), or not grouped.
+_DIGITS = (
+    rf"(?:{_NUM}{{1,2}}(?:,{_NUM}{{2}})+,{_NUM}{{3}}(?![\d])"
+    rf"|{_NUM}{{1,3}}(?:[,. \u00a0']{_NUM}{{3}})+|{_NUM}+)"
+)
+#: A currency after an amount, in parentheses only when they close on it ("12.50 (USD)", not
+#: the "(INR" of "USD 86.37 (INR 7,173.03)": a conversion, not this amount's currency).
+_POST = rf"(?:\({_CUR_POST}\)|{_CUR_POST})"
 _NUMBER = rf"(?<![\w.,]){_DIGITS}"
 _CENTS = rf"[.,]{_NUM}{{2}}(?![\w]|[.,]\d)"  # not a date's day and month ("12.03.2025")
 #: An amount: with a currency (symbol or ISO code, before or after, with or without a space)
 #: or with cents.
 AMOUNT_RE = (
     rf"(?:{_CUR_PRE}(?:[ \t]?{_CUR_PRE})?[ \t\u00a0]?(?<![\d.,]){_DIGITS}(?:{_CENTS})?(?![\w.,]\d)"
-    rf"(?:[ \t]?\(?{_CUR_POST}\)?)?"
-    rf"|{_NUMBER}(?:{_CENTS}(?:[ \t\u00a0]?\(?{_CUR_POST}\)?|[ \t]{_CUR_WORD})?"
+    rf"(?:[ \t]?{_POST})?"
+    rf"|{_NUMBER}(?:{_CENTS}(?:[ \t\u00a0]?{_POST}|[ \t]{_CUR_WORD})?"
     rf"|[ \t\u00a0]?{_CUR_POST}))"
 )
 
@@ -328,6 +337,7 @@ def parse_date(text: str, dayfirst: bool | None = None) -> dt.date | None:
     s = re.sub(r"\s*\((?:mon|tue|wed|thu|fri|sat|sun)[a-z]*\.?\)$", "", s)
     s = re.sub(r"\s+", " ", s.replace(",", " ")).strip()
     s = re.sub(r"^(\S{1,2})\. (\S{1,2})\. (\S{4})$", r"\1.\2.\3", s)  # 14. 3. 2025
+    s = re.sub(r"^(\S{4})\. (\S{1,2})\. (\S{1,2}?)\.?$", r"\1.\2.\3", s)  # 2025. 3. 14.
     m = re.fullmatch(r"(\S{4})[-/.](\S{1,2})[-/.](\S{1,2})", s)
     try:
         if m:
@@ -779,6 +789,10 @@ def _text(raw: str, ctx: RuleContext) -> str | None:
     return s.title() if s.isupper() and len(s) > 4 else s
 
 
+#: A word that ends a reference's label ("Invoice No.", "Order ID").
+_REFERENCE_WORD = re.compile(r"(?i:no\.?|nr\.?|number|#|ref\.?)|ID")
+
+
 def _is_name(s: str) -> bool:
     """Whether ``s`` reads as a name (a merchant's, a carrier's): a few words, capitalised, not a
     contact detail, not a label and its value, not mostly digits."""
@@ -789,6 +803,8 @@ def _is_name(s: str) -> bool:
         return False  # "online at ...", "credit: $5": prose after a label word
     if sum(c.isdigit() for c in s) > len(s) / 3:
         return False
+    if _REFERENCE_WORD.fullmatch(words[-1]):
+        return False  # "Challan No.": a reference's label, not a name
     return not is_label(s) and not is_label(words[0])
 
 
@@ -1153,7 +1169,7 @@ L_TOTAL = _labels(
     r"(?:order[ \t]+|grand[ \t]+|invoice[ \t]+|final[ \t]+|payment[ \t]+|purchase[ \t]+|"
     r"transaction[ \t]+|sale[ \t]+)?total(?:[ \t]+(?:charged|paid|billed|amount|due|payable|"
     rf"price|to[ \t]+pay))?{_WITH_TAX}",
-    r"(?:order|purchase|transaction|basket|cart)[ \t]+value",
+    r"(?:total[ \t]+)?(?:order|purchase|transaction|basket|cart|invoice)[ \t]+value",
     r"(?:(?:order|payment|purchase|transaction|charge|invoice|sale)[ \t]+)?amount(?:[ \t]+"
     r"(?:charged|paid|billed|due|payable|authori[sz]ed|captured))?",
     r"(?:charged|paid|billed)(?:[ \t]+(?:to[ \t]+(?:your[ \t]+)?card|today))?",
@@ -1170,7 +1186,8 @@ L_ORDER_DATE = _labels(
     r"order[ \t]+(?:was[ \t]+)?placed(?:[ \t]+on)?",
 )
 _SHIP_EVENT = (
-    r"(?:ship(?:ping|ment)?|dispatch|despatch|posting|fulfil?ment|pick[ \t-]?up|collection)"
+    r"(?:ship(?:ping|ment)?|dispatch|despatch|posting|fulfil?ment|pick[ \t-]?up|collection|"
+    r"outbound)"
 )
 L_SHIP_DATE = _labels(
     rf"{_SHIP_EVENT}[ \t]+(?:date|on)",
@@ -1191,12 +1208,13 @@ L_DELIVERY_DATE = _labels(
     r"date[ \t]+(?:of[ \t]+)?deliver(?:y|ed)",
     r"delivered",
     r"hand[ \t-]*over[ \t]+(?:date|on)",
+    r"pod[ \t]+(?:date|on)",
     r"date[ \t]+of[ \t]+hand[ \t-]*over",
 )
 L_CARRIER = _labels(
     r"(?:shipping[ \t]+|delivery[ \t]+)?carrier",
     r"courier(?:[ \t]+(?:service|company|name))?+",
-    r"(?:ship(?:ped)?|sent|dispatched|despatched|delivered|delivery)[ \t]+(?:via|with|by)",
+    r"(?:ship(?:ped)?|sent|dispatched|despatched|delivered|delivery)[ \t]+(?:via|with|by|through)",
     r"(?:ship(?:ping)?|delivery|postal|parcel|transport)[ \t]+(?:carrier|company|service|provider|"
     r"partner|"
     r"method|agent|firm)",
@@ -1206,7 +1224,8 @@ L_CARRIER = _labels(
 L_TRACKING = _labels(
     rf"track(?:ing)?(?:[ \t]*{_NO}){{0,2}}",
     rf"track[ \t]*(?:&|and|\+)[ \t]*trace(?:[ \t]*{_NO})?",
-    rf"(?:air[ \t]*)?waybill(?:[ \t]*{_NO})?",
+    rf"(?:air[ \t]*)?way[ \t]*bill(?:[ \t]*{_NO})?",
+    rf"track(?:ing)?[ \t]+invoice(?:[ \t]*{_NO})?",
     rf"awb(?:[ \t]*{_NO})?",
     rf"(?:consignment|parcel|shipment|package|article)[ \t]*{_NO}",
     r"track[ \t]+(?:your|my|this|the)[ \t]+(?:package|parcel|order|shipment|item|delivery)",
@@ -1246,7 +1265,7 @@ L_DEVICE = _labels(
     rf"(?:device[ \t]+)?fingerprint(?:[ \t]+{_ID})?",
 )
 L_REFUND_AMOUNT = _labels(
-    r"refund(?:ed)?[ \t]+(?:amount|total|sum|value)",
+    r"refund(?:ed|able)?[ \t]+(?:amount|total|sum|value)",
     r"amount[ \t]+(?:refunded|credited|reimbursed|returned)",
     r"(?:refunded|credited|reimbursed|returned)[ \t]+(?:amount|sum|total)",
     r"refunded",
@@ -1255,7 +1274,7 @@ L_REFUND_AMOUNT = _labels(
     r"refund",
 )
 L_REFUND_DATE = _labels(
-    r"refund(?:ed)?[ \t]+(?:date|on|issued[ \t]+on|processed[ \t]+on)",
+    r"refund(?:ed)?[ \t]+(?:date|on|(?:issued|processed|credited|paid)[ \t]+on)",
     r"date[ \t]+(?:of[ \t]+)?(?:refund|refunded|credit|credited|reimbursement)",
     r"credit(?:ed)?[ \t]+(?:date|on|issued(?:[ \t]+on)?)",
     r"reimburse(?:d|ment)[ \t]+(?:date|on)",
@@ -1267,8 +1286,8 @@ L_PROCESSED_ON = _labels(
     r"(?:processed|issued|completed|executed)(?:[ \t]+on)?", r"value[ \t]+date"
 )
 L_REFUND_STATUS = _labels(
-    r"(?:refund|credit|reimbursement)[ \t]+(?:status|state|issued|processed|decision|outcome|"
-    r"result|entry)",
+    r"(?:refund|credit|reimbursement)[ \t]+(?:status|state|issued|processed|initiated|decision|"
+    r"outcome|result|entry)",
     r"return[ \t]+of[ \t]+(?:money|funds|payment)",
     r"refund|reimbursement",
 )
@@ -1280,7 +1299,10 @@ L_CANCEL = _labels(
     r"(?:ended|terminated)[ \t]+on",
     r"(?:end|termination)[ \t]+date",
 )
-_SHIP_SIDE = r"(?:ship(?:ping)?|delivery)(?:[ \t-]*to)?(?:[ \t]+address(?:es)?)?"
+_SHIP_SIDE = (
+    r"(?:(?:ship(?:ping)?|delivery)(?:[ \t-]*to)?|recipient(?:'?s)?|consignee(?:'?s)?)"
+    r"(?:[ \t]+address(?:es)?)?"
+)
 _BILL_SIDE = (
     r"(?:bill(?:ing)?|invoice|sold|(?:orderer|purchaser|buyer|card[ \t]*holder)(?:'?s)?)"
     r"(?:[ \t-]*to)?(?:[ \t]+address(?:es)?)?"
@@ -1289,9 +1311,9 @@ _BILL_SIDE = (
 #: order with a few words between ("Ship-to verified against bill-to").
 L_ADDRESS_MATCH = _labels(
     rf"{_SHIP_SIDE}[ \t]*(?:[\w/&=.-]+[ \t]*){{0,4}}?{_BILL_SIDE}"
-    r"(?:[ \t]+(?:match(?:es)?|identical|same|agree|verified|check))?",
+    r"(?:[ \t](?:match(?:es)?|identical|same|agree|verified|check))?",
     rf"{_BILL_SIDE}[ \t]*(?:[\w/&=.-]+[ \t]*){{0,4}}?{_SHIP_SIDE}"
-    r"(?:[ \t]+(?:match(?:es)?|identical|same|agree|verified|check))?",
+    r"(?:[ \t](?:match(?:es)?|identical|same|agree|verified|check))?",
     r"(?:delivered|shipped)[ \t]+to[ \t]+(?:the[ \t]+)?billing[ \t]+address",
     r"same[ \t]+as[ \t]+(?:the[ \t]+)?(?:billing|invoice|card(?:holder'?s?)?|payment)"
     r"(?:[ \t]+address)?",
@@ -1329,6 +1351,15 @@ L_MERCHANT = _labels(
 L_MERCHANT_NOUN = _labels(
     r"merchant|seller|vendor|retailer|supplier|store|shop|web[ \t-]?shop|online[ \t]+(?:shop|"
     r"store)|distributor|wholesaler|dealer|reseller"
+)
+#: A footer's or a form's "Company" ("Company: Acme Ltd  ·  CEO ..."), not a carrier's or an
+#: insurer's ("Logistics company").
+L_COMPANY = _labels(r"company(?:[ \t]+name)?")
+#: An invoice signed for the company ("for ACME TRADERS" above "Authorised Signatory").
+SIGNED_FOR = (
+    r"(?im)^[ \t]*for[ \t]+(?P<v>[^\n]{2,60}?)[ \t]*\n(?:[ \t]*\n){0,4}[ \t]*(?:authori[sz]ed[ \t]+"
+    r"signatory|"
+    r"proprietor|(?:managing[ \t]+)?director|partner)\b"
 )
 #: A value after a colon, a bar, a tab or a gap of two spaces (not after one space).
 _AFTER_GAP = r"(?:(?<=[:|\t])|(?<=[ ]{2})|(?<=:[ ]))"
@@ -1375,6 +1406,10 @@ _NOT_ORDER = _cases(
     "this",
 )
 _NOT_REFUND = _cases("refund", "credit")
+_NOT_OWN_COMPANY = _cases(
+    "logistics", "courier", "shipping", "delivery", "carrier", "transport", "freight", "parcel",
+    "insurance", "card", "payment", "your", "parent", "holding",
+)  # fmt: skip
 #: ... and a customer's sentence ("Got my order on 26 Jun") is no order-date label.
 _NOT_ORDER_DATE = (*_NOT_REFUND, *_cases("my", "got", "received"))
 #: Words before a noun that make it part of a sentence ("from the retailer"), not a label.
@@ -1450,12 +1485,13 @@ ACK_PHRASES: tuple[tuple[str, Any], ...] = (
         r"\b(?:I|we)\s+(?:have\s+|did\s+)?(?:received|got|collected|picked\s+up|signed\s+for|"
         r"opened|installed|wore|tried)\b|\b(?:arrived|was\s+delivered|came|turned\s+up)\b.{0,60}?"
         r"\b(?:I|we)\b|\b(?:I|we)\s+(?:have\s+been|am|are|was|were)\s+(?:using|wearing|enjoying)\b|"
-        r"\b(?:it|they|the\s+(?:order|item|package|parcel|goods|product|delivery)|(?:my|your)\s+(?:order|"
+        r"\b(?:it|they|the\s+(?:order|item|package|parcel|goods|product|delivery)s?|(?:my|your)\s+(?:order|"
         r"item|package|parcel|goods|delivery|purchase))\s+(?:has\s+|have\s+|finally\s+)?(?:arrived|"
         r"came|turned\s+up|showed\s+up|was\s+delivered|were\s+delivered|got\s+here|reached\s+me)"
         r"\b|\b(?:love|using|enjoying)\s+(?:it|the\s+\w+)\b|\bgot\s+(?:it|(?:the|my)\s+"
         r"(?:item|order|package|parcel|goods|delivery))\b|\bdelivered\s+to\s+me\b|\b(?:started|began|begun)\s+(?:using|wearing)\b|"
-        r"\b(?:handed|given)\s+to\s+me\b|\bpicked\s+(?:the|my|our)\s+(?:parcel|package|order|"
+        r"\b(?:handed|given)\s+to\s+me\b|\b(?:it|they|the\s+(?:goods|items?|products?|parcel|"
+        r"package|order))\s+(?:is|are)\s+(?:here\s+)?with\s+me\b|\bpicked\s+(?:the|my|our)\s+(?:parcel|package|order|"
         r"item|box|goods)\s+up\b|\b(?:parcel|package|item|order|goods|delivery)\s+"
         r"(?:was\s+|has\s+been\s+)?(?:received|collected|picked\s+up|dropped\s+off|left\s+"
         r"(?:at|on|by|with))\b|\b(?:I|we)(?:'ve|\s+have)?\s+(?:have|got)\s+it\s+(?:here|now|with\s+"
@@ -1563,6 +1599,7 @@ def default_rules() -> list[Rule]:
         pattern_rule(
             "order_id",
             rf"^[ \t]*Subject:[^\n]*?\b(?:{_ORDER_NOUN}|payment|transaction)(?:[ \t]*/[ \t]*\w+)?"
+            r"(?:[ \t]+(?:inquiry|enquiry|query|question|issue|problem|complaint)\])?"
             rf"[ \t]*(?:{_NO}[ \t]*)?"
             rf"[:.]?[ \t]*(?P<v>{ID_VALUE})",
             _order_id,
@@ -1586,6 +1623,16 @@ def default_rules() -> list[Rule]:
             below=False,
             not_after=_ARTICLES,
         ),
+        L(
+            "merchant_name",
+            L_COMPANY,
+            _AFTER_GAP + CELL_VALUE,
+            _merchant,
+            0.85,
+            below=False,
+            not_after=(*_ARTICLES, *_NOT_OWN_COMPANY),
+        ),
+        pattern_rule("merchant_name", SIGNED_FOR, _merchant, 0.85),
         L("amount", L_TOTAL, AMOUNT, _amount, not_after=_NOT_TOTAL, currency=True),
         L(
             "currency",
@@ -1625,7 +1672,7 @@ def default_rules() -> list[Rule]:
         merchant_rule(
             pattern_rule(
                 "refund_amount",
-                rf"\b(?:(?:refund|credit|reimbursement)\s+(?:of|for|:|(?:confirmed|approved|issued|"
+                rf"\b(?:(?:refund|credit|reimbursement)(?:\s+amount)?\s+(?:of|for|:|(?:confirmed|approved|issued|"
                 rf"processed)\s*:?)|(?:credited|refunded|reimbursed|reversed|we(?:\s+have|'ve)?\s+"
                 rf"(?:returned|sent|paid|transferred))(?:\s+you)?)\s+(?P<v>{AMOUNT})",
                 _amount,
@@ -2161,6 +2208,36 @@ def header_row_pairs(rows: list[Row]) -> Iterator[tuple[str, str, int]]:
             yield h, c, vat + c_at
 
 
+def column_pairs(rows: list[Row], taken: set[int]) -> Iterator[tuple[str, str, int]]:
+    """``(label, value, value offset)`` for a block of labelled columns beside other text: a
+    line with two or more cells that name fields (no digits, no colon) and, on the next line,
+    a cell starting in the same column under each of them (an Indian tax invoice's header:
+    "Invoice No.   Dated" over "BA/EXP/2024-25/8991   20-May-24", right of the issuer's
+    address, which :func:`header_row_pairs` cannot take for a table: its lines hold the
+    address's cells too). Not when the columns go on below their values (a log's rows); values in
+    ``taken`` (read as a table already) are not repeated."""
+    for i in range(len(rows) - 1):
+        heads = [
+            (at, h)
+            for at, h in rows[i][2]
+            if len(h) <= 40 and ":" not in h and not re.search(r"\d", h) and _names_a_field(h)
+        ]
+        if len(heads) < 2 or any(_LOG_HEADER.fullmatch(c) for _, c in rows[i][2]):
+            continue  # (a log's header: "Time (UTC)  IP  Device  Event")
+        vat, _, cells = rows[i + 1]
+        below = {at: c for at, c in cells}
+        after = {at: c for at, c in rows[i + 2][2]} if i + 2 < len(rows) else {}
+        if sum(at in after and not is_label(after[at]) for at, _ in heads) >= 2:
+            continue  # the columns go on below their first values: a log's rows, not a record
+        for at, h in heads:
+            for col in (at, at - 1, at + 1):
+                value = below.get(col)
+                if value is not None:
+                    if vat + col not in taken and not is_label(value):
+                        yield h, value, vat + col
+                    break
+
+
 #: A number standing alone (a value), not one inside a word ("3-digit code", "IPv4").
 _NUMBER_WORD = re.compile(r"(?<![\w-])\d+(?![\w-])")
 
@@ -2427,8 +2504,12 @@ class RulesExtractor:
         for rule in self.rules:
             yield from rule(text, ctx)
         rows = table_rows(text)
+        tables = list(header_row_pairs(rows))
+        taken = {at for _, _, at in tables}
         pairs = itertools.chain(
-            ((h, v, at, 0.85) for h, v, at in header_row_pairs(rows)), caption_row_pairs(rows)
+            ((h, v, at, 0.85) for h, v, at in tables),
+            caption_row_pairs(rows),
+            ((h, v, at, 0.8) for h, v, at in column_pairs(rows, taken)),
         )
         for header, value, at, factor in pairs:
             mini = f"{header}: {value}"
