@@ -2454,10 +2454,10 @@ def format_amount(value: float, currency: str, variant: int) -> str:
             return f"{currency} {comma}"
         return f"{currency} {comma} (INR {_lakh(value * rate)})"
     if kind == "spaced_symbol_code":  # Mexican: $ 1,234.50 USD (the sign, a space, the code after)
-        sign = {"USD": "$", "CAD": "$", "AUD": "$", "MXN": "$", "EUR": "€", "GBP": "£"}.get(
+        mark = {"USD": "$", "CAD": "$", "AUD": "$", "MXN": "$", "EUR": "€", "GBP": "£"}.get(
             currency
         )
-        return f"{sign} {comma} {currency}" if sign else f"{comma} {currency}"
+        return f"{mark} {comma} {currency}" if mark else f"{comma} {currency}"
     if kind == "code_dollar_glued":  # Philippine: USD$1,234.50 (a dollar's code and sign), Php
         if currency in ("USD", "CAD", "AUD", "SGD", "HKD", "NZD"):
             return f"{currency}${comma}"
@@ -4434,7 +4434,17 @@ _ES_UNITS = (
     "VEINTIOCHO",
     "VEINTINUEVE",
 )
-_ES_TENS = ("", "", "", "TREINTA", "CUARENTA", "CINCUENTA", "SESENTA", "SETENTA", "OCHENTA")
+_ES_TENS: tuple[str, ...] = (
+    "",
+    "",
+    "",
+    "TREINTA",
+    "CUARENTA",
+    "CINCUENTA",
+    "SESENTA",
+    "SETENTA",
+    "OCHENTA",
+)
 _ES_TENS += ("NOVENTA",)
 _ES_HUNDREDS = (
     "",
