@@ -99,11 +99,17 @@ class LocalComponents:
         """The ladder's stages; ``sequence`` replaces the direct behavioural-model call (the
         colocated Ingress passes its ``@serve.batch`` wrapper of :meth:`score_sequence`)."""
         seq = sequence or self.score_sequence
+        inline: set[Callable[..., Awaitable[Any]]] = {self.decide}  # pure Python, on the loop
+        if not any(name.startswith("xgboost:") for name in self._pools):
+            inline.add(self.score_tabular)
+        if sequence is None and "sequence" not in self._pools:
+            inline.add(self.score_sequence)  # (a batching wrapper waits for its batch: it yields)
         return Stages(
             fetch=self.fetch,
             tabular=self.score_tabular,
             decide=self.decide,
             sequence=seq if self.sequence is not None else None,
+            inline=frozenset(inline),
         )
 
     async def _run(self, pool: str, fn: Callable[..., T], *args: Any) -> T:

@@ -58,12 +58,17 @@ DecideStage = Callable[[list[ModelScores]], Awaitable[list[Verdict]]]
 @dataclass
 class Stages:
     """The async stage callables. ``tabular(version, x, contributions_mode)``;
-    ``sequence(x, seq)`` may be None when no behavioural model is deployed."""
+    ``sequence(x, seq)`` may be None when no behavioural model is deployed. ``inline``: those
+    of these callables whose coroutine runs to its end without yielding (a bounded computation
+    called on the loop): no timer is armed for them, as none could fire before they end (their
+    time still counts against the request's deadline). A stage replaced by another callable
+    is timed again."""
 
     fetch: FetchStage
     tabular: TabularStage
     decide: DecideStage
     sequence: SequenceStage | None = None
+    inline: frozenset[Callable[..., Awaitable[Any]]] = frozenset()
 
 
 @dataclass
@@ -267,11 +272,18 @@ class Ladder:
         run_seq = sequence is not None
         if sequence is not None:  # first: the longer of the two model stages
             seq = np.stack([np.asarray(rows[i].sequence, dtype=np.float32) for i in seq_idx])
-            calls.append(_guard(partial(sequence, x[seq_idx], seq), left(cfg.timeouts.sequence_ms)))
+            calls.append(
+                _guard(
+                    partial(sequence, x[seq_idx], seq),
+                    left(cfg.timeouts.sequence_ms),
+                    timed=sequence not in self.stages.inline,
+                )
+            )
         calls.extend(
             _guard(
                 partial(self.stages.tabular, v, x[idx], cfg.contributions),
                 left(cfg.timeouts.xgboost_ms),
+                timed=self.stages.tabular not in self.stages.inline,
             )
             for v, idx in groups.items()
         )
@@ -317,7 +329,9 @@ class Ladder:
 
         if items:
             decided = await _guard(
-                partial(self.stages.decide, items), left(cfg.timeouts.decider_ms)
+                partial(self.stages.decide, items),
+                left(cfg.timeouts.decider_ms),
+                timed=self.stages.decide not in self.stages.inline,
             )
             lat["decider"] = decided.ms
             verdicts: list[Verdict] | None = decided.value
@@ -480,16 +494,21 @@ class Ladder:
         return records
 
 
-async def _guard(call: Callable[[], Awaitable[Any]], budget_s: float) -> _Stage:
+async def _guard(
+    call: Callable[[], Awaitable[Any]], budget_s: float, *, timed: bool = True
+) -> _Stage:
     """Run ``call()`` for at most ``budget_s``; report value, error kind and elapsed ms.
 
     ``call`` makes the stage's coroutine here, not before: a guard cancelled before it starts
     (the request's deadline passing while ``gather`` schedules the stages) leaves no coroutine
-    behind that was never awaited."""
+    behind that was never awaited. ``timed=False``: a stage that never yields (:attr:`Stages.
+    inline`): no timer (it could not fire before the stage ends: the same outcome, ~20 µs less)."""
     t = time.perf_counter()
     if budget_s <= 0:
         return _Stage(None, "timeout", 0.0)
     try:
+        if not timed:
+            return _Stage(await call(), None, (time.perf_counter() - t) * 1e3)
         async with asyncio.timeout(budget_s):
             value = await call()
         return _Stage(value, None, (time.perf_counter() - t) * 1e3)

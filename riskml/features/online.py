@@ -429,6 +429,8 @@ class OnlineFeatures:
         self._redis_retries = redis_retries
         #: (event loop, its redis.asyncio client) of :meth:`fetch_many_async`
         self._aclient: tuple[Any, Any] | None = None
+        #: the async client's read timeout, seconds (:meth:`_async_client`)
+        self._read_timeout: float | None = None
         self._hset_keys: dict[tuple[str, tuple[str, ...]], tuple[str, list[str], list[Any]]] = {}
         self._key_cache: dict[tuple[str, str], bytes] = {}
         self._row_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -585,7 +587,10 @@ class OnlineFeatures:
     def _async_client(self) -> Any:
         """This event loop's ``redis.asyncio`` client (one per loop: a client's connections
         belong to the loop that opened them), made from the online store's connection string
-        as Feast makes its own, with the sync client's fail-fast retry policy."""
+        as Feast makes its own, with the sync client's fail-fast retry policy. Its read timeout
+        (``socket_timeout``) is not the client's: redis-py would arm one timer per reply (five a
+        decision: four HMGET replies and the pool's health check); :meth:`_hmget_async` arms
+        one for the whole round trip (:attr:`_read_timeout`)."""
         import asyncio
 
         import redis.asyncio as aredis
@@ -598,6 +603,8 @@ class OnlineFeatures:
             return held[1]
         online = self.store.config.online_store
         nodes, kwargs = self._redis._parse_connection_string(online.connection_string)
+        timeout = kwargs.pop("socket_timeout", None)
+        self._read_timeout = None if timeout is None else float(timeout)
         client = aredis.Redis(
             host=nodes[0]["host"],
             port=int(nodes[0]["port"]),
@@ -636,15 +643,20 @@ class OnlineFeatures:
         asyncio client packs in Python: ~0.1 ms for a decision's ~70 arguments), retried as
         redis-py retries its own pipelines (the client's ``Retry``: a failed connection is
         dropped and the batch sent again); a read cancelled mid-reply drops its connection
-        (redis-py), so no reply is ever misread."""
+        (redis-py), so no reply is ever misread. One timer per attempt for the round trip (the
+        store's read timeout), not one per reply: a store that stops answering fails the
+        attempt with ``TimeoutError`` as a socket timeout would."""
+        import asyncio
+
         pool = self._async_client().connection_pool
         pack = _packer()
         payload = [part for key, fields in commands for part in pack("HMGET", key, *fields)]
         conn = await pool.get_connection()
 
         async def send_and_read() -> list[Any]:
-            await conn.send_packed_command(payload)
-            return [await conn.read_response() for _ in commands]
+            async with asyncio.timeout(self._read_timeout):
+                await conn.send_packed_command(payload)
+                return [await conn.read_response() for _ in commands]
 
         async def drop(_error: Exception) -> None:
             await conn.disconnect()

@@ -283,26 +283,26 @@ def request_features(
 def sequence_rows(
     ts_us: np.ndarray,
     amount: np.ndarray,
-    category_codes: np.ndarray,
-    channel_codes: np.ndarray,
+    category_codes: np.ndarray | Sequence[int],
+    channel_codes: np.ndarray | Sequence[int],
     terminal_risk: np.ndarray,
-    now_us: np.ndarray,
+    now_us: np.ndarray | int,
 ) -> np.ndarray:
-    """Sequence elements (``SEQ_FIELDS`` order, float32) for past transactions seen at ``now_us``.
+    """Sequence elements (``SEQ_FIELDS`` order, float32) for past transactions seen at ``now_us``
+    (one time for all, or one per element).
 
-    Vectorised over elements; shared by the offline builder and :func:`sequence_features`.
-    """
-    age_s = (np.asarray(now_us, dtype=np.int64) - np.asarray(ts_us, dtype=np.int64)) / US
-    cols = [
-        np.ones(len(age_s)),
-        np.log1p(np.asarray(amount, dtype=np.float64)),
-        np.log1p(age_s),
-        _hour(ts_us),
-        category_codes,
-        channel_codes,
-        terminal_risk,
-    ]
-    return np.stack([np.asarray(c, dtype=np.float64) for c in cols], axis=-1).astype(np.float32)
+    Vectorised over elements; shared by the offline builder and :func:`sequence_features`. The
+    columns are filled into one float64 array and rounded to float32 once."""
+    ts_us = np.asarray(ts_us, dtype=np.int64)
+    rows = np.empty((len(ts_us), len(SEQ_FIELDS)), dtype=np.float64)
+    rows[:, 0] = 1.0
+    rows[:, 1] = np.log1p(np.asarray(amount, dtype=np.float64))
+    rows[:, 2] = np.log1p((np.asarray(now_us, dtype=np.int64) - ts_us) / US)
+    rows[:, 3] = _hour(ts_us)
+    rows[:, 4] = category_codes
+    rows[:, 5] = channel_codes
+    rows[:, 6] = terminal_risk
+    return rows.astype(np.float32)
 
 
 def sequence_features(state: State, ts_us: int) -> np.ndarray:
@@ -310,18 +310,17 @@ def sequence_features(state: State, ts_us: int) -> np.ndarray:
     out = np.zeros((SEQ_LEN, len(SEQ_FIELDS)), dtype=np.float32)
     ts = state["hist_ts"]
     hi = int(np.searchsorted(ts, ts_us, "left"))
-    idx = np.arange(max(0, hi - SEQ_LEN), hi)
-    if idx.size == 0:
+    lo = max(0, hi - SEQ_LEN)
+    if hi == lo:
         return out
-    rows = sequence_rows(
-        ts[idx],
-        state["hist_amount"][idx],
-        np.array([category_code(c) for c in state["hist_category"][idx]]),
-        np.array([channel_code(c) for c in state["hist_channel"][idx]]),
-        state["hist_terminal_risk"][idx],
-        np.full(idx.size, ts_us, dtype=np.int64),
+    out[SEQ_LEN - (hi - lo) :] = sequence_rows(
+        ts[lo:hi],
+        state["hist_amount"][lo:hi],
+        [category_code(c) for c in state["hist_category"][lo:hi].tolist()],
+        [channel_code(c) for c in state["hist_channel"][lo:hi].tolist()],
+        state["hist_terminal_risk"][lo:hi],
+        ts_us,
     )
-    out[SEQ_LEN - idx.size :] = rows
     return out
 
 

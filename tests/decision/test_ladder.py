@@ -245,6 +245,31 @@ def test_slow_xgboost_falls_to_rules_and_uses_fetched_velocity(
     assert o.latency_ms["total"] <= DEADLINE_MS and ms < DEADLINE_MS + 10
 
 
+def test_stages_that_never_yield_arm_no_timer(
+    reference: dict[str, Any], txs: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In process the models and the policy run on the loop to their end: a timer could not
+    fire before they end, so only the request's deadline and the fetch arm one (two a
+    decision, not five); a stage replaced by one that yields is timed again (above)."""
+    app = make_app(reference)
+    stages = app.ladder.stages
+    assert stages.inline == {stages.tabular, stages.sequence, stages.decide}
+    armed: list[float | None] = []
+    timeout = asyncio.timeout
+
+    def counting(delay: float | None) -> Any:
+        armed.append(delay)
+        return timeout(delay)
+
+    monkeypatch.setattr(asyncio, "timeout", counting)
+    (o,), _ = run(app, txs[:1])
+    assert o.decision_source == "ensemble" and len(armed) == 2
+    app.ladder.stages.sequence = slow(stages.sequence, 0.0)
+    armed.clear()
+    (o,), _ = run(app, txs[:1])
+    assert o.decision_source == "ensemble" and len(armed) == 3
+
+
 @pytest.mark.parametrize(
     ("stage", "reason"), [("slow", "sequence_timeout"), ("error", "sequence_error")]
 )

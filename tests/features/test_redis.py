@@ -10,7 +10,9 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -233,6 +235,74 @@ def redis_rows(fresh_redis: StoreConfig) -> list[dict[str, object]]:
     rows = training_set(REPLAY_DAY, REPLAY_DAY + dt.timedelta(days=1), config=fresh_redis,
                         sequences=True)  # fmt: skip
     return rows.head(300).rows(named=True)
+
+
+def test_a_redis_that_stops_answering_fails_the_read_on_the_event_loop_in_time(
+    make_store: Callable[..., StoreConfig], tmp_path: Path
+) -> None:
+    """A store that holds the connection but stops answering (SIGSTOP: a hung server, not a
+    closed port) fails ``fetch_many_async`` with the typed error within the read timeout and
+    its retry, with no caller's deadline around it (one timer for the round trip, not one per
+    reply); once it answers again the next read is right (the timed-out connection was
+    dropped: no reply is read for the wrong request)."""
+    import os
+    import signal
+
+    server = shutil.which("redis-server")
+    need(server is not None, "redis-server not installed")
+    assert server is not None
+    port = free_port()
+    proc = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+         "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        url = f"127.0.0.1:{port},socket_timeout=0.3"
+        for _ in range(100):
+            if redis_available(f"127.0.0.1:{port}"):
+                break
+            time.sleep(0.05)
+        cfg = make_store("redis", redis_url=url)
+        online = OnlineFeatures(cfg)
+        customers = pl.read_parquet(Path(cfg.features_dir or "") / "customer_history.parquet")[
+            "customer_id"
+        ]
+        requests = [
+            {"ts": REPLAY_DAY, "customer_id": c, "terminal_id": "t", "device_id": "d",
+             "amount": 5.0}
+            for c in customers[:2]
+        ]  # fmt: skip
+        expected = [online.get(r) for r in requests]
+
+        async def scenario() -> list[Any]:
+            first = await online.fetch_many_async(requests[:1])
+            os.kill(proc.pid, signal.SIGSTOP)
+            started = time.perf_counter()
+            try:
+                with pytest.raises(FeatureStoreUnavailable, match="redis"):
+                    await online.fetch_many_async(requests[:1])
+                waited = time.perf_counter() - started
+            finally:
+                os.kill(proc.pid, signal.SIGCONT)
+            second = await online.fetch_many_async(requests[1:])
+            return [first, waited, second]
+
+        first, waited, second = asyncio.run(scenario())
+        assert 0.3 <= waited < 1.5  # two attempts of 0.3 s (one retry), not a hang
+        for (vec, flags, _), (want, want_flags) in (
+            (first[0], expected[0]),
+            (second[0], expected[1]),
+        ):
+            assert flags == want_flags and vec.keys() == want.keys()
+            for name, value in vec.items():
+                np.testing.assert_array_equal(np.asarray(value), np.asarray(want[name]), name)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)
+            proc.terminate()
+            proc.wait(timeout=10)
 
 
 @pytest.mark.parametrize("fetched", [False, True], ids=["read", "fetched-base"])
