@@ -38,7 +38,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _child(world_dir: Path, store: str, redis_url: str, passes: int) -> dict[str, Any]:
-    """In a child process (this tree's code or the baseline's, by ``sys.path``): decide the
+    """In a child process (this file run as a script: the tree under test comes first on
+    ``PYTHONPATH``, this tree's or the baseline's, whichever the side): decide the
     world's replay day ``passes`` times after one warm-up pass; CPU per decision, stage p50s."""
     import asyncio
     import datetime as dt
@@ -84,7 +85,10 @@ def _child(world_dir: Path, store: str, redis_url: str, passes: int) -> dict[str
     finally:
         world.drop_store(kv)
     n = passes * len(txs)
+    import riskml
+
     return {
+        "riskml": riskml.__file__,
         "decisions": n,
         "cpu_us_per_decision": round(cpu / n * 1e6, 1),
         "stage_p50_ms": {s: round(float(np.percentile(v, 50)), 4) for s, v in stages.items()},
@@ -102,19 +106,33 @@ def _baseline_tree(rev: str, where: Path) -> Path:
     return where
 
 
+#: This file run as the child (``-c``: the side's tree, the working directory, is first on
+#: ``sys.path``; run as a script, this file's directory would be, and its ``serving.py``, a
+#: benchmark, would shadow the ``serving`` package).
+_RUN_CHILD = (
+    "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+)
+
+
 def _run_side(code: Path, args: argparse.Namespace, world_dir: Path) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(code)}
-    out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.decision_cpu", "--child", str(world_dir),
-         "--store", args.store, "--redis-url", args.redis_url, "--passes", str(args.passes)],
-        cwd=code, env=env, check=True, capture_output=True, text=True,
-    ).stdout  # fmt: skip
-    return dict(json.loads(out.strip().splitlines()[-1]))
+    done = subprocess.run(
+        [sys.executable, "-c", _RUN_CHILD, str(Path(__file__).resolve()), "--child",
+         str(world_dir), "--store", args.store, "--redis-url", args.redis_url, "--passes",
+         str(args.passes)],
+        cwd=code, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    if done.returncode:
+        raise RuntimeError(f"the {code} child failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    result = dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    if not Path(result["riskml"]).is_relative_to(code):
+        raise RuntimeError(f"the child imported {result['riskml']}, not the code under {code}")
+    return result
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--baseline", required=True, help="git revision to compare against")
+    parser.add_argument("--baseline", help="git revision to compare against (required)")
     parser.add_argument("--store", choices=("redis", "sqlite"), default="redis")
     parser.add_argument("--redis-url", default="localhost:6379,db=6", help="Feast form")
     parser.add_argument("--customers", type=int, default=500)
@@ -127,6 +145,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result = _child(args.child, args.store, args.redis_url, args.passes)
         print(json.dumps(result))
         return result
+    if not args.baseline:
+        parser.error("--baseline is required")
 
     from tests.support.world import build_world
 
