@@ -920,20 +920,20 @@ def _scores(ds: DisputeSet, ex: Any = None) -> tuple[Any, Any]:
 
 
 def test_held_out_clean_f1(held_out_dispute_set: DisputeSet) -> None:
-    """Held-out template variants 28-29 (a Korean skincare brand's global web store; an Indian
-    tea exporter's GST invoices, challans and credit notes: written blind to the rules and to
-    the layout model, never used to write or train them) and seeds. Measured on this 40-dispute
-    corpus (December 2026): the rules per document F1 0.702 (precision 0.945), per case 0.812
-    (0.952); the layout extractor 0.763 (0.849) / 0.803 (0.858). On a 150-dispute corpus: rules
-    0.689, layout 0.762 (the layout model of the session before, trained on 0-25 and measured
-    before anything changed: 0.736).
+    """Held-out template variants 30-31 (a Mexican pottery workshop's export web shop with CFDI
+    invoices; a Philippine rattan-furniture exporter's BIR-registered documents: written blind
+    to the rules and to the layout model, never used to write or train them) and seeds.
+    Measured on this 40-dispute corpus (December 2026, after the round that tuned the rules on
+    28-29 and trained the model on 0-29): the rules per document F1 0.783 (precision 0.913), per
+    case 0.862 (0.964); the layout extractor 0.960 (0.986) / 0.954 (0.989). On a 150-dispute
+    corpus: rules 0.770, layout 0.958 (with the code before the round, measured before anything
+    changed: 0.768 / 0.937).
     The earlier blind pairs, per document, each measured before the rules were tuned on it: 8-9
     0.902, 10-11 0.905, 12-13 0.901, 14-15 0.756, 16-17 0.866, 18-19 0.925, 20-21 0.635 (app
-    tiles, each value above its caption, 0.399), 22-23 0.872, 24-25 0.647, 26-27 0.811; the
-    layout extractor on 24-25 0.821 and 26-27 0.911 blind. A layout of another kind costs the
-    rules recall first, then precision; on 28-29 most of what is missed is a shaped value the
-    parsers do not know (amounts, dates, order ids). The bounds sit just under what was
-    measured blind: a change that costs generality fails them."""
+    tiles, each value above its caption, 0.399), 22-23 0.872, 24-25 0.647, 26-27 0.811, 28-29
+    0.689; the layout extractor on 24-25 0.821, 26-27 0.911 and 28-29 0.762 blind. A layout of
+    another kind costs the rules recall first, then precision. The bounds sit just under what
+    was measured blind: a change that costs generality fails them."""
     from riskml.features.disputes.layout import LayoutExtractor
 
     variants = set(held_out_dispute_set.documents["variant"].to_list())
@@ -941,18 +941,19 @@ def test_held_out_clean_f1(held_out_dispute_set: DisputeSet) -> None:
     rules_doc, rules_case = _scores(held_out_dispute_set)
     figures = (rules_doc.as_dict()["micro"], rules_case.as_dict()["micro"])
     assert rules_doc.pairs >= 60
-    assert rules_doc.micro_f1 >= 0.68, figures
-    assert rules_case.micro_f1 >= 0.79, figures
-    assert rules_case.total.precision >= 0.93, figures  # what the rules claim is right
+    assert rules_doc.micro_f1 >= 0.76, figures
+    assert rules_case.micro_f1 >= 0.84, figures
+    assert rules_case.total.precision >= 0.94, figures  # what the rules claim is right
     layout_doc, layout_case = _scores(held_out_dispute_set, LayoutExtractor())
     figures = (layout_doc.as_dict()["micro"], layout_case.as_dict()["micro"])
-    assert layout_doc.micro_f1 >= 0.74, figures
-    assert layout_case.micro_f1 >= 0.78, figures
-    assert layout_doc.total.precision >= 0.83, figures
-    assert layout_doc.micro_f1 >= rules_doc.micro_f1 + 0.04, figures
-    for name in ("tracking_number", "device_id", "carrier", "ip_address", "avs_result"):
+    assert layout_doc.micro_f1 >= 0.94, figures
+    assert layout_case.micro_f1 >= 0.93, figures
+    assert layout_doc.total.precision >= 0.96, figures
+    assert layout_doc.micro_f1 >= rules_doc.micro_f1 + 0.15, figures
+    for name in ("amount", "currency", "merchant_name", "carrier", "ip_address", "device_id"):
         counts = layout_doc.per_field[name]
         assert counts.f1 >= 0.95, (name, counts)
+    assert layout_doc.per_field["tracking_number"].f1 >= 0.9, layout_doc.per_field
 
 
 def test_development_clean_f1(dispute_set: DisputeSet) -> None:
