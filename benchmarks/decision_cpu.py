@@ -12,7 +12,8 @@ replica runs them, without Ray or HTTP): one pass to warm up, then ``--passes`` 
 Reported per side: CPU µs per decision (``time.process_time``, per round and the median of the
 rounds) and each stage's p50 wall time from the decisions' own ``latency_ms``. Alternating
 processes, the same transactions and the same store kind make the two sides comparable on a
-noisy machine; the ratio is the figure, not the absolute time.
+noisy machine; the figure is the median of the rounds' paired ratios (current / baseline of the
+two back-to-back processes of a round), not an absolute time.
 """
 
 from __future__ import annotations
@@ -182,6 +183,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         }
         for side, runs in sides.items()
     }
+    paired = [
+        round(c["cpu_us_per_decision"] / b["cpu_us_per_decision"], 3)
+        for b, c in zip(sides["baseline"], sides["current"], strict=True)
+    ]
     out: dict[str, Any] = {
         "baseline_rev": args.baseline,
         "store": args.store,
@@ -193,6 +198,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             summary["current"]["cpu_us_per_decision"] / summary["baseline"]["cpu_us_per_decision"],
             3,
         ),
+        # each round's two processes ran back to back: their ratio is robust to the machine's
+        # drift over the run (which moves both sides of a round alike)
+        "paired_ratios": paired,
+        "median_paired_ratio": round(statistics.median(paired), 3),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
         "load_average": load_average(),
     }
