@@ -4,8 +4,11 @@ typed error when the server goes away (on a redis-server of our own, on a free p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -182,26 +185,43 @@ def test_materialize_twice_identical_redis(
     assert _project_keys(cfg) == 0
 
 
-def test_unreachable_redis_raises_typed_error(
-    make_store: Callable[..., StoreConfig], tmp_path: Path
-) -> None:
+@contextlib.contextmanager
+def _own_redis_server(where: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A redis-server of this test's own on a free port (``proc.args`` holds it), answering
+    when yielded, stopped (and continued first, were it stopped) at the end."""
     server = shutil.which("redis-server")
     need(server is not None, "redis-server not installed")
     assert server is not None
     port = free_port()
     proc = subprocess.Popen(
         [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-         "no", "--dir", str(tmp_path)],
+         "no", "--dir", str(where)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        url = f"127.0.0.1:{port}"
         for _ in range(100):
-            if redis_available(url):
+            if redis_available(f"127.0.0.1:{port}"):
                 break
             time.sleep(0.05)
-        cfg = make_store("redis", redis_url=url)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+def _port(proc: subprocess.Popen[bytes]) -> int:
+    args = list(proc.args)  # type: ignore[arg-type]
+    return int(args[args.index("--port") + 1])
+
+
+def test_unreachable_redis_raises_typed_error(
+    make_store: Callable[..., StoreConfig], tmp_path: Path
+) -> None:
+    with _own_redis_server(tmp_path) as proc:
+        cfg = make_store("redis", redis_url=f"127.0.0.1:{_port(proc)}")
         online = OnlineFeatures(cfg)
         customer = pl.read_parquet(Path(cfg.features_dir or "") / "customer_history.parquet")[
             "customer_id"
@@ -224,10 +244,6 @@ def test_unreachable_redis_raises_typed_error(
         with pytest.raises(FeatureStoreUnavailable):
             online.write_back({**request, "tx_id": "x", "merchant_category": "m",
                                "channel": "pos", "terminal_risk": 0.0})  # fmt: skip
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(timeout=10)
 
 
 @pytest.fixture()
@@ -245,26 +261,8 @@ def test_a_redis_that_stops_answering_fails_the_read_on_the_event_loop_in_time(
     its retry, with no caller's deadline around it (one timer for the round trip, not one per
     reply); once it answers again the next read is right (the timed-out connection was
     dropped: no reply is read for the wrong request)."""
-    import os
-    import signal
-
-    server = shutil.which("redis-server")
-    need(server is not None, "redis-server not installed")
-    assert server is not None
-    port = free_port()
-    proc = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-         "no", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        url = f"127.0.0.1:{port},socket_timeout=0.3"
-        for _ in range(100):
-            if redis_available(f"127.0.0.1:{port}"):
-                break
-            time.sleep(0.05)
-        cfg = make_store("redis", redis_url=url)
+    with _own_redis_server(tmp_path) as proc:
+        cfg = make_store("redis", redis_url=f"127.0.0.1:{_port(proc)},socket_timeout=0.3")
         online = OnlineFeatures(cfg)
         customers = pl.read_parquet(Path(cfg.features_dir or "") / "customer_history.parquet")[
             "customer_id"
@@ -298,11 +296,6 @@ def test_a_redis_that_stops_answering_fails_the_read_on_the_event_loop_in_time(
             assert flags == want_flags and vec.keys() == want.keys()
             for name, value in vec.items():
                 np.testing.assert_array_equal(np.asarray(value), np.asarray(want[name]), name)
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGCONT)
-            proc.terminate()
-            proc.wait(timeout=10)
 
 
 @pytest.mark.parametrize("fetched", [False, True], ids=["read", "fetched-base"])
