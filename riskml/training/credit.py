@@ -61,7 +61,7 @@ from riskml.models.credit.gbdt import GBDTModel, GBDTParams, fit_gbdt
 from riskml.models.credit.pd import DecisionPolicy, GradeScale, PDModel
 from riskml.models.credit.scorecard import ScorecardConfig, fit_scorecard
 from riskml.training.runtime import RayConfig
-from riskml.training.tune import Distribution
+from riskml.training.tune import Distribution, trial_errors
 
 if TYPE_CHECKING:  # pragma: no cover
     import polars as pl
@@ -111,6 +111,9 @@ class PDTuneConfig(BaseModel):
     cpus_per_trial: int = Field(default=1, ge=1)
     max_concurrent_trials: int | None = Field(default=None, ge=1)
     time_budget_s: float = Field(default=600, gt=0)
+    max_failures: int = Field(
+        default=1, ge=-1, description="Restarts of a trial whose actor failed (as in TuneSettings)."
+    )
     search_space: dict[str, Distribution] = Field(default_factory=default_tune_space)
     seed: int = 7
 
@@ -540,7 +543,10 @@ def tune_gbdt(
             time_budget_s=settings.time_budget_s,
         ),
         run_config=tune.RunConfig(
-            name=run_name, storage_path=ray_storage(None, TUNE_STORAGE), verbose=0
+            name=run_name,
+            storage_path=ray_storage(None, TUNE_STORAGE),
+            failure_config=tune.FailureConfig(max_failures=settings.max_failures),
+            verbose=0,
         ),
     )
     grid = tuner.fit()
@@ -559,7 +565,7 @@ def tune_gbdt(
         )
     ok = [r for r in rows if math.isfinite(r["valid_logloss"])]
     if not ok:
-        raise RuntimeError(f"no tuning trial finished ({grid.num_errors} errors)")
+        raise RuntimeError(f"no tuning trial finished: {trial_errors(grid)}")
     best = min(ok, key=lambda r: r["valid_logloss"])
     best_config = {k: best[k] for k in settings.search_space}
     return {

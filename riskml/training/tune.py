@@ -108,6 +108,13 @@ class TuneSettings(BaseModel):
         "experiment lives at <storage_path>/<name>. Default: <RISKML_STORAGE_URI>/tune.",
     )
     resume: bool = Field(default=True, description="Restore the experiment if it exists.")
+    max_failures: int = Field(
+        default=1,
+        ge=-1,
+        description="Restarts of a trial whose actor failed (from its latest checkpoint) "
+        "before it counts as an error; -1: no limit. A node lost under a trial (a spot GPU "
+        "reclaimed, an actor that never registered on a loaded machine) costs one restart.",
+    )
     seed: int | None = 7
 
     @field_validator("storage_path", mode="before")
@@ -211,6 +218,22 @@ def _sequence_trial(config: dict[str, Any], data: dict[str, Any], setup: dict[st
     else:
         with ckpt.as_directory() as d:
             run_sequence_loop(loop_cfg, report=report, checkpoint=d)
+
+
+def trial_errors(grid: Any, *, limit: int = 3) -> str:
+    """The errors of a Tune ``ResultGrid``'s failed trials, for a message a user can act on:
+    how many, and the first ``limit`` of them (type and first line, with the trial's path)."""
+    failed = [res for res in grid if res.error is not None]
+    if not failed:
+        return "0 errors"
+    lines = []
+    for res in failed[:limit]:
+        # a trial's own exception arrives wrapped (RayTaskError(ValueError)): name its cause
+        error = getattr(res.error, "cause", None) or res.error
+        first = (str(error).strip().splitlines() or [""])[0][:300]
+        lines.append(f"{type(error).__name__}: {first} (trial at {res.path})")
+    more = f"; {len(failed) - limit} more" if len(failed) > limit else ""
+    return f"{len(failed)} errors: " + "; ".join(lines) + more
 
 
 def _results_table(
@@ -336,6 +359,7 @@ def tune_model(
                 name=settings.name,
                 storage_path=storage,
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                failure_config=tune.FailureConfig(max_failures=settings.max_failures),
                 verbose=0,
             ),
         )
@@ -343,7 +367,7 @@ def tune_model(
     table = _results_table(grid, space, metric, settings.mode)
     ok = [r for r in table if not math.isnan(r[metric])]
     if not ok:
-        raise RuntimeError(f"no tuning trial reported {metric!r} ({grid.num_errors} errors)")
+        raise RuntimeError(f"no tuning trial reported {metric!r}: {trial_errors(grid)}")
     best_row = ok[0]
     best_config = {k: best_row[k] for k in space}
     best_params = {**base_params.model_dump(mode="json"), **best_config}
@@ -380,6 +404,7 @@ __all__ = [
     "TuneOutcome",
     "TuneSettings",
     "default_search_space",
+    "trial_errors",
     "tune_model",
     "write_outcome",
 ]

@@ -390,6 +390,57 @@ def test_tune_asha_with_budget_and_restore(
         ).space()
 
 
+def test_tune_restarts_a_trial_whose_actor_died_and_names_a_trial_s_error(
+    local_ray: None, frame: Any, spec: FeatureSpec, tmp_path: Path
+) -> None:
+    """A trial's actor that dies mid-training (``os._exit``: a node reclaimed, a worker killed)
+    is restarted from its latest checkpoint (``max_failures`` 1, the default) and the experiment
+    ends with no error; a trial that raises, with no restart left, fails the experiment with
+    the trial's own exception in the message, not only a count."""
+    from riskml.models.xgb import XGBParams
+    from riskml.training.tune import TuneSettings, tune_model
+    from tests.training.tune_driver import (
+        crash_once_callback,
+        progress_callback,
+        raising_callback,
+        read_progress,
+    )
+
+    inp = extract_inputs(frame, spec)
+    assert inp.y is not None
+    data = {
+        "x_train": inp.tabular[:4500],
+        "y_train": inp.y[:4500],
+        "x_valid": inp.tabular[4500:],
+        "y_valid": inp.y[4500:],
+    }
+    base = XGBParams(num_boost_round=30, early_stopping_rounds=None)
+    common = {"num_samples": 1, "report_every": 10, "storage_path": str(tmp_path / "tune")}
+    markers, progress = tmp_path / "markers", tmp_path / "progress"
+    markers.mkdir()
+    progress.mkdir()
+    settings = TuneSettings.model_validate({**common, "name": "actor-dies"})
+    assert settings.max_failures == 1
+    outcome = tune_model(
+        data,
+        settings,
+        base_params=base,
+        callbacks=[crash_once_callback(markers, 15), progress_callback(progress, 0.0)],
+    )
+    died = {p.name for p in markers.iterdir()}
+    assert len(died) == 1, "the trial's first actor did not die"
+    assert outcome.errors == 0 and [r["status"] for r in outcome.table] == ["ok"]
+    assert np.isfinite(outcome.best_metric)
+    # the second actor began from the checkpoint at round 10, not from scratch
+    assert read_progress(progress)[died.pop()] | {"pid": 0} == {"pid": 0, "first": 10, "rounds": 30}
+
+    settings = TuneSettings.model_validate({**common, "name": "raises", "max_failures": 0})
+    with pytest.raises(RuntimeError, match=r"1 errors: ValueError: feature 7 is constant \(trial"):
+        tune_model(
+            data, settings, base_params=base, callbacks=[raising_callback("feature 7 is constant")]
+        )
+
+
 def test_tune_driver_killed_then_restored(
     local_ray: None,
     frame: Any,

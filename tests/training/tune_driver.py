@@ -44,6 +44,36 @@ def progress_callback(progress_dir: Path, seconds: float) -> Any:
     return Progress()
 
 
+def crash_once_callback(marker_dir: Path, at_round: int) -> Any:
+    """An XGBoost callback for tuning trials: the first process to train a trial past
+    ``at_round`` boosting rounds dies there (``os._exit``: the trial's actor is lost, as on a
+    reclaimed node), leaving ``<marker_dir>/<trial id>``; later attempts train on."""
+    import xgboost as xgb
+
+    class CrashOnce(xgb.callback.TrainingCallback):
+        def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+            from ray import tune
+
+            marker = marker_dir / tune.get_context().get_trial_id()
+            if model.num_boosted_rounds() > at_round and not marker.exists():
+                marker.write_text(str(os.getpid()))
+                os._exit(1)
+            return False
+
+    return CrashOnce()
+
+
+def raising_callback(message: str) -> Any:
+    """An XGBoost callback that raises ``ValueError(message)`` after the first round."""
+    import xgboost as xgb
+
+    class Raise(xgb.callback.TrainingCallback):
+        def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+            raise ValueError(message)
+
+    return Raise()
+
+
 def read_progress(progress_dir: Path) -> dict[str, dict[str, int]]:
     """``{trial id: {"pid", "first", "rounds"}}`` as :func:`progress_callback` left them."""
     out = {}
