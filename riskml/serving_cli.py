@@ -36,6 +36,26 @@ def _load_config(path: Path) -> dict[str, Any]:
     return data
 
 
+def _refuse_rejected_credentials() -> None:
+    """The replicas of a new local head read the online store this process is configured
+    for: a Redis that refuses our credentials fails ``serve start`` here, in a second, before a
+    Ray head and Serve start (they would fail on it too, a minute later), and so does a
+    feature store configuration that cannot be read. A store that cannot be reached now is no
+    reason to refuse: it may come back, and serving answers from the rules meanwhile (the app
+    reports it)."""
+    from riskml.features.errors import FeatureStoreError, FeatureStoreUnavailable
+    from riskml.features.store import check_online_store, get_store, repo_config
+
+    try:
+        if repo_config().online_store.type == "redis":
+            check_online_store(get_store())
+    except FeatureStoreUnavailable:
+        return
+    except FeatureStoreError as exc:  # credentials refused, a configuration error
+        typer.echo(f"riskml serve start: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+
+
 @serve_app.command()
 def start(
     config: Annotated[
@@ -93,6 +113,8 @@ def start(
     if config is not None:
         serve_config = _load_config(config)
     else:
+        if not (address or settings.ray_address):
+            _refuse_rejected_credentials()
         from serving.demo import model_args
 
         chosen = model or bundle

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from riskml.cli import app
 from tests.serving.helpers import free_port
+from tests.support.services import AuthRedis
 from tests.support.traffic import live_transactions
 from tests.support.world import World
 
@@ -69,6 +70,42 @@ def test_replay_refuses_non_loopback_targets(tmp_path: Path) -> None:
         ],
     )
     assert result.exit_code == 2 and "loopback" in result.output
+
+
+@pytest.mark.integration
+def test_start_refuses_rejected_redis_credentials_before_starting_ray(
+    riskml_home: Path,
+    auth_redis: AuthRedis,
+    registry_db: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The staging/prod store shape with a wrong password: ``serve start`` says so and exits 1
+    before a Ray head or Serve starts (a minute of start-up that ended the same way before)."""
+    import serving.local
+    from riskml.settings import REPO_ROOT, get_settings
+
+    def no_head(*args: object, **kwargs: object) -> None:
+        raise AssertionError("serve start went on to start Ray and Serve")
+
+    monkeypatch.setattr(serving.local, "start", no_head)
+    monkeypatch.setenv(
+        "RISKML_FEAST_CONFIG", str(REPO_ROOT / "feature_repo" / "feature_store.redis.yaml")
+    )
+    monkeypatch.setenv("FEAST_REGISTRY_PATH", registry_db)
+    monkeypatch.setenv("REDIS_ADDRESS", auth_redis.address)
+    monkeypatch.setenv("RISKML_REDIS_PASSWORD", "not-the-password")
+    get_settings.cache_clear()
+    result = runner.invoke(app, ["serve", "start", "--model", "models:/fraud@champion"])
+    assert result.exit_code == 1, result.output
+    assert f"authentication failed for Redis at {auth_redis.address}" in result.output
+    assert not (riskml_home / "serve" / "state.json").exists()
+    # a store that cannot be reached now is no reason to refuse (it may come back): the start
+    # goes on to Ray and Serve
+    monkeypatch.setenv("REDIS_ADDRESS", f"127.0.0.1:{free_port()}")
+    get_settings.cache_clear()
+    result = runner.invoke(app, ["serve", "start", "--model", "models:/fraud@champion"])
+    assert isinstance(result.exception, AssertionError), result.output
+    assert "went on to start Ray" in str(result.exception)
 
 
 def default_store(world: World, home: Path) -> None:
