@@ -216,6 +216,7 @@ def _start_head_once(
     from riskml.training.runtime import local_ray_env
 
     local_ray_env(child_env)  # workers at nice 0 on a machine of its own; Serve direct ingress
+    pin_auth_mode(child_env)
     # Ray's state API inside this head's workers (Ray Train's PlacementGroupCleaner) otherwise
     # auto-detects "the" local cluster and fails when other Ray instances run on the machine.
     child_env["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{ports['dashboard']}"
@@ -264,6 +265,35 @@ def _start_head_once(
             head.stop()
             raise TimeoutError(f"Ray head not up after {timeout_s:.0f} s: {tail}")
         time.sleep(0.5)
+
+
+def pin_auth_mode(env: dict[str, str]) -> None:
+    """Give a head about to start with ``env`` the token auth a client will assume.
+
+    Ray 2.60 starts a ``ray.init()`` cluster with token auth (writing ``~/.ray/auth_token``
+    when there is none) and a ``ray start`` head without it, while a client connects in token
+    mode once it finds a token (Ray's job drivers and riskml's:
+    :func:`~riskml.training.runtime.enable_token_auth_if_available`). A head started without
+    auth before any ``ray.init()`` on the machine wrote the token then has every actor such a
+    client creates cancelled before it runs (``ActorDiedError``: Ray Train's controller, Tune's
+    trials). So a head riskml starts runs with token auth, as ``ray.init()``'s do, the token
+    generated where none exists; ``RAY_AUTH_MODE`` in ``env`` (``disabled``) wins."""
+    from riskml.training.runtime import auth_token, auth_token_path
+
+    if env.get("RAY_AUTH_MODE"):
+        return
+    if not auth_token(env):
+        from ray._private.authentication.authentication_token_generator import (
+            generate_new_authentication_token,
+        )
+
+        path = auth_token_path(env)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):  # a token another process wrote first stays
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(generate_new_authentication_token())
+    env["RAY_AUTH_MODE"] = "token"
 
 
 def _answers(url: str) -> bool:

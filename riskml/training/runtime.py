@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -189,15 +190,30 @@ def local_ray_env(env: dict[str, str] | None = None) -> None:
         target.setdefault(key, value)
 
 
+def auth_token_path(env: Mapping[str, str] | None = None) -> Path:
+    """Where a process with ``env`` (default: this one's) looks for its Ray auth token:
+    ``RAY_AUTH_TOKEN_PATH``, else ``~/.ray/auth_token`` (``HOME`` from ``env``)."""
+    env = os.environ if env is None else env
+    home = Path(env["HOME"]) if env.get("HOME") else Path.home()
+    return Path(env.get("RAY_AUTH_TOKEN_PATH") or home / ".ray" / "auth_token")
+
+
+def auth_token(env: Mapping[str, str] | None = None) -> str:
+    """The Ray auth token a process with ``env`` (default: this one's) presents:
+    ``RAY_AUTH_TOKEN``, else the file at :func:`auth_token_path`; ``""`` when there is none."""
+    env = os.environ if env is None else env
+    token = env.get("RAY_AUTH_TOKEN", "").strip()
+    if not token:
+        with contextlib.suppress(OSError):
+            token = auth_token_path(env).read_text().strip()
+    return token
+
+
 def auth_headers() -> dict[str, str]:
     """Ray token auth (on by default for clusters Ray >= 2.5x starts) for the Jobs API client."""
     if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
         return {}
-    token = os.environ.get("RAY_AUTH_TOKEN", "").strip()
-    if not token:
-        path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
-        with contextlib.suppress(OSError):
-            token = path.read_text().strip()
+    token = auth_token()
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 

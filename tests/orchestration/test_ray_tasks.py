@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -94,3 +96,49 @@ def test_local_mode_connects_to_the_address_and_runs_in_process(ray_head: RayHea
         ray.shutdown()
         if auth_mode is None:  # local_ray turned token auth on for this process
             os.environ.pop("RAY_AUTH_MODE", None)
+
+
+#: A driver as Ray's job drivers and riskml's tasks connect (token mode once a token is found),
+#: creating one actor.
+_ACTOR_DRIVER = """
+import sys, ray
+from riskml.training.runtime import ensure_ray
+ensure_ray(address=sys.argv[1])
+@ray.remote(num_cpus=1)
+class Probe:
+    def answer(self):
+        return 42
+print("answer", ray.get(Probe.remote().answer.remote(), timeout=90))
+"""
+
+
+@pytest.mark.timeout(300)
+def test_a_head_started_before_any_token_existed_runs_a_token_client_s_actors(
+    tmp_path: Path,
+) -> None:
+    """On a machine where no Ray had written ``~/.ray/auth_token`` yet: a head starts, then
+    another process's ``ray.init()`` writes the token (it did, mid-suite, at the first local
+    Ray). A client that then finds the token connects in token mode; the head must be in the
+    same mode, or every actor the client creates is cancelled before it runs (what failed
+    Ray Train and Tune on the suite's shared head)."""
+    from riskml.orchestration.head import ray_head
+
+    home = tmp_path / "home"  # a machine's HOME with no ~/.ray yet
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_AUTH", "RAY_ADDRESS"))}
+    env["HOME"] = str(home)
+    with ray_head(num_cpus=1, include_dashboard=False, env={"HOME": str(home)}) as head:
+        token = home / ".ray" / "auth_token"
+        if not token.exists():  # what a local ray.init() elsewhere does when there is none
+            token.parent.mkdir(exist_ok=True)
+            token.write_text("0" * 64)
+        driver = subprocess.run(
+            [sys.executable, "-c", _ACTOR_DRIVER, head.gcs_address],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+    assert driver.returncode == 0, driver.stdout[-2000:] + driver.stderr[-4000:]
+    assert "answer 42" in driver.stdout
+    assert oct(token.stat().st_mode & 0o777) == "0o600"  # the head's own token, not the stand-in
