@@ -24,6 +24,19 @@ from riskml.models.features import FeatureSpec, extract_inputs
 pytestmark = [pytest.mark.ray, pytest.mark.integration, pytest.mark.slow]
 
 
+def _tune_arrays(frame: Any, spec: FeatureSpec) -> dict[str, np.ndarray]:
+    """XGBoost tuning arrays of the synthetic frame: the first 4,500 rows train, the rest
+    validate."""
+    inp = extract_inputs(frame, spec)
+    assert inp.y is not None
+    return {
+        "x_train": inp.tabular[:4500],
+        "y_train": inp.y[:4500],
+        "x_valid": inp.tabular[4500:],
+        "y_valid": inp.y[4500:],
+    }
+
+
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
     import ray
@@ -344,14 +357,7 @@ def test_tune_asha_with_budget_and_restore(
     from riskml.settings import get_settings
     from riskml.training.tune import TuneSettings, tune_model
 
-    inp = extract_inputs(frame, spec)
-    assert inp.y is not None
-    data = {
-        "x_train": inp.tabular[:4500],
-        "y_train": inp.y[:4500],
-        "x_valid": inp.tabular[4500:],
-        "y_valid": inp.y[4500:],
-    }
+    data = _tune_arrays(frame, spec)
     settings = TuneSettings.model_validate(
         {
             "model": "xgb",
@@ -406,14 +412,7 @@ def test_tune_restarts_a_trial_whose_actor_died_and_names_a_trial_s_error(
         read_progress,
     )
 
-    inp = extract_inputs(frame, spec)
-    assert inp.y is not None
-    data = {
-        "x_train": inp.tabular[:4500],
-        "y_train": inp.y[:4500],
-        "x_valid": inp.tabular[4500:],
-        "y_valid": inp.y[4500:],
-    }
+    data = _tune_arrays(frame, spec)
     base = XGBParams(num_boost_round=30, early_stopping_rounds=None)
     common = {"num_samples": 1, "report_every": 10, "storage_path": str(tmp_path / "tune")}
     markers, progress = tmp_path / "markers", tmp_path / "progress"
@@ -463,14 +462,7 @@ def test_tune_driver_killed_then_restored(
     from riskml.training.tune import TuneSettings, tune_model
     from tests.training.tune_driver import progress_callback, read_progress
 
-    inp = extract_inputs(frame, spec)
-    assert inp.y is not None
-    data = {
-        "x_train": inp.tabular[:4500],
-        "y_train": inp.y[:4500],
-        "x_valid": inp.tabular[4500:],
-        "y_valid": inp.y[4500:],
-    }
+    data = _tune_arrays(frame, spec)
     arrays = tmp_path / "arrays.npz"
     with arrays.open("wb") as f:  # the driver process reads them
         np.savez(f, allow_pickle=False, **data)
