@@ -114,7 +114,7 @@ print("answer", ray.get(Probe.remote().answer.remote(), timeout=90))
 
 @pytest.mark.timeout(300)
 def test_a_head_started_before_any_token_existed_runs_a_token_client_s_actors(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On a machine where no Ray had written ``~/.ray/auth_token`` yet: a head starts, then
     another process's ``ray.init()`` writes the token (it did, mid-suite, at the first local
@@ -125,6 +125,9 @@ def test_a_head_started_before_any_token_existed_runs_a_token_client_s_actors(
 
     home = tmp_path / "home"  # a machine's HOME with no ~/.ray yet
     home.mkdir()
+    for key in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        # as on a fresh machine (a local ray.init() earlier in this process set the mode)
+        monkeypatch.delenv(key, raising=False)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_AUTH", "RAY_ADDRESS"))}
     env["HOME"] = str(home)
     with ray_head(num_cpus=1, include_dashboard=False, env={"HOME": str(home)}) as head:
