@@ -178,13 +178,21 @@ def test_hung_store_falls_back_within_the_feature_timeout_and_pins_nothing(
         both = [executor.submit(barrier.wait) for _ in range(POOL_THREADS["features"])]
         assert all(f.result(timeout=3) is not None for f in both)  # all threads free at once
 
-        # -- the store answers again: the next probe closes the breaker -------------------------
+        # -- the store answers again: a probe closes the breaker ---------------------------------
         proxy.resume()
-        time.sleep(0.55)  # open_ms: the breaker lets the next request probe the store
+        probes: list[tuple[Any, float]] = []
+        for _ in range(3):
+            time.sleep(0.55)  # open_ms: the breaker lets the next request probe the store
+            probes.append(run(_timed(app, next(requests))))
+            if probes[-1][0].decision_source in MODELS:
+                break
+        assert all("features" in d.latency_ms for d, _ in probes), probes  # probed, not skipped
+        assert probes[-1][0].decision_source in MODELS, probes
+        # a probe that failed first was late, never refused: the fresh connection's handshake
+        # (connect, CLIENT SETINFO) through the proxy ran past the feature timeout on a loaded
+        # machine (seen once in a full run), and the breaker waited open_ms for the next probe
+        assert all(d.fallback_reason == "feature_timeout" for d, _ in probes[:-1]), probes
         after = [run(_timed(app, next(requests))) for _ in range(30)]
-        first = after[0][0]
-        assert "features" in first.latency_ms  # probed, not skipped
-        assert any(d.decision_source in MODELS for d, _ in after[:3]), after[:3]
         # the models decide again; on a loaded 2-core machine a fetch may still run past the
         # 30 ms feature timeout now and then: that is a late answer (feature_timeout), never a
         # skip by the breaker, and too rare to re-open it
@@ -199,7 +207,7 @@ def test_hung_store_falls_back_within_the_feature_timeout_and_pins_nothing(
             f"(feature timeout {FEATURES_MS:.0f} ms, deadline {INGRESS['deadline_ms']:.0f} ms); "
             f"store tried {tried}, breaker skipped {skipped}, breaker counts {counts}; "
             f"{pinned_during} threads pinned during the hang, all free {freed_s:.2f} s after; "
-            f"recovered: {[d.decision_source for d, _ in after[:3]]}"
+            f"recovered after {len(probes)} probe(s): {[d.decision_source for d, _ in probes]}"
         )
     finally:
         proxy.resume()  # a failed assertion must not leave the shared proxy hung
