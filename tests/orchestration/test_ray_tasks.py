@@ -128,7 +128,7 @@ def test_a_head_started_before_any_token_existed_runs_a_token_client_s_actors(
     for key in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
         # as on a fresh machine (a local ray.init() earlier in this process set the mode)
         monkeypatch.delenv(key, raising=False)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_AUTH", "RAY_ADDRESS"))}
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["HOME"] = str(home)
     with ray_head(num_cpus=1, include_dashboard=False, env={"HOME": str(home)}) as head:
         token = home / ".ray" / "auth_token"
