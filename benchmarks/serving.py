@@ -170,17 +170,21 @@ def _measured_replay(
 
 
 def _serve_cpu_s(app_name: str) -> dict[str, float]:
-    """CPU seconds (user + system) used so far by this app's replicas and Serve's proxy."""
+    """CPU seconds (user + system) used so far by this app's replicas and Serve's proxy (in
+    HAProxy mode: the haproxy processes and the actor that manages them, which reads HAProxy's
+    per-request metrics lines)."""
     import psutil
 
     out: dict[str, float] = {}
-    for proc in psutil.process_iter(["cmdline"]):
+    for proc in psutil.process_iter(["cmdline", "name"]):
         try:
             cmd = " ".join(proc.info["cmdline"] or [])
             if f"ServeReplica:{app_name}:" in cmd:
                 key = cmd.split(f"ServeReplica:{app_name}:")[1].split()[0]
-            elif "ray::ProxyActor" in cmd:
+            elif "ray::ProxyActor" in cmd or "ray::HAProxyManager" in cmd:
                 key = "proxy"
+            elif proc.info["name"] == "haproxy":
+                key = "haproxy"
             else:
                 continue
             t = proc.cpu_times()
@@ -351,6 +355,7 @@ def bench_curve(stores: list[str], run: str, rates: list[float], load: Load) -> 
                     "e2e_p50_ms": r["e2e_p50_ms"],
                     "e2e_p99_ms": r["e2e_p99_ms"],
                     "ensemble_share": r["ensemble_share"],
+                    "fallback_reasons": r["fallback_reasons"],
                     "serve_cpu_ms_per_request": r["serve_cpu_ms_per_request"]["sum"],
                 }
             )

@@ -150,7 +150,11 @@ class BreakerConfig(BaseModel):
     store raised, or did not answer within the feature timeout: a hung store counts like a stopped
     one), skip the store for ``open_ms`` and answer from the rules rung at once (tagged
     ``feature_store_unavailable``); then let requests probe it again (one good fetch closes it).
-    ``failures: 0`` disables it.
+    ``failures: 0`` disables it. Fetches that fail together count once: a failed fetch that was
+    already in flight when the last counted failure was seen is the same stall, not new evidence
+    (each of them still falls to the rules), so a hung store opens the breaker after
+    ``failures`` feature timeouts one after the other, and one brief stall of a healthy store
+    under load never does.
 
     A late fetch counts against the store only when the replica's event loop kept up: one whose
     timeout fired more than ``loop_lag_ms`` after it was due, or (where the service runs a

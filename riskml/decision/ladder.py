@@ -128,11 +128,20 @@ class Ladder:
         self.champion = champion
         self.feature_names = list(feature_names)
         self.config = config
-        self._fetch_failures = 0  # consecutive failed/late feature fetches
+        self._fetch_failures = 0  # consecutive failed/late feature fetches, overlaps as one
         self._breaker_open_until = 0.0  # time.monotonic() until which the store is skipped
+        self._failure_seen_at = -math.inf  # time.monotonic() the last streak failure was seen
         #: fetches the breaker counted against the store, by kind, and how often it opened
-        #: (``loop_lag``: late fetches not counted, the loop itself was behind: BreakerConfig)
-        self.breaker_counts = {"timeout": 0, "error": 0, "opened": 0, "loop_lag": 0}
+        #: (``loop_lag``: late fetches not counted, the loop itself was behind: BreakerConfig;
+        #: ``overlapped``: failed fetches already in flight when the streak's last failure was
+        #: seen, counted under their kind but not as new evidence: the same stall)
+        self.breaker_counts = {
+            "timeout": 0,
+            "error": 0,
+            "opened": 0,
+            "loop_lag": 0,
+            "overlapped": 0,
+        }
         #: ms the event loop was behind since a ``time.perf_counter()`` (a heartbeat on the loop,
         #: where the service runs one: serving.looplag); None: only a timer's own lateness shows
         self.loop_lag: Callable[[float], float] | None = None
@@ -229,12 +238,12 @@ class Ladder:
         lat = dict(lat)
 
         full_budget = True
+        fetch_start, fetch_started = time.perf_counter(), time.monotonic()
         if self.breaker_open():
             fetched = _Stage(None, "breaker_open", 0.0)
         else:
             budget = left(cfg.timeouts.features_ms)
             full_budget = budget >= cfg.timeouts.features_ms / 1e3
-            fetch_start = time.perf_counter()
             fetched = await _guard(partial(self.stages.fetch, txs), budget)
             lat["features"] = fetched.ms
         rows: list[FeatureRow] | None = fetched.value
@@ -251,7 +260,7 @@ class Ladder:
         if fetched.error == "timeout" and full_budget and lag_ms and behind > lag_ms:
             self.breaker_counts["loop_lag"] += 1
         elif fetched.error != "timeout" or full_budget:
-            self._count_fetch(fetched.error)
+            self._count_fetch(fetched.error, fetch_started)
         if fetched.error is not None or rows is None:
             reason = (
                 "feature_timeout" if fetched.error == "timeout" else "feature_store_unavailable"
@@ -365,17 +374,27 @@ class Ladder:
     def breaker_open(self) -> bool:
         return time.monotonic() < self._breaker_open_until
 
-    def _count_fetch(self, error: str | None) -> None:
+    def _count_fetch(self, error: str | None, started: float) -> None:
         # Failures and late answers count alike: a store that accepts and never answers (hung)
         # costs every request the whole feature timeout and pins a feature thread until the
         # Redis read timeout, so it must open the breaker as a stopped one does.
+        # A failed fetch that ``started`` (time.monotonic()) before the streak's last failure was
+        # seen overlapped it: every fetch in flight during one 25 ms stall of a healthy store
+        # times out together, and counting each would open the breaker, i.e. send a whole
+        # open_ms of decisions to the rules, for one hiccup (3 fetches in flight at 150
+        # requests/s a replica). The streak grows only with failures seen one after the other;
+        # a hung store still opens it after ``failures`` feature timeouts in a row.
         if error == "breaker_open":
             return
         if error is None:
             self._fetch_failures, self._breaker_open_until = 0, 0.0
             return
-        self._fetch_failures += 1
         self.breaker_counts[error if error == "timeout" else "error"] += 1
+        if started < self._failure_seen_at:
+            self.breaker_counts["overlapped"] += 1
+            return
+        self._fetch_failures += 1
+        self._failure_seen_at = time.monotonic()
         breaker = self.config.feature_breaker
         if breaker.failures and self._fetch_failures >= breaker.failures:
             if not self.breaker_open():  # closed (or half-open) -> open

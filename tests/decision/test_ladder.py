@@ -175,7 +175,7 @@ def test_a_late_fetch_whose_timeout_the_busy_loop_ran_late_does_not_open_the_bre
     counts = {k: v - before[k] for k, v in ladder.breaker_counts.items()}
     if loop_lag_ms:
         assert reasons == [("rules", "feature_timeout")] * 3
-        assert counts == {"timeout": 0, "error": 0, "opened": 0, "loop_lag": 3}, counts
+        assert counts == {"timeout": 0, "error": 0, "opened": 0, "loop_lag": 3, "overlapped": 0}
         assert not ladder.breaker_open()
         # the same late fetch on an idle loop is the store's: two open the breaker
         for tx in txs[3:5]:
@@ -222,6 +222,52 @@ def test_a_late_fetch_while_the_heartbeat_saw_the_loop_behind_does_not_open_the_
     for tx in txs[3:5]:
         run(app, [tx])
     assert ladder.breaker_counts["timeout"] == 2 and ladder.breaker_open()
+
+
+def test_fetches_that_fail_together_count_once_and_a_hung_store_still_opens_the_breaker(
+    reference: dict[str, Any], txs: list
+) -> None:
+    """One stall of a healthy store under load times out every fetch then in flight (six at
+    once here, as at 300 requests/s): each of those requests falls to the rules, but they are
+    one observation of the store, not six, so the breaker stays closed and the next request
+    gets the models. Three such stalls with answers in between never open it; a hung store,
+    three timeouts one after the other, still does."""
+    app = make_app(
+        reference,
+        deadline_ms=500.0,
+        timeouts={"features_ms": 20.0},
+        # every late fetch counts (no loop-lag excuse): the point is the overlap
+        feature_breaker={"failures": 3, "open_ms": 5_000, "loop_lag_ms": 0.0},
+    )
+    ladder = app.ladder
+    healthy = ladder.stages.fetch
+    stalled = slow(healthy, 1.0)  # no answer within the feature timeout
+
+    async def together(batch: list[dict[str, Any]]) -> list[Any]:
+        results = await asyncio.gather(*(ladder.decide([tx]) for tx in batch))
+        return [r.outcomes[0] for r in results]
+
+    before = dict(ladder.breaker_counts)
+    for stall in range(3):
+        ladder.stages.fetch = stalled
+        outs = asyncio.run(together(txs[stall * 7 : stall * 7 + 6]))
+        assert [(o.decision_source, o.fallback_reason) for o in outs] == [
+            ("rules", "feature_timeout")
+        ] * 6
+        assert not ladder.breaker_open()
+        ladder.stages.fetch = healthy  # the stall ends: the next request gets the models
+        (o,), _ = run(app, [txs[stall * 7 + 6]])
+        assert o.decision_source == "ensemble", o
+    counts = {k: v - before[k] for k, v in ladder.breaker_counts.items()}
+    assert counts == {"timeout": 18, "error": 0, "opened": 0, "loop_lag": 0, "overlapped": 15}
+
+    ladder.stages.fetch = stalled  # hung: timeouts one after the other
+    outs = [run(app, [tx])[0][0] for tx in txs[21:24]]
+    assert [o.fallback_reason for o in outs] == ["feature_timeout"] * 3
+    assert ladder.breaker_open() and ladder.breaker_counts["opened"] == before["opened"] + 1
+    (o,), _ = run(app, txs[:1])
+    assert (o.decision_source, o.fallback_reason) == ("rules", "feature_store_unavailable")
+    assert "features" not in o.latency_ms  # skipped, not waited for
 
 
 def test_slow_feature_store_times_out_within_the_deadline(
