@@ -130,7 +130,7 @@ class Ladder:
         self.config = config
         self._fetch_failures = 0  # consecutive failed/late feature fetches, overlaps as one
         self._breaker_open_until = 0.0  # time.monotonic() until which the store is skipped
-        self._failure_seen_at = -math.inf  # time.monotonic() the last streak failure was seen
+        self._failure_seen_at = -math.inf  # time.perf_counter() the last streak failure was seen
         #: fetches the breaker counted against the store, by kind, and how often it opened
         #: (``loop_lag``: late fetches not counted, the loop itself was behind: BreakerConfig;
         #: ``overlapped``: failed fetches already in flight when the streak's last failure was
@@ -238,7 +238,7 @@ class Ladder:
         lat = dict(lat)
 
         full_budget = True
-        fetch_start, fetch_started = time.perf_counter(), time.monotonic()
+        fetch_start = time.perf_counter()
         if self.breaker_open():
             fetched = _Stage(None, "breaker_open", 0.0)
         else:
@@ -260,7 +260,7 @@ class Ladder:
         if fetched.error == "timeout" and full_budget and lag_ms and behind > lag_ms:
             self.breaker_counts["loop_lag"] += 1
         elif fetched.error != "timeout" or full_budget:
-            self._count_fetch(fetched.error, fetch_started)
+            self._count_fetch(fetched.error, fetch_start)
         if fetched.error is not None or rows is None:
             reason = (
                 "feature_timeout" if fetched.error == "timeout" else "feature_store_unavailable"
@@ -378,7 +378,7 @@ class Ladder:
         # Failures and late answers count alike: a store that accepts and never answers (hung)
         # costs every request the whole feature timeout and pins a feature thread until the
         # Redis read timeout, so it must open the breaker as a stopped one does.
-        # A failed fetch that ``started`` (time.monotonic()) before the streak's last failure was
+        # A failed fetch that ``started`` (time.perf_counter()) before the streak's last failure was
         # seen overlapped it: every fetch in flight during one 25 ms stall of a healthy store
         # times out together, and counting each would open the breaker, i.e. send a whole
         # open_ms of decisions to the rules, for one hiccup (3 fetches in flight at 150
@@ -394,7 +394,7 @@ class Ladder:
             self.breaker_counts["overlapped"] += 1
             return
         self._fetch_failures += 1
-        self._failure_seen_at = time.monotonic()
+        self._failure_seen_at = time.perf_counter()
         breaker = self.config.feature_breaker
         if breaker.failures and self._fetch_failures >= breaker.failures:
             if not self.breaker_open():  # closed (or half-open) -> open
